@@ -1,0 +1,121 @@
+//! Element-wise activations (`relu`, `leaky_relu(a)`, `prelu`, `sigmoid`, `tanh`, `softplus`,
+//! `gelu`, `silu`, `elu(a)`) and `softmax`/`log_softmax` over the last axis. All keep the
+//! shape; all but `prelu` are stateless.
+
+use dfdx::prelude::*;
+
+use crate::Float;
+
+macro_rules! activation {
+    ($(#[$doc:meta])* $name:ident $(($field:ty))?, |$self_:ident, $x:ident: $T:ident| $body:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq)]
+        pub struct $name $((pub $field))?;
+
+        impl dfdx::nn::NonMutableModule for $name {}
+
+        impl<S: Shape, E: Float, D: Device<E>, $T: Tape<E, D>> Module<Tensor<S, E, D, $T>> for $name {
+            type Output = Tensor<S, E, D, $T>;
+            type Error = D::Err;
+            fn try_forward(&$self_, $x: Tensor<S, E, D, $T>) -> Result<Self::Output, D::Err> {
+                $body
+            }
+        }
+    };
+}
+
+activation!(
+    /// `relu`: max(x, 0).
+    ReLU, |self, x: T| x.try_relu());
+activation!(
+    /// `leaky_relu(a)`: x for x > 0, a·x otherwise (PyTorch's default a = 0.01).
+    LeakyReLU(f64), |self, x: T| x.try_prelu(E::from_f64(self.0).unwrap()));
+activation!(
+    /// `sigmoid`: 1 / (1 + e^(−x)).
+    Sigmoid, |self, x: T| x.try_sigmoid());
+activation!(
+    /// `tanh`.
+    Tanh, |self, x: T| x.try_tanh());
+activation!(
+    /// `gelu`: x·Φ(x) with the exact error function (PyTorch's default `nn.GELU()`).
+    GeLU, |self, x: T| x.try_accurate_gelu());
+activation!(
+    /// `silu` (swish): x·σ(x).
+    SiLU, |self, x: T| {
+        let s = x.retaped::<T>().try_sigmoid()?;
+        x.try_mul(s)
+    });
+activation!(
+    /// `softplus`: ln(1 + eˣ), computed as relu(x) + ln(1 + e^(−|x|)) so large |x| stay finite.
+    Softplus, |self, x: T| {
+        let r = x.retaped::<T>().try_relu()?;
+        let tail = x.try_abs()?.try_negate()?.try_exp()?.try_add(E::one())?.try_ln()?;
+        r.try_add(tail)
+    });
+activation!(
+    /// `elu(a)`: x for x > 0, a·(eˣ − 1) otherwise (PyTorch's default a = 1).
+    Elu(f64), |self, x: T| {
+        let a = E::from_f64(self.0).unwrap();
+        let pos = x.retaped::<T>().try_relu()?;
+        // min(x, 0) = −relu(−x); exp of it stays ≤ 1 for any x.
+        let neg = x.try_negate()?.try_relu()?.try_negate()?.try_exp()?.try_sub(E::one())?.try_mul(a)?;
+        pos.try_add(neg)
+    });
+
+/// `softmax`: over the last axis.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Softmax;
+/// `log_softmax`: over the last axis (numerically stable).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LogSoftmax;
+impl dfdx::nn::NonMutableModule for Softmax {}
+impl dfdx::nn::NonMutableModule for LogSoftmax {}
+
+impl<S: Shape + ReduceShape<S::LastAxis>, E: Float, D: Device<E>, T: Tape<E, D>> Module<Tensor<S, E, D, T>> for Softmax {
+    type Output = Tensor<S, E, D, T>;
+    type Error = D::Err;
+    fn try_forward(&self, x: Tensor<S, E, D, T>) -> Result<Self::Output, D::Err> {
+        x.try_softmax::<S::LastAxis>()
+    }
+}
+impl<S: Shape + ReduceShape<S::LastAxis>, E: Float, D: Device<E>, T: Tape<E, D>> Module<Tensor<S, E, D, T>> for LogSoftmax {
+    type Output = Tensor<S, E, D, T>;
+    type Error = D::Err;
+    fn try_forward(&self, x: Tensor<S, E, D, T>) -> Result<Self::Output, D::Err> {
+        x.try_log_softmax::<S::LastAxis>()
+    }
+}
+
+/// `prelu`: leaky ReLU with a learnable slope `a` (one scalar, PyTorch's `nn.PReLU()`:
+/// key `weight`, shape `[1]`, initialised to 0.25).
+#[derive(Debug, Clone)]
+pub struct PReLU<E: Dtype = f32, D: Storage<E> = Cpu> {
+    /// The negative-side slope, `[1]`.
+    pub weight: Tensor<Rank1<1>, E, D>,
+}
+
+impl<E: Dtype, D: Storage<E>> dfdx::nn::NonMutableModule for PReLU<E, D> {}
+
+impl<E: Float, D: Device<E>> TensorCollection<E, D> for PReLU<E, D> {
+    type To<E2: Dtype, D2: Device<E2>> = PReLU<E2, D2>;
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            Self::tensor("weight", |s| &s.weight, |s| &mut s.weight,
+                TensorOptions::reset_with(|t| t.try_fill_with_distr(rand_distr::Uniform::new_inclusive(
+                    E::from_f64(0.25).unwrap(), E::from_f64(0.25).unwrap())))),
+            |weight| PReLU { weight },
+        )
+    }
+}
+
+impl<S: Shape, E: Float, D: Device<E>, T: Tape<E, D>> Module<Tensor<S, E, D, T>> for PReLU<E, D> {
+    type Output = Tensor<S, E, D, T>;
+    type Error = D::Err;
+    fn try_forward(&self, x: Tensor<S, E, D, T>) -> Result<Self::Output, D::Err> {
+        let shape = *x.shape();
+        let a = self.weight.retaped::<T>().try_reshape::<Rank0>()?.try_broadcast_like(&shape)?;
+        x.try_prelu(a)
+    }
+}

@@ -1,0 +1,16 @@
+//! The layer types `network!` expands into, named after the DSL's layers. Every one is an
+//! ordinary dfdx module usable without the macro (its shapes still checked by the type
+//! system), implementing `Module` (evaluation) and `ModuleMut` (training) for unbatched and
+//! `usize`-batched inputs, with or without a tape.
+
+mod activation;
+mod dense;
+mod dropout;
+mod norm;
+mod reshape;
+
+pub use activation::{Elu, GeLU, LeakyReLU, LogSoftmax, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
+pub use dense::{Dense, DenseNoBias};
+pub use dropout::Dropout;
+pub use norm::{BatchNorm, LayerNorm};
+pub use reshape::{Flatten, Reshape};

@@ -1,0 +1,64 @@
+//! # typenet
+//!
+//! Neural networks declared once with [`network!`], whose tensor shapes are proven to fit
+//! together at compile time, expanded into ordinary [dfdx](https://docs.rs/dfdx/0.13) modules.
+//!
+//! ```
+//! use typenet::prelude::*;
+//!
+//! network! {
+//!     /// XOR, the smallest network that needs a hidden layer.
+//!     pub Xor: [2] -> [1] { dense(4), tanh, dense(1), sigmoid }
+//! }
+//!
+//! let dev = Cpu::default();
+//! let model = Xor::<f32, Cpu>::build(&dev);
+//! let y: Tensor<Rank1<1>, f32, Cpu> = model.forward(dev.zeros::<Rank1<2>>());
+//! assert_eq!(<Xor as Network>::NUM_PARAMS, 2 * 4 + 4 + 4 * 1 + 1);
+//! ```
+//!
+//! See `DSL.md`-style documentation in the [`network!`] macro and the README for the whole
+//! language; the layer types live in [`layers`] and can be used without the macro.
+
+#![allow(clippy::type_complexity)]
+
+pub mod init;
+pub mod layers;
+mod net;
+pub mod ops;
+
+pub use dfdx;
+pub use net::{LayerRow, Network};
+pub use typenet_macros::network;
+
+use dfdx::prelude::{Device, Dtype};
+
+/// The floating-point element types typenet layers are generic over (`f32`, `f64`).
+pub trait Float:
+    Dtype + num_traits::Float + num_traits::FromPrimitive + rand_distr::uniform::SampleUniform
+{
+}
+impl<E> Float for E where
+    E: Dtype + num_traits::Float + num_traits::FromPrimitive + rand_distr::uniform::SampleUniform
+{
+}
+
+/// Everything a device must provide for every typenet layer: dfdx's [`Device`] plus the
+/// kernels typenet adds (each kernel trait has a fast `Cpu` implementation and a generic path
+/// composed of dfdx ops for other devices).
+pub trait Backend<E: Dtype>: Device<E> {}
+impl<E: Dtype, D> Backend<E> for D where D: Device<E> {}
+
+/// One import serves: the macro, typenet's traits, dfdx's prelude and dfdx's optimizers.
+pub mod prelude {
+    pub use crate::{network, Backend, Float, Network};
+    pub use dfdx::nn::{
+        BuildModule, DeviceBuildExt, LoadFromSafetensors, Module, ModuleMut, NumParams,
+        SaveToSafetensors, TensorCollection, ZeroGrads,
+    };
+    pub use dfdx::optim::{
+        Adam, AdamConfig, Momentum, Optimizer, OptimizerUpdateError, RMSprop, RMSpropConfig, Sgd,
+        SgdConfig, WeightDecay,
+    };
+    pub use dfdx::prelude::*;
+}

@@ -4,13 +4,17 @@
 //! `usize`-batched inputs, with or without a tape.
 
 mod activation;
+mod conv;
 mod dense;
 mod dropout;
 mod norm;
+mod pool;
 mod reshape;
 
 pub use activation::{Elu, GeLU, LeakyReLU, LogSoftmax, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
+pub use conv::{Conv1D, Conv2D};
 pub use dense::{Dense, DenseNoBias};
 pub use dropout::Dropout;
 pub use norm::{BatchNorm, LayerNorm};
+pub use pool::{AvgPool1D, AvgPool2D, GlobalAvgPool, GlobalMaxPool, MaxPool1D, MaxPool2D};
 pub use reshape::{Flatten, Reshape};

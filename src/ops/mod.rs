@@ -1,2 +1,8 @@
 //! Differentiable ops typenet adds to dfdx 0.13 on stable Rust, each with its own backward
 //! pass, a fast `Cpu` kernel and a path composed of dfdx ops for other devices.
+
+pub mod conv;
+pub mod pool;
+
+pub use conv::{conv1d, conv2d, ConvKernel, Window2D};
+pub use pool::{global_pool, pool1d, pool2d, PoolKind, PoolKernel};

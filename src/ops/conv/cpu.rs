@@ -1,0 +1,290 @@
+//! Fast CPU convolution: im2col + gemm per sample, rayon over contiguous chunks of the batch
+//! (one chunk per thread, each with its own column buffer), bias fused as the gemm's initial
+//! value. The backward pass recomputes the columns (cheaper than keeping them), accumulates
+//! the weight and bias gradients per chunk and reduces them, and writes the input gradient
+//! with a col2im scatter-add straight into the gradient buffer.
+
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+use super::gemm::{matmul, rm, rm_t};
+use super::{Dyn4, Window2D};
+use crate::Float;
+
+/// Everything about one convolution's sizes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geo {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub win: Window2D,
+}
+
+impl Geo {
+    /// Rows of the column matrix: `c · kh · kw`.
+    pub fn k(&self) -> usize {
+        self.c * self.win.kernel[0] * self.win.kernel[1]
+    }
+    /// Columns of the column matrix: `oh · ow`.
+    pub fn n(&self) -> usize {
+        self.oh * self.ow
+    }
+    pub fn chw(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    /// 1×1 kernel, stride 1, no padding: the column matrix is the input itself.
+    fn is_pointwise(&self) -> bool {
+        let g = &self.win;
+        g.kernel == [1, 1] && g.stride == [1, 1] && g.pad_lo == [0, 0] && g.pad_hi == [0, 0]
+    }
+}
+
+/// Output indices `o` in `[lo, hi)` whose input index `o·stride + off` lies in `[0, len)`.
+#[inline]
+pub(crate) fn valid_range(off: isize, stride: usize, len: usize, out: usize) -> (usize, usize) {
+    let s = stride as isize;
+    let lo = if off >= 0 { 0 } else { ((-off) + s - 1) / s } as usize;
+    let lim = len as isize - off;
+    let hi = if lim <= 0 { 0 } else { ((lim + s - 1) / s) as usize }.min(out);
+    (lo.min(hi), hi)
+}
+
+/// Unfold one sample `[c, h, w]` into `cols` `[c·kh·kw, oh·ow]`.
+pub(crate) fn im2col<E: Float>(x: &[E], g: &Geo, cols: &mut [E]) {
+    let (h, w, oh, ow) = (g.h, g.w, g.oh, g.ow);
+    let [kh, kw] = g.win.kernel;
+    let [sh, sw] = g.win.stride;
+    let [dh, dw] = g.win.dilation;
+    let n = oh * ow;
+    let zero = E::zero();
+    for ci in 0..g.c {
+        let xc = &x[ci * h * w..(ci + 1) * h * w];
+        for ki in 0..kh {
+            let offy = (ki * dh) as isize - g.win.pad_lo[0] as isize;
+            let (ylo, yhi) = valid_range(offy, sh, h, oh);
+            for kj in 0..kw {
+                let offx = (kj * dw) as isize - g.win.pad_lo[1] as isize;
+                let (xlo, xhi) = valid_range(offx, sw, w, ow);
+                let row = &mut cols[((ci * kh + ki) * kw + kj) * n..][..n];
+                row[..ylo * ow].fill(zero);
+                row[yhi * ow..].fill(zero);
+                for oy in ylo..yhi {
+                    let iy = (oy as isize * sh as isize + offy) as usize;
+                    let src = &xc[iy * w..(iy + 1) * w];
+                    let dst = &mut row[oy * ow..(oy + 1) * ow];
+                    dst[..xlo].fill(zero);
+                    dst[xhi..].fill(zero);
+                    if sw == 1 {
+                        let s0 = (xlo as isize + offx) as usize;
+                        dst[xlo..xhi].copy_from_slice(&src[s0..s0 + (xhi - xlo)]);
+                    } else {
+                        for (ox, d) in dst[xlo..xhi].iter_mut().enumerate() {
+                            *d = src[((ox + xlo) as isize * sw as isize + offx) as usize];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: scatter-add `cols` `[c·kh·kw, oh·ow]` into `gx` `[c, h, w]`.
+pub(crate) fn col2im_add<E: Float>(cols: &[E], g: &Geo, gx: &mut [E]) {
+    let (h, w, oh, ow) = (g.h, g.w, g.oh, g.ow);
+    let [kh, kw] = g.win.kernel;
+    let [sh, sw] = g.win.stride;
+    let [dh, dw] = g.win.dilation;
+    let n = oh * ow;
+    for ci in 0..g.c {
+        let gc = &mut gx[ci * h * w..(ci + 1) * h * w];
+        for ki in 0..kh {
+            let offy = (ki * dh) as isize - g.win.pad_lo[0] as isize;
+            let (ylo, yhi) = valid_range(offy, sh, h, oh);
+            for kj in 0..kw {
+                let offx = (kj * dw) as isize - g.win.pad_lo[1] as isize;
+                let (xlo, xhi) = valid_range(offx, sw, w, ow);
+                let row = &cols[((ci * kh + ki) * kw + kj) * n..][..n];
+                for oy in ylo..yhi {
+                    let iy = (oy as isize * sh as isize + offy) as usize;
+                    let dst = &mut gc[iy * w..(iy + 1) * w];
+                    let src = &row[oy * ow..(oy + 1) * ow];
+                    if sw == 1 {
+                        let s0 = (xlo as isize + offx) as usize;
+                        for (d, s) in dst[s0..s0 + (xhi - xlo)].iter_mut().zip(&src[xlo..xhi]) {
+                            *d += *s;
+                        }
+                    } else {
+                        for ox in xlo..xhi {
+                            dst[(ox as isize * sw as isize + offx) as usize] += src[ox];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Chunking of the batch over rayon threads: `(chunks, samples per chunk)`.
+pub(crate) fn chunking(batch: usize) -> (usize, usize) {
+    let nt = rayon::current_num_threads().clamp(1, batch.max(1));
+    let per = batch.div_ceil(nt).max(1);
+    (batch.div_ceil(per), per)
+}
+
+/// Forward: `y[b] = W · cols(x[b]) (+ bias)` for every sample.
+pub(crate) fn forward<E: Float>(x: &[E], wv: &[E], bias: Option<&[E]>, g: &Geo, batch: usize, y: &mut [E]) {
+    let (k, n, o, chw) = (g.k(), g.n(), g.o, g.chw());
+    if batch == 0 {
+        return;
+    }
+    let (_, per) = chunking(batch);
+    y.par_chunks_mut(per * o * n).enumerate().for_each(|(t, yc)| {
+        let mut buf = if g.is_pointwise() { Vec::new() } else { vec![E::zero(); k * n] };
+        for (i, yb) in yc.chunks_mut(o * n).enumerate() {
+            let b = t * per + i;
+            let xb = &x[b * chw..(b + 1) * chw];
+            let cols: &[E] = if g.is_pointwise() {
+                xb
+            } else {
+                im2col(xb, g, &mut buf);
+                &buf
+            };
+            if let Some(bias) = bias {
+                for (row, &bo) in yb.chunks_mut(n).zip(bias) {
+                    row.fill(bo);
+                }
+            }
+            unsafe {
+                matmul(o, n, k, rm(yb.as_mut_ptr(), n), bias.is_some(), rm(wv.as_ptr(), k), rm(cols.as_ptr(), n));
+            }
+        }
+    });
+}
+
+/// Backward: adds the input gradient into `gx` (`[batch, c, h, w]`) and returns the weight
+/// gradient `[o, k]` followed by the bias gradient `[o]`, summed over the batch.
+pub(crate) fn backward<E: Float>(x: &[E], wv: &[E], gy: &[E], g: &Geo, batch: usize, gx: &mut [E]) -> Vec<E> {
+    let (k, n, o, chw) = (g.k(), g.n(), g.o, g.chw());
+    if batch == 0 {
+        return vec![E::zero(); o * k + o];
+    }
+    let (_, per) = chunking(batch);
+    let partials: Vec<Vec<E>> = gx
+        .par_chunks_mut(per * chw)
+        .enumerate()
+        .map(|(t, gxc)| {
+            let mut acc = vec![E::zero(); o * k + o];
+            let mut buf = if g.is_pointwise() { Vec::new() } else { vec![E::zero(); k * n] };
+            let mut dcols = vec![E::zero(); k * n];
+            for (i, gxb) in gxc.chunks_mut(chw).enumerate() {
+                let b = t * per + i;
+                let xb = &x[b * chw..(b + 1) * chw];
+                let gyb = &gy[b * o * n..(b + 1) * o * n];
+                let cols: &[E] = if g.is_pointwise() {
+                    xb
+                } else {
+                    im2col(xb, g, &mut buf);
+                    &buf
+                };
+                let (gw, gb) = acc.split_at_mut(o * k);
+                // gW[o, k] += gy[o, n] · cols[k, n]ᵀ
+                unsafe {
+                    matmul(o, k, n, rm(gw.as_mut_ptr(), k), true, rm(gyb.as_ptr(), n), rm_t(cols.as_ptr(), n));
+                }
+                for (gbo, row) in gb.iter_mut().zip(gyb.chunks(n)) {
+                    let mut s = E::zero();
+                    for &v in row {
+                        s += v;
+                    }
+                    *gbo += s;
+                }
+                // dcols[k, n] = Wᵀ[k, o] · gy[o, n]; gx += col2im(dcols)
+                if g.is_pointwise() {
+                    unsafe {
+                        matmul(k, n, o, rm(gxb.as_mut_ptr(), n), true, rm_t(wv.as_ptr(), k), rm(gyb.as_ptr(), n));
+                    }
+                } else {
+                    unsafe {
+                        matmul(k, n, o, rm(dcols.as_mut_ptr(), n), false, rm_t(wv.as_ptr(), k), rm(gyb.as_ptr(), n));
+                    }
+                    col2im_add(&dcols, g, gxb);
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut total = partials.into_iter();
+    let mut acc = total.next().unwrap();
+    for p in total {
+        for (a, v) in acc.iter_mut().zip(p) {
+            *a += v;
+        }
+    }
+    acc
+}
+
+pub(crate) fn conv2d<E: Float, T: Tape<E, Cpu>>(
+    x: Tensor<Dyn4, E, Cpu, T>,
+    weight: Tensor<Dyn4, E, Cpu>,
+    bias: Option<Tensor<(usize,), E, Cpu>>,
+    win: Window2D,
+) -> Result<Tensor<Dyn4, E, Cpu, T>, CpuError>
+where
+    Cpu: Device<E>,
+    <Cpu as Storage<E>>::Vec: std::ops::DerefMut<Target = Vec<E>>,
+{
+    let (batch, c, h, w) = *x.shape();
+    let (o, wc, kh, kw) = *weight.shape();
+    assert_eq!(wc, c, "conv2d: weight has {wc} input channels, input has {c}");
+    assert_eq!([kh, kw], win.kernel, "conv2d: weight kernel {:?} != window kernel {:?}", [kh, kw], win.kernel);
+    if let Some(b) = &bias {
+        assert_eq!(b.shape().0, o, "conv2d: bias has {} entries, weight has {o} output channels", b.shape().0);
+    }
+    win.validate(h, w);
+    let [oh, ow] = win.out_dims(h, w);
+    let g = Geo { c, h, w, o, oh, ow, win };
+
+    // Contiguous input (a no-op for contiguous tensors, a differentiable copy otherwise).
+    let x = x.try_reshape_like(&(batch, c, h, w))?;
+    let (x, mut tape) = x.split_tape();
+    let mut xv = vec![E::zero(); batch * g.chw()];
+    x.copy_into(&mut xv);
+    let wv = weight.as_vec();
+    let bv = bias.as_ref().map(|b| b.as_vec());
+
+    let mut yv = vec![E::zero(); batch * o * g.n()];
+    forward(&xv, &wv, bv.as_deref(), &g, batch, &mut yv);
+    let y = x.device().try_tensor_from_vec(yv, (batch, o, oh, ow))?;
+
+    if T::OWNS_TAPE {
+        let x_ghost = x.ghost();
+        let w_ghost = weight.ghost();
+        let b_ghost = bias.as_ref().map(|b| b.ghost());
+        let y_ghost = y.ghost();
+        drop(x);
+        tape.add_backward_op(move |grads| {
+            grads.try_alloc_for(&y_ghost)?;
+            let gy: Vec<E> = grads.get_or_alloc_mut(&y_ghost)?.to_vec();
+            let gwb = {
+                let gx = grads.get_or_alloc_mut(&x_ghost)?;
+                backward(&xv, &wv, &gy, &g, batch, gx)
+            };
+            let (gw_new, gb_new) = gwb.split_at(o * g.k());
+            let gw = grads.get_or_alloc_mut(&w_ghost)?;
+            for (a, v) in gw.iter_mut().zip(gw_new) {
+                *a += *v;
+            }
+            if let Some(b_ghost) = &b_ghost {
+                let gb = grads.get_or_alloc_mut(b_ghost)?;
+                for (a, v) in gb.iter_mut().zip(gb_new) {
+                    *a += *v;
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(y.put_tape(tape))
+}

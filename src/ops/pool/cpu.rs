@@ -48,13 +48,9 @@ fn argmax<E: Float>(x: &[E], g: &PGeo, iy0: isize, ky: (usize, usize), ix0: isiz
         for bb in kx.0..kx.1 {
             let i = row + (ix0 + (bb * dw) as isize) as usize;
             let v = x[i];
-            if best == usize::MAX || v > m || v.is_nan() {
-                if m.is_nan() && best != usize::MAX && !v.is_nan() {
-                    continue;
-                }
-                best = i;
-                m = v;
-            }
+            let take = best == usize::MAX || better(v, m);
+            best = if take { i } else { best };
+            m = if take { v } else { m };
         }
     }
     best
@@ -63,6 +59,98 @@ fn argmax<E: Float>(x: &[E], g: &PGeo, iy0: isize, ky: (usize, usize), ix0: isiz
 fn planes_per_task(planes: usize) -> usize {
     let nt = rayon::current_num_threads().max(1);
     planes.div_ceil(nt).max(1)
+}
+
+/// No padding and no dilation: every window lies inside the input, so the loops need no
+/// bounds arithmetic (the common case, e.g. LeNet's `max_pool2d(2)`).
+fn is_simple(g: &PGeo) -> bool {
+    g.win.pad_lo == [0, 0] && g.win.pad_hi == [0, 0] && g.win.dilation == [1, 1]
+}
+
+/// Whether `v` replaces the running maximum `m`: strictly greater (so the first maximum
+/// wins, as in PyTorch) or NaN (so NaN propagates). Written without short-circuiting so the
+/// loops compile to branch-free selects: the position of a window's maximum is random, and
+/// a branch per element would be mispredicted half the time.
+#[inline(always)]
+fn better<E: Float>(v: E, m: E) -> bool {
+    #[allow(clippy::eq_op)]
+    let nan = v != v;
+    (v > m) | nan
+}
+
+/// The index of the first maximum of the window inside the input starting at `base` (no
+/// padding, no dilation), branch-free.
+#[inline(always)]
+fn argmax_simple<E: Float>(xp: &[E], w: usize, kh: usize, kw: usize, base: usize) -> usize {
+    let mut best = base;
+    let mut m = xp[base];
+    for a in 0..kh {
+        let start = base + a * w;
+        for (i, &v) in xp[start..start + kw].iter().enumerate() {
+            let take = better(v, m);
+            best = if take { start + i } else { best };
+            m = if take { v } else { m };
+        }
+    }
+    best
+}
+
+fn forward_simple<E: Float>(xp: &[E], g: &PGeo, kind: PoolKind, yp: &mut [E], inv: E) {
+    let [kh, kw] = g.win.kernel;
+    let [sh, sw] = g.win.stride;
+    let w = g.w;
+    for oy in 0..g.oh {
+        let yrow = &mut yp[oy * g.ow..(oy + 1) * g.ow];
+        let rows = &xp[oy * sh * w..];
+        match kind {
+            PoolKind::Max => {
+                for (ox, yo) in yrow.iter_mut().enumerate() {
+                    let base = ox * sw;
+                    let mut m = rows[base];
+                    for a in 0..kh {
+                        for &v in &rows[base + a * w..base + a * w + kw] {
+                            m = if better(v, m) { v } else { m };
+                        }
+                    }
+                    *yo = m;
+                }
+            }
+            PoolKind::Avg => {
+                for (ox, yo) in yrow.iter_mut().enumerate() {
+                    let base = ox * sw;
+                    let mut s = E::zero();
+                    for a in 0..kh {
+                        for &v in &rows[base + a * w..base + a * w + kw] {
+                            s += v;
+                        }
+                    }
+                    *yo = s * inv;
+                }
+            }
+        }
+    }
+}
+
+fn backward_simple<E: Float>(xp: &[E], g: &PGeo, kind: PoolKind, gyp: &[E], gxp: &mut [E], inv: E) {
+    let [kh, kw] = g.win.kernel;
+    let [sh, sw] = g.win.stride;
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let base = oy * sh * g.w + ox * sw;
+            let gv = gyp[oy * g.ow + ox];
+            match kind {
+                PoolKind::Max => gxp[argmax_simple(xp, g.w, kh, kw, base)] += gv,
+                PoolKind::Avg => {
+                    let v = gv * inv;
+                    for a in 0..kh {
+                        for d in &mut gxp[base + a * g.w..base + a * g.w + kw] {
+                            *d += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn forward<E: Float>(x: &[E], g: &PGeo, kind: PoolKind, y: &mut [E]) {
@@ -76,6 +164,10 @@ fn forward<E: Float>(x: &[E], g: &PGeo, kind: PoolKind, y: &mut [E]) {
         for (i, yp) in yc.chunks_mut(on).enumerate() {
             let p = t * per + i;
             let xp = &x[p * hw..(p + 1) * hw];
+            if is_simple(g) {
+                forward_simple(xp, g, kind, yp, inv);
+                continue;
+            }
             match kind {
                 PoolKind::Max => for_windows(g, |o, iy0, ky, ix0, kx| {
                     yp[o] = xp[argmax(xp, g, iy0, ky, ix0, kx)];
@@ -106,6 +198,11 @@ fn backward<E: Float>(x: &[E], g: &PGeo, kind: PoolKind, gy: &[E], gx: &mut [E])
         for (i, gxp) in gxc.chunks_mut(hw).enumerate() {
             let p = t * per + i;
             let gyp = &gy[p * on..(p + 1) * on];
+            if is_simple(g) {
+                let xp = if kind == PoolKind::Max { &x[p * hw..(p + 1) * hw] } else { &[][..] };
+                backward_simple(xp, g, kind, gyp, gxp, inv);
+                continue;
+            }
             match kind {
                 PoolKind::Max => {
                     let xp = &x[p * hw..(p + 1) * hw];

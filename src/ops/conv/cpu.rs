@@ -8,6 +8,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::gemm::{matmul, rm, rm_t};
+use super::scratch::{Buf, Scratch};
 use super::{Dyn4, Window2D};
 use crate::Float;
 
@@ -135,14 +136,14 @@ pub(crate) fn chunking(batch: usize) -> (usize, usize) {
 }
 
 /// Forward: `y[b] = W · cols(x[b]) (+ bias)` for every sample.
-pub(crate) fn forward<E: Float>(x: &[E], wv: &[E], bias: Option<&[E]>, g: &Geo, batch: usize, y: &mut [E]) {
+pub(crate) fn forward<E: Float + Scratch>(x: &[E], wv: &[E], bias: Option<&[E]>, g: &Geo, batch: usize, y: &mut [E]) {
     let (k, n, o, chw) = (g.k(), g.n(), g.o, g.chw());
     if batch == 0 {
         return;
     }
     let (_, per) = chunking(batch);
     y.par_chunks_mut(per * o * n).enumerate().for_each(|(t, yc)| {
-        let mut buf = if g.is_pointwise() { Vec::new() } else { vec![E::zero(); k * n] };
+        let mut buf = Buf::zeros(if g.is_pointwise() { 0 } else { k * n });
         for (i, yb) in yc.chunks_mut(o * n).enumerate() {
             let b = t * per + i;
             let xb = &x[b * chw..(b + 1) * chw];
@@ -166,19 +167,19 @@ pub(crate) fn forward<E: Float>(x: &[E], wv: &[E], bias: Option<&[E]>, g: &Geo, 
 
 /// Backward: adds the input gradient into `gx` (`[batch, c, h, w]`) and returns the weight
 /// gradient `[o, k]` followed by the bias gradient `[o]`, summed over the batch.
-pub(crate) fn backward<E: Float>(x: &[E], wv: &[E], gy: &[E], g: &Geo, batch: usize, gx: &mut [E]) -> Vec<E> {
+pub(crate) fn backward<E: Float + Scratch>(x: &[E], wv: &[E], gy: &[E], g: &Geo, batch: usize, gx: &mut [E]) -> Buf<E> {
     let (k, n, o, chw) = (g.k(), g.n(), g.o, g.chw());
     if batch == 0 {
-        return vec![E::zero(); o * k + o];
+        return Buf::zeros(o * k + o);
     }
     let (_, per) = chunking(batch);
-    let partials: Vec<Vec<E>> = gx
+    let partials: Vec<Buf<E>> = gx
         .par_chunks_mut(per * chw)
         .enumerate()
         .map(|(t, gxc)| {
-            let mut acc = vec![E::zero(); o * k + o];
-            let mut buf = if g.is_pointwise() { Vec::new() } else { vec![E::zero(); k * n] };
-            let mut dcols = vec![E::zero(); k * n];
+            let mut acc = Buf::zeros(o * k + o);
+            let mut buf = Buf::zeros(if g.is_pointwise() { 0 } else { k * n });
+            let mut dcols = Buf::zeros(if g.is_pointwise() { 0 } else { k * n });
             for (i, gxb) in gxc.chunks_mut(chw).enumerate() {
                 let b = t * per + i;
                 let xb = &x[b * chw..(b + 1) * chw];
@@ -219,14 +220,14 @@ pub(crate) fn backward<E: Float>(x: &[E], wv: &[E], gy: &[E], g: &Geo, batch: us
     let mut total = partials.into_iter();
     let mut acc = total.next().unwrap();
     for p in total {
-        for (a, v) in acc.iter_mut().zip(p) {
-            *a += v;
+        for (a, v) in acc.iter_mut().zip(p.iter()) {
+            *a += *v;
         }
     }
     acc
 }
 
-pub(crate) fn conv2d<E: Float, T: Tape<E, Cpu>>(
+pub(crate) fn conv2d<E: Float + Scratch, T: Tape<E, Cpu>>(
     x: Tensor<Dyn4, E, Cpu, T>,
     weight: Tensor<Dyn4, E, Cpu>,
     bias: Option<Tensor<(usize,), E, Cpu>>,
@@ -250,7 +251,7 @@ where
     // Contiguous input (a no-op for contiguous tensors, a differentiable copy otherwise).
     let x = x.try_reshape_like(&(batch, c, h, w))?;
     let (x, mut tape) = x.split_tape();
-    let mut xv = vec![E::zero(); batch * g.chw()];
+    let mut xv = Buf::zeros(batch * g.chw());
     x.copy_into(&mut xv);
     let wv = weight.as_vec();
     let bv = bias.as_ref().map(|b| b.as_vec());
@@ -264,14 +265,16 @@ where
         let w_ghost = weight.ghost();
         let b_ghost = bias.as_ref().map(|b| b.ghost());
         let y_ghost = y.ghost();
+        let dev = x.device().clone();
         drop(x);
         tape.add_backward_op(move |grads| {
-            grads.try_alloc_for(&y_ghost)?;
-            let gy: Vec<E> = grads.get_or_alloc_mut(&y_ghost)?.to_vec();
+            // Borrow the output gradient by moving it out (no copy) and back.
+            let gy = std::mem::replace(grads.get_or_alloc_mut(&y_ghost)?, <Cpu as Storage<E>>::try_alloc_len(&dev, 0)?);
             let gwb = {
                 let gx = grads.get_or_alloc_mut(&x_ghost)?;
                 backward(&xv, &wv, &gy, &g, batch, gx)
             };
+            *grads.get_or_alloc_mut(&y_ghost)? = gy;
             let (gw_new, gb_new) = gwb.split_at(o * g.k());
             let gw = grads.get_or_alloc_mut(&w_ghost)?;
             for (a, v) in gw.iter_mut().zip(gw_new) {

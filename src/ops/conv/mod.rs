@@ -13,6 +13,7 @@
 
 pub(crate) mod cpu;
 pub(crate) mod gemm;
+pub(crate) mod scratch;
 pub(crate) mod generic;
 
 use dfdx::prelude::*;

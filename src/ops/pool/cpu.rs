@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 use super::{validate_pool, PoolKind};
 use crate::ops::conv::cpu::valid_range;
+use crate::ops::conv::scratch::{Buf, Scratch};
 use crate::ops::conv::{Dyn4, Window2D};
 use crate::Float;
 
@@ -81,6 +82,7 @@ fn better<E: Float>(v: E, m: E) -> bool {
 /// The index of the first maximum of the window inside the input starting at `base` (no
 /// padding, no dilation), branch-free.
 #[inline(always)]
+#[allow(dead_code)]
 fn argmax_simple<E: Float>(xp: &[E], w: usize, kh: usize, kw: usize, base: usize) -> usize {
     let mut best = base;
     let mut m = xp[base];
@@ -131,15 +133,29 @@ fn forward_simple<E: Float>(xp: &[E], g: &PGeo, kind: PoolKind, yp: &mut [E], in
     }
 }
 
-fn backward_simple<E: Float>(xp: &[E], g: &PGeo, kind: PoolKind, gyp: &[E], gxp: &mut [E], inv: E) {
+/// `yp`: the forward output of this plane (max pooling sends each window's gradient to its
+/// first element equal to the output: the element [`forward_simple`] picked).
+fn backward_simple<E: Float>(xp: &[E], yp: &[E], g: &PGeo, kind: PoolKind, gyp: &[E], gxp: &mut [E], inv: E) {
     let [kh, kw] = g.win.kernel;
     let [sh, sw] = g.win.stride;
     for oy in 0..g.oh {
         for ox in 0..g.ow {
             let base = oy * sh * g.w + ox * sw;
-            let gv = gyp[oy * g.ow + ox];
+            let o = oy * g.ow + ox;
+            let gv = gyp[o];
             match kind {
-                PoolKind::Max => gxp[argmax_simple(xp, g.w, kh, kw, base)] += gv,
+                PoolKind::Max => {
+                    let m = yp[o];
+                    let mut done = false;
+                    for a in 0..kh {
+                        let start = base + a * g.w;
+                        for (d, &v) in gxp[start..start + kw].iter_mut().zip(&xp[start..start + kw]) {
+                            let hit = (v == m) & !done;
+                            *d += if hit { gv } else { E::zero() };
+                            done |= hit;
+                        }
+                    }
+                }
                 PoolKind::Avg => {
                     let v = gv * inv;
                     for a in 0..kh {
@@ -187,7 +203,7 @@ fn forward<E: Float>(x: &[E], g: &PGeo, kind: PoolKind, y: &mut [E]) {
     });
 }
 
-fn backward<E: Float>(x: &[E], g: &PGeo, kind: PoolKind, gy: &[E], gx: &mut [E]) {
+fn backward<E: Float>(x: &[E], y: &[E], g: &PGeo, kind: PoolKind, gy: &[E], gx: &mut [E]) {
     let (hw, on) = (g.h * g.w, g.oh * g.ow);
     let planes = gx.len() / hw.max(1);
     let per = planes_per_task(planes);
@@ -199,8 +215,12 @@ fn backward<E: Float>(x: &[E], g: &PGeo, kind: PoolKind, gy: &[E], gx: &mut [E])
             let p = t * per + i;
             let gyp = &gy[p * on..(p + 1) * on];
             if is_simple(g) {
-                let xp = if kind == PoolKind::Max { &x[p * hw..(p + 1) * hw] } else { &[][..] };
-                backward_simple(xp, g, kind, gyp, gxp, inv);
+                let (xp, yp) = if kind == PoolKind::Max {
+                    (&x[p * hw..(p + 1) * hw], &y[p * on..(p + 1) * on])
+                } else {
+                    (&[][..], &[][..])
+                };
+                backward_simple(xp, yp, g, kind, gyp, gxp, inv);
                 continue;
             }
             match kind {
@@ -227,7 +247,7 @@ fn backward<E: Float>(x: &[E], g: &PGeo, kind: PoolKind, gy: &[E], gx: &mut [E])
     });
 }
 
-pub(crate) fn pool2d<E: Float, T: Tape<E, Cpu>>(
+pub(crate) fn pool2d<E: Float + Scratch, T: Tape<E, Cpu>>(
     x: Tensor<Dyn4, E, Cpu, T>,
     kind: PoolKind,
     win: Window2D,
@@ -242,23 +262,28 @@ where
     let g = PGeo { h, w, oh, ow, win };
     let x = x.try_reshape_like(&(b, c, h, w))?;
     let (x, mut tape) = x.split_tape();
-    let mut xv = vec![E::zero(); b * c * h * w];
+    let mut xv = Buf::zeros(b * c * h * w);
     x.copy_into(&mut xv);
     let mut yv = vec![E::zero(); b * c * oh * ow];
     forward(&xv, &g, kind, &mut yv);
+    // Max pooling's backward needs the input and the output (to find each window's maximum
+    // again); average pooling needs neither.
+    let keep = T::OWNS_TAPE && kind == PoolKind::Max;
+    let ysave = Buf::copy_of(if keep { &yv } else { &[] });
+    if !keep {
+        xv = Buf::zeros(0);
+    }
     let y = x.device().try_tensor_from_vec(yv, (b, c, oh, ow))?;
     if T::OWNS_TAPE {
         let x_ghost = x.ghost();
         let y_ghost = y.ghost();
+        let dev = x.device().clone();
         drop(x);
-        if kind == PoolKind::Avg {
-            xv = Vec::new();
-        }
         tape.add_backward_op(move |grads| {
-            grads.try_alloc_for(&y_ghost)?;
-            let gy: Vec<E> = grads.get_or_alloc_mut(&y_ghost)?.to_vec();
+            let gy = std::mem::replace(grads.get_or_alloc_mut(&y_ghost)?, <Cpu as Storage<E>>::try_alloc_len(&dev, 0)?);
             let gx = grads.get_or_alloc_mut(&x_ghost)?;
-            backward(&xv, &g, kind, &gy, gx);
+            backward(&xv, &ysave, &g, kind, &gy, gx);
+            *grads.get_or_alloc_mut(&y_ghost)? = gy;
             Ok(())
         });
     }

@@ -1,0 +1,96 @@
+//! Reusable scratch buffers for the CPU kernels.
+//!
+//! A training step allocates the same few large buffers (saved inputs, column matrices,
+//! gradient partials) every time; taking them from fresh memory costs page faults that
+//! rival the arithmetic at LeNet sizes. Buffers are returned here when dropped and handed
+//! out again by size.
+
+use std::sync::Mutex;
+
+/// Element types with a buffer pool.
+pub(crate) trait Scratch: Copy + Default + Send + Sync + 'static {
+    fn pool() -> &'static Mutex<Vec<Vec<Self>>>;
+}
+
+macro_rules! scratch {
+    ($($t:ty),*) => {$(
+        impl Scratch for $t {
+            fn pool() -> &'static Mutex<Vec<Vec<$t>>> {
+                static POOL: Mutex<Vec<Vec<$t>>> = Mutex::new(Vec::new());
+                &POOL
+            }
+        }
+    )*};
+}
+scratch!(f32, f64);
+
+/// At most this many idle buffers are kept per element type.
+const KEEP: usize = 32;
+
+/// A zero-filled buffer from the pool, given back on drop.
+pub(crate) struct Buf<E: Scratch>(Vec<E>);
+
+impl<E: Scratch> Buf<E> {
+    /// A buffer of `len` zeros.
+    pub fn zeros(len: usize) -> Self {
+        let mut v = Self::take(len);
+        v.0.resize(len, E::default());
+        v
+    }
+
+    /// A buffer holding a copy of `src`.
+    pub fn copy_of(src: &[E]) -> Self {
+        let mut v = Self::take(src.len());
+        v.0.extend_from_slice(src);
+        v
+    }
+
+    /// An empty buffer with capacity for `len` elements.
+    fn take(len: usize) -> Self {
+        let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
+        // the smallest idle buffer that is large enough
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i);
+        let mut v = match best {
+            Some(i) => pool.swap_remove(i),
+            None => Vec::with_capacity(len),
+        };
+        v.clear();
+        Buf(v)
+    }
+}
+
+impl<E: Scratch> Drop for Buf<E> {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        if v.capacity() == 0 {
+            return;
+        }
+        let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < KEEP {
+            pool.push(v);
+        } else if let Some((i, _)) = pool.iter().enumerate().min_by_key(|(_, b)| b.capacity()) {
+            // keep the larger buffers
+            if pool[i].capacity() < v.capacity() {
+                pool[i] = v;
+            }
+        }
+    }
+}
+
+impl<E: Scratch> std::ops::Deref for Buf<E> {
+    type Target = [E];
+    fn deref(&self) -> &[E] {
+        &self.0
+    }
+}
+
+impl<E: Scratch> std::ops::DerefMut for Buf<E> {
+    fn deref_mut(&mut self) -> &mut [E] {
+        &mut self.0
+    }
+}

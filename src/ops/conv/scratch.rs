@@ -22,7 +22,7 @@ macro_rules! scratch {
         }
     )*};
 }
-scratch!(f32, f64);
+scratch!(f32, f64, u32);
 
 /// At most this many idle buffers are kept per element type.
 const KEEP: usize = 32;
@@ -39,6 +39,7 @@ impl<E: Scratch> Buf<E> {
     }
 
     /// A buffer holding a copy of `src`.
+    #[allow(dead_code)]
     pub fn copy_of(src: &[E]) -> Self {
         let mut v = Self::take(src.len());
         v.0.extend_from_slice(src);

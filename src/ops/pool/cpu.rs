@@ -169,6 +169,37 @@ fn backward_simple<E: Float>(xp: &[E], yp: &[E], g: &PGeo, kind: PoolKind, gyp: 
     }
 }
 
+/// Max pooling that also records, for every output, the plane-local index of the input
+/// element it took (for the backward pass: one scattered add per output).
+fn forward_max_idx<E: Float>(x: &[E], g: &PGeo, y: &mut [E], idx: &mut [u32]) {
+    let (hw, on) = (g.h * g.w, g.oh * g.ow);
+    let planes = y.len() / on.max(1);
+    let per = planes_per_task(planes);
+    let [kh, kw] = g.win.kernel;
+    let [sh, sw] = g.win.stride;
+    y.par_chunks_mut(per * on).zip(idx.par_chunks_mut(per * on)).enumerate().for_each(|(t, (yc, ic))| {
+        for (i, (yp, ip)) in yc.chunks_mut(on).zip(ic.chunks_mut(on)).enumerate() {
+            let p = t * per + i;
+            let xp = &x[p * hw..(p + 1) * hw];
+            if is_simple(g) {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let a = argmax_simple(xp, g.w, kh, kw, oy * sh * g.w + ox * sw);
+                        yp[oy * g.ow + ox] = xp[a];
+                        ip[oy * g.ow + ox] = a as u32;
+                    }
+                }
+            } else {
+                for_windows(g, |o, iy0, ky, ix0, kx| {
+                    let a = argmax(xp, g, iy0, ky, ix0, kx);
+                    yp[o] = xp[a];
+                    ip[o] = a as u32;
+                });
+            }
+        }
+    });
+}
+
 fn forward<E: Float>(x: &[E], g: &PGeo, kind: PoolKind, y: &mut [E]) {
     let (hw, on) = (g.h * g.w, g.oh * g.ow);
     let planes = y.len() / on.max(1);
@@ -203,6 +234,22 @@ fn forward<E: Float>(x: &[E], g: &PGeo, kind: PoolKind, y: &mut [E]) {
     });
 }
 
+/// Max pooling's backward: each output's gradient to the input element it took.
+fn backward_max_idx<E: Float>(idx: &[u32], g: &PGeo, gy: &[E], gx: &mut [E]) {
+    let (hw, on) = (g.h * g.w, g.oh * g.ow);
+    let planes = gx.len() / hw.max(1);
+    let per = planes_per_task(planes);
+    gx.par_chunks_mut(per * hw).enumerate().for_each(|(t, gxc)| {
+        for (i, gxp) in gxc.chunks_mut(hw).enumerate() {
+            let p = t * per + i;
+            for (&a, &v) in idx[p * on..(p + 1) * on].iter().zip(&gy[p * on..(p + 1) * on]) {
+                gxp[a as usize] += v;
+            }
+        }
+    });
+}
+
+#[allow(dead_code)]
 fn backward<E: Float>(x: &[E], y: &[E], g: &PGeo, kind: PoolKind, gy: &[E], gx: &mut [E]) {
     let (hw, on) = (g.h * g.w, g.oh * g.ow);
     let planes = gx.len() / hw.max(1);
@@ -265,14 +312,16 @@ where
     let mut xv = Buf::zeros(b * c * h * w);
     x.copy_into(&mut xv);
     let mut yv = vec![E::zero(); b * c * oh * ow];
-    forward(&xv, &g, kind, &mut yv);
-    // Max pooling's backward needs the input and the output (to find each window's maximum
-    // again); average pooling needs neither.
-    let keep = T::OWNS_TAPE && kind == PoolKind::Max;
-    let ysave = Buf::copy_of(if keep { &yv } else { &[] });
-    if !keep {
-        xv = Buf::zeros(0);
+    // With a tape, max pooling records which element each output took (a u32 per output);
+    // average pooling's backward needs nothing from the forward pass.
+    let record = T::OWNS_TAPE && kind == PoolKind::Max;
+    let mut idx = Buf::<u32>::zeros(if record { yv.len() } else { 0 });
+    if record {
+        forward_max_idx(&xv, &g, &mut yv, &mut idx);
+    } else {
+        forward(&xv, &g, kind, &mut yv);
     }
+    drop(xv);
     let y = x.device().try_tensor_from_vec(yv, (b, c, oh, ow))?;
     if T::OWNS_TAPE {
         let x_ghost = x.ghost();
@@ -282,7 +331,10 @@ where
         tape.add_backward_op(move |grads| {
             let gy = std::mem::replace(grads.get_or_alloc_mut(&y_ghost)?, <Cpu as Storage<E>>::try_alloc_len(&dev, 0)?);
             let gx = grads.get_or_alloc_mut(&x_ghost)?;
-            backward(&xv, &ysave, &g, kind, &gy, gx);
+            match kind {
+                PoolKind::Max => backward_max_idx(&idx, &g, &gy, gx),
+                PoolKind::Avg => backward(&[], &[], &g, kind, &gy, gx),
+            }
             *grads.get_or_alloc_mut(&y_ghost)? = gy;
             Ok(())
         });

@@ -49,6 +49,9 @@ struct Setup {
 
 fn setup() -> Setup {
     let dev = Cpu::seed_from_u64(0);
+    if std::env::var("LENET_CACHE").is_ok() {
+        dev.enable_cache();
+    }
     let model = <Model as BuildModule<Cpu, f32>>::build(&dev);
     let opt = Adam::new(&model, AdamConfig { lr: 1e-3, ..Default::default() });
     let grads = Some(model.alloc_grads());
@@ -101,8 +104,19 @@ fn median_line(name: &str, steps: usize, warmup: usize, mut f: impl FnMut()) {
     );
 }
 
+extern "C" {
+    fn mallopt(param: i32, value: i32) -> i32;
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if std::env::var("LENET_MALLOPT").is_ok() {
+        // glibc: keep freed memory (no trimming, no mmap for large blocks)
+        unsafe {
+            mallopt(-1, 512 << 20); // M_TRIM_THRESHOLD
+            mallopt(-3, 512 << 20); // M_MMAP_THRESHOLD
+        }
+    }
     let steps: usize = std::env::var("LENET_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
     let mut s = setup();
     let first = s.step();

@@ -182,11 +182,32 @@ fn forward_max_idx<E: Float>(x: &[E], g: &PGeo, y: &mut [E], idx: &mut [u32]) {
             let p = t * per + i;
             let xp = &x[p * hw..(p + 1) * hw];
             if is_simple(g) {
+                // Each window's maximum (a float max, branch-free), then the first element equal
+                // to it found with integer arithmetic only: LLVM turns selects in loops into
+                // branches, which the random position of a maximum mispredicts.
                 for oy in 0..g.oh {
                     for ox in 0..g.ow {
-                        let a = argmax_simple(xp, g.w, kh, kw, oy * sh * g.w + ox * sw);
-                        yp[oy * g.ow + ox] = xp[a];
-                        ip[oy * g.ow + ox] = a as u32;
+                        let o = oy * g.ow + ox;
+                        let base = oy * sh * g.w + ox * sw;
+                        let mut m = xp[base];
+                        for a in 0..kh {
+                            for &v in &xp[base + a * g.w..base + a * g.w + kw] {
+                                m = if better(v, m) { v } else { m };
+                            }
+                        }
+                        yp[o] = m;
+                        let mut done = 0u32;
+                        let mut at = 0u32;
+                        for a in 0..kh {
+                            let start = base + a * g.w;
+                            for (i, &v) in xp[start..start + kw].iter().enumerate() {
+                                let eq = (v == m) as u32;
+                                at += (eq & (done ^ 1)) * (start + i) as u32;
+                                done |= eq;
+                            }
+                        }
+                        // (a NaN maximum equals nothing: its gradient goes to the window's first element)
+                        ip[o] = at + (done ^ 1) * base as u32;
                     }
                 }
             } else {

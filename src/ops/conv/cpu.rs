@@ -166,7 +166,8 @@ pub(crate) fn forward<E: Float + Scratch>(x: &[E], wv: &[E], bias: Option<&[E]>,
 }
 
 /// Backward: adds the input gradient into `gx` (`[batch, c, h, w]`) and returns the weight
-/// gradient `[o, k]` followed by the bias gradient `[o]`, summed over the batch.
+/// gradient, column-major (`[k, o]`), followed by the bias gradient `[o]`, summed over the
+/// batch.
 pub(crate) fn backward<E: Float + Scratch>(x: &[E], wv: &[E], gy: &[E], g: &Geo, batch: usize, gx: &mut [E]) -> Buf<E> {
     let (k, n, o, chw) = (g.k(), g.n(), g.o, g.chw());
     if batch == 0 {
@@ -191,9 +192,10 @@ pub(crate) fn backward<E: Float + Scratch>(x: &[E], wv: &[E], gy: &[E], g: &Geo,
                     &buf
                 };
                 let (gw, gb) = acc.split_at_mut(o * k);
-                // gW[o, k] += gy[o, n] · cols[k, n]ᵀ
+                // gW[o, k] += gy[o, n] · cols[k, n]ᵀ, accumulated column-major (`gw[kk·o + oo]`):
+                // gemm runs this shape 1.5–3× faster with that destination layout.
                 unsafe {
-                    matmul(o, k, n, rm(gw.as_mut_ptr(), k), true, rm(gyb.as_ptr(), n), rm_t(cols.as_ptr(), n));
+                    matmul(o, k, n, rm_t(gw.as_mut_ptr(), o), true, rm(gyb.as_ptr(), n), rm_t(cols.as_ptr(), n));
                 }
                 for (gbo, row) in gb.iter_mut().zip(gyb.chunks(n)) {
                     let mut s = E::zero();
@@ -277,8 +279,11 @@ where
             *grads.get_or_alloc_mut(&y_ghost)? = gy;
             let (gw_new, gb_new) = gwb.split_at(o * g.k());
             let gw = grads.get_or_alloc_mut(&w_ghost)?;
-            for (a, v) in gw.iter_mut().zip(gw_new) {
-                *a += *v;
+            let kk = g.k();
+            for (oo, row) in gw.chunks_mut(kk).enumerate() {
+                for (ki, a) in row.iter_mut().enumerate() {
+                    *a += gw_new[ki * o + oo];
+                }
             }
             if let Some(b_ghost) = &b_ghost {
                 let gb = grads.get_or_alloc_mut(b_ghost)?;

@@ -286,3 +286,90 @@ impl<
         y.try_reshape_like(&(b, Const::<O>, Const::<OL>))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::HeUniform;
+
+    type LeNetC1 = Conv2D<1, 6, 5, 5, 1, 1, 2, 2, 1, 1, 28, 28, f64, Cpu>;
+
+    #[test]
+    fn batched_and_unbatched_agree() {
+        let dev = Cpu::seed_from_u64(0);
+        let m = <Conv2D<3, 4, 3, 2, 2, 1, 1, 0, 1, 2, 4, 4, f64, Cpu>>::build(&dev);
+        let x: Tensor<Rank4<2, 3, 7, 6>, f64, _> = dev.sample_normal();
+        let yb = m.forward(x.clone().realize::<(usize, Const<3>, Const<7>, Const<6>)>());
+        assert_eq!(yb.shape().0, 2);
+        for i in 0..2 {
+            let xi: Tensor<Rank3<3, 7, 6>, f64, _> = x.clone().select(dev.tensor(i));
+            let yi: Tensor<Rank3<4, 4, 4>, f64, _> = m.forward(xi);
+            assert_eq!(yi.as_vec(), yb.clone().select(dev.tensor(i)).as_vec());
+        }
+    }
+
+    #[test]
+    fn conv1d_batched_and_unbatched_agree() {
+        let dev = Cpu::seed_from_u64(1);
+        let m = <Conv1D<2, 3, 3, 2, 1, 1, 5, f64, Cpu>>::build(&dev);
+        let x: Tensor<Rank3<2, 2, 9>, f64, _> = dev.sample_normal();
+        let yb = m.forward(x.clone().realize::<(usize, Const<2>, Const<9>)>());
+        for i in 0..2 {
+            let xi: Tensor<Rank2<2, 9>, f64, _> = x.clone().select(dev.tensor(i));
+            let yi: Tensor<Rank2<3, 5>, f64, _> = m.forward(xi);
+            assert_eq!(yi.as_vec(), yb.clone().select(dev.tensor(i)).as_vec());
+        }
+    }
+
+    #[test]
+    fn parameters_keys_and_init() {
+        let dev = Cpu::seed_from_u64(0);
+        let m = <LeNetC1>::build(&dev);
+        assert_eq!(m.num_trainable_params(), 6 * 25 + 6);
+        // PyTorch's default: U(±1/√fan_in), fan_in = 1·5·5
+        let bound = 1.0 / 5.0;
+        assert!(m.weight.as_vec().iter().all(|w| w.abs() <= bound));
+        assert!(m.bias.as_vec().iter().any(|b| *b != 0.0));
+        // Keras-style schemes zero the bias
+        let he = <Conv2D<1, 6, 5, 5, 1, 1, 2, 2, 1, 1, 28, 28, f64, Cpu, HeUniform>>::build(&dev);
+        assert!(he.bias.as_vec().iter().all(|b| *b == 0.0));
+        // keys as PyTorch's: weight, bias
+        let path = std::env::temp_dir().join(format!("typenet_conv_keys_{}.safetensors", std::process::id()));
+        m.save_safetensors(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let st = ::safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut names: Vec<_> = st.names().into_iter().cloned().collect();
+        names.sort();
+        assert_eq!(names, ["bias", "weight"]);
+        assert_eq!(st.tensor("weight").unwrap().shape(), [6, 1, 5, 5]);
+    }
+
+    #[test]
+    fn windows_from_declared_sizes() {
+        // symmetric padding
+        let w = <Conv2D<1, 1, 3, 3, 2, 2, 1, 1, 1, 1, 4, 4, f32, Cpu>>::window(7, 7);
+        assert_eq!((w.pad_lo, w.pad_hi), ([1, 1], [1, 1]));
+        // padding = same with an even kernel: PyTorch's extra padding goes after
+        let w = <Conv2D<1, 1, 4, 4, 1, 1, 1, 1, 1, 1, 9, 9, f32, Cpu>>::window(9, 9);
+        assert_eq!((w.pad_lo, w.pad_hi), ([1, 1], [2, 2]));
+        let w = <Conv1D<1, 1, 2, 1, 0, 3, 10, f32, Cpu>>::window(10);
+        assert_eq!((w.pad_lo[1], w.pad_hi[1]), (0, 3));
+    }
+
+    #[test]
+    #[should_panic(expected = "declared output size does not match")]
+    fn wrong_declared_size_is_rejected() {
+        let _ = <Conv2D<1, 1, 3, 3, 1, 1, 0, 0, 1, 1, 7, 7, f32, Cpu>>::window(7, 7);
+    }
+
+    #[test]
+    fn training_mode_is_evaluation_mode() {
+        let dev = Cpu::seed_from_u64(0);
+        let mut m = <Conv1D<2, 3, 3, 1, 1, 1, 8, f64, Cpu>>::build(&dev);
+        let x: Tensor<Rank2<2, 8>, f64, _> = dev.sample_normal();
+        let a = m.forward(x.clone()).as_vec();
+        let b = m.forward_mut(x.leaky_trace()).as_vec();
+        assert_eq!(a, b);
+    }
+}

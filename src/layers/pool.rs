@@ -207,3 +207,57 @@ global_pool_layer!(
     /// `global_max_pool`: maximum over all spatial axes, `[C, ..spatial] → [C]` (1 to 3
     /// spatial axes), batched too.
     GlobalMaxPool, PoolKind::Max);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenet_pool_shapes_and_values() {
+        let dev = Cpu::default();
+        let x: Tensor<Rank3<1, 4, 4>, f64, _> = dev.tensor([[
+            [1.0, 2.0, 3.0, 4.0],
+            [5.0, 6.0, 7.0, 8.0],
+            [9.0, 10.0, 11.0, 12.0],
+            [13.0, 14.0, 15.0, 16.0],
+        ]]);
+        let m: Tensor<Rank3<1, 2, 2>, f64, _> = MaxPool2D::<2, 2, 2, 2, 0, 0, 2, 2>.forward(x.clone());
+        assert_eq!(m.array(), [[[6.0, 8.0], [14.0, 16.0]]]);
+        let a: Tensor<Rank3<1, 2, 2>, f64, _> = AvgPool2D::<2, 2, 2, 2, 0, 0, 2, 2>.forward(x.clone());
+        assert_eq!(a.array(), [[[3.5, 5.5], [11.5, 13.5]]]);
+        // floor arithmetic: 4 → (4 − 3)/3 + 1 = 1
+        let f: Tensor<Rank3<1, 1, 1>, f64, _> = MaxPool2D::<3, 3, 3, 3, 0, 0, 1, 1>.forward(x.clone());
+        assert_eq!(f.array(), [[[11.0]]]);
+        let g: Tensor<Rank1<1>, f64, _> = GlobalAvgPool.forward(x.clone());
+        assert_eq!(g.array(), [8.5]);
+        let g: Tensor<Rank1<1>, f64, _> = GlobalMaxPool.forward(x);
+        assert_eq!(g.array(), [16.0]);
+    }
+
+    #[test]
+    fn pools_1d_and_batched() {
+        let dev = Cpu::default();
+        let x: Tensor<(usize, Const<2>, Const<5>), f64, _> =
+            dev.tensor_from_vec((0..20).map(|v| v as f64).collect(), (2, Const, Const));
+        let y = MaxPool1D::<2, 2, 0, 2>.forward(x.clone());
+        assert_eq!(y.as_vec(), [1.0, 3.0, 6.0, 8.0, 11.0, 13.0, 16.0, 18.0]);
+        let y = AvgPool1D::<3, 1, 1, 5>.forward(x.clone());
+        assert_eq!(y.shape().0, 2);
+        assert!((y.as_vec()[0] - 1.0 / 3.0).abs() < 1e-12); // (0 + 0 + 1)/3, padding counted
+        let g = GlobalMaxPool.forward(x);
+        assert_eq!(g.as_vec(), [4.0, 9.0, 14.0, 19.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "shrinks the axis to 0")]
+    fn pool_to_zero_is_rejected() {
+        let _ = MaxPool2D::<3, 3, 3, 3, 0, 0, 0, 0>::window(2, 2);
+    }
+
+    #[test]
+    fn pools_build_as_zero_sized_modules() {
+        let dev = Cpu::default();
+        let m = <(MaxPool2D<2, 2, 2, 2, 0, 0, 2, 2>, GlobalAvgPool) as BuildModule<Cpu, f32>>::build(&dev);
+        assert_eq!(NumParams::<f32, Cpu>::num_trainable_params(&m), 0);
+    }
+}

@@ -96,9 +96,9 @@ pub const fn out_len_asym(len: usize, kernel: usize, stride: usize, lo: usize, h
 
 /// The padding after the input (bottom/right) that gives the declared output size `out`
 /// with padding `lo` before: `lo` itself (PyTorch's symmetric padding) when that fits, or,
-/// for stride 1 and `out == len` (`padding = same`), whatever the rest of `dilation·(kernel−1)`
-/// is (PyTorch puts the extra element of an even kernel's padding after). `None` when no
-/// such padding exists: the declared output size is wrong.
+/// for `padding = same` (stride 1, `out == len`, `lo = ⌊dilation·(kernel−1)/2⌋`), the rest of
+/// `dilation·(kernel−1)` (PyTorch puts the extra element of an even kernel's padding after).
+/// `None` when neither fits: the declared output size is wrong.
 pub const fn pad_after(len: usize, kernel: usize, stride: usize, lo: usize, dilation: usize, out: usize) -> Option<usize> {
     if out > 0 && out_len(len, kernel, stride, lo, dilation) == out {
         return Some(lo);
@@ -107,7 +107,7 @@ pub const fn pad_after(len: usize, kernel: usize, stride: usize, lo: usize, dila
         return None;
     }
     let total = dilation * (kernel - 1);
-    if stride == 1 && out == len && len > 0 && total >= lo {
+    if stride == 1 && out == len && len > 0 && lo == total / 2 {
         return Some(total - lo);
     }
     None

@@ -353,8 +353,8 @@ mod tests {
         // padding = same with an even kernel: PyTorch's extra padding goes after
         let w = <Conv2D<1, 1, 4, 4, 1, 1, 1, 1, 1, 1, 9, 9, f32, Cpu>>::window(9, 9);
         assert_eq!((w.pad_lo, w.pad_hi), ([1, 1], [2, 2]));
-        let w = <Conv1D<1, 1, 2, 1, 0, 3, 10, f32, Cpu>>::window(10);
-        assert_eq!((w.pad_lo[1], w.pad_hi[1]), (0, 3));
+        let w = <Conv1D<1, 1, 2, 1, 1, 3, 10, f32, Cpu>>::window(10);
+        assert_eq!((w.pad_lo[1], w.pad_hi[1]), (1, 2));
     }
 
     #[test]

@@ -22,6 +22,7 @@
 
 #![allow(clippy::type_complexity)]
 
+pub mod data;
 pub mod init;
 pub mod layers;
 mod net;

@@ -24,6 +24,7 @@
 
 pub mod data;
 pub mod init;
+pub mod train;
 pub mod layers;
 mod net;
 pub mod ops;

@@ -5,7 +5,9 @@ use std::fmt;
 use std::io::IsTerminal;
 use std::marker::PhantomData;
 
-use dfdx::nn::tensor_collection::{RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorRef};
+use dfdx::nn::tensor_collection::{
+    RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorName, ViewTensorRef,
+};
 use dfdx::nn::ZeroGrads;
 use dfdx::optim::Optimizer;
 use dfdx::prelude::*;
@@ -229,6 +231,17 @@ pub enum TrainError {
         /// The loss value.
         loss: f64,
     },
+    /// A tensor of the model became NaN or infinite after an optimizer step while the loss
+    /// was still finite (e.g. a NaN gradient masked by a ReLU). The model is put back to the
+    /// weights it had before that step.
+    NonFiniteWeights {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based minibatch within the epoch.
+        step: usize,
+        /// The tensor's key, e.g. `0.weight`.
+        tensor: String,
+    },
     /// The data does not fit the model or the loss (sizes, missing labels, labels out of
     /// range, empty dataset, zero batch size).
     Data(String),
@@ -247,6 +260,10 @@ impl fmt::Display for TrainError {
             TrainError::NonFinite { epoch, step: None, loss } => {
                 write!(f, "validation loss became {loss} after epoch {epoch}; training stopped")
             }
+            TrainError::NonFiniteWeights { epoch, step, tensor } => write!(
+                f,
+                "tensor `{tensor}` became NaN or infinite at epoch {epoch}, step {step}; training stopped"
+            ),
             TrainError::Data(m) => write!(f, "data error: {m}"),
             TrainError::Device(m) => write!(f, "device error: {m}"),
             TrainError::Optimizer(m) => write!(f, "optimizer error: {m}"),
@@ -281,6 +298,32 @@ fn device_of<M: TensorCollection<E, D>, E: Dtype, D: Device<E>>(m: &M) -> Result
     v.0.ok_or_else(|| TrainError::Data("the model has no tensors to train".into()))
 }
 
+/// Finds the first tensor of a model holding a NaN or infinity.
+struct NonFiniteTensor(Option<String>);
+
+impl<E: Float, D: Device<E>> TensorVisitor<E, D> for NonFiniteTensor {
+    type Viewer = (ViewTensorRef, ViewTensorName);
+    type Err = D::Err;
+    type E2 = E;
+    type D2 = D;
+    fn visit<S: Shape>(
+        &mut self,
+        _: TensorOptions<S, E, D>,
+        (t, name): (&Tensor<S, E, D>, String),
+    ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
+        if self.0.is_none() && t.as_vec().iter().any(|v| !v.is_finite()) {
+            self.0 = Some(name);
+        }
+        Ok(None)
+    }
+}
+
+fn non_finite_tensor<M: TensorCollection<E, D>, E: Float, D: Device<E>>(m: &M) -> Result<Option<String>, TrainError> {
+    let mut v = NonFiniteTensor(None);
+    M::iter_tensors(&mut RecursiveWalker { m: (m, String::new()), f: &mut v }).map_err(dev_err)?;
+    Ok(v.0)
+}
+
 fn check_inputs<S: SampleShape, E: Float>(ds: &Dataset<E>, what: &str) -> Result<(), TrainError> {
     if ds.is_empty() {
         return Err(TrainError::Data(format!("the {what} set is empty")));
@@ -296,6 +339,21 @@ fn check_inputs<S: SampleShape, E: Float>(ds: &Dataset<E>, what: &str) -> Result
     }
     if ds.labels.is_none() && ds.targets.is_none() {
         return Err(TrainError::Data(format!("the {what} set has neither labels nor targets")));
+    }
+    if let Some(i) = ds.inputs.iter().position(|v| !v.is_finite()) {
+        let f = ds.feature_len();
+        return Err(TrainError::Data(format!(
+            "{what} sample {} has a non-finite input ({:?} at position {})",
+            i / f,
+            ds.inputs[i].to_f64().unwrap_or(f64::NAN),
+            i % f
+        )));
+    }
+    if let Some(i) = ds.targets.as_ref().and_then(|t| t.iter().position(|v| !v.is_finite())) {
+        return Err(TrainError::Data(format!(
+            "{what} sample {} has a non-finite target",
+            i / ds.target_len.max(1)
+        )));
     }
     Ok(())
 }
@@ -410,6 +468,9 @@ impl<S: SampleShape> Trainer<S> {
             return Err(TrainError::Data("batch_size must be at least 1".into()));
         }
         let dev = device_of(model)?;
+        if let Some(t) = non_finite_tensor(model)? {
+            return Err(TrainError::Data(format!("the model's tensor `{t}` holds NaN or infinity before training")));
+        }
         let n = train.len();
         let n_batches = n.div_ceil(cfg.batch_size);
         let lr0 = opt.learning_rate();
@@ -475,7 +536,14 @@ impl<S: SampleShape> Trainer<S> {
                     return Err(TrainError::NonFinite { epoch: epoch + 1, step: Some(step + 1), loss: lv });
                 }
                 grads = loss.try_backward().map_err(dev_err)?;
+                // Cheap: tensors are reference-counted; the update copies on write.
+                let before = model.clone();
                 opt.update(model, &grads).map_err(|e| TrainError::Optimizer(format!("{e:?}")))?;
+                if let Some(tensor) = non_finite_tensor(model)? {
+                    *model = before;
+                    pb.abandon();
+                    return Err(TrainError::NonFiniteWeights { epoch: epoch + 1, step: step + 1, tensor });
+                }
                 model.try_zero_grads(&mut grads).map_err(dev_err)?;
 
                 loss_sum += lv * b as f64;

@@ -65,6 +65,7 @@ pub mod prelude {
         SgdConfig, WeightDecay,
     };
     pub use dfdx::prelude::*;
+    pub use crate::train::{Adagrad, AdagradConfig, LearningRate};
 }
 
 /// Support code for what `network!` generates; not a public API.

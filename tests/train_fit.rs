@@ -227,3 +227,32 @@ fn data_errors_are_reported() {
     let e = t.fit(&mut m, &mut opt, &bad_label, None).unwrap_err();
     assert!(e.to_string().contains("label 12"), "{e}");
 }
+
+typenet::network! {
+    DigitsNet: [64] -> [10] { dense(32), relu, dropout(0.1), dense(10) }
+    XorNet: [2] -> [1] { dense(8), tanh, dense(1), sigmoid }
+}
+
+#[test]
+fn network_macro_models_use_the_free_functions() {
+    let (tr, va, te) = digits_splits();
+    let dev = Cpu::seed_from_u64(0);
+    let mut m = DigitsNet::<f32, Cpu>::build(&dev);
+    let mut opt = Adagrad::new(&m, AdagradConfig { lr: 0.05, ..Default::default() });
+    let cfg = quiet().epochs(6).schedule(LrSchedule::Cosine { final_lr: 0.01, over: 6 });
+    let h = fit(&mut m, &mut opt, &tr, Some(&va), &cfg).unwrap();
+    assert_eq!(h.epochs.len(), 6);
+    let e = evaluate(&m, &te, &cfg).unwrap();
+    assert!(e.accuracy.unwrap() > 0.9, "{e:?}");
+    assert_eq!(predict(&m, &te, 64).unwrap().argmax(), e.predicted);
+
+    // a sigmoid output trained with binary cross-entropy on probabilities
+    let xs: Vec<f32> = [0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0].repeat(16);
+    let ds = Dataset::new(xs, &[2]).unwrap().with_labels([0, 1, 1, 0].repeat(16)).unwrap();
+    let dev = Cpu::seed_from_u64(1);
+    let mut m = XorNet::<f32, Cpu>::build(&dev);
+    let mut opt = Adam::new(&m, AdamConfig { lr: 0.05, ..Default::default() });
+    let cfg = quiet().epochs(80).batch_size(8).loss(Loss::BinaryCrossEntropy);
+    fit(&mut m, &mut opt, &ds, None, &cfg).unwrap();
+    assert_eq!(evaluate(&m, &ds, &cfg).unwrap().accuracy, Some(1.0));
+}

@@ -134,7 +134,7 @@ fn bad_files_are_errors() {
     assert!(matches!(load(&mut m, &cut), Err(WeightsError::Format { .. })));
 
     // an integer tensor
-    let d = vec![0u8; 4 * 3];
+    let d = [0u8; 4 * 3];
     let views = vec![
         ("dense_1.weight".to_string(), TensorView::new(Dtype::F32, vec![5, 4], &[0u8; 80][..]).unwrap()),
         ("dense_1.bias".to_string(), TensorView::new(Dtype::F32, vec![5], &[0u8; 20][..]).unwrap()),

@@ -56,7 +56,7 @@ impl<E: Float> Dataset<E> {
     /// not a multiple of the sample size.
     pub fn new(inputs: Vec<E>, sample_shape: &[usize]) -> Result<Self, DataError> {
         let f: usize = sample_shape.iter().product();
-        if f == 0 || inputs.len() % f != 0 {
+        if f == 0 || !inputs.len().is_multiple_of(f) {
             return Err(DataError::Invalid(format!(
                 "{} input values do not divide into samples of shape {sample_shape:?}",
                 inputs.len()
@@ -222,7 +222,7 @@ impl<E: Float> Dataset<E> {
     /// Multiplies every input by `s` (e.g. `1.0 / 16.0` for the digits).
     pub fn scale(mut self, s: f64) -> Self {
         let s = E::from_f64(s).unwrap_or_else(E::one);
-        self.inputs.iter_mut().for_each(|v| *v = *v * s);
+        self.inputs.iter_mut().for_each(|v| *v *= s);
         self
     }
 }

@@ -19,7 +19,8 @@ pub fn argmax_rows<E: PartialOrd + Copy>(values: &[E], k: usize) -> Vec<usize> {
         .map(|row| {
             let mut best = 0;
             for (i, v) in row.iter().enumerate() {
-                if *v > row[best] || (row[best] != row[best] && *v == *v) {
+                let is_nan = |x: &E| x.partial_cmp(x).is_none();
+                if *v > row[best] || (is_nan(&row[best]) && !is_nan(v)) {
                     best = i;
                 }
             }

@@ -84,6 +84,11 @@ pub struct FitConfig {
     pub schedule_unit: ScheduleUnit,
     /// Early stopping. Default off.
     pub early_stopping: Option<EarlyStopping>,
+    /// After every optimizer step, check that no tensor of the model became NaN or infinite
+    /// (and roll the step back if one did, returning [`TrainError::NonFiniteWeights`]).
+    /// Costs one copy of the parameters per step (to the host on a GPU); turn it off for
+    /// large models on a GPU, the non-finite loss check stays. Default `true`.
+    pub check_weights: bool,
     /// Show a progress bar per epoch on a terminal (one summary line per epoch when stderr is
     /// not a terminal). `false` prints nothing. Default `true`.
     pub verbose: bool,
@@ -101,6 +106,7 @@ impl Default for FitConfig {
             schedule: LrSchedule::Constant,
             schedule_unit: ScheduleUnit::Epoch,
             early_stopping: None,
+            check_weights: true,
             verbose: true,
         }
     }
@@ -131,6 +137,8 @@ impl FitConfig {
         schedule: LrSchedule,
         /// Sets `schedule_unit`.
         schedule_unit: ScheduleUnit,
+        /// Sets `check_weights`.
+        check_weights: bool,
         /// Sets `verbose`.
         verbose: bool
     }
@@ -537,12 +545,14 @@ impl<S: SampleShape> Trainer<S> {
                 }
                 grads = loss.try_backward().map_err(dev_err)?;
                 // Cheap: tensors are reference-counted; the update copies on write.
-                let before = model.clone();
+                let before = cfg.check_weights.then(|| model.clone());
                 opt.update(model, &grads).map_err(|e| TrainError::Optimizer(format!("{e:?}")))?;
-                if let Some(tensor) = non_finite_tensor(model)? {
-                    *model = before;
-                    pb.abandon();
-                    return Err(TrainError::NonFiniteWeights { epoch: epoch + 1, step: step + 1, tensor });
+                if let Some(before) = before {
+                    if let Some(tensor) = non_finite_tensor(model)? {
+                        *model = before;
+                        pb.abandon();
+                        return Err(TrainError::NonFiniteWeights { epoch: epoch + 1, step: step + 1, tensor });
+                    }
                 }
                 model.try_zero_grads(&mut grads).map_err(dev_err)?;
 

@@ -25,8 +25,8 @@ fn main() {
         opt.update(&mut model, &grads).expect("every parameter has a gradient");
         model.zero_grads(&mut grads);
     }
-    let p = model.forward(x.clone()).sigmoid();
-    for (xi, pi) in x.array().iter().zip(p.array()) {
-        println!("{:?} -> {:.3}", xi, pi[0]);
+    let p = model.forward(x.clone()).sigmoid().as_vec();
+    for (xi, pi) in x.as_vec().chunks(2).zip(p) {
+        println!("{xi:?} -> {pi:.3}");
     }
 }

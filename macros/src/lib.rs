@@ -15,14 +15,55 @@ mod expand;
 mod layers;
 mod shape;
 
+/// The first layer path naming a network that is neither built in, nor declared in this
+/// invocation, nor already resolved.
+fn unresolved(nets: &ast::Networks, known: &check::Known, local: &[String]) -> Option<syn::Path> {
+    fn walk(seq: &ast::Seq, known: &check::Known, local: &[String]) -> Option<syn::Path> {
+        for call in &seq.layers {
+            let builtin = call.kind.get_ident().is_some_and(|i| i.to_string().starts_with(|c: char| c.is_lowercase() || c == '_'));
+            let text = call.kind_text();
+            if !builtin && !known.contains_key(&text) && !local.contains(&text) {
+                return Some(call.kind.clone());
+            }
+            match &call.block {
+                Some(ast::Block::Seq(s, _)) => {
+                    if let Some(p) = walk(s, known, local) {
+                        return Some(p);
+                    }
+                }
+                Some(ast::Block::Branches(b, _)) => {
+                    for (s, _) in b {
+                        if let Some(p) = walk(s, known, local) {
+                            return Some(p);
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+        None
+    }
+    nets.0.iter().find_map(|n| walk(&n.body, known, local))
+}
+
 /// Declare one or more networks; see the crate docs of `typenet` and its `DSL.md`.
 #[proc_macro]
 pub fn network(input: TokenStream) -> TokenStream {
+    let original = proc_macro2::TokenStream::from(input.clone());
     let nets = match syn::parse::<ast::Networks>(input) {
         Ok(n) => n,
         Err(e) => return e.to_compile_error().into(),
     };
     let mut known = check::Known::new();
+    for (path, i, o) in &nets.1 {
+        known.insert(path.clone(), (check::shape_of(i), check::shape_of(o)));
+    }
+    // A network declared in another invocation: ask its hidden shape macro for its shapes,
+    // which calls `network!` again with them prepended.
+    let local: Vec<String> = nets.0.iter().map(|n| n.name.to_string()).collect();
+    if let Some(path) = unresolved(&nets, &known, &local) {
+        return quote::quote!(#path! { @typenet_shape (#path) ; #original }).into();
+    }
     let mut errors: Vec<syn::Error> = Vec::new();
     for n in &nets.0 {
         if known.insert(n.name.to_string(), (check::shape_of(&n.input), check::shape_of(&n.output))).is_some() {

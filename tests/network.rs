@@ -209,3 +209,18 @@ fn saves_and_loads_with_field_names_as_keys() {
     assert_eq!(m.forward(x.clone()).as_vec(), other.forward(x).as_vec());
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn layer_types_compose_by_hand_without_the_macro() {
+    // The layer types are ordinary dfdx modules: a tuple builds, trains and keeps its
+    // stateless layers' settings across `build`.
+    type ByHand = (L::Dense<4, 8>, L::LeakyReLU, L::Dropout, L::Dense<8, 2>, L::LogSoftmax);
+    let dev = Cpu::seed_from_u64(0);
+    let mut m = ByHand::build(&dev);
+    assert_eq!(m.1, L::LeakyReLU(0.01));
+    assert_eq!(m.num_trainable_params(), 4 * 8 + 8 + 8 * 2 + 2);
+    let mut opt = Sgd::new(&m, SgdConfig::default());
+    let x: Tensor<(usize, Const<4>), f32, Cpu> = dev.sample_normal_like(&(3, Const));
+    let g = m.forward_mut(x.trace(m.alloc_grads())).sum().backward();
+    opt.update(&mut m, &g).unwrap();
+}

@@ -13,4 +13,4 @@ pub use activation::{Elu, GeLU, LeakyReLU, LogSoftmax, PReLU, ReLU, SiLU, Sigmoi
 pub use dense::{Dense, DenseNoBias};
 pub use dropout::Dropout;
 pub use norm::{BatchNorm, LayerNorm};
-pub use reshape::{Flatten, Reshape};
+pub use reshape::{Batched, Flatten, Reshape};

@@ -22,23 +22,8 @@ use crate::data::Dataset;
 use crate::{Float, Network};
 
 /// A per-sample shape whose sizes are all known at compile time, with the batched shape
-/// `(usize, ..Self)` the fit loop feeds the model.
-pub trait SampleShape: ConstShape {
-    /// `(usize, ..Self)`.
-    type Batched: Shape;
-    /// The batched shape for `n` samples.
-    fn batched(n: usize) -> Self::Batched;
-}
-
-macro_rules! sample_shape {
-    ($([$($d:ident),*])*) => {$(
-        impl<$(const $d: usize),*> SampleShape for ($(Const<$d>,)*) {
-            type Batched = (usize, $(Const<$d>,)*);
-            fn batched(n: usize) -> Self::Batched { (n, $(Const::<$d>,)*) }
-        }
-    )*};
-}
-sample_shape!([A] [A, B] [A, B, C] [A, B, C, F]);
+/// `(usize, ..Self)` the fit loop feeds the model (an alias of [`crate::layers::Batched`]).
+pub use crate::layers::Batched as SampleShape;
 
 /// Early stopping: stop when the monitored loss (validation loss, or training loss without a
 /// validation set) has not improved by more than `min_delta` for `patience` epochs.
@@ -463,8 +448,8 @@ impl<S: SampleShape> Trainer<S> {
         O: Shape,
         M: TensorCollection<E, D>
             + Clone
-            + ModuleMut<Tensor<S::Batched, E, D, OwnedTape<E, D>>, Output = Tensor<O, E, D, OwnedTape<E, D>>>
-            + Module<Tensor<S::Batched, E, D>, Output = Tensor<O, E, D>>,
+            + ModuleMut<Tensor<S::WithBatch, E, D, OwnedTape<E, D>>, Output = Tensor<O, E, D, OwnedTape<E, D>>>
+            + Module<Tensor<S::WithBatch, E, D>, Output = Tensor<O, E, D>>,
         Opt: Optimizer<M, D, E> + LearningRate,
     {
         let cfg = &self.cfg;
@@ -525,7 +510,7 @@ impl<S: SampleShape> Trainer<S> {
                 }
                 let b = idx.len();
                 let x = dev
-                    .try_tensor_from_vec(gather_inputs(train, idx), S::batched(b))
+                    .try_tensor_from_vec(gather_inputs(train, idx), S::with_batch(b))
                     .map_err(dev_err)?;
                 let y = model.try_forward_mut(x.traced(grads)).map_err(dev_err)?;
                 let out_shape = *y.shape();
@@ -626,7 +611,7 @@ impl<S: SampleShape> Trainer<S> {
         E: Float,
         D: Device<E>,
         O: Shape,
-        M: TensorCollection<E, D> + Module<Tensor<S::Batched, E, D>, Output = Tensor<O, E, D>>,
+        M: TensorCollection<E, D> + Module<Tensor<S::WithBatch, E, D>, Output = Tensor<O, E, D>>,
     {
         if ds.feature_len() != S::NUMEL {
             return Err(TrainError::Data(format!(
@@ -642,7 +627,7 @@ impl<S: SampleShape> Trainer<S> {
         let mut values = Vec::new();
         let mut per_sample = 0;
         for idx in order.chunks(bs) {
-            let x = dev.try_tensor_from_vec(gather_inputs(ds, idx), S::batched(idx.len())).map_err(dev_err)?;
+            let x = dev.try_tensor_from_vec(gather_inputs(ds, idx), S::with_batch(idx.len())).map_err(dev_err)?;
             let y = model.try_forward(x).map_err(dev_err)?;
             per_sample = y.shape().num_elements() / idx.len();
             values.extend(y.as_vec());
@@ -657,7 +642,7 @@ impl<S: SampleShape> Trainer<S> {
         E: Float,
         D: Device<E>,
         O: Shape,
-        M: TensorCollection<E, D> + Module<Tensor<S::Batched, E, D>, Output = Tensor<O, E, D>>,
+        M: TensorCollection<E, D> + Module<Tensor<S::WithBatch, E, D>, Output = Tensor<O, E, D>>,
     {
         check_inputs::<S, E>(ds, "evaluation")?;
         let dev = device_of(model)?;
@@ -667,7 +652,7 @@ impl<S: SampleShape> Trainer<S> {
         let mut predicted = Vec::with_capacity(ds.len());
         for idx in order.chunks(bs) {
             let b = idx.len();
-            let x = dev.try_tensor_from_vec(gather_inputs(ds, idx), S::batched(b)).map_err(dev_err)?;
+            let x = dev.try_tensor_from_vec(gather_inputs(ds, idx), S::with_batch(b)).map_err(dev_err)?;
             let y = model.try_forward(x).map_err(dev_err)?;
             let shape = *y.shape();
             let k = shape.num_elements() / b;
@@ -734,9 +719,9 @@ where
     M: TensorCollection<E, D>
         + Clone
         + ModuleMut<
-            Tensor<<M::Input as SampleShape>::Batched, E, D, OwnedTape<E, D>>,
+            Tensor<<M::Input as SampleShape>::WithBatch, E, D, OwnedTape<E, D>>,
             Output = Tensor<O, E, D, OwnedTape<E, D>>,
-        > + Module<Tensor<<M::Input as SampleShape>::Batched, E, D>, Output = Tensor<O, E, D>>,
+        > + Module<Tensor<<M::Input as SampleShape>::WithBatch, E, D>, Output = Tensor<O, E, D>>,
     Opt: Optimizer<M, D, E> + LearningRate,
 {
     Trainer::<M::Input>::new(cfg.clone()).fit(model, opt, train, val)
@@ -751,7 +736,7 @@ where
     E: Float,
     D: Device<E>,
     O: Shape,
-    M: TensorCollection<E, D> + Module<Tensor<<M::Input as SampleShape>::Batched, E, D>, Output = Tensor<O, E, D>>,
+    M: TensorCollection<E, D> + Module<Tensor<<M::Input as SampleShape>::WithBatch, E, D>, Output = Tensor<O, E, D>>,
 {
     Trainer::<M::Input>::new(cfg.clone()).evaluate(model, ds)
 }
@@ -765,7 +750,7 @@ where
     E: Float,
     D: Device<E>,
     O: Shape,
-    M: TensorCollection<E, D> + Module<Tensor<<M::Input as SampleShape>::Batched, E, D>, Output = Tensor<O, E, D>>,
+    M: TensorCollection<E, D> + Module<Tensor<<M::Input as SampleShape>::WithBatch, E, D>, Output = Tensor<O, E, D>>,
 {
     Trainer::<M::Input>::new(FitConfig::default().batch_size(batch_size)).predict(model, ds)
 }

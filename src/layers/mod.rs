@@ -15,6 +15,6 @@ pub use activation::{Elu, GeLU, LeakyReLU, LogSoftmax, PReLU, ReLU, SiLU, Sigmoi
 pub use dense::{Dense, DenseNoBias};
 pub use dropout::Dropout;
 pub use norm::{BatchNorm, LayerNorm};
-// pub use radial_basis::RadialBasis;
+pub use radial_basis::RadialBasis;
 pub use reshape::{Flatten, Reshape};
 pub use sets::{SetDense, SetMax, SetMean, SetSum};

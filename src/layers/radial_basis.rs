@@ -39,10 +39,11 @@ pub struct RadialBasis<const COUNT: usize> {
 }
 
 impl<const COUNT: usize> RadialBasis<COUNT> {
-    /// A layer with cutoff radius `cutoff` (> 0).
-    pub fn new(cutoff: f64) -> Self {
+    /// A layer with cutoff radius `cutoff` (finite, > 0; panics otherwise, at compile time
+    /// in a `const` context). Usable in constants: `const RB: RadialBasis<16> = RadialBasis::new(5.0);`
+    pub const fn new(cutoff: f64) -> Self {
         assert!(COUNT > 0, "radial_basis needs at least one function");
-        assert!(cutoff > 0.0 && cutoff.is_finite(), "radial_basis cutoff must be positive, got {cutoff}");
+        assert!(cutoff > 0.0 && cutoff.is_finite(), "radial_basis cutoff must be finite and positive");
         RadialBasis { cutoff }
     }
 
@@ -209,6 +210,17 @@ mod tests {
         for (a, b) in yb[35..].iter().zip(&want2) {
             assert!((a - b).abs() < 1e-12);
         }
+    }
+
+    #[test]
+    fn works_in_f32_with_a_tape_and_in_a_const() {
+        const RB: RadialBasis<4> = RadialBasis::new(2.0);
+        let dev = Cpu::seed_from_u64(1);
+        let x: Tensor<(usize, usize, Const<3>), f32, _> = dev.sample_uniform_like(&(3usize, 5usize, Const));
+        let g = RB.forward(x.leaky_trace()).sum().backward();
+        assert!(g.get(&x).as_vec().iter().all(|v| v.is_finite()));
+        let y = RB.forward(x.clone().reshape_like(&(15usize, Const::<3>)).leaky_trace());
+        assert_eq!(y.shape(), &(15, Const::<4>));
     }
 
     #[test]

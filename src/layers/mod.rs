@@ -17,4 +17,4 @@ pub use dropout::Dropout;
 pub use norm::{BatchNorm, LayerNorm};
 pub use radial_basis::RadialBasis;
 pub use reshape::{Flatten, Reshape};
-pub use sets::{SetDense, SetMax, SetMean, SetSum};
+pub use sets::{Each, SetDense, SetMax, SetMean, SetSum, UnfoldSet};

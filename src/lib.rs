@@ -22,6 +22,8 @@
 
 #![allow(clippy::type_complexity)]
 
+extern crate self as typenet;
+
 pub mod init;
 pub mod layers;
 mod net;
@@ -61,4 +63,24 @@ pub mod prelude {
         SgdConfig, WeightDecay,
     };
     pub use dfdx::prelude::*;
+}
+
+/// Support code for what `network!` generates; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    use dfdx::prelude::*;
+
+    /// Change dimension types (`Const` ↔ `usize`) of a tensor whose sizes the macro has
+    /// already checked.
+    pub fn realize<Dst: Shape<Concrete = S::Concrete>, S: Shape + RealizeShapeTo<Dst>, E: Dtype, D: Storage<E>, T>(
+        t: Tensor<S, E, D, T>,
+    ) -> Tensor<Dst, E, D, T>
+    where
+        Tensor<S, E, D, T>: RealizeTo<Shape = S, WithShape<Dst> = Tensor<Dst, E, D, T>>,
+    {
+        match t.try_realize::<Dst>() {
+            Ok(t) => t,
+            Err(_) => unreachable!("typenet: a shape checked at compile time differs at run time"),
+        }
+    }
 }

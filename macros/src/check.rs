@@ -124,9 +124,13 @@ impl<'a> Checker<'a> {
         let mut shape = input;
         let mut trail = trail;
         for call in &seq.layers {
-            let node = self.layer(call, &shape, depth, &trail)?;
+            let mut node = self.layer(call, &shape, depth, &trail)?;
             if node.layer.reshapes() {
                 trail = format!("{trail} → {} → {}", node.layer_label(), node.output.text());
+                node.output.producer = Some(node.layer_label());
+            } else {
+                node.output.producer = shape.producer.clone();
+                node.output.origin = shape.origin.clone();
             }
             shape = node.output.clone();
             nodes.push(node);
@@ -150,7 +154,8 @@ impl<'a> Checker<'a> {
             Ok(output) => Some(Node { name, text: call.text(), layer, input: input.clone(), output, depth }),
             Err(msg) if msg.is_empty() => None, // a nested sequence already reported its error
             Err(msg) => {
-                self.errors.push(syn::Error::new_spanned(&call.tokens, format!("{msg}\n  = note: {trail}")));
+                let note = if trail.contains('→') { trail.to_string() } else { format!("its input is {trail}") };
+                self.errors.push(syn::Error::new_spanned(&call.tokens, format!("{msg}\n  = note: {note}")));
                 None
             }
         }
@@ -207,6 +212,7 @@ impl<'a> Checker<'a> {
 
     fn assert(&mut self, check: TokenStream) {
         let span = self.call.as_ref().map(|c| c.span()).unwrap_or_else(proc_macro2::Span::call_site);
+        let check = respan(check, span);
         self.asserts.push(quote_spanned!(span=> const _: () = { #check };));
     }
 
@@ -233,6 +239,26 @@ pub fn trail_of(start: &str, nodes: &[Node]) -> String {
         t = format!("{t} → {} → {}", n.layer_label(), n.output.text());
     }
     t
+}
+
+/// The same tokens, every one spanned at `span` (so rustc reports a failed compile-time
+/// assertion at the layer, not at the macro).
+fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    use proc_macro2::{Group, TokenTree};
+    tokens
+        .into_iter()
+        .map(|tt| match tt {
+            TokenTree::Group(g) => {
+                let mut ng = Group::new(g.delimiter(), respan(g.stream(), span));
+                ng.set_span(span);
+                TokenTree::Group(ng)
+            }
+            mut other => {
+                other.set_span(span);
+                other
+            }
+        })
+        .collect()
 }
 
 /// `MyEncoder` → `my_encoder`.

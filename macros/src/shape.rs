@@ -29,11 +29,25 @@ impl Dim {
         Dim::Const { expr: path.to_token_stream(), text: tidy(&path.to_token_stream().to_string()) }
     }
 
-    /// The dimension's Rust type: `Const<28>`, `Const<{ HIDDEN }>` or `usize`.
+    /// The dimension's Rust type: `Const<28>`, `Const<HIDDEN>` or `usize`.
     pub fn ty(&self) -> TokenStream {
         match self {
-            Dim::Known(n) => quote!(::typenet::dfdx::shapes::Const<#n>),
-            Dim::Const { expr, .. } => quote!(::typenet::dfdx::shapes::Const<{ #expr }>),
+            Dim::Runtime(_) => quote!(usize),
+            _ => {
+                let arg = self.arg();
+                quote!(::typenet::dfdx::shapes::Const<#arg>)
+            }
+        }
+    }
+
+    /// The dimension as a const generic argument: `28`, `HIDDEN`, `{ config::W * 2 }`.
+    pub fn arg(&self) -> TokenStream {
+        match self {
+            Dim::Known(n) => quote!(#n),
+            Dim::Const { expr, .. } => match syn::parse2::<syn::Ident>(expr.clone()) {
+                Ok(id) => quote!(#id),
+                Err(_) => quote!({ #expr }),
+            },
             Dim::Runtime(_) => quote!(usize),
         }
     }
@@ -116,6 +130,7 @@ impl Dim {
     /// `self × other`, folded when both are known.
     pub fn mul(&self, other: &Dim) -> Dim {
         match (self, other) {
+            (Dim::Known(1), d) | (d, Dim::Known(1)) => d.clone(),
             (Dim::Known(a), Dim::Known(b)) => Dim::Known(a * b),
             (Dim::Runtime(a), b) | (b, Dim::Runtime(a)) => Dim::Runtime(format!("{a}·{}", b.text())),
             (a, b) => {
@@ -151,6 +166,8 @@ pub struct Shape {
     /// How the last shape-changing layer explains this shape (`16 × 4 × 4` after a
     /// `flatten`), for messages.
     pub origin: Option<String>,
+    /// The layer that last changed the shape (`flatten`), for messages.
+    pub producer: Option<String>,
     /// Set by a bidirectional recurrent layer: the size of each direction's half of the
     /// last axis.
     pub bidirectional: Option<Dim>,
@@ -158,7 +175,7 @@ pub struct Shape {
 
 impl Shape {
     pub fn new(dims: Vec<Dim>) -> Shape {
-        Shape { dims, origin: None, bidirectional: None }
+        Shape { dims, origin: None, producer: None, bidirectional: None }
     }
 
     pub fn rank(&self) -> usize {

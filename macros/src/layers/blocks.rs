@@ -43,7 +43,7 @@ fn branches(call: &LayerCall, usage: &str) -> syn::Result<Vec<Seq>> {
 
 /// A short trail prefix for messages inside a block.
 fn inner_trail(kind: &str, input: &Shape) -> String {
-    format!("inside `{kind}`: {}", input.text())
+    format!("{} (inside `{kind}`)", input.text())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -186,8 +186,8 @@ impl Layer for Residual {
 
     fn field_ty(&self) -> Option<TokenStream> {
         let (i, o) = self.proj.as_ref()?;
-        let (i, o) = (i.value(), o.value());
-        Some(quote!(::typenet::layers::DenseNoBias<{ #i }, { #o }, E, D>))
+        let (i, o) = (i.arg(), o.arg());
+        Some(quote!(::typenet::layers::DenseNoBias<#i, #o, E, D>))
     }
 
     fn params(&self) -> TokenStream {

@@ -72,8 +72,12 @@ impl Layer for Dense {
                 None => last.text(),
             };
             let from = if input.rank() == 1 { String::new() } else { format!(" (the last axis of {})", input.text()) };
+            let producer = match &input.producer {
+                Some(p) => format!("`{p}`"),
+                None => "the input".to_string(),
+            };
             let msg = format!(
-                "`dense({} -> {})` expects {} input features, but the layer before produces {given}{from}",
+                "`dense({} -> {})` expects {} input features, but {producer} produces {given}{from}",
                 declared.text(),
                 self.out.text(),
                 declared.text()
@@ -87,10 +91,10 @@ impl Layer for Dense {
     }
 
     fn field_ty(&self) -> Option<TokenStream> {
-        let (i, o) = (self.input.as_ref()?.value(), self.out.value());
+        let (i, o) = (self.input.as_ref()?.arg(), self.out.arg());
         let init = &self.init;
         let ty = if self.bias { quote!(Dense) } else { quote!(DenseNoBias) };
-        Some(quote!(::typenet::layers::#ty<{ #i }, { #o }, E, D, ::typenet::init::#init>))
+        Some(quote!(::typenet::layers::#ty<#i, #o, E, D, ::typenet::init::#init>))
     }
 
     fn params(&self) -> TokenStream {

@@ -48,11 +48,11 @@ impl Layer for Norm {
         Ok(input.clone())
     }
     fn field_ty(&self) -> Option<TokenStream> {
-        let c = self.size.as_ref()?.value();
+        let c = self.size.as_ref()?.arg();
         Some(if self.batch {
-            quote!(::typenet::layers::BatchNorm<{ #c }, E, D>)
+            quote!(::typenet::layers::BatchNorm<#c, E, D>)
         } else {
-            quote!(::typenet::layers::LayerNorm<{ #c }, E, D>)
+            quote!(::typenet::layers::LayerNorm<#c, E, D>)
         })
     }
     fn params(&self) -> TokenStream {

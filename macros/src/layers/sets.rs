@@ -31,8 +31,14 @@ fn with_runtime_set_axis(f: &Fwd, call: TokenStream) -> TokenStream {
 }
 
 fn set_of_vectors(kind: &str, input: &Shape) -> Result<(), String> {
+    if input.rank() > 2 {
+        return Err(format!(
+            "`{kind}` acts on a set of feature vectors `[n, f]`, but it is given {}; flatten each element first with `each {{ flatten }}`",
+            input.text()
+        ));
+    }
     if input.rank() != 2 {
-        return Err(format!("`{kind}` acts on a set of feature vectors `[n, f]`, but it is given {}", input.text()));
+        return Err(format!("`{kind}` acts on a set of feature vectors `[n, f]`, but it is given the vector {}", input.text()));
     }
     if let Dim::Runtime(name) = &input.dims[1] {
         return Err(format!(
@@ -130,8 +136,12 @@ impl Layer for SetDense {
         set_of_vectors("set_dense", input)?;
         let last = &input.dims[1];
         if let Some(declared) = &self.declared_in {
+            let producer = match &input.producer {
+                Some(p) => format!("`{p}`"),
+                None => "the input".to_string(),
+            };
             let msg = format!(
-                "`set_dense({} -> {})` expects {} input features, but the layer before produces {} (the last axis of {})",
+                "`set_dense({} -> {})` expects {} input features, but {producer} produces {} (the last axis of {})",
                 declared.text(),
                 self.out.text(),
                 declared.text(),
@@ -145,9 +155,9 @@ impl Layer for SetDense {
     }
 
     fn field_ty(&self) -> Option<TokenStream> {
-        let (i, o) = (self.input.as_ref()?.value(), self.out.value());
+        let (i, o) = (self.input.as_ref()?.arg(), self.out.arg());
         let init = &self.init;
-        Some(quote!(::typenet::layers::SetDense<{ #i }, { #o }, E, D, ::typenet::init::#init>))
+        Some(quote!(::typenet::layers::SetDense<#i, #o, E, D, ::typenet::init::#init>))
     }
 
     fn params(&self) -> TokenStream {
@@ -197,8 +207,8 @@ impl Layer for RadialBasis {
     }
 
     fn module(&self) -> TokenStream {
-        let (count, cutoff) = (self.count.value(), self.cutoff);
-        quote!(::typenet::layers::RadialBasis::<{ #count }>::new(#cutoff))
+        let (count, cutoff) = (self.count.arg(), self.cutoff);
+        quote!(::typenet::layers::RadialBasis::<#count>::new(#cutoff))
     }
 
     fn forward(&self, f: &Fwd) -> TokenStream {

@@ -2,8 +2,10 @@
 //! network (Behler & Parrinello 2007):
 //!
 //! positions `[n, 3]` → `radial_basis(24, cutoff = 3.0)` → per-atom `dense(32), tanh,
-//! dense(32), tanh, dense(1)` (shared weights: `Dense` acts on the last axis, so it is applied
-//! to every atom) → per-atom energies `[n, 1]` → `pool(sum)` → `[1]`.
+//! dense(32), tanh, dense(1)` (shared weights: `dense` acts on the last axis, so it is applied
+//! to every atom) → per-atom energies `[n, 1]` → `pool(sum)` → `[1]`, declared with
+//! `network!`. The set axis `n` (atoms) is sized at run time; a batch holds clusters of one
+//! size, `[batch, n, 3]`.
 //!
 //! The energy is invariant under rotations, translations and relabelling of the atoms by
 //! construction, and forces come for free as `−∂E/∂x` by backpropagating to the positions.
@@ -15,61 +17,28 @@
 
 use std::time::Instant;
 
-use typenet::prelude::*;
 use rand::prelude::*;
-use typenet::layers::{Dense, RadialBasis, SetSum, Tanh};
+use typenet::prelude::*;
 
-const BASIS: usize = 24;
-const CUTOFF: f64 = 3.0;
-const HIDDEN: usize = 32;
 const SIZES: std::ops::RangeInclusive<usize> = 4..=8;
 const PER_SIZE_TRAIN: usize = 240;
 const PER_SIZE_TEST: usize = 60;
 const BATCH: usize = 32;
 const EPOCHS: usize = 150;
 
-/// The network, written by hand from typenet's layer types (what `network!` expands into).
-#[derive(Clone, Debug)]
-struct AtomicEnergy<E: Dtype, D: Storage<E>> {
-    basis: RadialBasis<BASIS>,
-    dense_1: Dense<BASIS, HIDDEN, E, D>,
-    dense_2: Dense<HIDDEN, HIDDEN, E, D>,
-    dense_3: Dense<HIDDEN, 1, E, D>,
-}
-
-impl<E: Float, D: Device<E>> TensorCollection<E, D> for AtomicEnergy<E, D> {
-    type To<E2: Dtype, D2: Device<E2>> = AtomicEnergy<E2, D2>;
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
-        visitor.visit_fields(
-            (
-                Self::module("dense_1", |s| &s.dense_1, |s| &mut s.dense_1),
-                Self::module("dense_2", |s| &s.dense_2, |s| &mut s.dense_2),
-                Self::module("dense_3", |s| &s.dense_3, |s| &mut s.dense_3),
-            ),
-            |(dense_1, dense_2, dense_3)| AtomicEnergy { basis: RadialBasis::new(CUTOFF), dense_1, dense_2, dense_3 },
-        )
+network! {
+    /// Behler–Parrinello atomic energy model: radial symmetry functions of each atom's
+    /// neighbours, the same small network applied to every atom, energies summed.
+    pub AtomicEnergy: [n, 3] -> [1] {
+        radial_basis(24, cutoff = 3.0),
+        dense(32), tanh,
+        dense(32), tanh,
+        dense(1),
+        pool(sum),
     }
 }
 
 type Model = AtomicEnergy<f64, Cpu>;
-
-impl Model {
-    /// Energies of a batch of equally sized clusters: `[batch, n, 3]` → `[batch, 1]`.
-    fn energies<T: Tape<f64, Cpu>>(&self, x: Tensor<(usize, usize, Const<3>), f64, Cpu, T>) -> Tensor<(usize, Const<1>), f64, Cpu, T> {
-        let g = self.basis.forward(x);
-        let h = Tanh.forward(self.dense_1.forward(g));
-        let h = Tanh.forward(self.dense_2.forward(h));
-        SetSum.forward(self.dense_3.forward(h))
-    }
-
-    /// Energy of one cluster: `[n, 3]` → `[1]`.
-    fn energy<T: Tape<f64, Cpu>>(&self, x: Tensor<(usize, Const<3>), f64, Cpu, T>) -> Tensor<Rank1<1>, f64, Cpu, T> {
-        let g = self.basis.forward(x);
-        let h = Tanh.forward(self.dense_1.forward(g));
-        let h = Tanh.forward(self.dense_2.forward(h));
-        SetSum.forward(self.dense_3.forward(h))
-    }
-}
 
 /// A cluster: positions, row-major `[n, 3]`.
 #[derive(Clone, Debug)]
@@ -174,7 +143,7 @@ fn stack(dev: &Cpu, data: &[(Cluster, f64)], idx: &[usize], scale: f64) -> (Tens
 }
 
 fn predict(model: &Model, dev: &Cpu, c: &Cluster, scale: f64) -> f64 {
-    model.energy(dev.tensor_from_vec(c.flat(), (c.n(), Const))).as_vec()[0] * scale
+    model.forward(dev.tensor_from_vec(c.flat(), (c.n(), Const::<3>))).as_vec()[0] * scale
 }
 
 fn main() {
@@ -223,7 +192,7 @@ fn main() {
         let bs = batches(&train, &mut rng);
         for idx in &bs {
             let (x, y) = stack(&dev, &train, idx, scale);
-            let pred = model.energies(x.traced(grads));
+            let pred = model.forward_mut(x.traced(grads));
             let loss = mse_loss(pred, y);
             total += loss.array();
             grads = loss.backward();
@@ -252,7 +221,7 @@ fn main() {
 
     // Forces: −∂E/∂x by backpropagation to the positions.
     let x = dev.tensor_from_vec(c.flat(), (c.n(), Const::<3>));
-    let g = model.energy(x.leaky_trace()).sum().backward();
+    let g = model.forward(x.leaky_trace()).sum().backward();
     let dedx = g.get(&x).as_vec();
     let predicted: Vec<f64> = dedx.iter().map(|v| -v * scale).collect();
     let exact: Vec<f64> = c.lj_forces().into_iter().flatten().collect();

@@ -25,6 +25,7 @@ network! {
     pub Fixed: [5, 3] -> [6] { radial_basis(6, cutoff = 2), set_dense(6), pool(mean) }
     pub Maps: [n, 2, 3] -> [2, 3] { pool(mean) }
     pub SetsOfSets: [n, m, 3] -> [3] { pool(max), pool(sum) }
+    pub SetOfMaps: [n, 2, 3] -> [4] { each { flatten }, set_dense(4), pool(sum) }
 }
 
 fn close(a: &[f64], b: &[f64]) {
@@ -92,4 +93,9 @@ fn known_set_sizes_and_maps() {
         dev.tensor_from_vec((0..12).map(|v| v as f64).collect(), (2usize, 2usize, Const));
     // max over n (axis 0): [[6, 7, 8], [9, 10, 11]]; then sum over m: [15, 17, 19].
     assert_eq!(s.forward(x).as_vec(), vec![15.0, 17.0, 19.0]);
+
+    let m = SetOfMaps::<f64, Cpu>::build(&dev);
+    let x: Tensor<(usize, usize, Const<2>, Const<3>), f64, _> = dev.sample_normal_like(&(3usize, 7usize, Const, Const));
+    let y: Tensor<(usize, Const<4>), f64, _> = m.forward(x);
+    assert_eq!(y.shape().0, 3);
 }

@@ -3,6 +3,8 @@
 use typenet::prelude::*;
 
 const FEATURES: usize = 4;
+const BASIS: usize = 5;
+const CUTOFF: f64 = 2.5;
 
 network! {
     /// A DeepSets classifier.
@@ -26,6 +28,8 @@ network! {
     pub Maps: [n, 2, 3] -> [2, 3] { pool(mean) }
     pub SetsOfSets: [n, m, 3] -> [3] { pool(max), pool(sum) }
     pub SetOfMaps: [n, 2, 3] -> [4] { each { flatten }, set_dense(4), pool(sum) }
+    pub EachPool: [n, m, 3] -> [n, 3] { each { pool(sum) } }
+    pub Constants: [n, 3] -> [BASIS] { radial_basis(BASIS, cutoff = CUTOFF), pool(mean) }
 }
 
 fn close(a: &[f64], b: &[f64]) {
@@ -98,4 +102,14 @@ fn known_set_sizes_and_maps() {
     let x: Tensor<(usize, usize, Const<2>, Const<3>), f64, _> = dev.sample_normal_like(&(3usize, 7usize, Const, Const));
     let y: Tensor<(usize, Const<4>), f64, _> = m.forward(x);
     assert_eq!(y.shape().0, 3);
+
+    let e = EachPool::<f64, Cpu>::build(&dev);
+    let x: Tensor<(usize, usize, Const<3>), f64, _> =
+        dev.tensor_from_vec((0..12).map(|v| v as f64).collect(), (2usize, 2usize, Const));
+    assert_eq!(e.forward(x).as_vec(), vec![3.0, 5.0, 7.0, 15.0, 17.0, 19.0]);
+
+    let c = Constants::<f64, Cpu>::build(&dev);
+    let x: Tensor<(usize, Const<3>), f64, _> = dev.sample_uniform_like(&(4usize, Const));
+    let direct = typenet::layers::SetMean.forward(typenet::layers::RadialBasis::<5>::new(2.5).forward(x.clone()));
+    close(&c.forward(x).as_vec(), &direct.as_vec());
 }

@@ -175,7 +175,13 @@ impl Layer for SetDense {
 
 pub struct RadialBasis {
     count: Dim,
-    cutoff: f64,
+    /// A number, or an `f64` constant (checked positive by a compile-time assertion).
+    cutoff: Cutoff,
+}
+
+enum Cutoff {
+    Number(f64),
+    Const(syn::Path),
 }
 
 pub fn parse_radial_basis(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
@@ -189,10 +195,16 @@ pub fn parse_radial_basis(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
             "`radial_basis` needs its cutoff radius: `radial_basis(16, cutoff = 5.0)`",
         ));
     };
-    let cutoff = args::number(c, "the cutoff radius")?;
-    if !(cutoff > 0.0 && cutoff.is_finite()) {
-        return Err(args::err(c, format!("the cutoff radius must be positive, not {cutoff}")));
-    }
+    let cutoff = match c {
+        Value::Path(p) if args::is_const_path(p) => Cutoff::Const(p.clone()),
+        _ => {
+            let r = args::number(c, "the cutoff radius")?;
+            if !(r > 0.0 && r.is_finite()) {
+                return Err(args::err(c, format!("the cutoff radius must be positive, not {r}")));
+            }
+            Cutoff::Number(r)
+        }
+    };
     Ok(Box::new(RadialBasis { count, cutoff }))
 }
 
@@ -203,11 +215,22 @@ impl Layer for RadialBasis {
             return Err(msg);
         }
         cx.require_eq(&Dim::Known(3), &input.dims[1], &msg)?;
+        if let Cutoff::Const(p) = &self.cutoff {
+            let text = crate::shape::tidy(&quote!(#p).to_string());
+            cx.require_const(
+                quote!((#p as f64) > 0.0 && ((#p as f64) < f64::INFINITY)),
+                &format!("the cutoff radius of `radial_basis` must be positive, but `{text}` is not"),
+            );
+        }
         Ok(Shape::new(vec![input.dims[0].clone(), self.count.clone()]))
     }
 
     fn module(&self) -> TokenStream {
-        let (count, cutoff) = (self.count.arg(), self.cutoff);
+        let count = self.count.arg();
+        let cutoff = match &self.cutoff {
+            Cutoff::Number(r) => quote!(#r),
+            Cutoff::Const(p) => quote!((#p as f64)),
+        };
         quote!(::typenet::layers::RadialBasis::<#count>::new(#cutoff))
     }
 

@@ -93,8 +93,8 @@ impl Cluster {
                 for j in (0..self.n()).filter(|&j| j != i) {
                     let r = dist(&self.0[i], &self.0[j]);
                     let k = 48.0 * r.powi(-14) - 24.0 * r.powi(-8);
-                    for c in 0..3 {
-                        f[c] += k * (self.0[i][c] - self.0[j][c]);
+                    for (c, fc) in f.iter_mut().enumerate() {
+                        *fc += k * (self.0[i][c] - self.0[j][c]);
                     }
                 }
                 f
@@ -135,7 +135,10 @@ fn batches(data: &[(Cluster, f64)], rng: &mut StdRng) -> Vec<Vec<usize>> {
     out
 }
 
-fn stack(dev: &Cpu, data: &[(Cluster, f64)], idx: &[usize], scale: f64) -> (Tensor<(usize, usize, Const<3>), f64, Cpu>, Tensor<(usize, Const<1>), f64, Cpu>) {
+/// A batch of clusters `[batch, n, 3]` and their scaled energies `[batch, 1]`.
+type Batch = (Tensor<(usize, usize, Const<3>), f64, Cpu>, Tensor<(usize, Const<1>), f64, Cpu>);
+
+fn stack(dev: &Cpu, data: &[(Cluster, f64)], idx: &[usize], scale: f64) -> Batch {
     let n = data[idx[0]].0.n();
     let x: Vec<f64> = idx.iter().flat_map(|&i| data[i].0.flat()).collect();
     let y: Vec<f64> = idx.iter().map(|&i| data[i].1 / scale).collect();

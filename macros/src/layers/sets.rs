@@ -218,7 +218,11 @@ impl Layer for RadialBasis {
         if let Cutoff::Const(p) = &self.cutoff {
             let text = crate::shape::tidy(&quote!(#p).to_string());
             cx.require_const(
-                quote!((#p as f64) > 0.0 && ((#p as f64) < f64::INFINITY)),
+                quote!({
+                    #[allow(clippy::unnecessary_cast)]
+                    let c = #p as f64;
+                    c > 0.0 && c < f64::INFINITY
+                }),
                 &format!("the cutoff radius of `radial_basis` must be positive, but `{text}` is not"),
             );
         }
@@ -229,7 +233,11 @@ impl Layer for RadialBasis {
         let count = self.count.arg();
         let cutoff = match &self.cutoff {
             Cutoff::Number(r) => quote!(#r),
-            Cutoff::Const(p) => quote!((#p as f64)),
+            Cutoff::Const(p) => quote!({
+                #[allow(clippy::unnecessary_cast)]
+                let c = #p as f64;
+                c
+            }),
         };
         quote!(::typenet::layers::RadialBasis::<#count>::new(#cutoff))
     }

@@ -1,5 +1,5 @@
 //! The Behler–Parrinello radial symmetry functions behind
-//! [`RadialBasis`](crate::layers::RadialBasis), differentiable with respect to the positions.
+//! [`RadialBasis`], differentiable with respect to the positions.
 //!
 //! - [`RadialBasisKernel`]: the op on `[batch, n, 3]` positions, a supertrait of
 //!   [`Backend`](crate::Backend). `Cpu` (f32, f64) has a fused kernel (`cpu_kernel.rs`):

@@ -24,7 +24,7 @@ const SIZES: std::ops::RangeInclusive<usize> = 4..=8;
 const PER_SIZE_TRAIN: usize = 240;
 const PER_SIZE_TEST: usize = 60;
 const BATCH: usize = 32;
-const EPOCHS: usize = 150;
+const EPOCHS: usize = 300;
 
 network! {
     /// Behler–Parrinello atomic energy model: radial symmetry functions of each atom's

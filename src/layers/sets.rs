@@ -73,7 +73,8 @@ set_pool!(
 /// uniformly in ±1/√(2I)).
 ///
 /// Inputs: unbatched `(usize, Const<I>)` → `(usize, Const<O>)`, batched
-/// `(usize, usize, Const<I>)` → `(usize, usize, Const<O>)` (batch, set, features).
+/// `(usize, usize, Const<I>)` → `(usize, usize, Const<O>)` (batch, set, features). An empty
+/// set gives an empty output.
 #[derive(Debug, Clone)]
 pub struct SetDense<const I: usize, const O: usize, E: Dtype = f32, D: Storage<E> = Cpu, Init = TorchDefault> {
     /// W, `[out, in]`, applied to every element.
@@ -264,6 +265,17 @@ mod tests {
             dev.tensor_from_vec((0..12).map(|v| v as f64).collect(), (3usize, Const, Const, Const));
         let p: Tensor<Rank3<1, 2, 2>, f64, _> = SetMax.forward(m);
         assert_eq!(p.as_vec(), vec![8.0, 9.0, 10.0, 11.0]);
+    }
+
+    #[test]
+    fn empty_sets() {
+        let dev = Cpu::seed_from_u64(0);
+        let x: Tensor<(usize, Const<2>), f64, _> = dev.zeros_like(&(0usize, Const));
+        assert_eq!(SetSum.forward(x.clone()).as_vec(), vec![0.0, 0.0]);
+        assert!(SetMean.forward(x.clone()).as_vec().iter().all(|v| v.is_nan()));
+        assert_eq!(SetMax.forward(x.clone()).as_vec(), vec![f64::NEG_INFINITY; 2]);
+        let m = <SetDense<2, 3, f64, Cpu>>::build(&dev);
+        assert_eq!(m.forward(x).shape(), &(0, Const::<3>));
     }
 
     #[test]

@@ -6,8 +6,9 @@ use quote::ToTokens;
 use syn::parse::{Parse, ParseStream};
 use syn::{braced, bracketed, parenthesized, token, Attribute, Ident, LitFloat, LitInt, Token, Visibility};
 
-/// Every network of one invocation.
-pub struct Networks(pub Vec<NetworkDecl>);
+/// Every network of one invocation, and the shapes of networks declared elsewhere that
+/// their hidden shape macros passed back (`@known (path): [..] -> [..];`).
+pub struct Networks(pub Vec<NetworkDecl>, pub Vec<(String, ShapeLit, ShapeLit)>);
 
 /// `VIS NAME: INPUT -> OUTPUT { LAYERS }`.
 pub struct NetworkDecl {
@@ -132,6 +133,23 @@ impl LayerCall {
 
 impl Parse for Networks {
     fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut known = Vec::new();
+        while input.peek(Token![@]) {
+            input.parse::<Token![@]>()?;
+            let tag: Ident = input.parse()?;
+            if tag != "known" {
+                return Err(syn::Error::new(tag.span(), "unexpected `@` in `network!`"));
+            }
+            let content;
+            parenthesized!(content in input);
+            let path: syn::Path = content.call(syn::Path::parse_mod_style)?;
+            input.parse::<Token![:]>()?;
+            let i = parse_shape(input, "input")?;
+            input.parse::<Token![->]>()?;
+            let o = parse_shape(input, "output")?;
+            input.parse::<Token![;]>()?;
+            known.push((crate::shape::tidy(&path.to_token_stream().to_string()), i, o));
+        }
         let mut nets = Vec::new();
         while !input.is_empty() {
             nets.push(input.parse()?);
@@ -139,7 +157,7 @@ impl Parse for Networks {
         if nets.is_empty() {
             return Err(input.error("`network!` needs at least one declaration: `pub Name: [in] -> [out] { layers }`"));
         }
-        Ok(Networks(nets))
+        Ok(Networks(nets, known))
     }
 }
 

@@ -185,7 +185,10 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
     let asserts = &checked.asserts;
     let marker = format_ident!("__marker");
 
+    let shape_macro = shape_macro(decl);
     quote! {
+        #shape_macro
+
         #(#attrs)*
         #[doc = #doc]
         #[derive(Clone, Debug)]
@@ -215,6 +218,30 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
         }
 
         #(#impls)*
+    }
+}
+
+/// A hidden macro, in the macro namespace under the network's own name, through which a
+/// `network!` in another invocation or module learns this network's declared shapes.
+fn shape_macro(decl: &NetworkDecl) -> TokenStream {
+    let name = &decl.name;
+    let hidden = format_ident!("__typenet_shape_of_{}", name);
+    let (i, o) = (&decl.input.tokens, &decl.output.tokens);
+    let vis = match decl.vis {
+        syn::Visibility::Inherited => quote!(),
+        _ => quote!(pub(crate)),
+    };
+    quote! {
+        #[doc(hidden)]
+        #[allow(unused_macros)]
+        macro_rules! #hidden {
+            (@typenet_shape ($($p:tt)*) ; $($rest:tt)*) => {
+                ::typenet::network! { @known ($($p)*) : #i -> #o ; $($rest)* }
+            };
+        }
+        #[doc(hidden)]
+        #[allow(unused_imports)]
+        #vis use #hidden as #name;
     }
 }
 

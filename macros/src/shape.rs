@@ -258,3 +258,34 @@ pub fn tidy(s: &str) -> String {
         .replace(" ]", "]")
         .replace(" (", "(")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn konst(s: &str) -> Dim {
+        Dim::konst(&syn::parse_str(s).unwrap())
+    }
+
+    #[test]
+    fn algebra_folds_known_sizes() {
+        let s = Shape::new(vec![Dim::Known(16), Dim::Known(5), Dim::Known(5)]);
+        assert_eq!(s.numel().known(), Some(400));
+        assert_eq!(s.text(), "[16, 5, 5]");
+        let c = Shape::new(vec![Dim::Known(1), konst("config::W")]);
+        assert_eq!(c.numel().text(), "config::W");
+        assert!(matches!(Dim::Known(3).agree(&Dim::Known(3), ""), Agree::Yes));
+        assert!(matches!(Dim::Known(3).agree(&Dim::Known(4), ""), Agree::No));
+        assert!(matches!(Dim::Known(3).agree(&konst("N"), ""), Agree::Deferred(_)));
+        assert!(matches!(Dim::Runtime("t".into()).agree(&Dim::Known(4), ""), Agree::No));
+        assert!(matches!(konst("N").agree(&konst("N"), ""), Agree::Yes));
+    }
+
+    #[test]
+    fn types() {
+        assert_eq!(Dim::Known(4).ty().to_string().replace(' ', ""), "::typenet::dfdx::shapes::Const<4usize>");
+        assert_eq!(Dim::Runtime("t".into()).ty().to_string(), "usize");
+        assert_eq!(konst("HIDDEN").arg().to_string(), "HIDDEN");
+        assert_eq!(tidy("config :: WIDTH"), "config::WIDTH");
+    }
+}

@@ -38,7 +38,20 @@ activation!(
     Tanh, |self, x: T| x.try_tanh());
 activation!(
     /// `gelu`: x·Φ(x) with the exact error function (PyTorch's default `nn.GELU()`).
-    GeLU, |self, x: T| x.try_accurate_gelu());
+    ///
+    /// dfdx 0.13's `accurate_gelu` computes the right values but a derivative too large by
+    /// (√2 − 1)·x·φ(x) (a missing 1/√2 in its backward pass). The value here is dfdx's; the
+    /// derivative is corrected by adding c·(φ(x) − φ(x)), whose value is exactly zero and
+    /// whose derivative (only the first φ is on the tape) is −c·x·φ(x). Checked against
+    /// finite differences in `tests/network.rs`.
+    GeLU, |self, x: T| {
+        let c = E::from_f64(std::f64::consts::SQRT_2 - 1.0).unwrap();
+        let k = E::from_f64(1.0 / (2.0 * std::f64::consts::PI).sqrt()).unwrap();
+        let phi = x.retaped::<T>().try_square()?.try_mul(E::from_f64(-0.5).unwrap())?.try_exp()?.try_mul(k)?;
+        let frozen = phi.retaped::<NoneTape>().try_mul(E::one())?; // a copy off the tape
+        let fix = phi.try_sub(frozen)?.try_mul(c)?;
+        x.try_accurate_gelu()?.try_add(fix)
+    });
 activation!(
     /// `silu` (swish): x·σ(x).
     SiLU, |self, x: T| {

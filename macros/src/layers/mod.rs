@@ -176,3 +176,17 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     prev[b.len()]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names_only() {
+        let kinds = || KINDS.iter().map(|(k, _)| *k);
+        assert_eq!(suggest("desne", kinds()), Some("dense"));
+        assert_eq!(suggest("dropot", kinds()), Some("dropout"));
+        assert_eq!(suggest("batchnorm", kinds()), Some("batch_norm"));
+        assert_eq!(suggest("transformer", kinds()), None);
+    }
+}

@@ -25,7 +25,7 @@ pub fn parse(call: &LayerCall, cx: &Checker) -> syn::Result<Box<dyn Layer>> {
     if name == cx.current {
         return Err(syn::Error::new_spanned(&call.kind, format!("`{name}` cannot contain itself")));
     }
-    let Some((input, output)) = cx.networks.get(&name) else {
+    let Some((input, output)) = cx.networks.get(&call.kind_text()).or_else(|| cx.networks.get(&name)) else {
         return Err(syn::Error::new_spanned(
             &call.kind,
             format!(

@@ -4,11 +4,14 @@
 //!   for each of `pool(sum)`, `pool(mean)`, `pool(max)`;
 //! - `SetDense` is permutation-equivariant;
 //! - `RadialBasis` is permutation-equivariant per point, and after a pool invariant under
-//!   rotations, translations and permutations of the points.
+//!   rotations, translations and permutations of the points; its `Cpu` kernel agrees with the
+//!   path composed of dfdx ops, gradients included;
+//! - forces `−∂E/∂x` of a pooled energy model sum to zero and rotate with the points.
 
 use dfdx::prelude::*;
 use proptest::prelude::*;
-use typenet::layers::{Dense, RadialBasis, ReLU, SetDense, SetMax, SetMean, SetSum};
+use typenet::layers::{Dense, RadialBasis, ReLU, SetDense, SetMax, SetMean, SetSum, Tanh};
+use typenet::ops::{radial_basis_composed, RadialBasisKernel};
 
 type Set<const F: usize> = Tensor<(usize, Const<F>), f64, Cpu>;
 
@@ -108,5 +111,56 @@ proptest! {
         close(&permute_rows(&g.as_vec(), 8, &perm), &gm.as_vec())?;
         // Pooled: invariant.
         close(&SetSum.forward(g).as_vec(), &SetSum.forward(gm).as_vec())?;
+    }
+
+    #[test]
+    fn radial_basis_kernel_matches_composed_path((n, _perm, seed) in set_and_permutation(), batch in 1usize..4) {
+        let dev = Cpu::seed_from_u64(seed);
+        let rb = RadialBasis::<6>::new(1.5);
+        let x: Tensor<(usize, usize, Const<3>), f64, _> = dev.sample_uniform_like(&(batch, n, Const));
+        let x = x * 2.0;
+        let w: Tensor<(usize, usize, Const<6>), f64, _> = dev.sample_normal_like(&(batch, n, Const));
+        let fast = Cpu::try_radial_basis(&rb, x.leaky_trace()).unwrap();
+        let slow = radial_basis_composed(&rb, x.leaky_trace()).unwrap();
+        close(&fast.as_vec(), &slow.as_vec())?;
+        let gf = (fast * w.clone()).sum().backward().get(&x).as_vec();
+        let gs = (slow * w).sum().backward().get(&x).as_vec();
+        close(&gf, &gs)?;
+    }
+
+    #[test]
+    fn forces_sum_to_zero_and_rotate_with_the_points(
+        (n, perm, seed) in set_and_permutation(),
+        rot in rotation(),
+        shift in prop::array::uniform3(-5.0f64..5.0),
+    ) {
+        let dev = Cpu::seed_from_u64(seed);
+        let rb = RadialBasis::<8>::new(2.0);
+        let d1 = <Dense<8, 8, f64, Cpu>>::build(&dev);
+        let d2 = <Dense<8, 1, f64, Cpu>>::build(&dev);
+        let forces = |xv: Vec<f64>| -> Vec<f64> {
+            let x = dev.tensor_from_vec(xv, (n, Const::<3>));
+            let e = SetSum.forward(d2.forward(Tanh.forward(d1.forward(rb.forward(x.leaky_trace())))));
+            e.sum().backward().get(&x).as_vec().iter().map(|g| -g).collect()
+        };
+        let x: Set<3> = dev.sample_uniform_like(&(n, Const));
+        let xv: Vec<f64> = x.as_vec().iter().map(|v| 3.0 * v).collect();
+        let rotate = |v: &[f64], shift: [f64; 3]| -> Vec<f64> {
+            v.chunks(3)
+                .flat_map(|p| (0..3).map(move |r| (0..3).map(|c| rot[r * 3 + c] * p[c]).sum::<f64>() + shift[r]))
+                .collect()
+        };
+        let f = forces(xv.clone());
+        // Newton's third law: no net force (translation invariance of the energy).
+        let scale = f.iter().map(|v| v.abs()).fold(1e-12, f64::max);
+        for c in 0..3 {
+            prop_assert!(f.iter().skip(c).step_by(3).sum::<f64>().abs() <= 1e-9 * scale);
+        }
+        // Rotating, translating and relabelling the points rotates and relabels the forces.
+        let fm = forces(permute_rows(&rotate(&xv, shift), 3, &perm));
+        let want = permute_rows(&rotate(&f, [0.0; 3]), 3, &perm);
+        for (a, b) in fm.iter().zip(&want) {
+            prop_assert!((a - b).abs() <= 1e-5 * scale, "{} vs {}", a, b);
+        }
     }
 }

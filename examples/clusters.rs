@@ -151,6 +151,7 @@ fn predict(model: &Model, dev: &Cpu, c: &Cluster, scale: f64) -> f64 {
 
 fn main() {
     let start = Instant::now();
+    println!("{}", <AtomicEnergy as Network>::summary());
     let mut rng = StdRng::seed_from_u64(2017);
     let dev = Cpu::seed_from_u64(0);
 

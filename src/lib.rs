@@ -24,10 +24,12 @@
 
 extern crate self as typenet;
 
+pub mod data;
 pub mod init;
 pub mod layers;
 mod net;
 pub mod ops;
+pub mod train;
 
 pub use dfdx;
 pub use net::{LayerRow, Network};
@@ -63,6 +65,7 @@ pub mod prelude {
         SgdConfig, WeightDecay,
     };
     pub use dfdx::prelude::*;
+    pub use crate::train::{Adagrad, AdagradConfig, LearningRate};
 }
 
 /// Support code for what `network!` generates; not a public API.

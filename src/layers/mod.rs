@@ -7,10 +7,14 @@ mod activation;
 mod dense;
 mod dropout;
 mod norm;
+mod radial_basis;
 mod reshape;
+mod sets;
 
 pub use activation::{Elu, GeLU, LeakyReLU, LogSoftmax, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
 pub use dense::{Dense, DenseNoBias};
 pub use dropout::Dropout;
 pub use norm::{BatchNorm, LayerNorm};
+pub use radial_basis::RadialBasis;
 pub use reshape::{Batched, Flatten, Reshape};
+pub use sets::{Each, SetDense, SetMax, SetMean, SetSum, UnfoldSet};

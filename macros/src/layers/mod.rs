@@ -17,6 +17,7 @@ mod dropout;
 mod network;
 mod norm;
 mod reshape;
+mod sets;
 
 /// A parsed, validated layer of some kind.
 pub trait Layer {
@@ -110,12 +111,15 @@ pub const KINDS: &[(&str, ParseFn)] = &[
     ("residual", blocks::parse_residual),
     ("concat", blocks::parse_concat),
     ("sum", blocks::parse_sum),
+    ("pool", sets::parse_pool),
+    ("set_dense", sets::parse_set_dense),
+    ("radial_basis", sets::parse_radial_basis),
 ];
 
 /// Layers of the language (DSL §2) that this version of typenet does not provide yet.
 const PLANNED: &[&str] = &[
     "conv1d", "conv2d", "max_pool1d", "avg_pool1d", "max_pool2d", "avg_pool2d", "global_avg_pool",
-    "global_max_pool", "rnn", "lstm", "gru", "last", "pool", "set_dense", "radial_basis",
+    "global_max_pool", "rnn", "lstm", "gru", "last",
 ];
 
 /// Parse one layer call: a built-in kind, or another network used as a layer.

@@ -8,9 +8,7 @@ use quote::{format_ident, quote};
 use crate::ast::NetworkDecl;
 use crate::check::{shape_of, Checked, Node};
 use crate::layers::Fwd;
-use crate::shape::{runtime_var, Shape};
-
-const DFDX: &str = "::typenet::dfdx";
+use crate::shape::runtime_var;
 
 /// The code of a sequence of layers: each step rebinds `x`.
 pub fn forward_seq(nodes: &[Node], train: bool, batched: bool) -> TokenStream {
@@ -32,7 +30,6 @@ fn all_nodes<'a>(nodes: &'a [Node], out: &mut Vec<&'a Node>) {
 }
 
 fn generics() -> (TokenStream, TokenStream) {
-    let _ = DFDX;
     (
         quote!(E: ::typenet::dfdx::shapes::Dtype = f32, D: ::typenet::dfdx::tensor_ops::Device<E> = ::typenet::dfdx::tensor::Cpu),
         quote!(E: ::typenet::Float, D: ::typenet::Backend<E>),
@@ -245,5 +242,3 @@ fn shape_macro(decl: &NetworkDecl) -> TokenStream {
     }
 }
 
-#[allow(dead_code)]
-fn unused(_: &Shape) {}

@@ -9,7 +9,9 @@ mod dense;
 mod dropout;
 mod norm;
 mod pool;
+mod radial_basis;
 mod reshape;
+mod sets;
 
 pub use activation::{Elu, GeLU, LeakyReLU, LogSoftmax, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
 pub use conv::{Conv1D, Conv2D};
@@ -17,4 +19,6 @@ pub use dense::{Dense, DenseNoBias};
 pub use dropout::Dropout;
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool::{AvgPool1D, AvgPool2D, GlobalAvgPool, GlobalMaxPool, MaxPool1D, MaxPool2D};
-pub use reshape::{Flatten, Reshape};
+pub use radial_basis::RadialBasis;
+pub use reshape::{Batched, Flatten, Reshape};
+pub use sets::{Each, SetDense, SetMax, SetMean, SetSum, UnfoldSet};

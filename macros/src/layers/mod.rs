@@ -12,10 +12,12 @@ use crate::shape::Shape;
 
 mod activation;
 mod blocks;
+mod conv;
 mod dense;
 mod dropout;
 mod network;
 mod norm;
+mod pool;
 mod reshape;
 mod sets;
 
@@ -114,13 +116,18 @@ pub const KINDS: &[(&str, ParseFn)] = &[
     ("pool", sets::parse_pool),
     ("set_dense", sets::parse_set_dense),
     ("radial_basis", sets::parse_radial_basis),
+    ("conv1d", conv::parse_conv1d),
+    ("conv2d", conv::parse_conv2d),
+    ("max_pool1d", pool::parse_max_pool1d),
+    ("avg_pool1d", pool::parse_avg_pool1d),
+    ("max_pool2d", pool::parse_max_pool2d),
+    ("avg_pool2d", pool::parse_avg_pool2d),
+    ("global_avg_pool", pool::parse_global_avg_pool),
+    ("global_max_pool", pool::parse_global_max_pool),
 ];
 
 /// Layers of the language (DSL §2) that this version of typenet does not provide yet.
-const PLANNED: &[&str] = &[
-    "conv1d", "conv2d", "max_pool1d", "avg_pool1d", "max_pool2d", "avg_pool2d", "global_avg_pool",
-    "global_max_pool", "rnn", "lstm", "gru", "last",
-];
+const PLANNED: &[&str] = &["rnn", "lstm", "gru", "last"];
 
 /// Parse one layer call: a built-in kind, or another network used as a layer.
 pub fn parse(call: &LayerCall, cx: &Checker) -> syn::Result<Box<dyn Layer>> {

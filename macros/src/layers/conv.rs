@@ -1,0 +1,210 @@
+//! `conv1d(out, kernel = k, stride = 1, padding = 0, dilation = 1)` and `conv2d(..)` (each of
+//! `kernel`, `stride`, `padding`, `dilation` also as `(h, w)`; `padding = same` for stride 1).
+//!
+//! Shape rule (PyTorch's floor arithmetic, per spatial axis):
+//! `out = (len + 2·padding − dilation·(kernel − 1) − 1) / stride + 1`; an error when the
+//! (dilated) kernel is larger than the padded input, or when applied to a vector.
+//! The macro computes the output sizes (the layer types carry them as const generics), so
+//! spatial sizes must be integers the macro knows.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::dense::init_arg;
+use super::Layer;
+use crate::args::{self, Args};
+use crate::ast::{LayerCall, Value};
+use crate::check::Checker;
+use crate::shape::{Dim, Shape};
+
+/// Padding along one axis: a count, or `same` (resolved once the kernel is known).
+#[derive(Clone, Copy)]
+pub(super) enum Pad {
+    N(usize),
+    Same,
+}
+
+/// Per-axis window parameters (one entry for 1-d, two for 2-d).
+pub(super) struct Window {
+    pub kernel: Vec<usize>,
+    pub stride: Vec<usize>,
+    pub padding: Vec<Pad>,
+    pub dilation: Vec<usize>,
+}
+
+/// Either an integer for every axis or a tuple with one integer per axis.
+pub(super) fn per_axis(v: &Value, axes: usize, what: &str, min: usize) -> syn::Result<Vec<usize>> {
+    let one = |v: &Value| -> syn::Result<usize> {
+        let n = args::count(v, what)?;
+        if n < min {
+            return Err(args::err(v, format!("{what} must be at least {min}, not {n}")));
+        }
+        Ok(n)
+    };
+    match v {
+        Value::Tuple(items, _) => {
+            if axes == 1 {
+                return Err(args::err(v, format!("a 1-d layer takes one {what}, not a tuple")));
+            }
+            if items.len() != axes {
+                return Err(args::err(v, format!("{what} takes {axes} values `(h, w)`, not {}", items.len())));
+            }
+            items.iter().map(one).collect()
+        }
+        _ => Ok(vec![one(v)?; axes]),
+    }
+}
+
+pub(super) fn padding_arg(v: Option<&Value>, axes: usize, allow_same: bool) -> syn::Result<Vec<Pad>> {
+    match v {
+        None => Ok(vec![Pad::N(0); axes]),
+        Some(v) => match args::word(v) {
+            Some(w) if w == "same" && allow_same => Ok(vec![Pad::Same; axes]),
+            Some(w) if w == "same" => Err(args::err(v, "`padding = same` is for convolutions; pools take a number")),
+            Some(w) => Err(args::err(v, format!("padding must be a non-negative integer, `(h, w)`{}, not `{w}`", if allow_same { " or `same`" } else { "" }))),
+            None => Ok(per_axis(v, axes, "padding", 0)?.into_iter().map(Pad::N).collect()),
+        },
+    }
+}
+
+pub struct Conv {
+    axes: usize,
+    out: Dim,
+    win: Window,
+    init: syn::Ident,
+    /// After inference: input channels, (pad before, spatial in, spatial out) per axis.
+    input: Option<Dim>,
+    resolved: Vec<(usize, usize, usize)>,
+}
+
+fn conv_usage(axes: usize) -> String {
+    if axes == 1 {
+        "conv1d(out, kernel = k, stride = 1, padding = 0, dilation = 1)".into()
+    } else {
+        "conv2d(out, kernel = k, stride = 1, padding = 0, dilation = 1)` (each also `(h, w)`; `padding = same`".into()
+    }
+}
+
+fn parse_conv(call: &LayerCall, axes: usize) -> syn::Result<Box<dyn Layer>> {
+    let usage = conv_usage(axes);
+    let a = Args::new(call, &usage, 1, &["kernel", "stride", "padding", "dilation", "init"])?;
+    let out = args::dim(a.require(0, "its number of output channels", &usage)?, "the number of output channels")?;
+    let Some(k) = a.kw("kernel") else {
+        return Err(syn::Error::new_spanned(&call.tokens, format!("`{}` needs `kernel = ..`: `{usage}`", call.kind_text())));
+    };
+    let kernel = per_axis(k, axes, "the kernel size", 1)?;
+    let stride = match a.kw("stride") {
+        Some(v) => per_axis(v, axes, "the stride", 1)?,
+        None => vec![1; axes],
+    };
+    let dilation = match a.kw("dilation") {
+        Some(v) => per_axis(v, axes, "the dilation", 1)?,
+        None => vec![1; axes],
+    };
+    let padding = padding_arg(a.kw("padding"), axes, true)?;
+    if matches!(padding[0], Pad::Same) && stride.iter().any(|&s| s != 1) {
+        return Err(args::err(a.kw("padding").unwrap(), "`padding = same` needs stride 1 (as in PyTorch)"));
+    }
+    Ok(Box::new(Conv { axes, out, win: Window { kernel, stride, padding, dilation }, init: init_arg(&a)?, input: None, resolved: vec![] }))
+}
+
+pub fn parse_conv1d(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
+    parse_conv(call, 1)
+}
+
+pub fn parse_conv2d(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
+    parse_conv(call, 2)
+}
+
+/// The spatial sizes of `input` for a layer over `axes` spatial axes after a channel axis.
+pub(super) fn spatial(kind: &str, input: &Shape, axes: usize) -> Result<(Dim, Vec<usize>), String> {
+    let want = if axes == 1 { "`[c, l]`" } else { "`[c, h, w]`" };
+    if input.rank() != axes + 1 {
+        let what = match input.rank() {
+            1 => "a vector".to_string(),
+            _ => format!("{} ({} axes)", input.text(), input.rank()),
+        };
+        return Err(format!("`{kind}` takes a feature map {want}, but it is given {what}"));
+    }
+    let mut sizes = Vec::new();
+    for d in &input.dims[1..] {
+        match d {
+            Dim::Known(n) => sizes.push(*n),
+            other => {
+                return Err(format!(
+                    "`{kind}` needs spatial sizes the macro knows (integers), but {} has `{}`",
+                    input.text(),
+                    other.text()
+                ))
+            }
+        }
+    }
+    if let Dim::Runtime(n) = &input.dims[0] {
+        return Err(format!("`{kind}` needs a channel axis of known size, but in {} it is the run-time axis `{n}`", input.text()));
+    }
+    Ok((input.dims[0].clone(), sizes))
+}
+
+const AXIS: [&str; 2] = ["height", "width"];
+
+pub(super) fn axis_name(axes: usize, i: usize) -> &'static str {
+    if axes == 1 {
+        "length"
+    } else {
+        AXIS[i]
+    }
+}
+
+impl Layer for Conv {
+    fn infer(&mut self, input: &Shape, _: &mut Checker) -> Result<Shape, String> {
+        let kind = if self.axes == 1 { "conv1d" } else { "conv2d" };
+        let (c, sizes) = spatial(kind, input, self.axes)?;
+        let mut dims = vec![self.out.clone()];
+        self.resolved.clear();
+        for (i, &len) in sizes.iter().enumerate() {
+            let (k, s, d) = (self.win.kernel[i], self.win.stride[i], self.win.dilation[i]);
+            let span = d * (k - 1) + 1;
+            let (lo, hi) = match self.win.padding[i] {
+                Pad::N(p) => (p, p),
+                Pad::Same => (d * (k - 1) / 2, d * (k - 1) - d * (k - 1) / 2),
+            };
+            if len + lo + hi < span {
+                let dil = if d > 1 { format!(" (dilated to {span})") } else { String::new() };
+                let pad = if lo + hi > 0 { format!(" padded to {}", len + lo + hi) } else { String::new() };
+                return Err(format!(
+                    "`{kind}`'s kernel {k}{dil} is larger than the input's {} {len}{pad} (input {})",
+                    axis_name(self.axes, i),
+                    input.text()
+                ));
+            }
+            let out = (len + lo + hi - span) / s + 1;
+            self.resolved.push((lo, len, out));
+            dims.push(Dim::Known(out));
+        }
+        self.input = Some(c);
+        Ok(Shape::new(dims))
+    }
+
+    fn field_ty(&self) -> Option<TokenStream> {
+        let (i, o) = (self.input.as_ref()?.arg(), self.out.arg());
+        let init = &self.init;
+        let w = &self.win;
+        if self.axes == 1 {
+            let (k, s, d) = (w.kernel[0], w.stride[0], w.dilation[0]);
+            let (p, _, ol) = self.resolved[0];
+            Some(quote!(::typenet::layers::Conv1D<#i, #o, #k, #s, #p, #d, #ol, E, D, ::typenet::init::#init>))
+        } else {
+            let ([kh, kw], [sh, sw], [dh, dw]) = ([w.kernel[0], w.kernel[1]], [w.stride[0], w.stride[1]], [w.dilation[0], w.dilation[1]]);
+            let ((ph, _, oh), (pw, _, ow)) = (self.resolved[0], self.resolved[1]);
+            Some(quote!(::typenet::layers::Conv2D<#i, #o, #kh, #kw, #sh, #sw, #ph, #pw, #dh, #dw, #oh, #ow, E, D, ::typenet::init::#init>))
+        }
+    }
+
+    fn params(&self) -> TokenStream {
+        let i = self.input.as_ref().map(Dim::value).unwrap_or_default();
+        let o = self.out.value();
+        let area: usize = self.win.kernel.iter().product();
+        quote!((#o * #i * #area + #o))
+    }
+}
+

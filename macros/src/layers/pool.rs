@@ -1,0 +1,145 @@
+//! `max_pool1d(k)`, `avg_pool1d(k)`, `max_pool2d(k)`, `avg_pool2d(k)` (kernel also `(h, w)`;
+//! `stride` defaults to the kernel; optional `padding` up to half the kernel) and
+//! `global_avg_pool`, `global_max_pool` (`[c, ..spatial] -> [c]`).
+//!
+//! Shape rule: `out = (len + 2·padding − kernel) / stride + 1` (floor); an axis that would
+//! shrink to 0 is an error.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::conv::{axis_name, padding_arg, per_axis, spatial, Pad, Window};
+use super::Layer;
+use crate::args::{self, Args};
+use crate::ast::LayerCall;
+use crate::check::Checker;
+use crate::shape::{Dim, Shape};
+
+/// Windowed pools.
+pub struct Pool {
+    axes: usize,
+    max: bool,
+    win: Window,
+    resolved: Vec<(usize, usize)>,
+}
+
+fn parse_pool(call: &LayerCall, axes: usize, max: bool) -> syn::Result<Box<dyn Layer>> {
+    let kind = call.kind_text();
+    let usage = if axes == 1 { format!("{kind}(k, stride = k, padding = 0)") } else { format!("{kind}(k, stride = k, padding = 0)` (each also `(h, w)`") };
+    let a = Args::new(call, &usage, 1, &["stride", "padding"])?;
+    let kernel = per_axis(a.require(0, "its kernel size", &usage)?, axes, "the kernel size", 1)?;
+    let stride = match a.kw("stride") {
+        Some(v) => per_axis(v, axes, "the stride", 1)?,
+        None => kernel.clone(),
+    };
+    let padding = padding_arg(a.kw("padding"), axes, false)?;
+    for (i, p) in padding.iter().enumerate() {
+        if let Pad::N(p) = p {
+            if 2 * p > kernel[i] {
+                return Err(args::err(
+                    a.kw("padding").unwrap(),
+                    format!("pool padding must be at most half the kernel size ({} here), as in PyTorch", kernel[i] / 2),
+                ));
+            }
+        }
+    }
+    Ok(Box::new(Pool { axes, max, win: Window { kernel, stride, padding, dilation: vec![1; axes] }, resolved: vec![] }))
+}
+
+pub fn parse_max_pool1d(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
+    parse_pool(call, 1, true)
+}
+pub fn parse_avg_pool1d(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
+    parse_pool(call, 1, false)
+}
+pub fn parse_max_pool2d(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
+    parse_pool(call, 2, true)
+}
+pub fn parse_avg_pool2d(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
+    parse_pool(call, 2, false)
+}
+
+impl Layer for Pool {
+    fn infer(&mut self, input: &Shape, _: &mut Checker) -> Result<Shape, String> {
+        let kind = format!("{}_pool{}d", if self.max { "max" } else { "avg" }, self.axes);
+        let (c, sizes) = spatial(&kind, input, self.axes)?;
+        let mut dims = vec![c];
+        self.resolved.clear();
+        for (i, &len) in sizes.iter().enumerate() {
+            let (k, s) = (self.win.kernel[i], self.win.stride[i]);
+            let Pad::N(p) = self.win.padding[i] else { unreachable!() };
+            if len + 2 * p < k {
+                let pad = if p > 0 { format!(" padded to {}", len + 2 * p) } else { String::new() };
+                return Err(format!(
+                    "`{kind}({k})` shrinks the {} {len}{pad} to 0 (input {})",
+                    axis_name(self.axes, i),
+                    input.text()
+                ));
+            }
+            let out = (len + 2 * p - k) / s + 1;
+            self.resolved.push((p, out));
+            dims.push(Dim::Known(out));
+        }
+        Ok(Shape::new(dims))
+    }
+
+    fn module(&self) -> TokenStream {
+        let w = &self.win;
+        if self.axes == 1 {
+            let (k, s) = (w.kernel[0], w.stride[0]);
+            let (p, ol) = self.resolved[0];
+            if self.max {
+                quote!(::typenet::layers::MaxPool1D::<#k, #s, #p, #ol>)
+            } else {
+                quote!(::typenet::layers::AvgPool1D::<#k, #s, #p, #ol>)
+            }
+        } else {
+            let ([kh, kw], [sh, sw]) = ([w.kernel[0], w.kernel[1]], [w.stride[0], w.stride[1]]);
+            let ((ph, oh), (pw, ow)) = (self.resolved[0], self.resolved[1]);
+            if self.max {
+                quote!(::typenet::layers::MaxPool2D::<#kh, #kw, #sh, #sw, #ph, #pw, #oh, #ow>)
+            } else {
+                quote!(::typenet::layers::AvgPool2D::<#kh, #kw, #sh, #sw, #ph, #pw, #oh, #ow>)
+            }
+        }
+    }
+}
+
+/// `global_avg_pool`, `global_max_pool`: `[c, ..spatial] -> [c]`.
+pub struct GlobalPool {
+    max: bool,
+}
+
+pub fn parse_global_avg_pool(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
+    Args::new(call, "global_avg_pool", 0, &[])?;
+    Ok(Box::new(GlobalPool { max: false }))
+}
+
+pub fn parse_global_max_pool(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
+    Args::new(call, "global_max_pool", 0, &[])?;
+    Ok(Box::new(GlobalPool { max: true }))
+}
+
+impl Layer for GlobalPool {
+    fn infer(&mut self, input: &Shape, _: &mut Checker) -> Result<Shape, String> {
+        let kind = if self.max { "global_max_pool" } else { "global_avg_pool" };
+        if input.rank() < 2 || input.rank() > 4 {
+            return Err(format!(
+                "`{kind}` takes a feature map `[c, ..spatial]` with 1 to 3 spatial axes, but it is given {}",
+                if input.rank() == 1 { "a vector".to_string() } else { input.text() }
+            ));
+        }
+        if let Some(Dim::Runtime(n)) = input.dims.iter().find(|d| d.is_runtime()) {
+            return Err(format!("`{kind}` needs every size known at compile time, but {} has the run-time axis `{n}`", input.text()));
+        }
+        Ok(Shape::new(vec![input.dims[0].clone()]))
+    }
+
+    fn module(&self) -> TokenStream {
+        if self.max {
+            quote!(::typenet::layers::GlobalMaxPool)
+        } else {
+            quote!(::typenet::layers::GlobalAvgPool)
+        }
+    }
+}

@@ -44,7 +44,7 @@ pub(super) fn per_axis(v: &Value, axes: usize, what: &str, min: usize) -> syn::R
     match v {
         Value::Tuple(items, _) => {
             if axes == 1 {
-                return Err(args::err(v, format!("a 1-d layer takes one {what}, not a tuple")));
+                return Err(args::err(v, format!("a 1-d layer takes a single value for {what}, not a tuple")));
             }
             if items.len() != axes {
                 return Err(args::err(v, format!("{what} takes {axes} values `(h, w)`, not {}", items.len())));

@@ -20,9 +20,9 @@ use crate::ops::conv::{pad_after, ConvKernel, Window2D};
 use crate::Float;
 
 /// The same tensor (same id, same data) with all dimensions `usize`.
-fn dynamic<S: Shape, Dst: Shape<Concrete = S::Concrete>, E: Dtype, D: Storage<E>>(t: Tensor<S, E, D>) -> Tensor<Dst, E, D>
+fn dynamic<S, Dst: Shape<Concrete = S::Concrete>, E: Dtype, D: Storage<E>>(t: Tensor<S, E, D>) -> Tensor<Dst, E, D>
 where
-    S: dfdx::shapes::RealizeShapeTo<Dst>,
+    S: Shape + dfdx::shapes::RealizeShapeTo<Dst>,
 {
     match t.try_realize::<Dst>() {
         Ok(t) => t,

@@ -11,6 +11,15 @@
 //! /work/venv/bin/python /work/shared/peers/bench_torch.py 2 200 20
 //! ```
 //!
+//! Allocation matters at this size: every step frees and re-allocates a few MB of tensors,
+//! and with glibc's default thresholds that memory goes back to the kernel and comes back as
+//! page faults, which also serialise the threads. Keeping it (for both processes alike, so
+//! the comparison stays fair) is an environment setting:
+//!
+//! ```text
+//! export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=536870912:glibc.malloc.trim_threshold=536870912
+//! ```
+//!
 //! The model is PyTorch's `LeNet5` in `bench_torch.py` with ReLU after the max-pool instead of
 //! before (the two commute, so the function and its gradients are identical; the ReLU then
 //! touches a quarter of the elements).
@@ -49,9 +58,6 @@ struct Setup {
 
 fn setup() -> Setup {
     let dev = Cpu::seed_from_u64(0);
-    if std::env::var("LENET_CACHE").is_ok() {
-        dev.enable_cache();
-    }
     let model = <Model as BuildModule<Cpu, f32>>::build(&dev);
     let opt = Adam::new(&model, AdamConfig { lr: 1e-3, ..Default::default() });
     let grads = Some(model.alloc_grads());
@@ -104,19 +110,8 @@ fn median_line(name: &str, steps: usize, warmup: usize, mut f: impl FnMut()) {
     );
 }
 
-extern "C" {
-    fn mallopt(param: i32, value: i32) -> i32;
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if std::env::var("LENET_MALLOPT").is_ok() {
-        // glibc: keep freed memory (no trimming, no mmap for large blocks)
-        unsafe {
-            mallopt(-1, 512 << 20); // M_TRIM_THRESHOLD
-            mallopt(-3, 512 << 20); // M_MMAP_THRESHOLD
-        }
-    }
     let steps: usize = std::env::var("LENET_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
     let mut s = setup();
     let first = s.step();

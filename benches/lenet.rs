@@ -13,12 +13,11 @@
 //!
 //! Allocation matters at this size: every step frees and re-allocates a few MB of tensors,
 //! and with glibc's default thresholds that memory goes back to the kernel and comes back as
-//! page faults, which also serialise the threads. Keeping it (for both processes alike, so
-//! the comparison stays fair) is an environment setting:
-//!
-//! ```text
-//! export GLIBC_TUNABLES=glibc.malloc.mmap_threshold=536870912:glibc.malloc.trim_threshold=536870912
-//! ```
+//! page faults, which also serialise the threads. Each workload is therefore timed twice:
+//! on a default `Cpu`, and (names ending in `_cache`) on a `Cpu` with dfdx's allocation
+//! cache enabled (`dev.enable_cache()`), which typenet's kernels allocate through. (Keeping
+//! freed memory in glibc instead, for both processes alike, is an environment setting:
+//! `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=536870912:glibc.malloc.trim_threshold=536870912`.)
 //!
 //! The model is PyTorch's `LeNet5` in `bench_torch.py` with ReLU after the max-pool instead of
 //! before (the two commute, so the function and its gradients are identical; the ReLU then
@@ -56,8 +55,11 @@ struct Setup {
     y: Tensor<(usize, Const<10>), f32, Cpu>,
 }
 
-fn setup() -> Setup {
+fn setup(cache: bool) -> Setup {
     let dev = Cpu::seed_from_u64(0);
+    if cache {
+        dev.enable_cache();
+    }
     let model = <Model as BuildModule<Cpu, f32>>::build(&dev);
     let opt = Adam::new(&model, AdamConfig { lr: 1e-3, ..Default::default() });
     let grads = Some(model.alloc_grads());
@@ -113,21 +115,28 @@ fn median_line(name: &str, steps: usize, warmup: usize, mut f: impl FnMut()) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let steps: usize = std::env::var("LENET_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
-    let mut s = setup();
-    let first = s.step();
-    median_line("lenet5_b64_1x28x28", steps, 20, || {
-        black_box(s.step());
-    });
-    let last = s.step();
-    eprintln!("loss: first step {first:.4}, after {} steps {last:.4}", steps + 22);
-    median_line("lenet5_b64_1x28x28_inference", steps, 20, || {
-        black_box(s.infer());
-    });
+    for cache in [false, true] {
+        let suffix = if cache { "_cache" } else { "" };
+        let mut s = setup(cache);
+        let first = s.step();
+        median_line(&format!("lenet5_b64_1x28x28{suffix}"), steps, 20, || {
+            black_box(s.step());
+        });
+        let last = s.step();
+        eprintln!("loss: first step {first:.4}, after {} steps {last:.4}", steps + 22);
+        median_line(&format!("lenet5_b64_1x28x28_inference{suffix}"), steps, 20, || {
+            black_box(s.infer());
+        });
+    }
     if args.iter().any(|a| a == "--median-only") {
         return;
     }
     let mut c = Criterion::default().configure_from_args();
-    c.bench_function("lenet5_train_step_b64", |b| b.iter(|| s.step()));
-    c.bench_function("lenet5_inference_b64", |b| b.iter(|| s.infer()));
+    for cache in [false, true] {
+        let suffix = if cache { "_cache" } else { "" };
+        let mut s = setup(cache);
+        c.bench_function(&format!("lenet5_train_step_b64{suffix}"), |b| b.iter(|| s.step()));
+        c.bench_function(&format!("lenet5_inference_b64{suffix}"), |b| b.iter(|| s.infer()));
+    }
     c.final_summary();
 }

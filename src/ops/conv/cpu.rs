@@ -258,9 +258,10 @@ where
     let wv = weight.as_vec();
     let bv = bias.as_ref().map(|b| b.as_vec());
 
-    let mut yv = vec![E::zero(); batch * o * g.n()];
+    let mut yv = Buf::zeros(batch * o * g.n());
     forward(&xv, &wv, bv.as_deref(), &g, batch, &mut yv);
-    let y = x.device().try_tensor_from_vec(yv, (batch, o, oh, ow))?;
+    let y = super::scratch::to_tensor(x.device(), &yv, (batch, o, oh, ow))?;
+    drop(yv);
 
     if T::OWNS_TAPE {
         let x_ghost = x.ghost();

@@ -7,6 +7,8 @@
 
 use std::sync::Mutex;
 
+use dfdx::prelude::*;
+
 /// Element types with a buffer pool.
 pub(crate) trait Scratch: Copy + Default + Send + Sync + 'static {
     fn pool() -> &'static Mutex<Vec<Vec<Self>>>;
@@ -94,4 +96,16 @@ impl<E: Scratch> std::ops::DerefMut for Buf<E> {
     fn deref_mut(&mut self) -> &mut [E] {
         &mut self.0
     }
+}
+
+/// A new tensor of `shape` holding `data`, allocated the way dfdx allocates (so with the
+/// device's allocation cache enabled, `Cpu::enable_cache`, outputs reuse cached memory and
+/// return to the cache when dropped, instead of growing it).
+pub(crate) fn to_tensor<S: Shape, E: Dtype>(dev: &Cpu, data: &[E], shape: S) -> Result<Tensor<S, E, Cpu>, CpuError>
+where
+    Cpu: Device<E>,
+{
+    let mut t = dev.try_zeros_like(&shape)?;
+    t.copy_from(data);
+    Ok(t)
 }

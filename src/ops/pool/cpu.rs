@@ -332,7 +332,7 @@ where
     let (x, mut tape) = x.split_tape();
     let mut xv = Buf::zeros(b * c * h * w);
     x.copy_into(&mut xv);
-    let mut yv = vec![E::zero(); b * c * oh * ow];
+    let mut yv = Buf::zeros(b * c * oh * ow);
     // With a tape, max pooling records which element each output took (a u32 per output);
     // average pooling's backward needs nothing from the forward pass.
     let record = T::OWNS_TAPE && kind == PoolKind::Max;
@@ -343,7 +343,8 @@ where
         forward(&xv, &g, kind, &mut yv);
     }
     drop(xv);
-    let y = x.device().try_tensor_from_vec(yv, (b, c, oh, ow))?;
+    let y = crate::ops::conv::scratch::to_tensor(x.device(), &yv, (b, c, oh, ow))?;
+    drop(yv);
     if T::OWNS_TAPE {
         let x_ghost = x.ghost();
         let y_ghost = y.ghost();

@@ -40,14 +40,6 @@ impl<E: Scratch> Buf<E> {
         v
     }
 
-    /// A buffer holding a copy of `src`.
-    #[allow(dead_code)]
-    pub fn copy_of(src: &[E]) -> Self {
-        let mut v = Self::take(src.len());
-        v.0.extend_from_slice(src);
-        v
-    }
-
     /// An empty buffer with capacity for `len` elements.
     fn take(len: usize) -> Self {
         let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());

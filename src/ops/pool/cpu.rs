@@ -79,24 +79,6 @@ fn better<E: Float>(v: E, m: E) -> bool {
     (v > m) | nan
 }
 
-/// The index of the first maximum of the window inside the input starting at `base` (no
-/// padding, no dilation), branch-free.
-#[inline(always)]
-#[allow(dead_code)]
-fn argmax_simple<E: Float>(xp: &[E], w: usize, kh: usize, kw: usize, base: usize) -> usize {
-    let mut best = base;
-    let mut m = xp[base];
-    for a in 0..kh {
-        let start = base + a * w;
-        for (i, &v) in xp[start..start + kw].iter().enumerate() {
-            let take = better(v, m);
-            best = if take { start + i } else { best };
-            m = if take { v } else { m };
-        }
-    }
-    best
-}
-
 fn forward_simple<E: Float>(xp: &[E], g: &PGeo, kind: PoolKind, yp: &mut [E], inv: E) {
     let [kh, kw] = g.win.kernel;
     let [sh, sw] = g.win.stride;
@@ -133,36 +115,17 @@ fn forward_simple<E: Float>(xp: &[E], g: &PGeo, kind: PoolKind, yp: &mut [E], in
     }
 }
 
-/// `yp`: the forward output of this plane (max pooling sends each window's gradient to its
-/// first element equal to the output: the element [`forward_simple`] picked).
-fn backward_simple<E: Float>(xp: &[E], yp: &[E], g: &PGeo, kind: PoolKind, gyp: &[E], gxp: &mut [E], inv: E) {
+/// Average pooling's backward for one plane (no padding, no dilation).
+fn backward_avg_simple<E: Float>(g: &PGeo, gyp: &[E], gxp: &mut [E], inv: E) {
     let [kh, kw] = g.win.kernel;
     let [sh, sw] = g.win.stride;
     for oy in 0..g.oh {
         for ox in 0..g.ow {
             let base = oy * sh * g.w + ox * sw;
-            let o = oy * g.ow + ox;
-            let gv = gyp[o];
-            match kind {
-                PoolKind::Max => {
-                    let m = yp[o];
-                    let mut done = false;
-                    for a in 0..kh {
-                        let start = base + a * g.w;
-                        for (d, &v) in gxp[start..start + kw].iter_mut().zip(&xp[start..start + kw]) {
-                            let hit = (v == m) & !done;
-                            *d += if hit { gv } else { E::zero() };
-                            done |= hit;
-                        }
-                    }
-                }
-                PoolKind::Avg => {
-                    let v = gv * inv;
-                    for a in 0..kh {
-                        for d in &mut gxp[base + a * g.w..base + a * g.w + kw] {
-                            *d += v;
-                        }
-                    }
+            let v = gyp[oy * g.ow + ox] * inv;
+            for a in 0..kh {
+                for d in &mut gxp[base + a * g.w..base + a * g.w + kw] {
+                    *d += v;
                 }
             }
         }
@@ -270,8 +233,9 @@ fn backward_max_idx<E: Float>(idx: &[u32], g: &PGeo, gy: &[E], gx: &mut [E]) {
     });
 }
 
-#[allow(dead_code)]
-fn backward<E: Float>(x: &[E], y: &[E], g: &PGeo, kind: PoolKind, gy: &[E], gx: &mut [E]) {
+/// Average pooling's backward: each output's gradient spread evenly over its window
+/// (padding positions included in the count, as in the forward pass).
+fn backward_avg<E: Float>(g: &PGeo, gy: &[E], gx: &mut [E]) {
     let (hw, on) = (g.h * g.w, g.oh * g.ow);
     let planes = gx.len() / hw.max(1);
     let per = planes_per_task(planes);
@@ -283,34 +247,18 @@ fn backward<E: Float>(x: &[E], y: &[E], g: &PGeo, kind: PoolKind, gy: &[E], gx: 
             let p = t * per + i;
             let gyp = &gy[p * on..(p + 1) * on];
             if is_simple(g) {
-                let (xp, yp) = if kind == PoolKind::Max {
-                    (&x[p * hw..(p + 1) * hw], &y[p * on..(p + 1) * on])
-                } else {
-                    (&[][..], &[][..])
-                };
-                backward_simple(xp, yp, g, kind, gyp, gxp, inv);
+                backward_avg_simple(g, gyp, gxp, inv);
                 continue;
             }
-            match kind {
-                PoolKind::Max => {
-                    let xp = &x[p * hw..(p + 1) * hw];
-                    for_windows(g, |o, iy0, ky, ix0, kx| {
-                        let a = argmax(xp, g, iy0, ky, ix0, kx);
-                        if a != usize::MAX {
-                            gxp[a] += gyp[o];
-                        }
-                    })
-                }
-                PoolKind::Avg => for_windows(g, |o, iy0, ky, ix0, kx| {
-                    let v = gyp[o] * inv;
-                    for a in ky.0..ky.1 {
-                        let row = (iy0 + (a * dh) as isize) as usize * g.w;
-                        for bb in kx.0..kx.1 {
-                            gxp[row + (ix0 + (bb * dw) as isize) as usize] += v;
-                        }
+            for_windows(g, |o, iy0, ky, ix0, kx| {
+                let v = gyp[o] * inv;
+                for a in ky.0..ky.1 {
+                    let row = (iy0 + (a * dh) as isize) as usize * g.w;
+                    for bb in kx.0..kx.1 {
+                        gxp[row + (ix0 + (bb * dw) as isize) as usize] += v;
                     }
-                }),
-            }
+                }
+            });
         }
     });
 }
@@ -355,7 +303,7 @@ where
             let gx = grads.get_or_alloc_mut(&x_ghost)?;
             match kind {
                 PoolKind::Max => backward_max_idx(&idx, &g, &gy, gx),
-                PoolKind::Avg => backward(&[], &[], &g, kind, &gy, gx),
+                PoolKind::Avg => backward_avg(&g, &gy, gx),
             }
             *grads.get_or_alloc_mut(&y_ghost)? = gy;
             Ok(())

@@ -46,8 +46,8 @@ impl<E> Float for E where
 /// Everything a device must provide for every typenet layer: dfdx's [`Device`] plus the
 /// kernels typenet adds (each kernel trait has a fast `Cpu` implementation and a generic path
 /// composed of dfdx ops for other devices).
-pub trait Backend<E: Dtype>: Device<E> {}
-impl<E: Dtype, D> Backend<E> for D where D: Device<E> {}
+pub trait Backend<E: Dtype>: Device<E> + ops::rnn::RecurrentKernel<E> {}
+impl<E: Dtype, D> Backend<E> for D where D: Device<E> + ops::rnn::RecurrentKernel<E> {}
 
 /// One import serves: the macro, typenet's traits, dfdx's prelude and dfdx's optimizers.
 pub mod prelude {

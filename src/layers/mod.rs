@@ -6,11 +6,18 @@
 mod activation;
 mod dense;
 mod dropout;
+mod last;
 mod norm;
 mod reshape;
+mod rnn;
 
 pub use activation::{Elu, GeLU, LeakyReLU, LogSoftmax, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
 pub use dense::{Dense, DenseNoBias};
 pub use dropout::Dropout;
 pub use norm::{BatchNorm, LayerNorm};
 pub use reshape::{Flatten, Reshape};
+pub use last::{Last, LastBidirectional};
+pub use rnn::{
+    BiGru, BiLstm, BiRecurrent, BiRnn, BiRnnRelu, Cell, GateDim, Gru, GruCell, Lstm, LstmCell,
+    Recurrent, ReluCell, Rnn, RnnRelu, TanhCell,
+};

@@ -1,0 +1,490 @@
+//! The fused `Cpu` kernel (f32, f64): forward and backpropagation through time.
+
+use dfdx::prelude::*;
+
+use super::{CellKind, DirWeights};
+
+/// Element types the fused kernel runs on: `gemm` dispatches on them, and they provide the
+/// gate nonlinearities.
+pub trait CpuFloat: num_traits::Float + Dtype + Send + Sync + 'static {
+    /// `1 / (1 + e^-x)`.
+    fn sigmoid(x: Self) -> Self;
+    /// `tanh(x)`.
+    fn tanh_(x: Self) -> Self;
+}
+
+impl CpuFloat for f64 {
+    #[inline(always)]
+    fn sigmoid(x: Self) -> Self {
+        1.0 / (1.0 + (-x).exp())
+    }
+    #[inline(always)]
+    fn tanh_(x: Self) -> Self {
+        x.tanh()
+    }
+}
+
+impl CpuFloat for f32 {
+    #[inline(always)]
+    fn sigmoid(x: Self) -> Self {
+        1.0 / (1.0 + (-x).exp())
+    }
+    #[inline(always)]
+    fn tanh_(x: Self) -> Self {
+        x.tanh()
+    }
+}
+
+/// `dst[m×n] = (acc ? dst : 0) + lhs[m×k] · rhs[k×n]`, every matrix given by (row, column)
+/// strides into its slice.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn mm<E: CpuFloat>(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [E],
+    (d_rs, d_cs): (usize, usize),
+    acc: bool,
+    lhs: &[E],
+    (l_rs, l_cs): (usize, usize),
+    rhs: &[E],
+    (r_rs, r_cs): (usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(dst.len() > (m - 1) * d_rs + (n - 1) * d_cs);
+    if k == 0 {
+        if !acc {
+            for i in 0..m {
+                for j in 0..n {
+                    dst[i * d_rs + j * d_cs] = E::zero();
+                }
+            }
+        }
+        return;
+    }
+    assert!(lhs.len() > (m - 1) * l_rs + (k - 1) * l_cs);
+    assert!(rhs.len() > (k - 1) * r_rs + (n - 1) * r_cs);
+    // Threads pay only for big products (the per-step recurrence is a few hundred kFLOP).
+    let par = if m * n * k >= 1 << 21 {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the bounds of every access were asserted above; gemm dispatches on E (f32/f64).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            d_cs as isize,
+            d_rs as isize,
+            acc,
+            lhs.as_ptr(),
+            l_cs as isize,
+            l_rs as isize,
+            rhs.as_ptr(),
+            r_cs as isize,
+            r_rs as isize,
+            if acc { E::one() } else { E::zero() },
+            E::one(),
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// Sizes of one call.
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    b: usize,
+    t: usize,
+    f: usize,
+    h: usize,
+    /// gates × hidden
+    gh: usize,
+    /// output row width (dirs × hidden)
+    o: usize,
+}
+
+/// One direction's parameters, copied out of the tensors.
+struct W<E> {
+    ih: Vec<E>,
+    hh: Vec<E>,
+    bih: Vec<E>,
+    bhh: Vec<E>,
+}
+
+/// What the forward pass keeps for BPTT (all in processing order `s`, time `t = s` forward
+/// or `T-1-s` backward). Everything is linear in the sequence length.
+struct Saved<E> {
+    /// `[T+1, B, H]`, `hs[0] = 0`.
+    hs: Vec<E>,
+    /// `[T, B, G·H]` gate activations.
+    gates: Vec<E>,
+    /// LSTM: `[T+1, B, H]` cell states (`cs[0] = 0`); GRU: `[T, B, H]` `W_hn h + b_hn`.
+    aux: Vec<E>,
+    /// LSTM: `[T, B, H]` `tanh(c)`.
+    aux2: Vec<E>,
+}
+
+#[inline(always)]
+fn time(s: usize, t: usize, rev: bool) -> usize {
+    if rev {
+        t - 1 - s
+    } else {
+        s
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_dir<E: CpuFloat>(
+    cell: CellKind,
+    x: &[E],
+    w: &W<E>,
+    dm: Dims,
+    rev: bool,
+    y: &mut [E],
+    off: usize,
+) -> Saved<E> {
+    let Dims { b, t, f, h, gh, o } = dm;
+    // Input projection of all steps at once: xp[b, t, :] = W_ih x + b_ih (+ b_hh where it
+    // is not inside GRU's reset product).
+    let mut xp = vec![E::zero(); b * t * gh];
+    mm((b * t, gh, f), &mut xp, (gh, 1), false, x, (f, 1), &w.ih, (1, f));
+    let mut bias = w.bih.clone();
+    let nb = if cell == CellKind::Gru { 2 * h } else { gh };
+    for j in 0..nb {
+        bias[j] = bias[j] + w.bhh[j];
+    }
+    for row in xp.chunks_exact_mut(gh) {
+        for (v, bj) in row.iter_mut().zip(&bias) {
+            *v = *v + *bj;
+        }
+    }
+    let mut hs = vec![E::zero(); (t + 1) * b * h];
+    let mut gates = vec![E::zero(); t * b * gh];
+    let mut aux = match cell {
+        CellKind::Lstm => vec![E::zero(); (t + 1) * b * h],
+        CellKind::Gru => vec![E::zero(); t * b * h],
+        _ => Vec::new(),
+    };
+    let mut aux2 = match cell {
+        CellKind::Lstm => vec![E::zero(); t * b * h],
+        _ => Vec::new(),
+    };
+    let mut hp = vec![E::zero(); b * gh];
+    let one = E::one();
+    for s in 0..t {
+        let ti = time(s, t, rev);
+        let (hs_prev, hs_next) = hs.split_at_mut((s + 1) * b * h);
+        let hprev = &hs_prev[s * b * h..];
+        let hnext = &mut hs_next[..b * h];
+        // hp = h_prev · W_hhᵀ  (zero at the first step)
+        if s == 0 {
+            hp.iter_mut().for_each(|v| *v = E::zero());
+        } else {
+            mm((b, gh, h), &mut hp, (gh, 1), false, hprev, (h, 1), &w.hh, (1, h));
+        }
+        for bi in 0..b {
+            let ax = &xp[(bi * t + ti) * gh..(bi * t + ti + 1) * gh];
+            let ah = &hp[bi * gh..(bi + 1) * gh];
+            let g = &mut gates[(s * b + bi) * gh..(s * b + bi + 1) * gh];
+            let hn = &mut hnext[bi * h..(bi + 1) * h];
+            let yrow = &mut y[(bi * t + ti) * o + off..(bi * t + ti) * o + off + h];
+            match cell {
+                CellKind::RnnTanh => {
+                    for j in 0..h {
+                        let v = E::tanh_(ax[j] + ah[j]);
+                        g[j] = v;
+                        hn[j] = v;
+                        yrow[j] = v;
+                    }
+                }
+                CellKind::RnnRelu => {
+                    for j in 0..h {
+                        let a = ax[j] + ah[j];
+                        let v = if a > E::zero() { a } else { E::zero() };
+                        g[j] = v;
+                        hn[j] = v;
+                        yrow[j] = v;
+                    }
+                }
+                CellKind::Lstm => {
+                    let (cprev, cnext) = aux.split_at_mut((s + 1) * b * h);
+                    let cprev = &cprev[(s * b + bi) * h..(s * b + bi + 1) * h];
+                    let cnext = &mut cnext[bi * h..(bi + 1) * h];
+                    let tcs = &mut aux2[(s * b + bi) * h..(s * b + bi + 1) * h];
+                    let (gi, rest) = g.split_at_mut(h);
+                    let (gf, rest) = rest.split_at_mut(h);
+                    let (gg, go) = rest.split_at_mut(h);
+                    for j in 0..h {
+                        let i = E::sigmoid(ax[j] + ah[j]);
+                        let fg = E::sigmoid(ax[h + j] + ah[h + j]);
+                        let gv = E::tanh_(ax[2 * h + j] + ah[2 * h + j]);
+                        let ov = E::sigmoid(ax[3 * h + j] + ah[3 * h + j]);
+                        let c = fg * cprev[j] + i * gv;
+                        let tc = E::tanh_(c);
+                        let v = ov * tc;
+                        gi[j] = i;
+                        gf[j] = fg;
+                        gg[j] = gv;
+                        go[j] = ov;
+                        cnext[j] = c;
+                        tcs[j] = tc;
+                        hn[j] = v;
+                        yrow[j] = v;
+                    }
+                }
+                CellKind::Gru => {
+                    let hpr = &hprev[bi * h..(bi + 1) * h];
+                    let hnb = &mut aux[(s * b + bi) * h..(s * b + bi + 1) * h];
+                    let (gr, rest) = g.split_at_mut(h);
+                    let (gz, gn) = rest.split_at_mut(h);
+                    for j in 0..h {
+                        let r = E::sigmoid(ax[j] + ah[j]);
+                        let z = E::sigmoid(ax[h + j] + ah[h + j]);
+                        let hnj = ah[2 * h + j] + w.bhh[2 * h + j];
+                        let n = E::tanh_(ax[2 * h + j] + r * hnj);
+                        let v = n + z * (hpr[j] - n);
+                        gr[j] = r;
+                        gz[j] = z;
+                        gn[j] = n;
+                        hnb[j] = hnj;
+                        hn[j] = v;
+                        yrow[j] = v;
+                    }
+                    let _ = one;
+                }
+            }
+        }
+    }
+    Saved { hs, gates, aux, aux2 }
+}
+
+/// Gradients of one direction's parameters.
+struct DirGrads<E> {
+    ih: Vec<E>,
+    hh: Vec<E>,
+    bih: Vec<E>,
+    bhh: Vec<E>,
+}
+
+/// BPTT for one direction; accumulates into `dx` (`[B, T, F]`).
+#[allow(clippy::too_many_arguments)]
+fn backward_dir<E: CpuFloat>(
+    cell: CellKind,
+    x: &[E],
+    w: &W<E>,
+    sv: &Saved<E>,
+    dm: Dims,
+    rev: bool,
+    gy: &[E],
+    off: usize,
+    dx: &mut [E],
+) -> DirGrads<E> {
+    let Dims { b, t, f, h, gh, o } = dm;
+    let zero = E::zero();
+    let one = E::one();
+    // input-side pre-activation gradients, natural order [B, T, GH]
+    let mut dxp = vec![zero; b * t * gh];
+    // recurrent-side pre-activation gradients, processing order [T, B, GH]
+    let mut dhp = vec![zero; t * b * gh];
+    let mut dh = vec![zero; b * h];
+    let mut dc = if cell == CellKind::Lstm { vec![zero; b * h] } else { Vec::new() };
+    for s in (0..t).rev() {
+        let ti = time(s, t, rev);
+        let hprev = &sv.hs[s * b * h..(s + 1) * b * h];
+        for bi in 0..b {
+            let g = &sv.gates[(s * b + bi) * gh..(s * b + bi + 1) * gh];
+            let gyr = &gy[(bi * t + ti) * o + off..(bi * t + ti) * o + off + h];
+            let dhr = &mut dh[bi * h..(bi + 1) * h];
+            let dxr = &mut dxp[(bi * t + ti) * gh..(bi * t + ti + 1) * gh];
+            let dhpr = &mut dhp[(s * b + bi) * gh..(s * b + bi + 1) * gh];
+            match cell {
+                CellKind::RnnTanh => {
+                    for j in 0..h {
+                        let d = (dhr[j] + gyr[j]) * (one - g[j] * g[j]);
+                        dxr[j] = d;
+                        dhpr[j] = d;
+                        dhr[j] = zero;
+                    }
+                }
+                CellKind::RnnRelu => {
+                    for j in 0..h {
+                        let d = if g[j] > zero { dhr[j] + gyr[j] } else { zero };
+                        dxr[j] = d;
+                        dhpr[j] = d;
+                        dhr[j] = zero;
+                    }
+                }
+                CellKind::Lstm => {
+                    let cprev = &sv.aux[(s * b + bi) * h..(s * b + bi + 1) * h];
+                    let tcs = &sv.aux2[(s * b + bi) * h..(s * b + bi + 1) * h];
+                    let dcr = &mut dc[bi * h..(bi + 1) * h];
+                    for j in 0..h {
+                        let (i, fg, gv, ov) = (g[j], g[h + j], g[2 * h + j], g[3 * h + j]);
+                        let tc = tcs[j];
+                        let dht = dhr[j] + gyr[j];
+                        let dct = dcr[j] + dht * ov * (one - tc * tc);
+                        let dai = dct * gv * i * (one - i);
+                        let daf = dct * cprev[j] * fg * (one - fg);
+                        let dag = dct * i * (one - gv * gv);
+                        let dao = dht * tc * ov * (one - ov);
+                        dcr[j] = dct * fg;
+                        dxr[j] = dai;
+                        dxr[h + j] = daf;
+                        dxr[2 * h + j] = dag;
+                        dxr[3 * h + j] = dao;
+                        dhpr[j] = dai;
+                        dhpr[h + j] = daf;
+                        dhpr[2 * h + j] = dag;
+                        dhpr[3 * h + j] = dao;
+                        dhr[j] = zero;
+                    }
+                }
+                CellKind::Gru => {
+                    let hnb = &sv.aux[(s * b + bi) * h..(s * b + bi + 1) * h];
+                    let hpr = &hprev[bi * h..(bi + 1) * h];
+                    for j in 0..h {
+                        let (r, z, n) = (g[j], g[h + j], g[2 * h + j]);
+                        let dht = dhr[j] + gyr[j];
+                        let dan = dht * (one - z) * (one - n * n);
+                        let daz = dht * (hpr[j] - n) * z * (one - z);
+                        let dar = dan * hnb[j] * r * (one - r);
+                        dxr[j] = dar;
+                        dxr[h + j] = daz;
+                        dxr[2 * h + j] = dan;
+                        dhpr[j] = dar;
+                        dhpr[h + j] = daz;
+                        dhpr[2 * h + j] = dan * r;
+                        dhr[j] = dht * z;
+                    }
+                }
+            }
+        }
+        if s > 0 {
+            // dh_{prev} += dhp_s · W_hh
+            let dhps = &dhp[s * b * gh..(s + 1) * b * gh];
+            mm((b, h, gh), &mut dh, (h, 1), true, dhps, (gh, 1), &w.hh, (h, 1));
+        }
+    }
+    // dW_hh = Σ_s dhp_sᵀ · h_{s-1};   dW_ih = dxpᵀ · x;   dx += dxp · W_ih
+    let mut ghh = vec![zero; gh * h];
+    mm((gh, h, t * b), &mut ghh, (h, 1), false, &dhp, (1, gh), &sv.hs[..t * b * h], (h, 1));
+    let mut gih = vec![zero; gh * f];
+    mm((gh, f, b * t), &mut gih, (f, 1), false, &dxp, (1, gh), x, (f, 1));
+    mm((b * t, f, gh), dx, (f, 1), true, &dxp, (gh, 1), &w.ih, (f, 1));
+    let mut gbih = vec![zero; gh];
+    for row in dxp.chunks_exact(gh) {
+        for (a, v) in gbih.iter_mut().zip(row) {
+            *a = *a + *v;
+        }
+    }
+    let mut gbhh = vec![zero; gh];
+    for row in dhp.chunks_exact(gh) {
+        for (a, v) in gbhh.iter_mut().zip(row) {
+            *a = *a + *v;
+        }
+    }
+    DirGrads { ih: gih, hh: ghh, bih: gbih, bhh: gbhh }
+}
+
+fn add_into<E: CpuFloat>(dst: &mut [E], src: &[E]) {
+    assert_eq!(dst.len(), src.len());
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = *d + *s;
+    }
+}
+
+
+/// The fused recurrent op on `Cpu`; see [`super::RecurrentKernel::recurrent`].
+pub fn recurrent<E: CpuFloat, Tp: Tape<E, Cpu>>(
+    x: Tensor<(usize, usize, usize), E, Cpu, Tp>,
+    cell: CellKind,
+    hidden: usize,
+    dirs: &[DirWeights<E, Cpu>],
+) -> Result<Tensor<(usize, usize, usize), E, Cpu, Tp>, CpuError>
+where
+    Cpu: Device<E>,
+    <Cpu as Storage<E>>::Vec: std::ops::DerefMut<Target = Vec<E>>,
+{
+    assert!(dirs.len() == 1 || dirs.len() == 2, "one or two directions");
+    let (b, t, f) = *x.shape();
+    let h = hidden;
+    let gh = cell.gates() * h;
+    let dm = Dims { b, t, f, h, gh, o: dirs.len() * h };
+    let x = x.try_contiguous()?;
+    let (x, mut tape) = x.split_tape();
+    let xv = x.as_vec();
+    let ws: Vec<W<E>> = dirs
+        .iter()
+        .map(|d| {
+            assert_eq!(d.w_ih.shape(), &(gh, f), "weight_ih shape");
+            assert_eq!(d.w_hh.shape(), &(gh, h), "weight_hh shape");
+            assert_eq!(d.b_ih.shape(), &(gh,), "bias_ih shape");
+            assert_eq!(d.b_hh.shape(), &(gh,), "bias_hh shape");
+            W { ih: d.w_ih.as_vec(), hh: d.w_hh.as_vec(), bih: d.b_ih.as_vec(), bhh: d.b_hh.as_vec() }
+        })
+        .collect();
+    let mut y = vec![E::zero(); b * t * dm.o];
+    let saved: Vec<Saved<E>> = if ws.len() == 2 && b * t * gh * h >= 1 << 16 {
+        // Two directions are independent: run them on two threads, each writing its own
+        // columns of y (split into two buffers to keep the borrow checker happy).
+        let mut y1 = vec![E::zero(); b * t * h];
+        let mut y2 = vec![E::zero(); b * t * h];
+        let dm1 = Dims { o: h, ..dm };
+        let (s1, s2) = rayon::join(
+            || forward_dir(cell, &xv, &ws[0], dm1, false, &mut y1, 0),
+            || forward_dir(cell, &xv, &ws[1], dm1, true, &mut y2, 0),
+        );
+        for r in 0..b * t {
+            y[r * 2 * h..r * 2 * h + h].copy_from_slice(&y1[r * h..(r + 1) * h]);
+            y[r * 2 * h + h..(r + 1) * 2 * h].copy_from_slice(&y2[r * h..(r + 1) * h]);
+        }
+        vec![s1, s2]
+    } else {
+        ws.iter()
+            .enumerate()
+            .map(|(d, w)| forward_dir(cell, &xv, w, dm, d == 1, &mut y, d * h))
+            .collect()
+    };
+    let dev = x.device().clone();
+    let out = dev.try_tensor_from_vec(y, (b, t, dm.o))?;
+    if Tp::OWNS_TAPE {
+        let x_ghost = x.ghost();
+        let out_ghost = out.ghost();
+        // The parameters themselves (cheap `Arc` clones) serve as gradient keys.
+        let ghosts: Vec<DirWeights<E, Cpu>> = dirs.to_vec();
+        tape.add_backward_op(move |grads| {
+            grads.try_alloc_for(&out_ghost)?;
+            let gy = grads.get(&out_ghost).as_vec();
+            let mut dx = vec![E::zero(); b * t * f];
+            let dgs: Vec<DirGrads<E>> = if ws.len() == 2 && b * t * gh * h >= 1 << 16 {
+                let mut dx2 = vec![E::zero(); b * t * f];
+                let (g1, g2) = rayon::join(
+                    || backward_dir(cell, &xv, &ws[0], &saved[0], dm, false, &gy, 0, &mut dx),
+                    || backward_dir(cell, &xv, &ws[1], &saved[1], dm, true, &gy, h, &mut dx2),
+                );
+                add_into(&mut dx, &dx2);
+                vec![g1, g2]
+            } else {
+                (0..ws.len())
+                    .map(|d| backward_dir(cell, &xv, &ws[d], &saved[d], dm, d == 1, &gy, d * h, &mut dx))
+                    .collect()
+            };
+            for (g, gh) in dgs.iter().zip(&ghosts) {
+                add_into(grads.get_or_alloc_mut(&gh.w_ih)?, &g.ih);
+                add_into(grads.get_or_alloc_mut(&gh.w_hh)?, &g.hh);
+                add_into(grads.get_or_alloc_mut(&gh.b_ih)?, &g.bih);
+                add_into(grads.get_or_alloc_mut(&gh.b_hh)?, &g.bhh);
+            }
+            add_into(grads.get_or_alloc_mut(&x_ghost)?, &dx);
+            Ok(())
+        });
+    }
+    Ok(out.put_tape(tape))
+}

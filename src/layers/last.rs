@@ -99,3 +99,21 @@ impl<const H: usize, B: Dim, T: Dim, const O: usize, E: Dtype, D: Device<E>, Tp:
             .try_add(first.try_mul(mb.try_broadcast_like(&shape)?)?)
     }
 }
+
+impl<E: Dtype, D: Device<E>> TensorCollection<E, D> for Last {
+    type To<E2: Dtype, D2: Device<E2>> = Last;
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields((), |_| Last)
+    }
+}
+
+impl<const H: usize, E: Dtype, D: Device<E>> TensorCollection<E, D> for LastBidirectional<H> {
+    type To<E2: Dtype, D2: Device<E2>> = LastBidirectional<H>;
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields((), |_| LastBidirectional)
+    }
+}

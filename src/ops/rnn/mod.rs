@@ -13,6 +13,7 @@
 //! an empty body).
 
 pub mod cpu;
+mod fastmath;
 mod generic;
 
 pub use generic::recurrent_generic;

@@ -131,11 +131,18 @@ fn gradcheck_single_step_and_batch1() {
     }
 }
 
-/// Large enough that the two directions run on two threads in the fused kernel.
+/// The fused kernel's parallel path (direction × batch-chunk tasks on a 4-thread pool; the
+/// env var lowers the size threshold to zero).
 #[test]
-fn gradcheck_bidirectional_threaded_path() {
-    check(CellKind::Lstm, 2, 8, 10, 3, 16, 40);
-    check(CellKind::Gru, 2, 8, 10, 3, 16, 41);
+fn gradcheck_parallel_batch_chunks() {
+    std::env::set_var("TYPENET_RNN_PAR", "0");
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+    pool.install(|| {
+        for (k, cell) in CELLS.into_iter().enumerate() {
+            check(cell, 2, 16, 6, 3, 5, 40 + k as u64);
+            check(cell, 1, 17, 4, 2, 3, 50 + k as u64);
+        }
+    });
 }
 
 #[test]

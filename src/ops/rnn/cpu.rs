@@ -36,6 +36,10 @@ impl CpuFloat for f32 {
     }
 }
 
+/// gemm gets threads only for products this large (multiply-adds); the recurrence itself is
+/// parallelised over batch chunks instead (see [`plan`]).
+const GEMM_PAR: usize = 1 << 27;
+
 /// `dst[m×n] = (acc ? dst : 0) + lhs[m×k] · rhs[k×n]`, every matrix given by (row, column)
 /// strides into its slice.
 #[allow(clippy::too_many_arguments)]
@@ -67,7 +71,7 @@ pub(crate) fn mm<E: CpuFloat>(
     assert!(lhs.len() > (m - 1) * l_rs + (k - 1) * l_cs);
     assert!(rhs.len() > (k - 1) * r_rs + (n - 1) * r_cs);
     // Threads pay only for big products (the per-step recurrence is a few hundred kFLOP).
-    let par = if m * n * k >= 1 << 21 {
+    let par = if m * n * k >= GEMM_PAR {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None
@@ -96,6 +100,11 @@ pub(crate) fn mm<E: CpuFloat>(
             par,
         )
     }
+}
+
+/// Below this many multiply-adds (`B·T·G·H·H` per direction) a call runs on one thread.
+fn par_threshold() -> usize {
+    std::env::var("TYPENET_RNN_PAR").ok().and_then(|v| v.parse().ok()).unwrap_or(1 << 18)
 }
 
 /// Sizes of one call.
@@ -179,6 +188,7 @@ fn forward_dir_impl<E: CpuFloat>(
         _ => Vec::new(),
     };
     let mut hp = vec![E::zero(); b * gh];
+
     for s in 0..t {
         let ti = time(s, t, rev);
         let (hs_prev, hs_next) = hs.split_at_mut((s + 1) * b * h);
@@ -419,6 +429,58 @@ dispatch!(backward_dir, backward_dir_avx2, backward_dir_impl, DirGrads<E>,
     (cell: CellKind, x: &[E], w: &W<E>, sv: &Saved<E>, dm: Dims, rev: bool, gy: &[E], off: usize,
      dx: &mut [E]));
 
+/// One unit of parallel work: direction `d` over batch rows `b0..b1`.
+#[derive(Clone, Copy, Debug)]
+struct Task {
+    d: usize,
+    b0: usize,
+    b1: usize,
+}
+
+/// Split the work into (direction × batch chunk) tasks: one task when the whole call is small
+/// (threads would cost more than they save), otherwise enough to occupy rayon's threads with
+/// chunks of at least 8 rows.
+fn plan(dm: Dims, dirs: usize) -> Vec<Task> {
+    let work = dm.b * dm.t * dm.gh * dm.h * dirs;
+    let threads = rayon::current_num_threads().max(1);
+    let chunks = if work < par_threshold() || threads == 1 {
+        1
+    } else {
+        let per_dir = threads.div_ceil(dirs);
+        per_dir.min(dm.b / 8).max(1)
+    };
+    let mut tasks = Vec::with_capacity(dirs * chunks);
+    for d in 0..dirs {
+        for c in 0..chunks {
+            let b0 = dm.b * c / chunks;
+            let b1 = dm.b * (c + 1) / chunks;
+            tasks.push(Task { d, b0, b1 });
+        }
+    }
+    tasks
+}
+
+/// `items.map(f)`, on rayon's pool when there is more than one item.
+fn run_tasks<I: Sync, R: Send>(items: &[I], f: impl Fn(&I) -> R + Sync + Send) -> Vec<R> {
+    use rayon::prelude::*;
+    if items.len() == 1 {
+        vec![f(&items[0])]
+    } else {
+        items.par_iter().map(f).collect()
+    }
+}
+
+/// The logical contents of a tensor (a memcpy when it is contiguous, the usual case).
+fn read<S: Shape, E: CpuFloat, T>(t: &Tensor<S, E, Cpu, T>) -> Result<Vec<E>, CpuError>
+where
+    Cpu: Device<E>,
+{
+    let t = t.retaped::<NoneTape>().try_contiguous()?;
+    let mut v = vec![E::zero(); t.shape().num_elements()];
+    t.copy_into(&mut v);
+    Ok(v)
+}
+
 fn add_into<E: CpuFloat>(dst: &mut [E], src: &[E]) {
     assert_eq!(dst.len(), src.len());
     for (d, s) in dst.iter_mut().zip(src) {
@@ -445,7 +507,7 @@ where
     let dm = Dims { b, t, f, h, gh, o: dirs.len() * h };
     let x = x.try_contiguous()?;
     let (x, mut tape) = x.split_tape();
-    let xv = x.as_vec();
+    let xv = read(&x)?;
     let ws: Vec<W<E>> = dirs
         .iter()
         .map(|d| {
@@ -453,60 +515,58 @@ where
             assert_eq!(d.w_hh.shape(), &(gh, h), "weight_hh shape");
             assert_eq!(d.b_ih.shape(), &(gh,), "bias_ih shape");
             assert_eq!(d.b_hh.shape(), &(gh,), "bias_hh shape");
-            W { ih: d.w_ih.as_vec(), hh: d.w_hh.as_vec(), bih: d.b_ih.as_vec(), bhh: d.b_hh.as_vec() }
+            Ok(W { ih: read(&d.w_ih)?, hh: read(&d.w_hh)?, bih: read(&d.b_ih)?, bhh: read(&d.b_hh)? })
         })
-        .collect();
-    let mut y = vec![E::zero(); b * t * dm.o];
-    let saved: Vec<Saved<E>> = if ws.len() == 2 && b * t * gh * h >= 1 << 16 {
-        // Two directions are independent: run them on two threads, each writing its own
-        // columns of y (split into two buffers to keep the borrow checker happy).
-        let mut y1 = vec![E::zero(); b * t * h];
-        let mut y2 = vec![E::zero(); b * t * h];
-        let dm1 = Dims { o: h, ..dm };
-        let (s1, s2) = rayon::join(
-            || forward_dir(cell, &xv, &ws[0], dm1, false, &mut y1, 0),
-            || forward_dir(cell, &xv, &ws[1], dm1, true, &mut y2, 0),
-        );
-        for r in 0..b * t {
-            y[r * 2 * h..r * 2 * h + h].copy_from_slice(&y1[r * h..(r + 1) * h]);
-            y[r * 2 * h + h..(r + 1) * 2 * h].copy_from_slice(&y2[r * h..(r + 1) * h]);
+        .collect::<Result<_, CpuError>>()?;
+    // Independent tasks: (direction, batch chunk). Batch rows never interact in the
+    // recurrence, so each task runs a whole sequence on its own thread with no
+    // synchronisation per step; only the weight gradients are summed at the end.
+    let tasks = plan(dm, ws.len());
+    let outs: Vec<(Saved<E>, Vec<E>)> = run_tasks(&tasks, |task| {
+        let dmc = Dims { b: task.b1 - task.b0, o: h, ..dm };
+        let mut yc = vec![E::zero(); dmc.b * t * h];
+        let xc = &xv[task.b0 * t * f..task.b1 * t * f];
+        let sv = forward_dir(cell, xc, &ws[task.d], dmc, task.d == 1, &mut yc, 0);
+        (sv, yc)
+    });
+    let o = dm.o;
+    let mut y = vec![E::zero(); b * t * o];
+    let mut saved = Vec::with_capacity(tasks.len());
+    for (task, (sv, yc)) in tasks.iter().zip(outs) {
+        for (r, row) in yc.chunks_exact(h).enumerate() {
+            let at = (task.b0 * t + r) * o + task.d * h;
+            y[at..at + h].copy_from_slice(row);
         }
-        vec![s1, s2]
-    } else {
-        ws.iter()
-            .enumerate()
-            .map(|(d, w)| forward_dir(cell, &xv, w, dm, d == 1, &mut y, d * h))
-            .collect()
-    };
+        saved.push(sv);
+    }
     let dev = x.device().clone();
-    let out = dev.try_tensor_from_vec(y, (b, t, dm.o))?;
+    let out = dev.try_tensor_from_vec(y, (b, t, o))?;
     if Tp::OWNS_TAPE {
         let x_ghost = x.ghost();
         let out_ghost = out.ghost();
         // The parameters themselves (cheap `Arc` clones) serve as gradient keys.
-        let ghosts: Vec<DirWeights<E, Cpu>> = dirs.to_vec();
+        let keys: Vec<DirWeights<E, Cpu>> = dirs.to_vec();
         tape.add_backward_op(move |grads| {
             grads.try_alloc_for(&out_ghost)?;
-            let gy = grads.get(&out_ghost).as_vec();
+            let gy = read(&grads.get(&out_ghost))?;
+            let idx: Vec<usize> = (0..tasks.len()).collect();
+            let res: Vec<(DirGrads<E>, Vec<E>)> = run_tasks(&idx, |&i| {
+                let task = tasks[i];
+                let dmc = Dims { b: task.b1 - task.b0, ..dm };
+                let xc = &xv[task.b0 * t * f..task.b1 * t * f];
+                let gyc = &gy[task.b0 * t * o..task.b1 * t * o];
+                let mut dxc = vec![E::zero(); dmc.b * t * f];
+                let g = backward_dir(cell, xc, &ws[task.d], &saved[i], dmc, task.d == 1, gyc, task.d * h, &mut dxc);
+                (g, dxc)
+            });
             let mut dx = vec![E::zero(); b * t * f];
-            let dgs: Vec<DirGrads<E>> = if ws.len() == 2 && b * t * gh * h >= 1 << 16 {
-                let mut dx2 = vec![E::zero(); b * t * f];
-                let (g1, g2) = rayon::join(
-                    || backward_dir(cell, &xv, &ws[0], &saved[0], dm, false, &gy, 0, &mut dx),
-                    || backward_dir(cell, &xv, &ws[1], &saved[1], dm, true, &gy, h, &mut dx2),
-                );
-                add_into(&mut dx, &dx2);
-                vec![g1, g2]
-            } else {
-                (0..ws.len())
-                    .map(|d| backward_dir(cell, &xv, &ws[d], &saved[d], dm, d == 1, &gy, d * h, &mut dx))
-                    .collect()
-            };
-            for (g, gh) in dgs.iter().zip(&ghosts) {
-                add_into(grads.get_or_alloc_mut(&gh.w_ih)?, &g.ih);
-                add_into(grads.get_or_alloc_mut(&gh.w_hh)?, &g.hh);
-                add_into(grads.get_or_alloc_mut(&gh.b_ih)?, &g.bih);
-                add_into(grads.get_or_alloc_mut(&gh.b_hh)?, &g.bhh);
+            for (task, (g, dxc)) in tasks.iter().zip(&res) {
+                add_into(&mut dx[task.b0 * t * f..task.b1 * t * f], dxc);
+                let k = &keys[task.d];
+                add_into(grads.get_or_alloc_mut(&k.w_ih)?, &g.ih);
+                add_into(grads.get_or_alloc_mut(&k.w_hh)?, &g.hh);
+                add_into(grads.get_or_alloc_mut(&k.b_ih)?, &g.bih);
+                add_into(grads.get_or_alloc_mut(&k.b_hh)?, &g.bhh);
             }
             add_into(grads.get_or_alloc_mut(&x_ghost)?, &dx);
             Ok(())

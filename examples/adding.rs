@@ -4,13 +4,17 @@
 //! solving the task means carrying information across ~T/2 steps. An LSTM learns it, a plain
 //! tanh RNN of the same width does not at this length.
 //!
-//! `cargo run --release --example adding [T] [steps]` (defaults: T = 200, 1200 steps)
+//! `cargo run --release --example adding [T] [steps]` (defaults: T = 100, 2000 steps)
 
 use typenet::layers::{Dense, Last, Lstm, Rnn};
 use typenet::prelude::*;
 
-const HIDDEN: usize = 64;
+const HIDDEN: usize = 32;
 const BATCH: usize = 64;
+
+fn lr() -> f64 {
+    std::env::var("ADDING_LR").ok().and_then(|v| v.parse().ok()).unwrap_or(3e-3)
+}
 
 /// xorshift64*, seeded.
 struct Rng(u64);
@@ -61,7 +65,7 @@ where
         > + Module<Tensor<(usize, usize, Const<2>), f32, Cpu>, Output = Tensor<(usize, Const<1>), f32, Cpu>, Error = CpuError>,
 {
     let t0 = std::time::Instant::now();
-    let mut opt = Adam::new(&model, AdamConfig { lr: 1e-3, ..Default::default() });
+    let mut opt = Adam::new(&model, AdamConfig { lr: lr(), ..Default::default() });
     let mut grads = model.alloc_grads();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut avg = 0.0;
@@ -86,8 +90,8 @@ where
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let t: usize = args.next().map(|a| a.parse().expect("T")).unwrap_or(200);
-    let steps: usize = args.next().map(|a| a.parse().expect("steps")).unwrap_or(1200);
+    let t: usize = args.next().map(|a| a.parse().expect("T")).unwrap_or(100);
+    let steps: usize = args.next().map(|a| a.parse().expect("steps")).unwrap_or(2000);
     println!("adding problem, T = {t}, batch {BATCH}, {steps} Adam steps, hidden {HIDDEN}; baseline (predict 1.0) MSE ≈ 0.167");
     let dev = Cpu::seed_from_u64(0);
     let lstm: (Lstm<2, HIDDEN, f32, Cpu>, Last, Dense<HIDDEN, 1, f32, Cpu>) =

@@ -12,6 +12,9 @@ pub trait CpuFloat: num_traits::Float + Dtype + Send + Sync + 'static {
     fn sigmoid_slice(x: &mut [Self]);
     /// `x ← tanh(x)` element-wise.
     fn tanh_slice(x: &mut [Self]);
+    /// Scratch buffers kept between calls (see [`take`]).
+    #[doc(hidden)]
+    fn pool() -> &'static std::sync::Mutex<Vec<Vec<Self>>>;
 }
 
 impl CpuFloat for f64 {
@@ -23,6 +26,10 @@ impl CpuFloat for f64 {
     fn tanh_slice(x: &mut [Self]) {
         x.iter_mut().for_each(|v| *v = v.tanh());
     }
+    fn pool() -> &'static std::sync::Mutex<Vec<Vec<Self>>> {
+        static POOL: std::sync::Mutex<Vec<Vec<f64>>> = std::sync::Mutex::new(Vec::new());
+        &POOL
+    }
 }
 
 impl CpuFloat for f32 {
@@ -33,6 +40,52 @@ impl CpuFloat for f32 {
     #[inline(always)]
     fn tanh_slice(x: &mut [Self]) {
         x.iter_mut().for_each(|v| *v = super::fastmath::tanh_f32(*v));
+    }
+    fn pool() -> &'static std::sync::Mutex<Vec<Vec<Self>>> {
+        static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+        &POOL
+    }
+}
+
+/// Buffers smaller than this are not pooled.
+const POOL_MIN: usize = 1 << 12;
+/// At most this many buffers are kept.
+const POOL_MAX: usize = 48;
+
+/// A zeroed buffer of `n` elements, reusing a pooled allocation when one is big enough.
+/// Fresh multi-megabyte allocations cost page faults on every training step (glibc serves
+/// them with `mmap`), which made the step time grow faster than the sequence length.
+pub(crate) fn take<E: CpuFloat>(n: usize) -> Vec<E> {
+    if n >= POOL_MIN {
+        let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
+        // the smallest pooled buffer that fits
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= n)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i);
+        if let Some(i) = best {
+            let mut v = pool.swap_remove(i);
+            drop(pool);
+            v.clear();
+            v.resize(n, E::zero());
+            return v;
+        }
+    }
+    vec![E::zero(); n]
+}
+
+/// Return a buffer to the pool.
+pub(crate) fn give<E: CpuFloat>(v: Vec<E>) {
+    if v.capacity() >= POOL_MIN {
+        let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
+        pool.push(v);
+        if pool.len() > POOL_MAX {
+            // drop the smallest
+            let i = pool.iter().enumerate().min_by_key(|(_, v)| v.capacity()).map(|(i, _)| i).unwrap();
+            pool.swap_remove(i);
+        }
     }
 }
 
@@ -141,6 +194,15 @@ struct Saved<E> {
     aux2: Vec<E>,
 }
 
+impl<E: CpuFloat> Saved<E> {
+    fn recycle(self) {
+        give(self.hs);
+        give(self.gates);
+        give(self.aux);
+        give(self.aux2);
+    }
+}
+
 #[inline(always)]
 fn time(s: usize, t: usize, rev: bool) -> usize {
     if rev {
@@ -164,7 +226,7 @@ fn forward_dir_impl<E: CpuFloat>(
     let Dims { b, t, f, h, gh, o } = dm;
     // Input projection of all steps at once: xp[b, t, :] = W_ih x + b_ih (+ b_hh where it
     // is not inside GRU's reset product).
-    let mut xp = vec![E::zero(); b * t * gh];
+    let mut xp = take(b * t * gh);
     mm((b * t, gh, f), &mut xp, (gh, 1), false, x, (f, 1), &w.ih, (1, f));
     let mut bias = w.bih.clone();
     let nb = if cell == CellKind::Gru { 2 * h } else { gh };
@@ -176,15 +238,15 @@ fn forward_dir_impl<E: CpuFloat>(
             *v = *v + *bj;
         }
     }
-    let mut hs = vec![E::zero(); (t + 1) * b * h];
-    let mut gates = vec![E::zero(); t * b * gh];
+    let mut hs = take((t + 1) * b * h);
+    let mut gates = take(t * b * gh);
     let mut aux = match cell {
-        CellKind::Lstm => vec![E::zero(); (t + 1) * b * h],
-        CellKind::Gru => vec![E::zero(); t * b * h],
+        CellKind::Lstm => take((t + 1) * b * h),
+        CellKind::Gru => take(t * b * h),
         _ => Vec::new(),
     };
     let mut aux2 = match cell {
-        CellKind::Lstm => vec![E::zero(); t * b * h],
+        CellKind::Lstm => take(t * b * h),
         _ => Vec::new(),
     };
     let mut hp = vec![E::zero(); b * gh];
@@ -267,6 +329,7 @@ fn forward_dir_impl<E: CpuFloat>(
             }
         }
     }
+    give(xp);
     Saved { hs, gates, aux, aux2 }
 }
 
@@ -296,9 +359,9 @@ fn backward_dir_impl<E: CpuFloat>(
     let zero = E::zero();
     let one = E::one();
     // input-side pre-activation gradients, natural order [B, T, GH]
-    let mut dxp = vec![zero; b * t * gh];
+    let mut dxp = take(b * t * gh);
     // recurrent-side pre-activation gradients, processing order [T, B, GH]
-    let mut dhp = vec![zero; t * b * gh];
+    let mut dhp = take(t * b * gh);
     let mut dh = vec![zero; b * h];
     let mut dc = if cell == CellKind::Lstm { vec![zero; b * h] } else { Vec::new() };
     for s in (0..t).rev() {
@@ -396,6 +459,8 @@ fn backward_dir_impl<E: CpuFloat>(
             *a = *a + *v;
         }
     }
+    give(dxp);
+    give(dhp);
     DirGrads { ih: gih, hh: ghh, bih: gbih, bhh: gbhh }
 }
 
@@ -476,7 +541,7 @@ where
     Cpu: Device<E>,
 {
     let t = t.retaped::<NoneTape>().try_contiguous()?;
-    let mut v = vec![E::zero(); t.shape().num_elements()];
+    let mut v = take(t.shape().num_elements());
     t.copy_into(&mut v);
     Ok(v)
 }
@@ -524,7 +589,7 @@ where
     let tasks = plan(dm, ws.len());
     let outs: Vec<(Saved<E>, Vec<E>)> = run_tasks(&tasks, |task| {
         let dmc = Dims { b: task.b1 - task.b0, o: h, ..dm };
-        let mut yc = vec![E::zero(); dmc.b * t * h];
+        let mut yc = take(dmc.b * t * h);
         let xc = &xv[task.b0 * t * f..task.b1 * t * f];
         let sv = forward_dir(cell, xc, &ws[task.d], dmc, task.d == 1, &mut yc, 0);
         (sv, yc)
@@ -537,6 +602,7 @@ where
             let at = (task.b0 * t + r) * o + task.d * h;
             y[at..at + h].copy_from_slice(row);
         }
+        give(yc);
         saved.push(sv);
     }
     let dev = x.device().clone();
@@ -555,11 +621,11 @@ where
                 let dmc = Dims { b: task.b1 - task.b0, ..dm };
                 let xc = &xv[task.b0 * t * f..task.b1 * t * f];
                 let gyc = &gy[task.b0 * t * o..task.b1 * t * o];
-                let mut dxc = vec![E::zero(); dmc.b * t * f];
+                let mut dxc = take(dmc.b * t * f);
                 let g = backward_dir(cell, xc, &ws[task.d], &saved[i], dmc, task.d == 1, gyc, task.d * h, &mut dxc);
                 (g, dxc)
             });
-            let mut dx = vec![E::zero(); b * t * f];
+            let mut dx = take(b * t * f);
             for (task, (g, dxc)) in tasks.iter().zip(&res) {
                 add_into(&mut dx[task.b0 * t * f..task.b1 * t * f], dxc);
                 let k = &keys[task.d];
@@ -569,8 +635,18 @@ where
                 add_into(grads.get_or_alloc_mut(&k.b_hh)?, &g.bhh);
             }
             add_into(grads.get_or_alloc_mut(&x_ghost)?, &dx);
+            give(dx);
+            give(gy);
+            give(xv);
+            for (_, dxc) in res {
+                give(dxc);
+            }
+            saved.into_iter().for_each(Saved::recycle);
             Ok(())
         });
+    } else {
+        saved.into_iter().for_each(Saved::recycle);
+        give(xv);
     }
     Ok(out.put_tape(tape))
 }

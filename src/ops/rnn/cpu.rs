@@ -76,6 +76,27 @@ pub(crate) fn take<E: CpuFloat>(n: usize) -> Vec<E> {
     vec![E::zero(); n]
 }
 
+/// A buffer of `n` elements with unspecified (but initialised) contents, for buffers the
+/// caller overwrites completely: a pooled buffer is only truncated, not zeroed.
+pub(crate) fn take_dirty<E: CpuFloat>(n: usize) -> Vec<E> {
+    if n >= POOL_MIN {
+        let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.len() >= n)
+            .min_by_key(|(_, v)| v.len())
+            .map(|(i, _)| i);
+        if let Some(i) = best {
+            let mut v = pool.swap_remove(i);
+            drop(pool);
+            v.truncate(n);
+            return v;
+        }
+    }
+    vec![E::zero(); n]
+}
+
 /// Return a buffer to the pool.
 pub(crate) fn give<E: CpuFloat>(v: Vec<E>) {
     if v.capacity() >= POOL_MIN {
@@ -226,7 +247,7 @@ fn forward_dir_impl<E: CpuFloat>(
     let Dims { b, t, f, h, gh, o } = dm;
     // Input projection of all steps at once: xp[b, t, :] = W_ih x + b_ih (+ b_hh where it
     // is not inside GRU's reset product).
-    let mut xp = take(b * t * gh);
+    let mut xp = take_dirty(b * t * gh);
     mm((b * t, gh, f), &mut xp, (gh, 1), false, x, (f, 1), &w.ih, (1, f));
     let mut bias = w.bih.clone();
     let nb = if cell == CellKind::Gru { 2 * h } else { gh };
@@ -238,15 +259,20 @@ fn forward_dir_impl<E: CpuFloat>(
             *v = *v + *bj;
         }
     }
-    let mut hs = take((t + 1) * b * h);
-    let mut gates = take(t * b * gh);
+    let mut hs = take_dirty((t + 1) * b * h);
+    hs[..b * h].iter_mut().for_each(|v| *v = E::zero());
+    let mut gates = take_dirty(t * b * gh);
     let mut aux = match cell {
-        CellKind::Lstm => take((t + 1) * b * h),
-        CellKind::Gru => take(t * b * h),
+        CellKind::Lstm => {
+            let mut v = take_dirty((t + 1) * b * h);
+            v[..b * h].iter_mut().for_each(|v| *v = E::zero());
+            v
+        }
+        CellKind::Gru => take_dirty(t * b * h),
         _ => Vec::new(),
     };
     let mut aux2 = match cell {
-        CellKind::Lstm => take(t * b * h),
+        CellKind::Lstm => take_dirty(t * b * h),
         _ => Vec::new(),
     };
     let mut hp = vec![E::zero(); b * gh];
@@ -359,9 +385,9 @@ fn backward_dir_impl<E: CpuFloat>(
     let zero = E::zero();
     let one = E::one();
     // input-side pre-activation gradients, natural order [B, T, GH]
-    let mut dxp = take(b * t * gh);
+    let mut dxp = take_dirty(b * t * gh);
     // recurrent-side pre-activation gradients, processing order [T, B, GH]
-    let mut dhp = take(t * b * gh);
+    let mut dhp = take_dirty(t * b * gh);
     let mut dh = vec![zero; b * h];
     let mut dc = if cell == CellKind::Lstm { vec![zero; b * h] } else { Vec::new() };
     for s in (0..t).rev() {
@@ -541,7 +567,7 @@ where
     Cpu: Device<E>,
 {
     let t = t.retaped::<NoneTape>().try_contiguous()?;
-    let mut v = take(t.shape().num_elements());
+    let mut v = take_dirty(t.shape().num_elements());
     t.copy_into(&mut v);
     Ok(v)
 }
@@ -589,7 +615,7 @@ where
     let tasks = plan(dm, ws.len());
     let outs: Vec<(Saved<E>, Vec<E>)> = run_tasks(&tasks, |task| {
         let dmc = Dims { b: task.b1 - task.b0, o: h, ..dm };
-        let mut yc = take(dmc.b * t * h);
+        let mut yc = take_dirty(dmc.b * t * h);
         let xc = &xv[task.b0 * t * f..task.b1 * t * f];
         let sv = forward_dir(cell, xc, &ws[task.d], dmc, task.d == 1, &mut yc, 0);
         (sv, yc)

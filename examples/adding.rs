@@ -4,7 +4,7 @@
 //! solving the task means carrying information across ~T/2 steps. An LSTM learns it, a plain
 //! tanh RNN of the same width does not at this length.
 //!
-//! `cargo run --release --example adding [T] [steps]` (defaults: T = 100, 2000 steps)
+//! `cargo run --release --example adding [T] [steps]` (defaults: T = 200, 3000 steps; `ADDING_LR` overrides Adam's learning rate 1e-2)
 
 use typenet::layers::{Dense, Last, Lstm, Rnn};
 use typenet::prelude::*;
@@ -13,7 +13,7 @@ const HIDDEN: usize = 32;
 const BATCH: usize = 64;
 
 fn lr() -> f64 {
-    std::env::var("ADDING_LR").ok().and_then(|v| v.parse().ok()).unwrap_or(3e-3)
+    std::env::var("ADDING_LR").ok().and_then(|v| v.parse().ok()).unwrap_or(1e-2)
 }
 
 /// xorshift64*, seeded.
@@ -77,7 +77,7 @@ where
         grads = loss.backward();
         opt.update(&mut model, &grads).unwrap();
         model.zero_grads(&mut grads);
-        if step % 200 == 0 {
+        if step % 500 == 0 {
             println!("  {name:>4} step {step:>5}: train MSE (moving avg) {avg:.4}");
         }
     }
@@ -90,8 +90,8 @@ where
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let t: usize = args.next().map(|a| a.parse().expect("T")).unwrap_or(100);
-    let steps: usize = args.next().map(|a| a.parse().expect("steps")).unwrap_or(2000);
+    let t: usize = args.next().map(|a| a.parse().expect("T")).unwrap_or(200);
+    let steps: usize = args.next().map(|a| a.parse().expect("steps")).unwrap_or(3000);
     println!("adding problem, T = {t}, batch {BATCH}, {steps} Adam steps, hidden {HIDDEN}; baseline (predict 1.0) MSE ≈ 0.167");
     let dev = Cpu::seed_from_u64(0);
     let lstm: (Lstm<2, HIDDEN, f32, Cpu>, Last, Dense<HIDDEN, 1, f32, Cpu>) =

@@ -22,10 +22,14 @@
 
 #![allow(clippy::type_complexity)]
 
+extern crate self as typenet;
+
+pub mod data;
 pub mod init;
 pub mod layers;
 mod net;
 pub mod ops;
+pub mod train;
 
 pub use dfdx;
 pub use net::{LayerRow, Network};
@@ -46,8 +50,11 @@ impl<E> Float for E where
 /// Everything a device must provide for every typenet layer: dfdx's [`Device`] plus the
 /// kernels typenet adds (each kernel trait has a fast `Cpu` implementation and a generic path
 /// composed of dfdx ops for other devices).
-pub trait Backend<E: Dtype>: Device<E> + ops::rnn::RecurrentKernel<E> {}
-impl<E: Dtype, D> Backend<E> for D where D: Device<E> + ops::rnn::RecurrentKernel<E> {}
+pub trait Backend<E: Dtype>: Device<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E> {}
+impl<E: Dtype, D> Backend<E> for D where
+    D: Device<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
+{
+}
 
 /// One import serves: the macro, typenet's traits, dfdx's prelude and dfdx's optimizers.
 pub mod prelude {
@@ -61,4 +68,25 @@ pub mod prelude {
         SgdConfig, WeightDecay,
     };
     pub use dfdx::prelude::*;
+    pub use crate::train::{Adagrad, AdagradConfig, LearningRate};
+}
+
+/// Support code for what `network!` generates; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    use dfdx::prelude::*;
+
+    /// Change dimension types (`Const` ↔ `usize`) of a tensor whose sizes the macro has
+    /// already checked.
+    pub fn realize<Dst: Shape<Concrete = S::Concrete>, S: Shape + RealizeShapeTo<Dst>, E: Dtype, D: Storage<E>, T>(
+        t: Tensor<S, E, D, T>,
+    ) -> Tensor<Dst, E, D, T>
+    where
+        Tensor<S, E, D, T>: RealizeTo<Shape = S, WithShape<Dst> = Tensor<Dst, E, D, T>>,
+    {
+        match t.try_realize::<Dst>() {
+            Ok(t) => t,
+            Err(_) => unreachable!("typenet: a shape checked at compile time differs at run time"),
+        }
+    }
 }

@@ -7,10 +7,36 @@ use dfdx::prelude::*;
 use crate::Float;
 
 macro_rules! activation {
-    ($(#[$doc:meta])* $name:ident $(($field:ty))?, |$self_:ident, $x:ident: $T:ident| $body:expr) => {
+    ($(#[$doc:meta])* $name:ident, |$self_:ident, $x:ident: $T:ident| $body:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, Default, PartialEq)]
-        pub struct $name $((pub $field))?;
+        pub struct $name;
+        impl dfdx::nn::ZeroSizedModule for $name {}
+        activation!(@forward $name, |$self_, $x: $T| $body);
+    };
+    ($(#[$doc:meta])* $name:ident($field:ty = $default:expr, $key:literal), |$self_:ident, $x:ident: $T:ident| $body:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        pub struct $name(pub $field);
+        impl Default for $name {
+            fn default() -> Self {
+                $name($default)
+            }
+        }
+        impl<E: Float, D: Device<E>> TensorCollection<E, D> for $name {
+            type To<E2: Dtype, D2: Device<E2>> = $name;
+            fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+                visitor: &mut V,
+            ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+                visitor.visit_fields(
+                    <Self as TensorCollection<E, D>>::scalar($key, |s| &s.0, |s| &mut s.0, ScalarOptions::from_default($default)),
+                    $name,
+                )
+            }
+        }
+        activation!(@forward $name, |$self_, $x: $T| $body);
+    };
+    (@forward $name:ident, |$self_:ident, $x:ident: $T:ident| $body:expr) => {
 
         impl dfdx::nn::NonMutableModule for $name {}
 
@@ -29,7 +55,7 @@ activation!(
     ReLU, |self, x: T| x.try_relu());
 activation!(
     /// `leaky_relu(a)`: x for x > 0, a·x otherwise (PyTorch's default a = 0.01).
-    LeakyReLU(f64), |self, x: T| x.try_prelu(E::from_f64(self.0).unwrap()));
+    LeakyReLU(f64 = 0.01, "negative_slope"), |self, x: T| x.try_prelu(E::from_f64(self.0).unwrap()));
 activation!(
     /// `sigmoid`: 1 / (1 + e^(−x)).
     Sigmoid, |self, x: T| x.try_sigmoid());
@@ -38,7 +64,20 @@ activation!(
     Tanh, |self, x: T| x.try_tanh());
 activation!(
     /// `gelu`: x·Φ(x) with the exact error function (PyTorch's default `nn.GELU()`).
-    GeLU, |self, x: T| x.try_accurate_gelu());
+    ///
+    /// dfdx 0.13's `accurate_gelu` computes the right values but a derivative too large by
+    /// (√2 − 1)·x·φ(x) (a missing 1/√2 in its backward pass). The value here is dfdx's; the
+    /// derivative is corrected by adding c·(φ(x) − φ(x)), whose value is exactly zero and
+    /// whose derivative (only the first φ is on the tape) is −c·x·φ(x). Checked against
+    /// finite differences in `tests/network.rs`.
+    GeLU, |self, x: T| {
+        let c = E::from_f64(std::f64::consts::SQRT_2 - 1.0).unwrap();
+        let k = E::from_f64(1.0 / (2.0 * std::f64::consts::PI).sqrt()).unwrap();
+        let phi = x.retaped::<T>().try_square()?.try_mul(E::from_f64(-0.5).unwrap())?.try_exp()?.try_mul(k)?;
+        let frozen = phi.retaped::<NoneTape>().try_mul(E::one())?; // a copy off the tape
+        let fix = phi.try_sub(frozen)?.try_mul(c)?;
+        x.try_accurate_gelu()?.try_add(fix)
+    });
 activation!(
     /// `silu` (swish): x·σ(x).
     SiLU, |self, x: T| {
@@ -54,7 +93,7 @@ activation!(
     });
 activation!(
     /// `elu(a)`: x for x > 0, a·(eˣ − 1) otherwise (PyTorch's default a = 1).
-    Elu(f64), |self, x: T| {
+    Elu(f64 = 1.0, "alpha"), |self, x: T| {
         let a = E::from_f64(self.0).unwrap();
         let pos = x.retaped::<T>().try_relu()?;
         // min(x, 0) = −relu(−x); exp of it stays ≤ 1 for any x.
@@ -70,6 +109,8 @@ pub struct Softmax;
 pub struct LogSoftmax;
 impl dfdx::nn::NonMutableModule for Softmax {}
 impl dfdx::nn::NonMutableModule for LogSoftmax {}
+impl dfdx::nn::ZeroSizedModule for Softmax {}
+impl dfdx::nn::ZeroSizedModule for LogSoftmax {}
 
 impl<S: Shape + ReduceShape<S::LastAxis>, E: Float, D: Device<E>, T: Tape<E, D>> Module<Tensor<S, E, D, T>> for Softmax {
     type Output = Tensor<S, E, D, T>;

@@ -19,6 +19,15 @@ impl Default for Dropout {
     }
 }
 
+impl<E: Float, D: Device<E>> TensorCollection<E, D> for Dropout {
+    type To<E2: Dtype, D2: Device<E2>> = Dropout;
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(<Self as TensorCollection<E, D>>::scalar("p", |s| &s.p, |s| &mut s.p, ScalarOptions::from_default(0.5)), |p| Dropout { p })
+    }
+}
+
 impl<S: Shape, E: Float, D: Device<E>, T: Tape<E, D>> Module<Tensor<S, E, D, T>> for Dropout {
     type Output = Tensor<S, E, D, T>;
     type Error = D::Err;

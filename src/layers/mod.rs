@@ -8,16 +8,20 @@ mod dense;
 mod dropout;
 mod last;
 mod norm;
+mod radial_basis;
 mod reshape;
 mod rnn;
+mod sets;
 
 pub use activation::{Elu, GeLU, LeakyReLU, LogSoftmax, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
 pub use dense::{Dense, DenseNoBias};
 pub use dropout::Dropout;
 pub use norm::{BatchNorm, LayerNorm};
-pub use reshape::{Flatten, Reshape};
 pub use last::{Last, LastBidirectional};
+pub use radial_basis::RadialBasis;
+pub use reshape::{Batched, Flatten, Reshape};
 pub use rnn::{
     BiGru, BiLstm, BiRecurrent, BiRnn, BiRnnRelu, Cell, GateDim, Gru, GruCell, Lstm, LstmCell,
     Recurrent, ReluCell, Rnn, RnnRelu, TanhCell,
 };
+pub use sets::{Each, SetDense, SetMax, SetMean, SetSum, UnfoldSet};

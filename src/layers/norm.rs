@@ -68,14 +68,15 @@ impl<const C: usize, E: Float, D: Device<E>> BatchNorm<C, E, D> {
     {
         let shape = *x.shape();
         let n = <S as HasAxes<Ax>>::size(&shape) as f64;
-        let mean = x.retaped::<T>().try_mean::<Rank1<C>, Ax>()?;
-        let centered = x.try_sub(mean.retaped::<T>().try_broadcast_like(&shape)?)?;
-        let var = centered.retaped::<T>().try_square()?.try_mean::<Rank1<C>, Ax>()?;
-        // Running statistics (off the tape); the variance kept is unbiased, as in PyTorch.
         let m = self.momentum;
-        self.running_mean.try_axpy(1.0 - m, &mean.retaped::<NoneTape>(), m)?;
+        // Statistics on the tape (the mean's backward op travels with `mean` itself);
+        // running statistics updated off the tape, the variance kept unbiased as in PyTorch.
+        let mean = x.retaped::<T>().try_mean::<Rank1<C>, Ax>()?;
+        self.running_mean.try_axpy(1.0 - m, &mean, m)?;
+        let centered = x.try_sub(mean.try_broadcast_like(&shape)?)?;
+        let var = centered.retaped::<T>().try_square()?.try_mean::<Rank1<C>, Ax>()?;
         let unbias = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
-        self.running_var.try_axpy(1.0 - m, &var.retaped::<NoneTape>(), m * unbias)?;
+        self.running_var.try_axpy(1.0 - m, &var, m * unbias)?;
         let std = var.try_add(E::from_f64(self.epsilon).unwrap())?.try_sqrt()?;
         let scale = self.weight.retaped::<T>().try_div(std)?.try_broadcast_like(&shape)?;
         centered.try_mul(scale)?.try_add(self.bias.retaped::<T>().try_broadcast_like(&shape)?)

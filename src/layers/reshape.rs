@@ -18,6 +18,7 @@ pub struct Reshape<S>(PhantomData<S>);
 pub type Flatten<const N: usize> = Reshape<(Const<N>,)>;
 
 impl<S> dfdx::nn::NonMutableModule for Reshape<S> {}
+impl<S: 'static + Default> dfdx::nn::ZeroSizedModule for Reshape<S> {}
 
 /// A per-sample shape with a batch axis in front.
 pub trait Batched: ConstShape {

@@ -1,4 +1,7 @@
 //! Differentiable ops typenet adds to dfdx 0.13 on stable Rust, each with its own backward
 //! pass, a fast `Cpu` kernel and a path composed of dfdx ops for other devices.
 
+pub mod radial_basis;
+
+pub use radial_basis::{radial_basis_composed, RadialBasisKernel};
 pub mod rnn;

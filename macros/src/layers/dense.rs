@@ -1,0 +1,108 @@
+//! `dense(out)`, `dense(in -> out)`: `[.., in] -> [.., out]`.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::Layer;
+use crate::args::{self, Args};
+use crate::ast::{LayerCall, Value};
+use crate::check::Checker;
+use crate::shape::{Dim, Shape};
+
+const USAGE: &str = "dense(out)` or `dense(in -> out, bias = false, init = glorot_uniform)";
+const INITS: &[(&str, &str)] = &[
+    ("torch", "TorchDefault"),
+    ("glorot_uniform", "GlorotUniform"),
+    ("glorot_normal", "GlorotNormal"),
+    ("he_uniform", "HeUniform"),
+    ("he_normal", "HeNormal"),
+    ("lecun_normal", "LecunNormal"),
+];
+
+pub struct Dense {
+    declared_in: Option<Dim>,
+    out: Dim,
+    bias: bool,
+    init: syn::Ident,
+    input: Option<Dim>,
+}
+
+/// `init = ...` shared with every layer that has weights: the `typenet::init` scheme's type.
+pub fn init_arg(a: &Args) -> syn::Result<syn::Ident> {
+    let names: Vec<&str> = INITS.iter().map(|(k, _)| *k).collect();
+    let chosen = match a.kw("init") {
+        Some(v) => args::choice(v, "initialisation", &names)?,
+        None => "torch".to_string(),
+    };
+    let ty = INITS.iter().find(|(k, _)| *k == chosen).map(|(_, t)| *t).unwrap_or("TorchDefault");
+    Ok(syn::Ident::new(ty, proc_macro2::Span::call_site()))
+}
+
+pub fn parse(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
+    let a = Args::new(call, USAGE, 1, &["bias", "init"])?;
+    let v = a.require(0, "its output size", "dense(out)")?;
+    let (declared_in, out) = match v {
+        Value::Arrow(i, o, _) => (Some(args::dim(i, "the input size of `dense`")?), args::dim(o, "the output size of `dense`")?),
+        _ => (None, args::dim(v, "the output size of `dense`")?),
+    };
+    let bias = match a.kw("bias") {
+        Some(b) => args::boolean(b, "`bias`")?,
+        None => true,
+    };
+    Ok(Box::new(Dense { declared_in, out, bias, init: init_arg(&a)?, input: None }))
+}
+
+impl Layer for Dense {
+    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+        let Some(last) = input.dims.last() else {
+            return Err("`dense` needs an input with a feature axis".into());
+        };
+        if input.rank() > 3 {
+            return Err(format!(
+                "`dense` acts on vectors `[f]` or on the last axis of `[t, f]` sequences, but it is given {}; add `flatten` before it",
+                input.text()
+            ));
+        }
+        if let Dim::Runtime(name) = last {
+            return Err(format!("`dense` needs a feature axis of known size, but the last axis of {} is the run-time axis `{name}`", input.text()));
+        }
+        if let Some(declared) = &self.declared_in {
+            let given = match &input.origin {
+                Some(o) => format!("{} (= {o})", last.text()),
+                None => last.text(),
+            };
+            let from = if input.rank() == 1 { String::new() } else { format!(" (the last axis of {})", input.text()) };
+            let producer = match &input.producer {
+                Some(p) => format!("`{p}`"),
+                None => "the input".to_string(),
+            };
+            let msg = format!(
+                "`dense({} -> {})` expects {} input features, but {producer} produces {given}{from}",
+                declared.text(),
+                self.out.text(),
+                declared.text()
+            );
+            cx.require_eq(declared, last, &msg)?;
+        }
+        self.input = Some(last.clone());
+        let mut dims = input.dims.clone();
+        *dims.last_mut().unwrap() = self.out.clone();
+        Ok(Shape::new(dims))
+    }
+
+    fn field_ty(&self) -> Option<TokenStream> {
+        let (i, o) = (self.input.as_ref()?.arg(), self.out.arg());
+        let init = &self.init;
+        let ty = if self.bias { quote!(Dense) } else { quote!(DenseNoBias) };
+        Some(quote!(::typenet::layers::#ty<#i, #o, E, D, ::typenet::init::#init>))
+    }
+
+    fn params(&self) -> TokenStream {
+        let (i, o) = (self.input.as_ref().map(Dim::value).unwrap_or_default(), self.out.value());
+        if self.bias {
+            quote!((#i * #o + #o))
+        } else {
+            quote!((#i * #o))
+        }
+    }
+}

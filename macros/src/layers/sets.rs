@@ -1,0 +1,291 @@
+//! Set layers: `pool(sum | mean | max)`, `set_dense(out)`, `radial_basis(count, cutoff = r)`.
+//!
+//! Their runtime types (`typenet::layers::{SetSum, SetMean, SetMax, SetDense, RadialBasis}`)
+//! take the set axis as a `usize`; a set axis of known size (`[5, 4]`) is realized to `usize`
+//! around the call.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::{Fwd, Layer};
+use crate::args::{self, Args};
+use crate::ast::{LayerCall, Value};
+use crate::check::Checker;
+use crate::shape::{Dim, Shape};
+
+/// `call` (code of a layer whose runtime type needs a `usize` set axis, reading `x`) run on an
+/// input whose set axis may have a known size: realized to `usize` before and back after.
+fn with_runtime_set_axis(f: &Fwd, call: TokenStream) -> TokenStream {
+    let (input, output) = (&f.node.input, &f.node.output);
+    if input.dims[0].is_runtime() {
+        return call;
+    }
+    let batch = if f.batched { quote!(usize,) } else { quote!() };
+    let rest = input.dims[1..].iter().map(Dim::ty);
+    let out_ty = if f.batched { output.batched_ty() } else { output.ty() };
+    quote!({
+        let x = ::typenet::__private::realize::<(#batch usize, #(#rest,)*), _, _, _, _>(x);
+        let x = #call;
+        ::typenet::__private::realize::<#out_ty, _, _, _, _>(x)
+    })
+}
+
+fn set_of_vectors(kind: &str, input: &Shape) -> Result<(), String> {
+    if input.rank() > 2 {
+        return Err(format!(
+            "`{kind}` acts on a set of feature vectors `[n, f]`, but it is given {}; flatten each element first with `each {{ flatten }}`",
+            input.text()
+        ));
+    }
+    if input.rank() != 2 {
+        return Err(format!("`{kind}` acts on a set of feature vectors `[n, f]`, but it is given the vector {}", input.text()));
+    }
+    if let Dim::Runtime(name) = &input.dims[1] {
+        return Err(format!(
+            "`{kind}` needs a feature axis of known size, but the last axis of {} is the run-time axis `{name}`",
+            input.text()
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// pool
+
+pub struct Pool {
+    op: String,
+}
+
+pub fn parse_pool(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
+    let usage = "pool(sum)`, `pool(mean)` or `pool(max)";
+    let a = Args::new(call, usage, 1, &[])?;
+    let v = a.require(0, "the reduction (`sum`, `mean` or `max`)", usage)?;
+    let op = args::choice(v, "reduction", &["sum", "mean", "max"])?;
+    Ok(Box::new(Pool { op }))
+}
+
+impl Pool {
+    /// Whether `typenet::layers::Set*` takes this input: a run-time set axis followed by one
+    /// to three known sizes.
+    fn has_module(input: &Shape) -> bool {
+        input.dims[0].is_runtime() && (2..=4).contains(&input.rank()) && input.dims[1..].iter().all(|d| !d.is_runtime())
+    }
+}
+
+impl Layer for Pool {
+    fn infer(&mut self, input: &Shape, _: &mut Checker) -> Result<Shape, String> {
+        if input.rank() < 2 {
+            return Err(format!(
+                "`pool({})` reduces axis 0 of a set or sequence `[n, ..]`, but it is given the vector {}",
+                self.op,
+                input.text()
+            ));
+        }
+        if input.rank() > 5 {
+            return Err(format!("`pool` takes inputs of up to 5 axes, but it is given {}", input.text()));
+        }
+        Ok(Shape::new(input.dims[1..].to_vec()))
+    }
+
+    fn module(&self) -> TokenStream {
+        match self.op.as_str() {
+            "sum" => quote!(::typenet::layers::SetSum),
+            "mean" => quote!(::typenet::layers::SetMean),
+            _ => quote!(::typenet::layers::SetMax),
+        }
+    }
+
+    fn forward(&self, f: &Fwd) -> TokenStream {
+        if Self::has_module(&f.node.input) {
+            return f.call(self);
+        }
+        // Any other shape: dfdx's reduction on the set axis directly.
+        let method = quote::format_ident!("try_{}", self.op);
+        let (dst, axis) = if f.batched { (f.node.output.batched_ty(), 1) } else { (f.node.output.ty(), 0) };
+        let axis = proc_macro2::Literal::isize_unsuffixed(axis);
+        quote!(x.#method::<#dst, ::typenet::dfdx::shapes::Axis<#axis>>()?)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// set_dense
+
+pub struct SetDense {
+    declared_in: Option<Dim>,
+    out: Dim,
+    init: syn::Ident,
+    input: Option<Dim>,
+}
+
+pub fn parse_set_dense(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
+    let usage = "set_dense(out)` or `set_dense(in -> out, init = glorot_uniform)";
+    let a = Args::new(call, usage, 1, &["init"])?;
+    let v = a.require(0, "its output size", "set_dense(out)")?;
+    let (declared_in, out) = match v {
+        Value::Arrow(i, o, _) => (
+            Some(args::dim(i, "the input size of `set_dense`")?),
+            args::dim(o, "the output size of `set_dense`")?,
+        ),
+        _ => (None, args::dim(v, "the output size of `set_dense`")?),
+    };
+    Ok(Box::new(SetDense { declared_in, out, init: super::dense::init_arg(&a)?, input: None }))
+}
+
+impl Layer for SetDense {
+    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+        set_of_vectors("set_dense", input)?;
+        let last = &input.dims[1];
+        if let Some(declared) = &self.declared_in {
+            let producer = match &input.producer {
+                Some(p) => format!("`{p}`"),
+                None => "the input".to_string(),
+            };
+            let msg = format!(
+                "`set_dense({} -> {})` expects {} input features, but {producer} produces {} (the last axis of {})",
+                declared.text(),
+                self.out.text(),
+                declared.text(),
+                last.text(),
+                input.text()
+            );
+            cx.require_eq(declared, last, &msg)?;
+        }
+        self.input = Some(last.clone());
+        Ok(Shape::new(vec![input.dims[0].clone(), self.out.clone()]))
+    }
+
+    fn field_ty(&self) -> Option<TokenStream> {
+        let (i, o) = (self.input.as_ref()?.arg(), self.out.arg());
+        let init = &self.init;
+        Some(quote!(::typenet::layers::SetDense<#i, #o, E, D, ::typenet::init::#init>))
+    }
+
+    fn params(&self) -> TokenStream {
+        let (i, o) = (self.input.as_ref().map(Dim::value).unwrap_or_default(), self.out.value());
+        quote!((2 * #i * #o + #o))
+    }
+
+    fn forward(&self, f: &Fwd) -> TokenStream {
+        with_runtime_set_axis(f, f.call(self))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// radial_basis
+
+pub struct RadialBasis {
+    count: Dim,
+    /// A number, or an `f64` constant (checked positive by a compile-time assertion).
+    cutoff: Cutoff,
+}
+
+enum Cutoff {
+    Number(f64),
+    Const(syn::Path),
+}
+
+pub fn parse_radial_basis(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
+    let usage = "radial_basis(count, cutoff = r)";
+    let a = Args::new(call, usage, 1, &["cutoff"])?;
+    let v = a.require(0, "the number of radial functions", "radial_basis(16, cutoff = 5.0)")?;
+    let count = args::dim(v, "the number of radial functions")?;
+    let Some(c) = a.kw("cutoff") else {
+        return Err(syn::Error::new_spanned(
+            &call.tokens,
+            "`radial_basis` needs its cutoff radius: `radial_basis(16, cutoff = 5.0)`",
+        ));
+    };
+    let cutoff = match c {
+        Value::Path(p) if args::is_const_path(p) => Cutoff::Const(p.clone()),
+        _ => {
+            let r = args::number(c, "the cutoff radius")?;
+            if !(r > 0.0 && r.is_finite()) {
+                return Err(args::err(c, format!("the cutoff radius must be positive, not {r}")));
+            }
+            Cutoff::Number(r)
+        }
+    };
+    Ok(Box::new(RadialBasis { count, cutoff }))
+}
+
+impl Layer for RadialBasis {
+    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+        let msg = format!("`radial_basis` takes a set of 3-D points `[n, 3]`, but it is given {}", input.text());
+        if input.rank() != 2 || input.dims[1].is_runtime() {
+            return Err(msg);
+        }
+        cx.require_eq(&Dim::Known(3), &input.dims[1], &msg)?;
+        if let Cutoff::Const(p) = &self.cutoff {
+            let text = crate::shape::tidy(&quote!(#p).to_string());
+            cx.require_const(
+                quote!({
+                    #[allow(clippy::unnecessary_cast)]
+                    let c = #p as f64;
+                    c > 0.0 && c < f64::INFINITY
+                }),
+                &format!("the cutoff radius of `radial_basis` must be positive, but `{text}` is not"),
+            );
+        }
+        Ok(Shape::new(vec![input.dims[0].clone(), self.count.clone()]))
+    }
+
+    fn module(&self) -> TokenStream {
+        let count = self.count.arg();
+        let cutoff = match &self.cutoff {
+            Cutoff::Number(r) => quote!(#r),
+            Cutoff::Const(p) => quote!({
+                #[allow(clippy::unnecessary_cast)]
+                let c = #p as f64;
+                c
+            }),
+        };
+        quote!(::typenet::layers::RadialBasis::<#count>::new(#cutoff))
+    }
+
+    fn forward(&self, f: &Fwd) -> TokenStream {
+        with_runtime_set_axis(f, f.call(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proc_macro2::TokenStream;
+
+    const PIECES: &[&str] = &[
+        "pool", "sum", "mean", "max", "avg", "set_dense", "radial_basis", "cutoff", "=", "0", "3", "3.0", "-1.0", "n",
+        "m", "N", "(", ")", "[", "]", ",", "->", "each", "{", "}", "flatten", "relu", "dense", "init", "glorot_uniform",
+    ];
+
+    /// Random corruptions of valid declarations using the set layers never panic, and the
+    /// valid ones expand without errors.
+    #[test]
+    fn never_panics_on_garbled_set_layers() {
+        let valid = [
+            "pub Net: [n, 3] -> [1] { radial_basis(8, cutoff = 3.0), set_dense(4), relu, pool(sum), dense(1) }",
+            "pub Net: [n, m, 3] -> [3] { each { pool(max) }, pool(mean) }",
+            "pub Net: [5, 4] -> [2] { set_dense(4 -> 2, init = glorot_uniform), pool(max) }",
+        ];
+        for v in valid {
+            let out = crate::expand_invocation(v.parse().unwrap()).to_string();
+            assert!(!out.contains("compile_error"), "{v}: {out}");
+        }
+        let mut seed: u64 = 0x2545f4914f6cdd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for case in 0..3000 {
+            let mut words: Vec<&str> = valid[case % valid.len()].split(' ').collect();
+            for _ in 0..(1 + next() % 3) {
+                let i = (next() % words.len() as u64) as usize;
+                words[i] = PIECES[(next() % PIECES.len() as u64) as usize];
+            }
+            let text = words.join(" ");
+            let Ok(tokens) = text.parse::<TokenStream>() else { continue };
+            let result = std::panic::catch_unwind(|| crate::expand_invocation(tokens));
+            assert!(result.is_ok(), "panicked on: {text}");
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The shape algebra: per-sample shapes whose dimensions are known sizes, `usize` constants
+//! (known to rustc, not to the macro) or axes sized at run time.
+
+use proc_macro2::TokenStream;
+use quote::{quote, ToTokens};
+
+/// One dimension of a per-sample shape.
+#[derive(Clone, Debug)]
+pub enum Dim {
+    /// A size the macro knows: `28`.
+    Known(usize),
+    /// A constant expression rustc evaluates (`HIDDEN`, `(config::W - 4) / 2 + 1`): `expr`
+    /// is the Rust expression, `text` how it reads in messages.
+    Const { expr: TokenStream, text: String },
+    /// An axis sized at run time (`t`, `n`): a `usize` in the tensor's shape.
+    Runtime(String),
+}
+
+/// Whether two dimensions agree: certainly, certainly not, or only rustc can tell (a
+/// constant is involved; the caller emits a compile-time assertion).
+pub enum Agree {
+    Yes,
+    No,
+    Deferred(TokenStream),
+}
+
+impl Dim {
+    pub fn konst(path: &syn::Path) -> Dim {
+        Dim::Const { expr: path.to_token_stream(), text: tidy(&path.to_token_stream().to_string()) }
+    }
+
+    /// The dimension's Rust type: `Const<28>`, `Const<HIDDEN>` or `usize`.
+    pub fn ty(&self) -> TokenStream {
+        match self {
+            Dim::Runtime(_) => quote!(usize),
+            _ => {
+                let arg = self.arg();
+                quote!(::typenet::dfdx::shapes::Const<#arg>)
+            }
+        }
+    }
+
+    /// The dimension as a const generic argument: `28`, `HIDDEN`, `{ config::W * 2 }`.
+    pub fn arg(&self) -> TokenStream {
+        match self {
+            Dim::Known(n) => quote!(#n),
+            Dim::Const { expr, .. } => match syn::parse2::<syn::Ident>(expr.clone()) {
+                Ok(id) => quote!(#id),
+                Err(_) => quote!({ #expr }),
+            },
+            Dim::Runtime(_) => quote!(usize),
+        }
+    }
+
+    /// A `usize` expression with the dimension's value (for run-time axes: the variable the
+    /// generated code binds, `__dim_t`).
+    pub fn value(&self) -> TokenStream {
+        match self {
+            Dim::Known(n) => quote!(#n),
+            Dim::Const { expr, .. } => quote!((#expr)),
+            Dim::Runtime(name) => {
+                let id = runtime_var(name);
+                quote!(#id)
+            }
+        }
+    }
+
+    /// A value of the dimension's type, for building shapes at run time.
+    pub fn shape_value(&self) -> TokenStream {
+        match self {
+            Dim::Runtime(_) => self.value(),
+            _ => {
+                let ty = self.ty();
+                quote!(<#ty as ::core::default::Default>::default())
+            }
+        }
+    }
+
+    pub fn is_runtime(&self) -> bool {
+        matches!(self, Dim::Runtime(_))
+    }
+
+    pub fn known(&self) -> Option<usize> {
+        match self {
+            Dim::Known(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The dimension as written in messages.
+    pub fn text(&self) -> String {
+        match self {
+            Dim::Known(n) => n.to_string(),
+            Dim::Const { text, .. } => text.clone(),
+            Dim::Runtime(name) => name.clone(),
+        }
+    }
+
+    /// Compare with another dimension. `what` describes the check for the deferred
+    /// assertion's message.
+    pub fn agree(&self, other: &Dim, message: &str) -> Agree {
+        match (self, other) {
+            (Dim::Known(a), Dim::Known(b)) => {
+                if a == b {
+                    Agree::Yes
+                } else {
+                    Agree::No
+                }
+            }
+            (Dim::Runtime(a), Dim::Runtime(b)) => {
+                if a == b {
+                    Agree::Yes
+                } else {
+                    Agree::No
+                }
+            }
+            (Dim::Runtime(_), _) | (_, Dim::Runtime(_)) => Agree::No,
+            (a, b) => {
+                if let (Dim::Const { text: ta, .. }, Dim::Const { text: tb, .. }) = (a, b) {
+                    if ta == tb {
+                        return Agree::Yes;
+                    }
+                }
+                let (va, vb) = (a.value(), b.value());
+                Agree::Deferred(quote!(if #va != #vb { ::core::panic!(#message) }))
+            }
+        }
+    }
+
+    /// `self × other`, folded when both are known.
+    pub fn mul(&self, other: &Dim) -> Dim {
+        match (self, other) {
+            (Dim::Known(1), d) | (d, Dim::Known(1)) => d.clone(),
+            (Dim::Known(a), Dim::Known(b)) => Dim::Known(a * b),
+            (Dim::Runtime(a), b) | (b, Dim::Runtime(a)) => Dim::Runtime(format!("{a}·{}", b.text())),
+            (a, b) => {
+                let (va, vb) = (a.value(), b.value());
+                Dim::Const { expr: quote!(#va * #vb), text: format!("{} × {}", a.text(), b.text()) }
+            }
+        }
+    }
+
+    /// `self + other`, folded when both are known.
+    pub fn add(&self, other: &Dim) -> Dim {
+        match (self, other) {
+            (Dim::Known(a), Dim::Known(b)) => Dim::Known(a + b),
+            (Dim::Runtime(a), b) | (b, Dim::Runtime(a)) => Dim::Runtime(format!("{a}+{}", b.text())),
+            (a, b) => {
+                let (va, vb) = (a.value(), b.value());
+                Dim::Const { expr: quote!(#va + #vb), text: format!("{} + {}", a.text(), b.text()) }
+            }
+        }
+    }
+}
+
+/// The variable the generated code binds to a run-time axis.
+pub fn runtime_var(name: &str) -> syn::Ident {
+    let clean: String = name.chars().map(|c| if c.is_alphanumeric() { c } else { '_' }).collect();
+    quote::format_ident!("__dim_{}", clean)
+}
+
+/// A per-sample shape.
+#[derive(Clone, Debug)]
+pub struct Shape {
+    pub dims: Vec<Dim>,
+    /// How the last shape-changing layer explains this shape (`16 × 4 × 4` after a
+    /// `flatten`), for messages.
+    pub origin: Option<String>,
+    /// The layer that last changed the shape (`flatten`), for messages.
+    pub producer: Option<String>,
+    /// Set by a bidirectional recurrent layer: the size of each direction's half of the
+    /// last axis.
+    pub bidirectional: Option<Dim>,
+}
+
+impl Shape {
+    pub fn new(dims: Vec<Dim>) -> Shape {
+        Shape { dims, origin: None, producer: None, bidirectional: None }
+    }
+
+    pub fn rank(&self) -> usize {
+        self.dims.len()
+    }
+
+    /// `[6, 24, 24]`
+    pub fn text(&self) -> String {
+        let d: Vec<String> = self.dims.iter().map(Dim::text).collect();
+        format!("[{}]", d.join(", "))
+    }
+
+    /// The tuple type of the per-sample shape.
+    pub fn ty(&self) -> TokenStream {
+        let d = self.dims.iter().map(Dim::ty);
+        quote!((#(#d,)*))
+    }
+
+    /// The tuple type with a leading `usize` batch axis.
+    pub fn batched_ty(&self) -> TokenStream {
+        let d = self.dims.iter().map(Dim::ty);
+        quote!((usize, #(#d,)*))
+    }
+
+    /// A shape value (for `reshape_like`), optionally with a batch axis of size `batch`.
+    pub fn value(&self, batch: Option<TokenStream>) -> TokenStream {
+        let d = self.dims.iter().map(Dim::shape_value);
+        match batch {
+            Some(b) => quote!((#b, #(#d,)*)),
+            None => quote!((#(#d,)*)),
+        }
+    }
+
+    /// Number of elements, when the macro knows it.
+    pub fn numel(&self) -> Dim {
+        self.dims.iter().fold(Dim::Known(1), |acc, d| acc.mul(d))
+    }
+
+    /// Whether every dimension is known to rustc at compile time (no run-time axis).
+    pub fn is_static(&self) -> bool {
+        !self.dims.iter().any(Dim::is_runtime)
+    }
+
+    /// The same dimensions without annotations.
+    pub fn plain(&self) -> Shape {
+        Shape::new(self.dims.clone())
+    }
+
+    /// Display of an expression that formats the shape at run time with constants' values
+    /// (for summaries): a `format!` call.
+    pub fn format_expr(&self) -> TokenStream {
+        let mut fmt = String::from("[");
+        let mut args = Vec::new();
+        for (i, d) in self.dims.iter().enumerate() {
+            if i > 0 {
+                fmt += ", ";
+            }
+            match d {
+                Dim::Known(n) => fmt += &n.to_string(),
+                Dim::Runtime(name) => fmt += &name.replace('{', "{{").replace('}', "}}"),
+                Dim::Const { expr, .. } => {
+                    fmt += "{}";
+                    args.push(quote!(#expr));
+                }
+            }
+        }
+        fmt += "]";
+        quote!(::std::format!(#fmt #(, #args)*))
+    }
+}
+
+/// Token-stream text tidied for messages: `config :: WIDTH` → `config::WIDTH`.
+pub fn tidy(s: &str) -> String {
+    s.replace(" :: ", "::")
+        .replace(":: ", "::")
+        .replace(" ,", ",")
+        .replace("( ", "(")
+        .replace(" )", ")")
+        .replace("[ ", "[")
+        .replace(" ]", "]")
+        .replace(" (", "(")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn konst(s: &str) -> Dim {
+        Dim::konst(&syn::parse_str(s).unwrap())
+    }
+
+    #[test]
+    fn algebra_folds_known_sizes() {
+        let s = Shape::new(vec![Dim::Known(16), Dim::Known(5), Dim::Known(5)]);
+        assert_eq!(s.numel().known(), Some(400));
+        assert_eq!(s.text(), "[16, 5, 5]");
+        let c = Shape::new(vec![Dim::Known(1), konst("config::W")]);
+        assert_eq!(c.numel().text(), "config::W");
+        assert!(matches!(Dim::Known(3).agree(&Dim::Known(3), ""), Agree::Yes));
+        assert!(matches!(Dim::Known(3).agree(&Dim::Known(4), ""), Agree::No));
+        assert!(matches!(Dim::Known(3).agree(&konst("N"), ""), Agree::Deferred(_)));
+        assert!(matches!(Dim::Runtime("t".into()).agree(&Dim::Known(4), ""), Agree::No));
+        assert!(matches!(konst("N").agree(&konst("N"), ""), Agree::Yes));
+    }
+
+    #[test]
+    fn types() {
+        assert_eq!(Dim::Known(4).ty().to_string().replace(' ', ""), "::typenet::dfdx::shapes::Const<4usize>");
+        assert_eq!(Dim::Runtime("t".into()).ty().to_string(), "usize");
+        assert_eq!(konst("HIDDEN").arg().to_string(), "HIDDEN");
+        assert_eq!(tidy("config :: WIDTH"), "config::WIDTH");
+    }
+}

@@ -1,0 +1,149 @@
+//! The Behler–Parrinello radial symmetry functions behind
+//! [`RadialBasis`], differentiable with respect to the positions.
+//!
+//! - [`RadialBasisKernel`]: the op on `[batch, n, 3]` positions, a supertrait of
+//!   [`Backend`](crate::Backend). `Cpu` (f32, f64) has a fused kernel (`cpu_kernel.rs`):
+//!   `O(batch·n²·count)` time, `O(batch·n·count)` memory, an analytical backward pass,
+//!   arithmetic in f64, rayon over the points.
+//! - [`radial_basis_composed`]: the same function composed of dfdx ops (pairwise differences
+//!   by broadcasting, `O(batch·n²·count)` memory), for any dfdx device; a device without a
+//!   fused kernel implements the trait by calling it.
+
+mod cpu_kernel;
+
+use dfdx::prelude::*;
+
+use crate::layers::RadialBasis;
+use crate::Float;
+
+/// Devices that can evaluate [`RadialBasis`] (see the module docs).
+pub trait RadialBasisKernel<E: Dtype>: Device<E> {
+    /// `G[b, i, k] = Σ_{j≠i} exp(−η (r_ij − μ_k)²) f_c(r_ij)` for positions `x` `[batch, n, 3]`,
+    /// with the centres, width and cutoff of `layer`; `[batch, n, K]`, with a backward pass
+    /// to `x` when `T` records one.
+    fn try_radial_basis<const K: usize, T: Tape<E, Self>>(
+        layer: &RadialBasis<K>,
+        x: Tensor<(usize, usize, Const<3>), E, Self, T>,
+    ) -> Result<Tensor<(usize, usize, Const<K>), E, Self, T>, Self::Err>;
+}
+
+/// `(2 r_c)²` on the diagonal of an `n × n` matrix, 0 elsewhere.
+fn self_distance_offset<E: Float, D: Device<E>>(dev: &D, n: usize, cutoff: f64) -> Result<Tensor<(usize, usize), E, D>, D::Err> {
+    let far = E::from_f64(4.0 * cutoff * cutoff).unwrap();
+    let mut v = vec![E::zero(); n * n];
+    for i in 0..n {
+        v[i * n + i] = far;
+    }
+    dev.try_tensor_from_vec(v, (n, n))
+}
+
+/// [`RadialBasisKernel::try_radial_basis`] composed of dfdx ops, for any device.
+///
+/// A point's distance to itself is replaced by `2 r_c` before the square root (beyond the
+/// cutoff, so it contributes nothing, with a finite derivative); the cosine cutoff is
+/// `½ (cos(π min(r, r_c) / r_c) + 1)`, exactly zero with zero gradient beyond `r_c`.
+pub fn radial_basis_composed<const K: usize, E: Float, D: Device<E>, T: Tape<E, D>>(
+    layer: &RadialBasis<K>,
+    x: Tensor<(usize, usize, Const<3>), E, D, T>,
+) -> Result<Tensor<(usize, usize, Const<K>), E, D, T>, D::Err> {
+    let (b, n, _) = *x.shape();
+    let dev = x.device().clone();
+    let cutoff = layer.cutoff;
+    let mu: Vec<E> = layer.centers().iter().map(|m| E::from_f64(*m).unwrap()).collect();
+    let mu = dev.try_tensor_from_vec(mu, (Const::<K>,))?;
+    let neg_eta = E::from_f64(-layer.eta()).unwrap();
+
+    let pairs = (b, n, n, Const::<3>);
+    // d[b, i, j] = x_i − x_j (x_j negated first: a broadcast keeps the tensor's id, and a
+    // binary op needs two different ids).
+    let xi = x.retaped::<T>().try_broadcast_like::<_, Axis<2>>(&pairs)?;
+    let neg_xj = x.try_negate()?.try_broadcast_like::<_, Axis<1>>(&pairs)?;
+    let r2 = xi.try_add(neg_xj)?.try_square()?.try_sum::<(usize, usize, usize), Axis<3>>()?;
+    let offset = self_distance_offset::<E, D>(&dev, n, cutoff)?.try_broadcast_like::<_, Axis<0>>(&(b, n, n))?;
+    let r = r2.try_add(offset)?.try_sqrt()?;
+    let fc = r
+        .retaped::<T>()
+        .try_clamp(0.0, cutoff)?
+        .try_mul(E::from_f64(std::f64::consts::PI / cutoff).unwrap())?
+        .try_cos()?
+        .try_add(E::one())?
+        .try_mul(E::from_f64(0.5).unwrap())?;
+    let grid = (b, n, n, Const::<K>);
+    let g = r
+        .try_broadcast_like::<_, Axis<3>>(&grid)?
+        .try_sub(mu.try_broadcast_like::<_, Axes3<0, 1, 2>>(&grid)?)?
+        .try_square()?
+        .try_mul(neg_eta)?
+        .try_exp()?
+        .try_mul(fc.try_broadcast_like::<_, Axis<3>>(&grid)?)?;
+    g.try_sum::<(usize, usize, Const<K>), Axis<2>>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: &[f64], b: &[f64], tol: f64) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= tol * (1.0 + x.abs().max(y.abs())), "element {i}: {x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn cpu_kernel_matches_the_composed_path_forward_and_backward() {
+        let dev = Cpu::seed_from_u64(11);
+        let rb = RadialBasis::<7>::new(1.3);
+        let x: Tensor<(usize, usize, Const<3>), f64, _> = dev.sample_uniform_like(&(3usize, 6usize, Const));
+        let x = x * 2.0; // some pairs beyond the cutoff
+        let w: Tensor<(usize, usize, Const<7>), f64, _> = dev.sample_normal_like(&(3usize, 6usize, Const));
+
+        let fast = Cpu::try_radial_basis(&rb, x.leaky_trace()).unwrap();
+        let slow = radial_basis_composed(&rb, x.leaky_trace()).unwrap();
+        close(&fast.as_vec(), &slow.as_vec(), 1e-12);
+        let gf = (fast * w.clone()).sum().backward();
+        let gs = (slow * w.clone()).sum().backward();
+        close(&gf.get(&x).as_vec(), &gs.get(&x).as_vec(), 1e-10);
+    }
+
+    #[test]
+    fn cpu_kernel_gradient_matches_finite_differences() {
+        let dev = Cpu::seed_from_u64(12);
+        let rb = RadialBasis::<5>::new(1.1);
+        let x: Tensor<(usize, usize, Const<3>), f64, _> = dev.sample_uniform_like(&(2usize, 5usize, Const));
+        let x = x * 1.5;
+        let w: Tensor<(usize, usize, Const<5>), f64, _> = dev.sample_normal_like(&(2usize, 5usize, Const));
+        let f = |xv: Vec<f64>| -> f64 {
+            let t = dev.tensor_from_vec(xv, (2usize, 5usize, Const::<3>));
+            (Cpu::try_radial_basis(&rb, t).unwrap() * w.clone()).sum::<Rank0, _>().array()
+        };
+        let g = (Cpu::try_radial_basis(&rb, x.leaky_trace()).unwrap() * w.clone()).sum().backward();
+        let analytic = g.get(&x).as_vec();
+        let xv = x.as_vec();
+        let h = 1e-6;
+        for p in 0..xv.len() {
+            let (mut a, mut b) = (xv.clone(), xv.clone());
+            a[p] += h;
+            b[p] -= h;
+            let fd = (f(a) - f(b)) / (2.0 * h);
+            assert!((fd - analytic[p]).abs() < 1e-6 * (1.0 + fd.abs()), "coordinate {p}: {fd} vs {}", analytic[p]);
+        }
+    }
+
+    #[test]
+    fn cpu_kernel_in_f32_and_without_a_tape() {
+        let dev = Cpu::seed_from_u64(13);
+        let rb = RadialBasis::<4>::new(2.0);
+        let x: Tensor<(usize, usize, Const<3>), f32, _> = dev.sample_uniform_like(&(2usize, 4usize, Const));
+        let a = Cpu::try_radial_basis(&rb, x.clone()).unwrap().as_vec();
+        let b = radial_basis_composed(&rb, x).unwrap().as_vec();
+        for (p, q) in a.iter().zip(&b) {
+            assert!((p - q).abs() < 1e-5 * (1.0 + p.abs()));
+        }
+        // Empty batch and single points.
+        let e: Tensor<(usize, usize, Const<3>), f32, _> = dev.zeros_like(&(0usize, 3usize, Const));
+        assert_eq!(Cpu::try_radial_basis(&rb, e).unwrap().shape().0, 0);
+        let one: Tensor<(usize, usize, Const<3>), f32, _> = dev.ones_like(&(2usize, 1usize, Const));
+        assert_eq!(Cpu::try_radial_basis(&rb, one).unwrap().as_vec(), vec![0.0; 8]);
+    }
+}

@@ -1,0 +1,8 @@
+//! Compile errors of `network!`: every malformed declaration gets one precise, spanned error.
+//! The `.stderr` snapshots are what a user reads; review them as that user.
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/*.rs");
+}

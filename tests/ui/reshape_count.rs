@@ -1,0 +1,7 @@
+use typenet::prelude::*;
+
+network! {
+    pub Net: [24] -> [5, 5] { reshape([5, 5]) }
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+use typenet::prelude::*;
+
+network! {
+    pub Net: [4] -> [8] { residual { dense(8), relu } }
+}
+
+fn main() {}

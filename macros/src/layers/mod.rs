@@ -14,8 +14,10 @@ mod activation;
 mod blocks;
 mod dense;
 mod dropout;
+mod last;
 mod network;
 mod norm;
+mod recurrent;
 mod reshape;
 mod sets;
 
@@ -114,12 +116,16 @@ pub const KINDS: &[(&str, ParseFn)] = &[
     ("pool", sets::parse_pool),
     ("set_dense", sets::parse_set_dense),
     ("radial_basis", sets::parse_radial_basis),
+    ("rnn", recurrent::parse),
+    ("lstm", recurrent::parse),
+    ("gru", recurrent::parse),
+    ("last", last::parse),
 ];
 
 /// Layers of the language (DSL §2) that this version of typenet does not provide yet.
 const PLANNED: &[&str] = &[
     "conv1d", "conv2d", "max_pool1d", "avg_pool1d", "max_pool2d", "avg_pool2d", "global_avg_pool",
-    "global_max_pool", "rnn", "lstm", "gru", "last",
+    "global_max_pool",
 ];
 
 /// Parse one layer call: a built-in kind, or another network used as a layer.

@@ -67,7 +67,7 @@ impl Layer for Recurrent {
             let hint = if input.rank() == 1 {
                 format!("; `{kind}` needs a time axis — declare the input as `[t, {}]`", input.dims[0].text())
             } else {
-                "; flatten each step's features first (e.g. `each { flatten }` on `[t, ..]`)".to_string()
+                "; a `[c, h, w]`-style map is not a sequence: reshape it to `[t, f]` first".to_string()
             };
             return Err(format!(
                 "`{kind}` runs over a sequence of feature vectors `[t, f]`, but it is given {}{hint}",
@@ -82,16 +82,16 @@ impl Layer for Recurrent {
             ));
         }
         if let Some(declared) = &self.declared_in {
-            let producer = match &input.producer {
-                Some(p) => format!("`{p}`"),
-                None => "the input".to_string(),
-            };
             let given = match &input.origin {
                 Some(o) => format!("{} (= {o})", f.text()),
                 None => f.text(),
             };
+            let source = match &input.producer {
+                Some(p) => format!("`{p}` produces {given}"),
+                None => format!("the input has {given}"),
+            };
             let msg = format!(
-                "`{kind}({} -> {})` expects {} input features per step, but {producer} produces {given} (the last axis of {})",
+                "`{kind}({} -> {})` expects {} input features per step, but {source} (the last axis of {})",
                 declared.text(),
                 self.hidden.text(),
                 declared.text(),

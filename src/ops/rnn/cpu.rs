@@ -521,11 +521,12 @@ macro_rules! dispatch {
         fn $name<E: CpuFloat>($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
-                if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                let force = simd_override();
+                if force.is_none() && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
                     // SAFETY: the features were just detected on this CPU.
                     return unsafe { $avx512($($arg),*) };
                 }
-                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                if force != Some("scalar") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
                     // SAFETY: the features were just detected on this CPU.
                     return unsafe { $avx($($arg),*) };
                 }
@@ -534,6 +535,16 @@ macro_rules! dispatch {
         }
     };
 }
+/// `TYPENET_RNN_SIMD=avx2` or `=scalar` forces a lesser code path (for testing them all on
+/// one machine).
+fn simd_override() -> Option<&'static str> {
+    match std::env::var("TYPENET_RNN_SIMD").as_deref() {
+        Ok("avx2") => Some("avx2"),
+        Ok("scalar") => Some("scalar"),
+        _ => None,
+    }
+}
+
 dispatch!(forward_dir, forward_dir_avx2, forward_dir_avx512, forward_dir_impl, Saved<E>,
     (cell: CellKind, x: &[E], w: &W<E>, dm: Dims, rev: bool, y: &mut [E], off: usize));
 dispatch!(backward_dir, backward_dir_avx2, backward_dir_avx512, backward_dir_impl, DirGrads<E>,

@@ -33,12 +33,14 @@ impl Rng {
     }
 }
 
+type Batch = (Tensor<(usize, usize, Const<2>), f32, Cpu>, Tensor<(usize, Const<1>), f32, Cpu>);
+
 fn batch(
     dev: &Cpu,
     rng: &mut Rng,
     n: usize,
     t: usize,
-) -> (Tensor<(usize, usize, Const<2>), f32, Cpu>, Tensor<(usize, Const<1>), f32, Cpu>) {
+) -> Batch {
     let mut x = vec![0.0f32; n * t * 2];
     let mut y = vec![0.0f32; n];
     for b in 0..n {

@@ -1,6 +1,7 @@
 //! Gradient checks of the fused recurrent op against central finite differences in f64
 //! through whole sequences (input, all weights, all biases), and agreement of the fused `Cpu`
 //! kernel with the generic path composed of dfdx ops.
+#![allow(clippy::needless_range_loop)]
 
 use typenet::dfdx::prelude::*;
 use typenet::ops::rnn::{recurrent_generic, CellKind, DirWeights, RecurrentKernel};

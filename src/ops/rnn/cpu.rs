@@ -251,12 +251,12 @@ fn forward_dir_impl<E: CpuFloat>(
     mm((b * t, gh, f), &mut xp, (gh, 1), false, x, (f, 1), &w.ih, (1, f));
     let mut bias = w.bih.clone();
     let nb = if cell == CellKind::Gru { 2 * h } else { gh };
-    for j in 0..nb {
-        bias[j] = bias[j] + w.bhh[j];
+    for (bj, hj) in bias[..nb].iter_mut().zip(&w.bhh) {
+        *bj += *hj;
     }
     for row in xp.chunks_exact_mut(gh) {
         for (v, bj) in row.iter_mut().zip(&bias) {
-            *v = *v + *bj;
+            *v += *bj;
         }
     }
     let mut hs = take_dirty((t + 1) * b * h);
@@ -484,13 +484,13 @@ fn backward_dir_impl<E: CpuFloat>(
     let mut gbih = vec![zero; gh];
     for row in dxp.chunks_exact(gh) {
         for (a, v) in gbih.iter_mut().zip(row) {
-            *a = *a + *v;
+            *a += *v;
         }
     }
     let mut gbhh = vec![zero; gh];
     for row in dhp.chunks_exact(gh) {
         for (a, v) in gbhh.iter_mut().zip(row) {
-            *a = *a + *v;
+            *a += *v;
         }
     }
     give(dxp);
@@ -606,7 +606,7 @@ where
 fn add_into<E: CpuFloat>(dst: &mut [E], src: &[E]) {
     assert_eq!(dst.len(), src.len());
     for (d, s) in dst.iter_mut().zip(src) {
-        *d = *d + *s;
+        *d += *s;
     }
 }
 

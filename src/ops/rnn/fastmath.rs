@@ -20,11 +20,11 @@ pub fn exp_f32(x: f32) -> f32 {
     let ni = (m.to_bits() as i32).wrapping_sub(0x4B40_0000);
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_2e-4f32;
-    p = p * r + 1.398_199_9e-3;
+    p = p * r + 1.398_2e-3;
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
     y * f32::from_bits(((ni + 127) << 23) as u32)
 }

@@ -97,6 +97,13 @@ pub(crate) fn take_dirty<E: CpuFloat>(n: usize) -> Vec<E> {
     vec![E::zero(); n]
 }
 
+/// Free the scratch buffers the fused kernel keeps between calls (they are reused by the next
+/// training step; their size follows the largest recent batch × sequence length).
+pub fn clear_scratch_buffers() {
+    f32::pool().lock().unwrap_or_else(|e| e.into_inner()).clear();
+    f64::pool().lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
 /// Return a buffer to the pool.
 pub(crate) fn give<E: CpuFloat>(v: Vec<E>) {
     if v.capacity() >= POOL_MIN {

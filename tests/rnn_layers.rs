@@ -139,3 +139,19 @@ fn trains_with_adam() {
     }
     assert!(last < 0.2 * first.unwrap(), "loss {} -> {last}", first.unwrap());
 }
+
+/// Empty sequences and empty batches give empty outputs, no panic. (dfdx's own `sum` divides
+/// by zero on empty tensors, so there is no scalar loss to differentiate here.)
+#[test]
+fn empty_sequences_and_batches() {
+    let dev = Cpu::seed_from_u64(5);
+    let m = <BiLstm<3, 4, 8, f32, Cpu>>::build(&dev);
+    let y = m.forward(dev.zeros_like(&(0usize, Const::<3>)));
+    assert_eq!(y.shape().0, 0);
+    let x: Tensor<(usize, usize, Const<3>), f32, Cpu> = dev.zeros_like(&(0usize, 5usize, Const::<3>));
+    let y = m.forward(x.leaky_trace());
+    assert_eq!((y.shape().0, y.shape().1), (0, 5));
+    let x: Tensor<(usize, usize, Const<3>), f32, Cpu> = dev.zeros_like(&(2usize, 0usize, Const::<3>));
+    let y = m.forward(x);
+    assert_eq!((y.shape().0, y.shape().1), (2, 0));
+}

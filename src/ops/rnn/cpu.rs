@@ -715,3 +715,4 @@ where
     Ok(out.put_tape(tape))
 }
 
+

@@ -7,12 +7,12 @@
 //! `python3 /work/shared/peers/bench_torch.py 2 200 20`, the `lstm` line).
 //!
 //! Seen on the shared 2-core AMD EPYC (AVX-512) development machine, 2 threads, median ms per
-//! step, one run each side by side (noisy: other jobs shared the CPU): seq 50 — typenet 1.83,
-//! PyTorch 2.15 1.46; seq 200 — 8.7 vs 15.0; seq 1000 — 93 vs 72 (the long ones vary ±50 %
-//! between runs on both sides). Peak RSS of this benchmark process: 30 MB (seq 50), 107 MB
-//! (200), 371 MB (1000) — linear in the length: the forward pass keeps, per step and
-//! direction, `B·(G+3)·H` values (hidden and cell states, gate activations, `tanh c`), and
-//! the backward pass's temporaries are `2·B·G·H` per step.
+//! step, typenet and PyTorch 2.15 run one after the other (noisy: other jobs shared the CPU):
+//! seq 50 — 1.83 vs 1.46; seq 200 — 8.7 vs 15.0 (another run: 16.4 vs 24.1); seq 1000 —
+//! 93 vs 72 (another run: 95 vs 333). Peak RSS of this benchmark process: 30 MB (seq 50),
+//! 107 MB (200), 371 MB (1000) — linear in the length: the forward pass keeps, per step and
+//! direction, at most `B·(G+3)·H` values (hidden and cell states, gate activations, `tanh c`),
+//! and the backward pass's temporaries are `2·B·G·H` per step.
 
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use typenet::layers::{Dense, Last, Lstm};

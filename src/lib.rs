@@ -51,11 +51,11 @@ impl<E> Float for E where
 /// kernels typenet adds (each kernel trait has a fast `Cpu` implementation and a generic path
 /// composed of dfdx ops for other devices).
 pub trait Backend<E: Dtype>:
-    Device<E> + ops::ConvKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E>
+    Device<E> + ops::ConvKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
 {
 }
 impl<E: Dtype, D> Backend<E> for D where
-    D: Device<E> + ops::ConvKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E>
+    D: Device<E> + ops::ConvKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
 {
 }
 

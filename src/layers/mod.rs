@@ -7,10 +7,12 @@ mod activation;
 mod conv;
 mod dense;
 mod dropout;
+mod last;
 mod norm;
 mod pool;
 mod radial_basis;
 mod reshape;
+mod rnn;
 mod sets;
 
 pub use activation::{Elu, GeLU, LeakyReLU, LogSoftmax, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
@@ -19,6 +21,11 @@ pub use dense::{Dense, DenseNoBias};
 pub use dropout::Dropout;
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool::{AvgPool1D, AvgPool2D, GlobalAvgPool, GlobalMaxPool, MaxPool1D, MaxPool2D};
+pub use last::{Last, LastBidirectional};
 pub use radial_basis::RadialBasis;
 pub use reshape::{Batched, Flatten, Reshape};
+pub use rnn::{
+    BiGru, BiLstm, BiRecurrent, BiRnn, BiRnnRelu, Cell, GateDim, Gru, GruCell, Lstm, LstmCell,
+    Recurrent, ReluCell, Rnn, RnnRelu, TanhCell,
+};
 pub use sets::{Each, SetDense, SetMax, SetMean, SetSum, UnfoldSet};

@@ -8,3 +8,4 @@ pub mod radial_basis;
 pub use conv::{conv1d, conv2d, ConvKernel, Window2D};
 pub use pool::{global_pool, pool1d, pool2d, PoolKernel, PoolKind};
 pub use radial_basis::{radial_basis_composed, RadialBasisKernel};
+pub mod rnn;

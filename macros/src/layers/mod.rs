@@ -15,9 +15,11 @@ mod blocks;
 mod conv;
 mod dense;
 mod dropout;
+mod last;
 mod network;
 mod norm;
 mod pool;
+mod recurrent;
 mod reshape;
 mod sets;
 
@@ -124,10 +126,14 @@ pub const KINDS: &[(&str, ParseFn)] = &[
     ("avg_pool2d", pool::parse_avg_pool2d),
     ("global_avg_pool", pool::parse_global_avg_pool),
     ("global_max_pool", pool::parse_global_max_pool),
+    ("rnn", recurrent::parse),
+    ("lstm", recurrent::parse),
+    ("gru", recurrent::parse),
+    ("last", last::parse),
 ];
 
 /// Layers of the language (DSL §2) that this version of typenet does not provide yet.
-const PLANNED: &[&str] = &["rnn", "lstm", "gru", "last"];
+const PLANNED: &[&str] = &[];
 
 /// Parse one layer call: a built-in kind, or another network used as a layer.
 pub fn parse(call: &LayerCall, cx: &Checker) -> syn::Result<Box<dyn Layer>> {

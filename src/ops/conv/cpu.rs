@@ -55,6 +55,9 @@ pub(crate) fn valid_range(off: isize, stride: usize, len: usize, out: usize) -> 
 
 /// Unfold one sample `[c, h, w]` into `cols` `[c·kh·kw, oh·ow]`.
 pub(crate) fn im2col<E: Float>(x: &[E], g: &Geo, cols: &mut [E]) {
+    if g.win.stride == [1, 1] && g.win.dilation[1] == 1 && g.ow == g.w {
+        return im2col_same_width(x, g, cols);
+    }
     let (h, w, oh, ow) = (g.h, g.w, g.oh, g.ow);
     let [kh, kw] = g.win.kernel;
     let [sh, sw] = g.win.stride;
@@ -84,6 +87,50 @@ pub(crate) fn im2col<E: Float>(x: &[E], g: &Geo, cols: &mut [E]) {
                     } else {
                         for (ox, d) in dst[xlo..xhi].iter_mut().enumerate() {
                             *d = src[((ox + xlo) as isize * sw as isize + offx) as usize];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`im2col`] when stride is 1 and the output is as wide as the input (`padding = same`
+/// horizontally, as in LeNet's first layer): each row of `cols` is then the input plane
+/// shifted by a constant offset, so it is one contiguous copy plus a few zeros at the left
+/// and right edges, instead of a short copy per output row.
+fn im2col_same_width<E: Float>(x: &[E], g: &Geo, cols: &mut [E]) {
+    let (h, w, oh, ow) = (g.h, g.w, g.oh, g.ow);
+    let [kh, kw] = g.win.kernel;
+    let [dh, _] = g.win.dilation;
+    let n = oh * ow;
+    let zero = E::zero();
+    for ci in 0..g.c {
+        let xc = &x[ci * h * w..(ci + 1) * h * w];
+        for ki in 0..kh {
+            let offy = (ki * dh) as isize - g.win.pad_lo[0] as isize;
+            let (ylo, yhi) = valid_range(offy, 1, h, oh);
+            for kj in 0..kw {
+                let offx = kj as isize - g.win.pad_lo[1] as isize;
+                let (xlo, xhi) = valid_range(offx, 1, w, ow);
+                let row = &mut cols[((ci * kh + ki) * kw + kj) * n..][..n];
+                row[..ylo * ow].fill(zero);
+                row[yhi * ow..].fill(zero);
+                if yhi > ylo {
+                    // dst[oy·ow + ox] = x[(oy + offy)·w + ox + offx] for the rows ylo..yhi
+                    let (d0, d1) = (ylo * ow, yhi * ow);
+                    let s0 = (ylo as isize + offy) * w as isize + offx;
+                    let (skip, start) = if s0 < 0 { ((-s0) as usize, 0) } else { (0, s0 as usize) };
+                    let len = (d1 - d0 - skip).min(xc.len() - start);
+                    row[d0 + skip..d0 + skip + len].copy_from_slice(&xc[start..start + len]);
+                    // the columns whose input lies outside the row (they read a neighbour row)
+                    for oy in ylo..yhi {
+                        let r = &mut row[oy * ow..(oy + 1) * ow];
+                        for v in &mut r[..xlo] {
+                            *v = zero;
+                        }
+                        for v in &mut r[xhi..] {
+                            *v = zero;
                         }
                     }
                 }

@@ -120,8 +120,15 @@ pub struct Residual {
     seq: Seq,
     project: bool,
     nodes: Vec<Node>,
-    /// `(in, out)` features of the projection.
-    proj: Option<(Dim, Dim)>,
+    proj: Option<Projection>,
+}
+
+/// The learned projection of `residual(project)` on the skip path.
+enum Projection {
+    /// Bias-free dense layer on the last axis: `(in, out)`.
+    Dense(Dim, Dim),
+    /// 1×1 convolution on the channels of a `[c, h, w]` map: `(in, out, h, w)`.
+    Conv(Dim, Dim, Dim, Dim),
 }
 
 pub fn parse_residual(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
@@ -157,44 +164,62 @@ impl Layer for Residual {
             }
             return Ok(out);
         }
-        // A projection maps the last axis (features); every other axis must agree.
+        if !same_rank || input.rank() > 3 {
+            return Err(format!(
+                "`residual(project)` needs the block to keep the rank of its input {}, but it produces {}",
+                input.text(),
+                out.text()
+            ));
+        }
+        // Maps `[c, h, w]` are projected on channels by a 1×1 convolution; vectors and
+        // sequences on the last axis by a dense layer. Every other axis must agree.
+        let axis = if input.rank() == 3 { 0 } else { input.rank() - 1 };
+        let what = if axis == 0 { "channels" } else { "last axis" };
         let msg = format!(
-            "`residual(project)` projects the last axis of {} onto the block's output {}, so the other axes must agree",
+            "`residual(project)` projects the {what} of {} onto the block's output {}, so the other axes must agree \
+             (a block that changes them, e.g. with a stride, cannot be added to its input)",
             input.text(),
             out.text()
         );
-        if !same_rank || input.rank() > 3 {
-            return Err(msg);
+        for (ax, (a, b)) in input.dims.iter().zip(&out.dims).enumerate() {
+            if ax != axis {
+                cx.require_eq(a, b, &msg)?;
+            }
         }
-        if input.rank() == 3 {
-            return Err(format!(
-                "`residual(project)` on maps like {} needs a 1×1 convolution, which this version does not provide; \
-                 keep the channel count in the block instead",
-                input.text()
-            ));
+        let (i, o) = (input.dims[axis].clone(), out.dims[axis].clone());
+        if input.dims.iter().any(Dim::is_runtime) && axis == 0 || i.is_runtime() || o.is_runtime() {
+            return Err(format!("`residual(project)` needs sizes known at compile time, but it is given {}", input.text()));
         }
-        for (a, b) in input.dims.iter().zip(&out.dims).take(input.rank() - 1) {
-            cx.require_eq(a, b, &msg)?;
-        }
-        let (i, o) = (input.dims.last().unwrap().clone(), out.dims.last().unwrap().clone());
-        if i.is_runtime() || o.is_runtime() {
-            return Err(format!("`residual(project)` needs a feature axis of known size, but it is given {}", input.text()));
-        }
-        self.proj = Some((i, o));
+        self.proj = Some(if axis == 0 {
+            Projection::Conv(i, o, input.dims[1].clone(), input.dims[2].clone())
+        } else {
+            Projection::Dense(i, o)
+        });
         Ok(out)
     }
 
     fn field_ty(&self) -> Option<TokenStream> {
-        let (i, o) = self.proj.as_ref()?;
-        let (i, o) = (i.arg(), o.arg());
-        Some(quote!(::typenet::layers::DenseNoBias<#i, #o, E, D>))
+        Some(match self.proj.as_ref()? {
+            Projection::Dense(i, o) => {
+                let (i, o) = (i.arg(), o.arg());
+                quote!(::typenet::layers::DenseNoBias<#i, #o, E, D>)
+            }
+            Projection::Conv(i, o, h, w) => {
+                let (i, o, h, w) = (i.arg(), o.arg(), h.arg(), w.arg());
+                quote!(::typenet::layers::Conv2D<#i, #o, 1, 1, 1, 1, 0, 0, 1, 1, #h, #w, E, D>)
+            }
+        })
     }
 
     fn params(&self) -> TokenStream {
         match &self.proj {
-            Some((i, o)) => {
+            Some(Projection::Dense(i, o)) => {
                 let (i, o) = (i.value(), o.value());
                 quote!((#i * #o))
+            }
+            Some(Projection::Conv(i, o, ..)) => {
+                let (i, o) = (i.value(), o.value());
+                quote!((#i * #o + #o))
             }
             None => quote!(0usize),
         }

@@ -2,9 +2,7 @@
 //! wrong: a missing or extra argument, an unknown keyword (with a suggestion), a value of the
 //! wrong kind or out of range.
 
-use proc_macro2::Span;
 use quote::ToTokens;
-use syn::spanned::Spanned;
 
 use crate::ast::{Arg, LayerCall, Value};
 use crate::layers::suggest;
@@ -155,32 +153,6 @@ pub fn choice(v: &Value, what: &str, options: &[&str]) -> syn::Result<String> {
     }
 }
 
-/// `3` or `(3, 5)`: one value per spatial axis (`rank` of them).
-pub fn per_axis(v: &Value, what: &str, rank: usize, min: usize) -> syn::Result<Vec<usize>> {
-    let check = |n: usize, v: &Value| -> syn::Result<usize> {
-        if n < min {
-            Err(err(v, format!("{what} must be at least {min}, not {n}")))
-        } else {
-            Ok(n)
-        }
-    };
-    match v {
-        Value::Int(n, _) => Ok(vec![check(*n, v)?; rank]),
-        Value::Tuple(items, _) if items.len() == rank => items
-            .iter()
-            .map(|i| match i {
-                Value::Int(n, _) => check(*n, i),
-                _ => Err(err(i, format!("{what} must be integers"))),
-            })
-            .collect(),
-        Value::Tuple(items, _) => Err(err(
-            v,
-            format!("{what} has {} values but this layer has {rank} spatial axes", items.len()),
-        )),
-        _ => Err(err(v, format!("{what} must be an integer or a tuple of {rank} integers, not `{}`", v.text()))),
-    }
-}
-
 /// Constants are UPPERCASE names or multi-segment paths; lowercase single names are run-time
 /// axes or words.
 pub fn is_const_path(p: &syn::Path) -> bool {
@@ -188,8 +160,4 @@ pub fn is_const_path(p: &syn::Path) -> bool {
         Some(id) => id.to_string().chars().next().is_some_and(|c| c.is_uppercase()),
         None => true,
     }
-}
-
-pub fn span_of(v: &Value) -> Span {
-    v.tokens().span()
 }

@@ -31,7 +31,7 @@ pub struct ShapeLit {
 #[derive(Clone)]
 pub enum DimLit {
     /// `28`
-    Int(usize, Span),
+    Int(usize),
     /// `HIDDEN`, `config::WIDTH`: a `usize` constant.
     Const(syn::Path),
     /// `t`, `n`: an axis sized at run time.
@@ -204,7 +204,7 @@ fn parse_shape(input: ParseStream, what: &str) -> syn::Result<ShapeLit> {
             if n == 0 {
                 return Err(syn::Error::new(lit.span(), "a dimension of size 0 holds no data; sizes start at 1"));
             }
-            dims.push(DimLit::Int(n, lit.span()));
+            dims.push(DimLit::Int(n));
         } else if content.peek(Ident) || content.peek(Token![::]) || content.peek(Token![crate]) || content.peek(Token![self]) || content.peek(Token![super]) {
             let path: syn::Path = content.parse()?;
             match path.get_ident() {

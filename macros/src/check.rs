@@ -53,7 +53,7 @@ pub fn shape_of(lit: &ShapeLit) -> Shape {
         lit.dims
             .iter()
             .map(|d| match d {
-                DimLit::Int(n, _) => Dim::Known(*n),
+                DimLit::Int(n) => Dim::Known(*n),
                 DimLit::Const(p) => Dim::konst(p),
                 DimLit::Runtime(id) => Dim::Runtime(id.to_string()),
             })

@@ -3,8 +3,6 @@
 //! kind described once in [`layers`]. Errors are spanned `syn::Error`s collected in one place;
 //! nothing panics.
 
-// Helpers used by layer kinds still being wired in (conv, recurrent, sets).
-#![allow(dead_code)]
 
 use proc_macro::TokenStream;
 

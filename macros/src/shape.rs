@@ -80,13 +80,6 @@ impl Dim {
         matches!(self, Dim::Runtime(_))
     }
 
-    pub fn known(&self) -> Option<usize> {
-        match self {
-            Dim::Known(n) => Some(*n),
-            _ => None,
-        }
-    }
-
     /// The dimension as written in messages.
     pub fn text(&self) -> String {
         match self {
@@ -214,16 +207,6 @@ impl Shape {
         self.dims.iter().fold(Dim::Known(1), |acc, d| acc.mul(d))
     }
 
-    /// Whether every dimension is known to rustc at compile time (no run-time axis).
-    pub fn is_static(&self) -> bool {
-        !self.dims.iter().any(Dim::is_runtime)
-    }
-
-    /// The same dimensions without annotations.
-    pub fn plain(&self) -> Shape {
-        Shape::new(self.dims.clone())
-    }
-
     /// Display of an expression that formats the shape at run time with constants' values
     /// (for summaries): a `format!` call.
     pub fn format_expr(&self) -> TokenStream {
@@ -270,7 +253,7 @@ mod tests {
     #[test]
     fn algebra_folds_known_sizes() {
         let s = Shape::new(vec![Dim::Known(16), Dim::Known(5), Dim::Known(5)]);
-        assert_eq!(s.numel().known(), Some(400));
+        assert!(matches!(s.numel(), Dim::Known(400)));
         assert_eq!(s.text(), "[16, 5, 5]");
         let c = Shape::new(vec![Dim::Known(1), konst("config::W")]);
         assert_eq!(c.numel().text(), "config::W");

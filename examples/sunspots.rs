@@ -1,7 +1,7 @@
 //! Forecast next month's sunspot number from the previous 24 months with an LSTM.
 //!
 //! Data: monthly mean sunspot numbers 1749–2008 (NOAA NGDC, public domain;
-//! `data/README_sunspots.md`). Chronological split: the first 80 % of months train, the rest
+//! `data/README.md`). Chronological split: the first 80 % of months train, the rest
 //! test. Reports the test RMSE (in sunspot units) against the naive forecast "next month =
 //! this month".
 //!

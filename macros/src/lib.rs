@@ -47,7 +47,17 @@ fn unresolved(nets: &ast::Networks, known: &check::Known, local: &[String]) -> O
 /// Declare one or more networks; see the crate docs of `typenet` and its `DSL.md`.
 #[proc_macro]
 pub fn network(input: TokenStream) -> TokenStream {
-    expand_invocation(input.into()).into()
+    let input: proc_macro2::TokenStream = input.into();
+    // Defence in depth: the stages report every problem as a spanned error and are tested
+    // never to panic; should one still do so, the user gets an error at the macro, not a
+    // "proc macro panicked" and a cascade of missing types.
+    match std::panic::catch_unwind(|| expand_invocation(input)) {
+        Ok(out) => out.into(),
+        Err(_) => quote::quote!(::core::compile_error!(
+            "internal error in `network!` (a bug in typenet: please report this declaration)"
+        ))
+        .into(),
+    }
 }
 
 fn expand_invocation(original: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
@@ -99,7 +109,14 @@ mod tests {
     /// Random token soups, and random corruptions of a valid declaration, never panic.
     #[test]
     fn never_panics_on_garbled_input() {
-        let valid = "pub Net: [t, 4] -> [t, 2] { a: dense(8), relu, each { dense(2) }, residual { relu }, sum { { relu }, { tanh } } }";
+        let valids = [
+            "pub Net: [t, 4] -> [t, 2] { a: dense(8), relu, each { dense(2) }, residual { relu }, sum { { relu }, { tanh } } }",
+            "pub Net: [4] -> [2] { residual(project) { dense(3) }, concat { { dense(1) }, { dense(1) } } }",
+            "pub Net: [2, 8, 8] -> [4] { residual(project) { conv2d(4, kernel = 3, padding = same) }, global_avg_pool }",
+            "pub Net: [n, 3] -> [2] { radial_basis(4, cutoff = 2.0), set_dense(4), pool(sum), dense(2) }",
+            "pub Net: [t, 3] -> [2] { lstm(4, bidirectional = true), gru(4), last, dense(2) }",
+            "pub Net: [1, 9] -> [2] { conv1d(2, kernel = 3, stride = 2), max_pool1d(2), flatten, dense(2) }",
+        ];
         let mut seed: u64 = 0x9e3779b97f4a7c15;
         let mut next = move || {
             seed ^= seed << 13;
@@ -111,6 +128,7 @@ mod tests {
             let text = if case % 2 == 0 {
                 (0..(next() % 40)).map(|_| PIECES[(next() % PIECES.len() as u64) as usize]).collect::<Vec<_>>().join(" ")
             } else {
+                let valid = valids[(next() % valids.len() as u64) as usize];
                 let mut words: Vec<&str> = valid.split(' ').collect();
                 for _ in 0..(1 + next() % 3) {
                     let i = (next() % words.len() as u64) as usize;
@@ -126,9 +144,17 @@ mod tests {
     }
 
     #[test]
-    fn valid_declaration_expands_without_errors() {
-        let out = expand_invocation("pub Net: [4] -> [2] { dense(8), relu, dense(2) }".parse().unwrap()).to_string();
-        assert!(!out.contains("compile_error"), "{out}");
-        assert!(out.contains("struct Net"));
+    fn valid_declarations_expand_without_errors() {
+        for text in [
+            "pub Net: [4] -> [2] { dense(8), relu, dense(2) }",
+            "pub Net: [4] -> [2] { residual(project) { dense(3) }, dense(2) }",
+            "pub Net: [2, 8, 8] -> [4] { residual(project) { conv2d(4, kernel = 3, padding = same) }, global_avg_pool }",
+            "pub Net: [t, 3] -> [2] { lstm(4, bidirectional = true), last, dense(2) }",
+            "pub Net: [n, 3] -> [2] { radial_basis(4, cutoff = 2.0), set_dense(4), pool(sum), dense(2) }",
+        ] {
+            let out = expand_invocation(text.parse().unwrap()).to_string();
+            assert!(!out.contains("compile_error"), "{text}: {out}");
+            assert!(out.contains("struct Net"));
+        }
     }
 }

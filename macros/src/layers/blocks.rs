@@ -173,8 +173,9 @@ impl Layer for Residual {
         }
         // Maps `[c, h, w]` are projected on channels by a 1×1 convolution; vectors and
         // sequences on the last axis by a dense layer. Every other axis must agree.
-        let axis = if input.rank() == 3 { 0 } else { input.rank() - 1 };
-        let what = if axis == 0 { "channels" } else { "last axis" };
+        let map = input.rank() == 3;
+        let axis = if map { 0 } else { input.rank() - 1 };
+        let what = if map { "channels" } else { "last axis" };
         let msg = format!(
             "`residual(project)` projects the {what} of {} onto the block's output {}, so the other axes must agree \
              (a block that changes them, e.g. with a stride, cannot be added to its input)",
@@ -187,10 +188,10 @@ impl Layer for Residual {
             }
         }
         let (i, o) = (input.dims[axis].clone(), out.dims[axis].clone());
-        if input.dims.iter().any(Dim::is_runtime) && axis == 0 || i.is_runtime() || o.is_runtime() {
+        if map && input.dims.iter().any(Dim::is_runtime) || i.is_runtime() || o.is_runtime() {
             return Err(format!("`residual(project)` needs sizes known at compile time, but it is given {}", input.text()));
         }
-        self.proj = Some(if axis == 0 {
+        self.proj = Some(if map {
             Projection::Conv(i, o, input.dims[1].clone(), input.dims[2].clone())
         } else {
             Projection::Dense(i, o)

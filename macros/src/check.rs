@@ -204,6 +204,24 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Check a layer's declared input size (`dense(400 -> 120)`) against the last axis of its
+    /// input, with the message every such layer gives: `` `dense(400 -> 120)` expects 400
+    /// input features, but `flatten` produces 256 (= 16 × 4 × 4) ``.
+    pub fn require_features(&mut self, layer: &str, declared: &Dim, input: &Shape, per: &str) -> Result<(), String> {
+        let Some(last) = input.dims.last() else { return Ok(()) };
+        let given = match &input.origin {
+            Some(o) => format!("{} (= {o})", last.text()),
+            None => last.text(),
+        };
+        let source = match &input.producer {
+            Some(p) => format!("`{p}` produces {given}"),
+            None => format!("the input has {given}"),
+        };
+        let from = if input.rank() == 1 { String::new() } else { format!(" (the last axis of {})", input.text()) };
+        let msg = format!("`{layer}` expects {} input features{per}, but {source}{from}", declared.text());
+        self.require_eq(declared, last, &msg)
+    }
+
     /// Require a condition on constants, checked by rustc (`cond` is a `bool` constant
     /// expression).
     pub fn require_const(&mut self, cond: TokenStream, message: &str) {

@@ -104,6 +104,8 @@ mod tests {
         "pub", "Net", ":", "[", "]", "->", "{", "}", "(", ")", ",", "=", "dense", "relu", "each", "residual",
         "concat", "sum", "flatten", "reshape", "dropout", "1", "0", "28", "1.5", "-", "t", "N", "::", "@", "known",
         "project", "bias", "false", "init", "glorot", "kernel", "conv2d", "lstm", "pool", "max", "Other", "\"x\"", ";",
+        "mean", "avg", "set_dense", "radial_basis", "cutoff", "3.0", "-1.0", "n", "m", "glorot_uniform", "bidirectional",
+        "true", "last", "gru", "stride", "padding", "same", "(3, 3)", "global_avg_pool", "conv1d", "max_pool1d",
     ];
 
     /// Random token soups, and random corruptions of a valid declaration, never panic.

@@ -67,22 +67,8 @@ impl Layer for Dense {
             return Err(format!("`dense` needs a feature axis of known size, but the last axis of {} is the run-time axis `{name}`", input.text()));
         }
         if let Some(declared) = &self.declared_in {
-            let given = match &input.origin {
-                Some(o) => format!("{} (= {o})", last.text()),
-                None => last.text(),
-            };
-            let from = if input.rank() == 1 { String::new() } else { format!(" (the last axis of {})", input.text()) };
-            let producer = match &input.producer {
-                Some(p) => format!("`{p}`"),
-                None => "the input".to_string(),
-            };
-            let msg = format!(
-                "`dense({} -> {})` expects {} input features, but {producer} produces {given}{from}",
-                declared.text(),
-                self.out.text(),
-                declared.text()
-            );
-            cx.require_eq(declared, last, &msg)?;
+            let layer = format!("dense({} -> {})", declared.text(), self.out.text());
+            cx.require_features(&layer, declared, input, "")?;
         }
         self.input = Some(last.clone());
         let mut dims = input.dims.clone();

@@ -82,22 +82,8 @@ impl Layer for Recurrent {
             ));
         }
         if let Some(declared) = &self.declared_in {
-            let given = match &input.origin {
-                Some(o) => format!("{} (= {o})", f.text()),
-                None => f.text(),
-            };
-            let source = match &input.producer {
-                Some(p) => format!("`{p}` produces {given}"),
-                None => format!("the input has {given}"),
-            };
-            let msg = format!(
-                "`{kind}({} -> {})` expects {} input features per step, but {source} (the last axis of {})",
-                declared.text(),
-                self.hidden.text(),
-                declared.text(),
-                input.text()
-            );
-            cx.require_eq(declared, f, &msg)?;
+            let layer = format!("{kind}({} -> {})", declared.text(), self.hidden.text());
+            cx.require_features(&layer, declared, input, " per step")?;
         }
         self.input = Some(f.clone());
         let mut out = if self.bidirectional {

@@ -1,6 +1,6 @@
 //! The `network!` macro of [typenet](https://docs.rs/typenet): a pipeline of small stages,
-//! parse ([`ast`]) → infer and check shapes ([`check`]) → expand ([`expand`]), with each layer
-//! kind described once in [`layers`]. Errors are spanned `syn::Error`s collected in one place;
+//! parse (`ast`) → infer and check shapes (`check`) → expand (`expand`), with each layer
+//! kind described once in `layers`. Errors are spanned `syn::Error`s collected in one place;
 //! nothing panics.
 
 

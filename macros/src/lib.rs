@@ -44,7 +44,58 @@ fn unresolved(nets: &ast::Networks, known: &check::Known, local: &[String]) -> O
     nets.0.iter().find_map(|n| walk(&n.body, known, local))
 }
 
-/// Declare one or more networks; see the crate docs of `typenet` and its `DSL.md`.
+/// Declare one or more networks whose shapes are checked at compile time.
+///
+/// ```ignore
+/// use typenet::prelude::*;
+///
+/// network! {
+///     /// LeNet-5 (LeCun et al. 1998) for 28×28 grayscale digits.
+///     pub LeNet5: [1, 28, 28] -> [10] {
+///         conv2d(6, kernel = 5, padding = 2), relu, max_pool2d(2),
+///         conv2d(16, kernel = 5), relu, max_pool2d(2),
+///         flatten,
+///         dense(120), relu,
+///         dense(84), relu,
+///         dense(10),
+///     }
+/// }
+/// ```
+///
+/// `VIS NAME: INPUT -> OUTPUT { LAYERS }`, several per invocation. Shapes are per sample (the
+/// batch axis is never written); a dimension is a literal, a `usize` constant, or a lowercase
+/// name for an axis sized at run time. Only output sizes are written; `dense(in -> out)`
+/// states and checks the input. `name: layer` names a layer (otherwise `dense_1`, …); names
+/// are the struct's fields and the weight-file keys.
+///
+/// | layer | shape rule (per sample) | notes |
+/// |---|---|---|
+/// | `dense(out)`, `dense(in -> out)` | `[.., in] -> [.., out]` | `bias = false`, `init = glorot_uniform \| glorot_normal \| he_uniform \| he_normal \| lecun_normal` |
+/// | `relu`, `leaky_relu(0.01)`, `prelu`, `sigmoid`, `tanh`, `softplus`, `gelu`, `silu`, `elu(1.0)` | same shape | `prelu` has a learnable slope |
+/// | `softmax`, `log_softmax` | same shape | over the last axis |
+/// | `dropout(p)` | same shape | active only in training (`forward_mut`) |
+/// | `batch_norm`, `layer_norm` | same shape | batch statistics in training, running statistics in evaluation |
+/// | `flatten`, `reshape([..])` | same number of elements | |
+/// | `conv1d(out, kernel = k, stride = 1, padding = 0, dilation = 1)` | `[c, l] -> [out, l']` | `padding = same` (stride 1) |
+/// | `conv2d(out, kernel = k, ..)` | `[c, h, w] -> [out, h', w']` | `kernel = (kh, kw)` etc.; `padding = same` |
+/// | `max_pool1d(k)`, `avg_pool1d(k)`, `max_pool2d(k)`, `avg_pool2d(k)` | floor arithmetic, `stride = k` | a size that reaches 0 is a compile error |
+/// | `global_avg_pool`, `global_max_pool` | `[c, ..spatial] -> [c]` | |
+/// | `rnn(h)`, `lstm(h)`, `gru(h)` | `[t, f] -> [t, h]` | `bidirectional = true` gives `[t, 2h]`; `rnn(h, activation = relu)`; PyTorch weight names and gate order |
+/// | `last` | `[t, f] -> [f]` | final step (bidirectional: forward's last, backward's first) |
+/// | `each { LAYERS }` | `[n, ..a] -> [n, ..b]` | the block on every element of axis 0, weights shared |
+/// | `pool(sum)`, `pool(mean)`, `pool(max)` | `[n, ..a] -> [..a]` | reduces a set or sequence |
+/// | `set_dense(out)` | `[n, f] -> [n, out]` | DeepSets: `W·x_i + U·mean_j(x_j) + b` |
+/// | `radial_basis(count, cutoff = r)` | `[n, 3] -> [n, count]` | Behler–Parrinello radial symmetry functions |
+/// | `residual { .. }`, `residual(project) { .. }` | `s -> s` | `project`: learned projection on the skip path |
+/// | `concat { {..}, {..} }`, `sum { {..}, {..} }` | joined on the feature axis / added | |
+/// | `Path` (another network) | its `INPUT -> OUTPUT` | networks compose |
+///
+/// The expansion: `pub struct NAME<E: Dtype = f32, D: Device<E> = Cpu>` with one public field
+/// per layer with state; dfdx's `TensorCollection` (hence `BuildModule`, optimizers,
+/// `alloc_grads`, safetensors), `Module` (evaluation) and `ModuleMut` (training) for an
+/// unbatched input and a `usize`-batched one, with or without a tape; `typenet::Network`
+/// (`Input`, `Output`, `NUM_PARAMS`, `summary()`). Every shape error is a compile error at the
+/// offending layer.
 #[proc_macro]
 pub fn network(input: TokenStream) -> TokenStream {
     let input: proc_macro2::TokenStream = input.into();

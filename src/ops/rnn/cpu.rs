@@ -152,33 +152,45 @@ pub(crate) fn mm<E: CpuFloat>(
     assert!(lhs.len() > (m - 1) * l_rs + (k - 1) * l_cs);
     assert!(rhs.len() > (k - 1) * r_rs + (n - 1) * r_cs);
     // Threads pay only for big products (the per-step recurrence is a few hundred kFLOP).
-    let par = if m * n * k >= GEMM_PAR {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the bounds of every access were asserted above; gemm dispatches on E (f32/f64).
+    if m * n * k >= GEMM_PAR {
+        // SAFETY: the bounds of every access were asserted above; gemm dispatches on E.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                d_cs as isize,
+                d_rs as isize,
+                acc,
+                lhs.as_ptr(),
+                l_cs as isize,
+                l_rs as isize,
+                rhs.as_ptr(),
+                r_cs as isize,
+                r_rs as isize,
+                if acc { E::one() } else { E::zero() },
+                E::one(),
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            )
+        }
+        return;
+    }
+    // SAFETY: as above; f32 on AVX-512 CPUs runs typenet's microkernel, the rest `gemm`.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            d_cs as isize,
-            d_rs as isize,
-            acc,
-            lhs.as_ptr(),
-            l_cs as isize,
-            l_rs as isize,
-            rhs.as_ptr(),
-            r_cs as isize,
-            r_rs as isize,
-            if acc { E::one() } else { E::zero() },
+        crate::ops::gemm::gemm(
+            (m, n, k),
             E::one(),
-            false,
-            false,
-            false,
-            par,
+            lhs.as_ptr(),
+            (l_rs, l_cs),
+            rhs.as_ptr(),
+            (r_rs, r_cs),
+            if acc { E::one() } else { E::zero() },
+            dst.as_mut_ptr(),
+            (d_rs, d_cs),
         )
     }
 }

@@ -6,8 +6,8 @@
 //! Shapes handled by the AVX-512 path (others fall back to `gemm`):
 //! - `B` with unit column stride (rows of `B` are vectors) and `C` row-major: a 6×64
 //!   broadcast-FMA tile reading `A` through its strides and `B` in place (no packing);
-//! - `A` and `Bᵀ` both contiguous along `k` (`A·Bᵀ` of two row-major matrices): a 4×3 tile of
-//!   dot products along `k`;
+//! - `A` and `Bᵀ` both contiguous along `k` (`A·Bᵀ` of two row-major matrices) and `k ≥ 64`: a
+//!   4×3 tile of dot products along `k`;
 //! - `C` column-major: solved as `Cᵀ = Bᵀ·Aᵀ`;
 //! - any other `B`: packed into a contiguous row-major copy first.
 //!
@@ -163,6 +163,9 @@ mod avx512 {
     const MR: usize = 6;
     /// 16-lane vectors per tile of the broadcast kernel.
     const NV: usize = 4;
+    /// The dot-product kernel only for `k` at least this (shorter dots are dominated by the
+    /// horizontal sums; packing `B` is cheaper then).
+    const NT_MIN_K: usize = 64;
     /// `k` per pass (a `KC × 64` panel of `B` stays in L1/L2 across the row tiles).
     const KC: usize = 256;
 
@@ -192,7 +195,7 @@ mod avx512 {
         }
         if bcs == 1 {
             nn(m, n, k, alpha, a, ars, acs, b, brs, beta, c, crs);
-        } else if acs == 1 && brs == 1 {
+        } else if acs == 1 && brs == 1 && k >= NT_MIN_K {
             nt(m, n, k, alpha, a, ars, b, bcs, beta, c, crs);
         } else {
             PACK.with(|p| {

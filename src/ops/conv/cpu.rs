@@ -55,6 +55,16 @@ pub(crate) fn valid_range(off: isize, stride: usize, len: usize, out: usize) -> 
 
 /// Unfold one sample `[c, h, w]` into `cols` `[c·kh·kw, oh·ow]`.
 pub(crate) fn im2col<E: Float>(x: &[E], g: &Geo, cols: &mut [E]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>()
+        && g.win.stride == [1, 1]
+        && !(g.win.dilation[1] == 1 && g.ow == g.w)
+        && super::x86::available()
+    {
+        // SAFETY: E is f32; AVX-512F is available.
+        unsafe { super::x86::im2col_s1(as_f32(x), g, as_f32_mut(cols)) };
+        return;
+    }
     if g.win.stride == [1, 1] && g.win.dilation[1] == 1 && g.ow == g.w {
         return im2col_same_width(x, g, cols);
     }
@@ -141,6 +151,12 @@ fn im2col_same_width<E: Float>(x: &[E], g: &Geo, cols: &mut [E]) {
 
 /// The adjoint of [`im2col`]: scatter-add `cols` `[c·kh·kw, oh·ow]` into `gx` `[c, h, w]`.
 pub(crate) fn col2im_add<E: Float>(cols: &[E], g: &Geo, gx: &mut [E]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>() && g.win.stride == [1, 1] && super::x86::available() {
+        // SAFETY: E is f32; AVX-512F is available.
+        unsafe { super::x86::col2im_add_s1(as_f32(cols), g, as_f32_mut(gx)) };
+        return;
+    }
     let (h, w, oh, ow) = (g.h, g.w, g.oh, g.ow);
     let [kh, kw] = g.win.kernel;
     let [sh, sw] = g.win.stride;
@@ -173,6 +189,21 @@ pub(crate) fn col2im_add<E: Float>(cols: &[E], g: &Geo, gx: &mut [E]) {
             }
         }
     }
+}
+
+/// `x` as `&[f32]`; the caller has checked that `E` is `f32`.
+#[cfg(target_arch = "x86_64")]
+fn as_f32<E: 'static>(x: &[E]) -> &[f32] {
+    assert_eq!(std::any::TypeId::of::<E>(), std::any::TypeId::of::<f32>());
+    // SAFETY: E is f32.
+    unsafe { std::slice::from_raw_parts(x.as_ptr() as *const f32, x.len()) }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn as_f32_mut<E: 'static>(x: &mut [E]) -> &mut [f32] {
+    assert_eq!(std::any::TypeId::of::<E>(), std::any::TypeId::of::<f32>());
+    // SAFETY: E is f32.
+    unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut f32, x.len()) }
 }
 
 /// Chunking of the batch over rayon threads: `(chunks, samples per chunk)`.

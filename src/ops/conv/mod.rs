@@ -15,6 +15,8 @@ pub(crate) mod cpu;
 pub(crate) mod gemm;
 pub(crate) mod scratch;
 pub(crate) mod generic;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 use dfdx::prelude::*;
 

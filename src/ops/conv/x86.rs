@@ -69,7 +69,10 @@ pub(crate) unsafe fn im2col_s1(x: &[f32], g: &Geo, cols: &mut [f32]) {
     }
 }
 
-/// [`super::cpu::col2im_add`] for stride 1.
+/// [`super::cpu::col2im_add`] for stride 1, as a gather: each 16-wide piece of an input-gradient
+/// row sums all its contributions in a register and is stored once. (Scatter-adding column
+/// rows instead stores to overlapping, shifted addresses that the next masked load must read
+/// back, which defeats store-to-load forwarding.)
 ///
 /// # Safety
 /// AVX-512F must be available.
@@ -83,25 +86,33 @@ pub(crate) unsafe fn col2im_add_s1(cols: &[f32], g: &Geo, gx: &mut [f32]) {
     assert!(gx.len() >= g.c * h * w && cols.len() >= g.k() * n);
     for ci in 0..g.c {
         let gc = gx.as_mut_ptr().add(ci * h * w);
-        for ki in 0..kh {
-            let offy = (ki * dh) as isize - g.win.pad_lo[0] as isize;
-            let (ylo, yhi) = valid_range(offy, 1, h, oh);
-            for kj in 0..kw {
-                let offx = (kj * dw) as isize - g.win.pad_lo[1] as isize;
-                let (xlo, xhi) = valid_range(offx, 1, w, ow);
-                let row = cols.as_ptr().add(((ci * kh + ki) * kw + kj) * n);
-                for oy in ylo..yhi {
-                    let src = row.add(oy * ow);
-                    let dst = gc.wrapping_offset((oy as isize + offy) * w as isize + offx);
-                    let mut ox0 = xlo & !15;
-                    while ox0 < xhi {
-                        let m = range_mask(xlo as isize - ox0 as isize, xhi as isize - ox0 as isize);
-                        let s = _mm512_maskz_loadu_ps(m, src.add(ox0));
-                        let d = _mm512_maskz_loadu_ps(m, dst.wrapping_add(ox0));
-                        _mm512_mask_storeu_ps(dst.wrapping_add(ox0), m, _mm512_add_ps(d, s));
-                        ox0 += 16;
+        for iy in 0..h {
+            let grow = gc.add(iy * w);
+            let mut ix0 = 0;
+            while ix0 < w {
+                let sm = range_mask(0, (w - ix0) as isize);
+                let mut acc = _mm512_maskz_loadu_ps(sm, grow.add(ix0));
+                for ki in 0..kh {
+                    // output row oy with oy + offy = iy
+                    let oy = iy as isize - (ki * dh) as isize + g.win.pad_lo[0] as isize;
+                    if oy < 0 || oy >= oh as isize {
+                        continue;
+                    }
+                    for kj in 0..kw {
+                        let offx = (kj * dw) as isize - g.win.pad_lo[1] as isize;
+                        // lanes ix with 0 <= ix - offx < ow read cols[row][oy·ow + ix - offx]
+                        let lo = offx - ix0 as isize;
+                        let m = range_mask(lo, lo + ow as isize) & sm;
+                        if m == 0 {
+                            continue;
+                        }
+                        let row = cols.as_ptr().add(((ci * kh + ki) * kw + kj) * n + oy as usize * ow);
+                        let v = _mm512_maskz_loadu_ps(m, row.wrapping_offset(ix0 as isize - offx));
+                        acc = _mm512_add_ps(acc, v);
                     }
                 }
+                _mm512_mask_storeu_ps(grow.add(ix0), sm, acc);
+                ix0 += 16;
             }
         }
     }

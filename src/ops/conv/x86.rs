@@ -46,23 +46,28 @@ pub(crate) unsafe fn im2col_s1(x: &[f32], g: &Geo, cols: &mut [f32]) {
                 let offx = (kj * dw) as isize - g.win.pad_lo[1] as isize;
                 let (xlo, xhi) = valid_range(offx, 1, w, ow);
                 let row = cols.as_mut_ptr().add(((ci * kh + ki) * kw + kj) * n);
-                for oy in 0..oh {
-                    let dst = row.add(oy * ow);
-                    let valid = oy >= ylo && oy < yhi;
-                    // input element for output column ox: src[ox] (only read where valid)
-                    let src = xc.wrapping_offset((oy as isize + offy) * w as isize + offx);
-                    let mut ox0 = 0;
-                    while ox0 < ow {
-                        let sm = range_mask(0, (ow - ox0) as isize);
-                        let v = if valid {
-                            let lm = range_mask(xlo as isize - ox0 as isize, xhi as isize - ox0 as isize);
-                            _mm512_maskz_loadu_ps(lm, src.wrapping_add(ox0))
-                        } else {
-                            zero
-                        };
-                        _mm512_mask_storeu_ps(dst.add(ox0), sm, v);
-                        ox0 += 16;
+                // 16 output columns at a time, the masks fixed down the column strip
+                let mut ox0 = 0;
+                while ox0 < ow {
+                    let sm = range_mask(0, (ow - ox0) as isize);
+                    let lm = range_mask(xlo as isize - ox0 as isize, xhi as isize - ox0 as isize);
+                    let mut dst = row.add(ox0);
+                    for _ in 0..ylo {
+                        _mm512_mask_storeu_ps(dst, sm, zero);
+                        dst = dst.add(ow);
                     }
+                    // input element for output (oy, ox): src[oy·w + ox]
+                    let mut src = xc.wrapping_offset((ylo as isize + offy) * w as isize + offx + ox0 as isize);
+                    for _ in ylo..yhi {
+                        _mm512_mask_storeu_ps(dst, sm, _mm512_maskz_loadu_ps(lm, src));
+                        dst = dst.add(ow);
+                        src = src.wrapping_add(w);
+                    }
+                    for _ in yhi..oh {
+                        _mm512_mask_storeu_ps(dst, sm, zero);
+                        dst = dst.add(ow);
+                    }
+                    ox0 += 16;
                 }
             }
         }

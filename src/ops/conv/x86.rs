@@ -103,18 +103,30 @@ pub(crate) unsafe fn col2im_add_s1(cols: &[f32], g: &Geo, gx: &mut [f32]) {
                     if oy < 0 || oy >= oh as isize {
                         continue;
                     }
-                    for kj in 0..kw {
-                        let offx = (kj * dw) as isize - g.win.pad_lo[1] as isize;
-                        // lanes ix with 0 <= ix - offx < ow read cols[row][oy·ow + ix - offx]
-                        let lo = offx - ix0 as isize;
-                        let m = range_mask(lo, lo + ow as isize) & sm;
-                        if m == 0 {
-                            continue;
-                        }
-                        let row = cols.as_ptr().add(((ci * kh + ki) * kw + kj) * n + oy as usize * ow);
-                        let v = _mm512_maskz_loadu_ps(m, row.wrapping_offset(ix0 as isize - offx));
-                        acc = _mm512_add_ps(acc, v);
+                    // two partial sums per kernel row, so the adds are not one long chain
+                    let rowp = cols.as_ptr().add((ci * kh + ki) * kw * n + oy as usize * ow);
+                    macro_rules! tap {
+                        ($kj:expr) => {{
+                            let kj: usize = $kj;
+                            let offx = (kj * dw) as isize - g.win.pad_lo[1] as isize;
+                            // lanes ix with 0 <= ix - offx < ow read cols[row][oy·ow + ix - offx]
+                            let lo = offx - ix0 as isize;
+                            let m = range_mask(lo, lo + ow as isize) & sm;
+                            _mm512_maskz_loadu_ps(m, rowp.add(kj * n).wrapping_offset(ix0 as isize - offx))
+                        }};
                     }
+                    let mut s0 = _mm512_setzero_ps();
+                    let mut s1 = _mm512_setzero_ps();
+                    let mut kj = 0;
+                    while kj + 1 < kw {
+                        s0 = _mm512_add_ps(s0, tap!(kj));
+                        s1 = _mm512_add_ps(s1, tap!(kj + 1));
+                        kj += 2;
+                    }
+                    if kj < kw {
+                        s0 = _mm512_add_ps(s0, tap!(kj));
+                    }
+                    acc = _mm512_add_ps(acc, _mm512_add_ps(s0, s1));
                 }
                 _mm512_mask_storeu_ps(grow.add(ix0), sm, acc);
                 ix0 += 16;

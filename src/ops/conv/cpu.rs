@@ -221,7 +221,7 @@ pub(crate) fn forward<E: Float + Scratch>(x: &[E], wv: &[E], bias: Option<&[E]>,
     }
     let (_, per) = chunking(batch);
     y.par_chunks_mut(per * o * n).enumerate().for_each(|(t, yc)| {
-        let mut buf = Buf::zeros(if g.is_pointwise() { 0 } else { k * n });
+        let mut buf = Buf::dirty(if g.is_pointwise() { 0 } else { k * n });
         for (i, yb) in yc.chunks_mut(o * n).enumerate() {
             let b = t * per + i;
             let xb = &x[b * chw..(b + 1) * chw];
@@ -257,8 +257,8 @@ pub(crate) fn backward<E: Float + Scratch>(x: &[E], wv: &[E], gy: &[E], g: &Geo,
         .enumerate()
         .map(|(t, gxc)| {
             let mut acc = Buf::zeros(o * k + o);
-            let mut buf = Buf::zeros(if g.is_pointwise() { 0 } else { k * n });
-            let mut dcols = Buf::zeros(if g.is_pointwise() { 0 } else { k * n });
+            let mut buf = Buf::dirty(if g.is_pointwise() { 0 } else { k * n });
+            let mut dcols = Buf::dirty(if g.is_pointwise() { 0 } else { k * n });
             for (i, gxb) in gxc.chunks_mut(chw).enumerate() {
                 let b = t * per + i;
                 let xb = &x[b * chw..(b + 1) * chw];
@@ -331,12 +331,12 @@ where
     // Contiguous input (a no-op for contiguous tensors, a differentiable copy otherwise).
     let x = x.try_reshape_like(&(batch, c, h, w))?;
     let (x, mut tape) = x.split_tape();
-    let mut xv = Buf::zeros(batch * g.chw());
+    let mut xv = Buf::dirty(batch * g.chw());
     x.copy_into(&mut xv);
     let wv = weight.as_vec();
     let bv = bias.as_ref().map(|b| b.as_vec());
 
-    let mut yv = Buf::zeros(batch * o * g.n());
+    let mut yv = Buf::dirty(batch * o * g.n());
     forward(&xv, &wv, bv.as_deref(), &g, batch, &mut yv);
     let y = super::scratch::to_tensor(x.device(), &yv, (batch, o, oh, ow))?;
     drop(yv);

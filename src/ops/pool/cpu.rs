@@ -308,13 +308,13 @@ where
     let g = PGeo { h, w, oh, ow, win };
     let x = x.try_reshape_like(&(b, c, h, w))?;
     let (x, mut tape) = x.split_tape();
-    let mut xv = Buf::zeros(b * c * h * w);
+    let mut xv = Buf::dirty(b * c * h * w);
     x.copy_into(&mut xv);
-    let mut yv = Buf::zeros(b * c * oh * ow);
+    let mut yv = Buf::dirty(b * c * oh * ow);
     // With a tape, max pooling records which element each output took (a u32 per output);
     // average pooling's backward needs nothing from the forward pass.
     let record = T::OWNS_TAPE && kind == PoolKind::Max;
-    let mut idx = Buf::<u32>::zeros(if record { yv.len() } else { 0 });
+    let mut idx = Buf::<u32>::dirty(if record { yv.len() } else { 0 });
     if record {
         forward_max_idx(&xv, &g, &mut yv, &mut idx);
     } else {

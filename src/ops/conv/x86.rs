@@ -89,12 +89,29 @@ pub(crate) unsafe fn col2im_add_s1(cols: &[f32], g: &Geo, gx: &mut [f32]) {
     let [dh, dw] = g.win.dilation;
     let n = oh * ow;
     assert!(gx.len() >= g.c * h * w && cols.len() >= g.k() * n);
+    // Per (16-wide chunk of an input row, kernel column): the lanes that some output column
+    // reaches, and where that output column starts relative to the chunk. Neither depends on
+    // the row, so they are computed once.
+    let chunks = w.div_ceil(16);
+    let mut masks = vec![0 as __mmask16; chunks * kw];
+    let mut shift = vec![0isize; kw];
+    for kj in 0..kw {
+        let offx = (kj * dw) as isize - g.win.pad_lo[1] as isize;
+        shift[kj] = (kj * n) as isize - offx;
+        for q in 0..chunks {
+            let ix0 = q * 16;
+            // lanes ix with 0 <= ix - offx < ow read cols[row][oy·ow + ix - offx]
+            let lo = offx - ix0 as isize;
+            masks[q * kw + kj] = range_mask(lo, lo + ow as isize) & range_mask(0, (w - ix0) as isize);
+        }
+    }
     for ci in 0..g.c {
         let gc = gx.as_mut_ptr().add(ci * h * w);
         for iy in 0..h {
             let grow = gc.add(iy * w);
-            let mut ix0 = 0;
-            while ix0 < w {
+            for q in 0..chunks {
+                let ix0 = q * 16;
+                let qm = &masks[q * kw..(q + 1) * kw];
                 let sm = range_mask(0, (w - ix0) as isize);
                 let mut acc = _mm512_maskz_loadu_ps(sm, grow.add(ix0));
                 for ki in 0..kh {
@@ -104,32 +121,21 @@ pub(crate) unsafe fn col2im_add_s1(cols: &[f32], g: &Geo, gx: &mut [f32]) {
                         continue;
                     }
                     // two partial sums per kernel row, so the adds are not one long chain
-                    let rowp = cols.as_ptr().add((ci * kh + ki) * kw * n + oy as usize * ow);
-                    macro_rules! tap {
-                        ($kj:expr) => {{
-                            let kj: usize = $kj;
-                            let offx = (kj * dw) as isize - g.win.pad_lo[1] as isize;
-                            // lanes ix with 0 <= ix - offx < ow read cols[row][oy·ow + ix - offx]
-                            let lo = offx - ix0 as isize;
-                            let m = range_mask(lo, lo + ow as isize) & sm;
-                            _mm512_maskz_loadu_ps(m, rowp.add(kj * n).wrapping_offset(ix0 as isize - offx))
-                        }};
-                    }
+                    let rowp = cols.as_ptr().add((ci * kh + ki) * kw * n + oy as usize * ow).wrapping_add(ix0);
                     let mut s0 = _mm512_setzero_ps();
                     let mut s1 = _mm512_setzero_ps();
                     let mut kj = 0;
                     while kj + 1 < kw {
-                        s0 = _mm512_add_ps(s0, tap!(kj));
-                        s1 = _mm512_add_ps(s1, tap!(kj + 1));
+                        s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(qm[kj], rowp.wrapping_offset(shift[kj])));
+                        s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(qm[kj + 1], rowp.wrapping_offset(shift[kj + 1])));
                         kj += 2;
                     }
                     if kj < kw {
-                        s0 = _mm512_add_ps(s0, tap!(kj));
+                        s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(qm[kj], rowp.wrapping_offset(shift[kj])));
                     }
                     acc = _mm512_add_ps(acc, _mm512_add_ps(s0, s1));
                 }
                 _mm512_mask_storeu_ps(grow.add(ix0), sm, acc);
-                ix0 += 16;
             }
         }
     }

@@ -14,8 +14,6 @@
 //! The per-call sizes here (LeNet's convolutions, the LSTM recurrence) are a few hundred
 //! kFLOP, where `gemm`'s generic blocking and AVX2 microkernels lose to a fixed tile.
 
-use std::any::TypeId;
-
 /// Which implementation [`gemm_with`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemmPath {
@@ -34,16 +32,10 @@ fn env_path() -> GemmPath {
     })
 }
 
+#[cfg(target_arch = "x86_64")]
 fn has_avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static H: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *H.get_or_init(|| is_x86_feature_detected!("avx512f"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    static H: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *H.get_or_init(|| is_x86_feature_detected!("avx512f"))
 }
 
 /// `C (m×n) = α·A (m×k)·B (k×n) + β·C`, single-threaded. Each matrix is a pointer with
@@ -97,7 +89,7 @@ pub(crate) unsafe fn gemm_with<E: 'static + Copy + num_traits::Float>(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if path == GemmPath::Auto && TypeId::of::<E>() == TypeId::of::<f32>() && has_avx512() {
+    if path == GemmPath::Auto && std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>() && has_avx512() {
         let f = |v: E| v.to_f32().unwrap();
         // SAFETY: E is f32; the CPU has AVX-512F.
         if avx512::sgemm(
@@ -155,6 +147,7 @@ unsafe fn fallback<E: 'static + Copy + num_traits::Float>(
 }
 
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::needless_range_loop)] // register tiles read best as indexed loops
 mod avx512 {
     use core::arch::x86_64::*;
     use std::cell::RefCell;

@@ -58,7 +58,6 @@ pub(crate) fn im2col<E: Float>(x: &[E], g: &Geo, cols: &mut [E]) {
     #[cfg(target_arch = "x86_64")]
     if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>()
         && g.win.stride == [1, 1]
-        && !(g.win.dilation[1] == 1 && g.ow == g.w)
         && super::x86::available()
     {
         // SAFETY: E is f32; AVX-512F is available.

@@ -8,8 +8,10 @@
 //!
 //! Seen on the shared 2-core AMD EPYC (AVX-512) development machine, 2 threads, median ms per
 //! step, typenet and PyTorch 2.15 run one after the other (noisy: other jobs shared the CPU):
-//! seq 50 — 1.83 vs 1.46; seq 200 — 8.7 vs 15.0 (another run: 16.4 vs 24.1); seq 1000 —
-//! 93 vs 72 (another run: 95 vs 333). Peak RSS of this benchmark process: 30 MB (seq 50),
+//! seq 50 — 1.83 vs 1.46 with the `gemm` crate's AVX2 kernels; 0.98 vs 1.53 (median of 8
+//! alternating runs) with typenet's AVX-512 microkernel (`src/ops/gemm`). Before that
+//! kernel: seq 200 — 8.7 vs 15.0 (another run: 16.4 vs 24.1); seq 1000 — 93 vs 72 (another
+//! run: 95 vs 333). Peak RSS of this benchmark process: 30 MB (seq 50),
 //! 107 MB (200), 371 MB (1000) — linear in the length: the forward pass keeps, per step and
 //! direction, at most `B·(G+3)·H` values (hidden and cell states, gate activations, `tanh c`),
 //! and the backward pass's temporaries are `2·B·G·H` per step.

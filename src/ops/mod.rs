@@ -2,6 +2,7 @@
 //! pass, a fast `Cpu` kernel and a path composed of dfdx ops for other devices.
 
 pub mod conv;
+pub(crate) mod gemm;
 pub mod pool;
 pub mod radial_basis;
 

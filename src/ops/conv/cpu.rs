@@ -55,6 +55,15 @@ pub(crate) fn valid_range(off: isize, stride: usize, len: usize, out: usize) -> 
 
 /// Unfold one sample `[c, h, w]` into `cols` `[c·kh·kw, oh·ow]`.
 pub(crate) fn im2col<E: Float>(x: &[E], g: &Geo, cols: &mut [E]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>()
+        && g.win.stride == [1, 1]
+        && super::x86::available()
+    {
+        // SAFETY: E is f32; AVX-512F is available.
+        unsafe { super::x86::im2col_s1(as_f32(x), g, as_f32_mut(cols)) };
+        return;
+    }
     if g.win.stride == [1, 1] && g.win.dilation[1] == 1 && g.ow == g.w {
         return im2col_same_width(x, g, cols);
     }
@@ -141,6 +150,12 @@ fn im2col_same_width<E: Float>(x: &[E], g: &Geo, cols: &mut [E]) {
 
 /// The adjoint of [`im2col`]: scatter-add `cols` `[c·kh·kw, oh·ow]` into `gx` `[c, h, w]`.
 pub(crate) fn col2im_add<E: Float>(cols: &[E], g: &Geo, gx: &mut [E]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>() && g.win.stride == [1, 1] && super::x86::available() {
+        // SAFETY: E is f32; AVX-512F is available.
+        unsafe { super::x86::col2im_add_s1(as_f32(cols), g, as_f32_mut(gx)) };
+        return;
+    }
     let (h, w, oh, ow) = (g.h, g.w, g.oh, g.ow);
     let [kh, kw] = g.win.kernel;
     let [sh, sw] = g.win.stride;
@@ -175,6 +190,21 @@ pub(crate) fn col2im_add<E: Float>(cols: &[E], g: &Geo, gx: &mut [E]) {
     }
 }
 
+/// `x` as `&[f32]`; the caller has checked that `E` is `f32`.
+#[cfg(target_arch = "x86_64")]
+fn as_f32<E: 'static>(x: &[E]) -> &[f32] {
+    assert_eq!(std::any::TypeId::of::<E>(), std::any::TypeId::of::<f32>());
+    // SAFETY: E is f32.
+    unsafe { std::slice::from_raw_parts(x.as_ptr() as *const f32, x.len()) }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn as_f32_mut<E: 'static>(x: &mut [E]) -> &mut [f32] {
+    assert_eq!(std::any::TypeId::of::<E>(), std::any::TypeId::of::<f32>());
+    // SAFETY: E is f32.
+    unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut f32, x.len()) }
+}
+
 /// Chunking of the batch over rayon threads: `(chunks, samples per chunk)`.
 pub(crate) fn chunking(batch: usize) -> (usize, usize) {
     let nt = rayon::current_num_threads().clamp(1, batch.max(1));
@@ -190,7 +220,7 @@ pub(crate) fn forward<E: Float + Scratch>(x: &[E], wv: &[E], bias: Option<&[E]>,
     }
     let (_, per) = chunking(batch);
     y.par_chunks_mut(per * o * n).enumerate().for_each(|(t, yc)| {
-        let mut buf = Buf::zeros(if g.is_pointwise() { 0 } else { k * n });
+        let mut buf = Buf::dirty(if g.is_pointwise() { 0 } else { k * n });
         for (i, yb) in yc.chunks_mut(o * n).enumerate() {
             let b = t * per + i;
             let xb = &x[b * chw..(b + 1) * chw];
@@ -226,8 +256,8 @@ pub(crate) fn backward<E: Float + Scratch>(x: &[E], wv: &[E], gy: &[E], g: &Geo,
         .enumerate()
         .map(|(t, gxc)| {
             let mut acc = Buf::zeros(o * k + o);
-            let mut buf = Buf::zeros(if g.is_pointwise() { 0 } else { k * n });
-            let mut dcols = Buf::zeros(if g.is_pointwise() { 0 } else { k * n });
+            let mut buf = Buf::dirty(if g.is_pointwise() { 0 } else { k * n });
+            let mut dcols = Buf::dirty(if g.is_pointwise() { 0 } else { k * n });
             for (i, gxb) in gxc.chunks_mut(chw).enumerate() {
                 let b = t * per + i;
                 let xb = &x[b * chw..(b + 1) * chw];
@@ -300,12 +330,12 @@ where
     // Contiguous input (a no-op for contiguous tensors, a differentiable copy otherwise).
     let x = x.try_reshape_like(&(batch, c, h, w))?;
     let (x, mut tape) = x.split_tape();
-    let mut xv = Buf::zeros(batch * g.chw());
+    let mut xv = Buf::dirty(batch * g.chw());
     x.copy_into(&mut xv);
     let wv = weight.as_vec();
     let bv = bias.as_ref().map(|b| b.as_vec());
 
-    let mut yv = Buf::zeros(batch * o * g.n());
+    let mut yv = Buf::dirty(batch * o * g.n());
     forward(&xv, &wv, bv.as_deref(), &g, batch, &mut yv);
     let y = super::scratch::to_tensor(x.device(), &yv, (batch, o, oh, ow))?;
     drop(yv);

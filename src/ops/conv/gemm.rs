@@ -1,4 +1,4 @@
-//! A thin safe-ish wrapper over `gemm` 0.15 for row-/column-strided matrices.
+//! A thin safe-ish wrapper over [`crate::ops::gemm`] for row-/column-strided matrices.
 
 /// A matrix view: pointer plus row and column strides (in elements).
 #[derive(Clone, Copy)]
@@ -14,7 +14,7 @@ pub(crate) struct Mat<P> {
 /// # Safety
 /// The views must be valid for the given sizes and strides; `dst` must not alias `a`/`b`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn matmul<E: 'static + Copy + num_traits::One + num_traits::Zero>(
+pub(crate) unsafe fn matmul<E: 'static + Copy + num_traits::Float>(
     m: usize,
     n: usize,
     k: usize,
@@ -36,26 +36,17 @@ pub(crate) unsafe fn matmul<E: 'static + Copy + num_traits::One + num_traits::Ze
         }
         return;
     }
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst.ptr,
-        dst.cs as isize,
-        dst.rs as isize,
-        accumulate,
+    // f32 on AVX-512 CPUs: typenet's own microkernel; otherwise the `gemm` crate.
+    crate::ops::gemm::gemm(
+        (m, n, k),
+        E::one(),
         a.ptr,
-        a.cs as isize,
-        a.rs as isize,
+        (a.rs, a.cs),
         b.ptr,
-        b.cs as isize,
-        b.rs as isize,
-        E::one(),
-        E::one(),
-        false,
-        false,
-        false,
-        gemm::Parallelism::None,
+        (b.rs, b.cs),
+        if accumulate { E::one() } else { E::zero() },
+        dst.ptr,
+        (dst.rs, dst.cs),
     )
 }
 

@@ -7,14 +7,18 @@
 //! contiguous tensors) and back.
 //!
 //! The kernel trait [`ConvKernel`] has a fast `Cpu` implementation for `f32` and `f64`
-//! (im2col + `gemm`, rayon over the batch, bias fused into the gemm, backward with its own
-//! col2im) and a default implementation composed of dfdx ops ([`conv2d_generic`]), which any
+//! (im2col + GEMM, rayon over the batch, bias fused into the GEMM, backward with its own
+//! col2im; for f32 on AVX-512 CPUs the GEMM is typenet's microkernel in `ops::gemm` and
+//! stride-1 im2col/col2im are vectorized in `x86.rs`, otherwise the `gemm` crate and scalar
+//! loops) and a default implementation composed of dfdx ops ([`conv2d_generic`]), which any
 //! other dfdx device (e.g. `Cuda`) gets with an empty `impl ConvKernel<f32> for Cuda {}`.
 
 pub(crate) mod cpu;
 pub(crate) mod gemm;
 pub(crate) mod scratch;
 pub(crate) mod generic;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 use dfdx::prelude::*;
 

@@ -40,6 +40,31 @@ impl<E: Scratch> Buf<E> {
         v
     }
 
+    /// A buffer of `len` elements with unspecified (initialised) contents, for buffers the
+    /// caller overwrites completely: an idle buffer holding at least `len` elements is only
+    /// truncated, saving the zero fill (a memset of up to megabytes per call).
+    pub fn dirty(len: usize) -> Self {
+        let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
+        let best = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.len() >= len)
+            .min_by_key(|(_, v)| v.len())
+            .map(|(i, _)| i);
+        match best {
+            Some(i) => {
+                let mut v = pool.swap_remove(i);
+                drop(pool);
+                v.truncate(len);
+                Buf(v)
+            }
+            None => {
+                drop(pool);
+                Self::zeros(len)
+            }
+        }
+    }
+
     /// An empty buffer with capacity for `len` elements.
     fn take(len: usize) -> Self {
         let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());

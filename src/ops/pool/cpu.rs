@@ -79,7 +79,34 @@ fn better<E: Float>(v: E, m: E) -> bool {
     (v > m) | nan
 }
 
+/// 2×2 windows, stride 2, no padding, f32, on an AVX-512 CPU: the vector kernel in
+/// [`super::x86`]. Returns `false` (having done nothing) otherwise.
+#[inline(always)]
+fn max2x2_fast<E: Float>(xp: &[E], g: &PGeo, yp: &mut [E], ip: Option<&mut [u32]>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>()
+        && is_simple(g)
+        && g.win.kernel == [2, 2]
+        && g.win.stride == [2, 2]
+        && super::x86::available()
+    {
+        // SAFETY: E is f32 (same layout); AVX-512F is available; a simple 2×2/2 window gives
+        // w ≥ 2·ow and h ≥ 2·oh, which `max2x2` asserts.
+        unsafe {
+            let x = std::slice::from_raw_parts(xp.as_ptr() as *const f32, xp.len());
+            let y = std::slice::from_raw_parts_mut(yp.as_mut_ptr() as *mut f32, yp.len());
+            super::x86::max2x2(x, g.w, g.oh, g.ow, y, ip);
+        }
+        return true;
+    }
+    let _ = (xp, g, yp, ip);
+    false
+}
+
 fn forward_simple<E: Float>(xp: &[E], g: &PGeo, kind: PoolKind, yp: &mut [E], inv: E) {
+    if kind == PoolKind::Max && max2x2_fast(xp, g, yp, None) {
+        return;
+    }
     let [kh, kw] = g.win.kernel;
     let [sh, sw] = g.win.stride;
     let w = g.w;
@@ -144,6 +171,9 @@ fn forward_max_idx<E: Float>(x: &[E], g: &PGeo, y: &mut [E], idx: &mut [u32]) {
         for (i, (yp, ip)) in yc.chunks_mut(on).zip(ic.chunks_mut(on)).enumerate() {
             let p = t * per + i;
             let xp = &x[p * hw..(p + 1) * hw];
+            if max2x2_fast(xp, g, yp, Some(ip)) {
+                continue;
+            }
             if is_simple(g) {
                 // Each window's maximum (a float max, branch-free), then the first element equal
                 // to it found with integer arithmetic only: LLVM turns selects in loops into
@@ -278,13 +308,13 @@ where
     let g = PGeo { h, w, oh, ow, win };
     let x = x.try_reshape_like(&(b, c, h, w))?;
     let (x, mut tape) = x.split_tape();
-    let mut xv = Buf::zeros(b * c * h * w);
+    let mut xv = Buf::dirty(b * c * h * w);
     x.copy_into(&mut xv);
-    let mut yv = Buf::zeros(b * c * oh * ow);
+    let mut yv = Buf::dirty(b * c * oh * ow);
     // With a tape, max pooling records which element each output took (a u32 per output);
     // average pooling's backward needs nothing from the forward pass.
     let record = T::OWNS_TAPE && kind == PoolKind::Max;
-    let mut idx = Buf::<u32>::zeros(if record { yv.len() } else { 0 });
+    let mut idx = Buf::<u32>::dirty(if record { yv.len() } else { 0 });
     if record {
         forward_max_idx(&xv, &g, &mut yv, &mut idx);
     } else {

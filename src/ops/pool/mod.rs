@@ -10,6 +10,8 @@
 
 mod cpu;
 mod generic;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 use dfdx::prelude::*;
 

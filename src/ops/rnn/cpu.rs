@@ -152,33 +152,45 @@ pub(crate) fn mm<E: CpuFloat>(
     assert!(lhs.len() > (m - 1) * l_rs + (k - 1) * l_cs);
     assert!(rhs.len() > (k - 1) * r_rs + (n - 1) * r_cs);
     // Threads pay only for big products (the per-step recurrence is a few hundred kFLOP).
-    let par = if m * n * k >= GEMM_PAR {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the bounds of every access were asserted above; gemm dispatches on E (f32/f64).
+    if m * n * k >= GEMM_PAR {
+        // SAFETY: the bounds of every access were asserted above; gemm dispatches on E.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                d_cs as isize,
+                d_rs as isize,
+                acc,
+                lhs.as_ptr(),
+                l_cs as isize,
+                l_rs as isize,
+                rhs.as_ptr(),
+                r_cs as isize,
+                r_rs as isize,
+                if acc { E::one() } else { E::zero() },
+                E::one(),
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(rayon::current_num_threads()),
+            )
+        }
+        return;
+    }
+    // SAFETY: as above; f32 on AVX-512 CPUs runs typenet's microkernel, the rest `gemm`.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            d_cs as isize,
-            d_rs as isize,
-            acc,
-            lhs.as_ptr(),
-            l_cs as isize,
-            l_rs as isize,
-            rhs.as_ptr(),
-            r_cs as isize,
-            r_rs as isize,
-            if acc { E::one() } else { E::zero() },
+        crate::ops::gemm::gemm(
+            (m, n, k),
             E::one(),
-            false,
-            false,
-            false,
-            par,
+            lhs.as_ptr(),
+            (l_rs, l_cs),
+            rhs.as_ptr(),
+            (r_rs, r_cs),
+            if acc { E::one() } else { E::zero() },
+            dst.as_mut_ptr(),
+            (d_rs, d_cs),
         )
     }
 }
@@ -400,7 +412,11 @@ fn backward_dir_impl<E: CpuFloat>(
     let zero = E::zero();
     let one = E::one();
     // input-side pre-activation gradients, natural order [B, T, GH]
-    let mut dxp = take_dirty(b * t * gh);
+    // For the Elman cells and LSTM the input-side and recurrent-side pre-activation gradients
+    // are the same numbers, so only `dhp` is written and the input-side products read it
+    // (with `x` put in processing order); GRU's differ in the `n` gate.
+    let shared = cell != CellKind::Gru;
+    let mut dxp = if shared { Vec::new() } else { take_dirty(b * t * gh) };
     // recurrent-side pre-activation gradients, processing order [T, B, GH]
     let mut dhp = take_dirty(t * b * gh);
     let mut dh = vec![zero; b * h];
@@ -412,13 +428,11 @@ fn backward_dir_impl<E: CpuFloat>(
             let g = &sv.gates[(s * b + bi) * gh..(s * b + bi + 1) * gh];
             let gyr = &gy[(bi * t + ti) * o + off..(bi * t + ti) * o + off + h];
             let dhr = &mut dh[bi * h..(bi + 1) * h];
-            let dxr = &mut dxp[(bi * t + ti) * gh..(bi * t + ti + 1) * gh];
             let dhpr = &mut dhp[(s * b + bi) * gh..(s * b + bi + 1) * gh];
             match cell {
                 CellKind::RnnTanh => {
                     for j in 0..h {
                         let d = (dhr[j] + gyr[j]) * (one - g[j] * g[j]);
-                        dxr[j] = d;
                         dhpr[j] = d;
                         dhr[j] = zero;
                     }
@@ -426,7 +440,6 @@ fn backward_dir_impl<E: CpuFloat>(
                 CellKind::RnnRelu => {
                     for j in 0..h {
                         let d = if g[j] > zero { dhr[j] + gyr[j] } else { zero };
-                        dxr[j] = d;
                         dhpr[j] = d;
                         dhr[j] = zero;
                     }
@@ -445,10 +458,6 @@ fn backward_dir_impl<E: CpuFloat>(
                         let dag = dct * i * (one - gv * gv);
                         let dao = dht * tc * ov * (one - ov);
                         dcr[j] = dct * fg;
-                        dxr[j] = dai;
-                        dxr[h + j] = daf;
-                        dxr[2 * h + j] = dag;
-                        dxr[3 * h + j] = dao;
                         dhpr[j] = dai;
                         dhpr[h + j] = daf;
                         dhpr[2 * h + j] = dag;
@@ -457,6 +466,7 @@ fn backward_dir_impl<E: CpuFloat>(
                     }
                 }
                 CellKind::Gru => {
+                    let dxr = &mut dxp[(bi * t + ti) * gh..(bi * t + ti + 1) * gh];
                     let hnb = &sv.aux[(s * b + bi) * h..(s * b + bi + 1) * h];
                     let hpr = &hprev[bi * h..(bi + 1) * h];
                     for j in 0..h {
@@ -486,12 +496,34 @@ fn backward_dir_impl<E: CpuFloat>(
     let mut ghh = vec![zero; gh * h];
     mm((gh, h, t * b), &mut ghh, (h, 1), false, &dhp, (1, gh), &sv.hs[..t * b * h], (h, 1));
     let mut gih = vec![zero; gh * f];
-    mm((gh, f, b * t), &mut gih, (f, 1), false, &dxp, (1, gh), x, (f, 1));
-    mm((b * t, f, gh), dx, (f, 1), true, &dxp, (gh, 1), &w.ih, (f, 1));
     let mut gbih = vec![zero; gh];
-    for row in dxp.chunks_exact(gh) {
-        for (a, v) in gbih.iter_mut().zip(row) {
-            *a += *v;
+    if shared {
+        // x in processing order: xs[s·B + bi] = x[bi, time(s)]
+        let mut xs = take_dirty(t * b * f);
+        for s in 0..t {
+            let ti = time(s, t, rev);
+            for bi in 0..b {
+                xs[(s * b + bi) * f..(s * b + bi + 1) * f].copy_from_slice(&x[(bi * t + ti) * f..(bi * t + ti + 1) * f]);
+            }
+        }
+        mm((gh, f, t * b), &mut gih, (f, 1), false, &dhp, (1, gh), &xs, (f, 1));
+        // dx (processing order) = dhp · W_ih, added back in natural order
+        let mut dxs = xs;
+        mm((t * b, f, gh), &mut dxs, (f, 1), false, &dhp, (gh, 1), &w.ih, (f, 1));
+        for s in 0..t {
+            let ti = time(s, t, rev);
+            for bi in 0..b {
+                add_into(&mut dx[(bi * t + ti) * f..(bi * t + ti + 1) * f], &dxs[(s * b + bi) * f..(s * b + bi + 1) * f]);
+            }
+        }
+        give(dxs);
+    } else {
+        mm((gh, f, b * t), &mut gih, (f, 1), false, &dxp, (1, gh), x, (f, 1));
+        mm((b * t, f, gh), dx, (f, 1), true, &dxp, (gh, 1), &w.ih, (f, 1));
+        for row in dxp.chunks_exact(gh) {
+            for (a, v) in gbih.iter_mut().zip(row) {
+                *a += *v;
+            }
         }
     }
     let mut gbhh = vec![zero; gh];
@@ -499,6 +531,9 @@ fn backward_dir_impl<E: CpuFloat>(
         for (a, v) in gbhh.iter_mut().zip(row) {
             *a += *v;
         }
+    }
+    if shared {
+        gbih.copy_from_slice(&gbhh);
     }
     give(dxp);
     give(dhp);

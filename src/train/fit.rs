@@ -18,6 +18,7 @@ use super::loss::{Loss, Regularization};
 use super::metrics::argmax_rows;
 use super::optim::LearningRate;
 use super::schedule::{LrSchedule, ScheduleUnit};
+use dfdx::tensor::Cache;
 use crate::data::Dataset;
 use crate::{Float, Network};
 
@@ -451,6 +452,7 @@ impl<S: SampleShape> Trainer<S> {
             + ModuleMut<Tensor<S::WithBatch, E, D, OwnedTape<E, D>>, Output = Tensor<O, E, D, OwnedTape<E, D>>>
             + Module<Tensor<S::WithBatch, E, D>, Output = Tensor<O, E, D>>,
         Opt: Optimizer<M, D, E> + LearningRate,
+        D: Cache,
     {
         let cfg = &self.cfg;
         check_inputs::<S, E>(train, "training")?;
@@ -461,6 +463,10 @@ impl<S: SampleShape> Trainer<S> {
             return Err(TrainError::Data("batch_size must be at least 1".into()));
         }
         let dev = device_of(model)?;
+        // dfdx's allocation cache reuses freed buffers between steps instead of returning them
+        // to the system (whose fresh pages cost a page fault each): conv training steps are
+        // ~2× faster with it, and memory stays flat. It stays enabled on the device.
+        dev.try_enable_cache().map_err(dev_err)?;
         if let Some(t) = non_finite_tensor(model)? {
             return Err(TrainError::Data(format!("the model's tensor `{t}` holds NaN or infinity before training")));
         }
@@ -723,6 +729,7 @@ where
             Output = Tensor<O, E, D, OwnedTape<E, D>>,
         > + Module<Tensor<<M::Input as SampleShape>::WithBatch, E, D>, Output = Tensor<O, E, D>>,
     Opt: Optimizer<M, D, E> + LearningRate,
+    D: Cache,
 {
     Trainer::<M::Input>::new(cfg.clone()).fit(model, opt, train, val)
 }

@@ -41,7 +41,9 @@
 //! rate every epoch. Any dfdx optimizer works (`Sgd`, `Adam`, `RMSprop`, and `Adagrad` from
 //! here), and so does any dfdx model: models not declared with `network!` name their
 //! per-sample input shape with [`Trainer`] (`Trainer::<Rank1<64>>::new(cfg).fit(..)`).
-//! A NaN or infinite loss stops training with [`TrainError::NonFinite`].
+//! A NaN or infinite loss stops training with [`TrainError::NonFinite`]. `fit` enables dfdx's
+//! allocation cache on the model's device (freed buffers are reused between steps; conv
+//! training is about twice as fast with it).
 
 mod fit;
 mod loss;

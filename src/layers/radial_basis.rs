@@ -188,15 +188,7 @@ mod tests {
         };
         let g = (rb.forward(x.leaky_trace()) * w.clone()).sum().backward();
         let analytic = g.get(&x).as_vec();
-        let xv = x.as_vec();
-        let h = 1e-6;
-        for p in 0..xv.len() {
-            let (mut a, mut b) = (xv.clone(), xv.clone());
-            a[p] += h;
-            b[p] -= h;
-            let fd = (f(&a) - f(&b)) / (2.0 * h);
-            assert!((fd - analytic[p]).abs() < 1e-6 * (1.0 + fd.abs()), "coordinate {p}: {fd} vs {}", analytic[p]);
-        }
+        crate::ops::radial_basis::assert_matches_finite_differences(&x.as_vec(), &analytic, f);
         // Batched gradients agree with the unbatched ones.
         let xb = x.clone().reshape_like(&(1usize, 6usize, Const::<3>));
         let wb = w.clone().reshape_like(&(1usize, 6usize, Const::<6>));

@@ -154,6 +154,15 @@ fn b_reset<S: Shape, E: Float, D: Device<E>, const H: usize>(t: &mut Tensor<S, E
     TorchDefault::bias(t, H)
 }
 
+/// One parameter of a recurrent layer: the tensor named as its field (PyTorch's name), reset
+/// with `$reset` (`w_reset` or `b_reset`) for the hidden size `H` of the enclosing impl.
+macro_rules! rnn_tensor {
+    ($field:ident, $reset:ident) => {
+        Self::tensor(stringify!($field), |s| &s.$field, |s| &mut s.$field,
+            TensorOptions::reset_with($reset::<_, E, D, H>))
+    };
+}
+
 impl<C: Cell, const F: usize, const H: usize, E: Float, D: Device<E>> TensorCollection<E, D>
     for Recurrent<C, F, H, E, D>
 {
@@ -164,14 +173,10 @@ impl<C: Cell, const F: usize, const H: usize, E: Float, D: Device<E>> TensorColl
     ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
         visitor.visit_fields(
             (
-                Self::tensor("weight_ih_l0", |s| &s.weight_ih_l0, |s| &mut s.weight_ih_l0,
-                    TensorOptions::reset_with(w_reset::<_, E, D, H>)),
-                Self::tensor("weight_hh_l0", |s| &s.weight_hh_l0, |s| &mut s.weight_hh_l0,
-                    TensorOptions::reset_with(w_reset::<_, E, D, H>)),
-                Self::tensor("bias_ih_l0", |s| &s.bias_ih_l0, |s| &mut s.bias_ih_l0,
-                    TensorOptions::reset_with(b_reset::<_, E, D, H>)),
-                Self::tensor("bias_hh_l0", |s| &s.bias_hh_l0, |s| &mut s.bias_hh_l0,
-                    TensorOptions::reset_with(b_reset::<_, E, D, H>)),
+                rnn_tensor!(weight_ih_l0, w_reset),
+                rnn_tensor!(weight_hh_l0, w_reset),
+                rnn_tensor!(bias_ih_l0, b_reset),
+                rnn_tensor!(bias_hh_l0, b_reset),
             ),
             |(weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0)| Recurrent {
                 weight_ih_l0,
@@ -194,24 +199,16 @@ impl<C: Cell, const F: usize, const H: usize, const O: usize, E: Float, D: Devic
         visitor.visit_fields(
             (
                 (
-                    Self::tensor("weight_ih_l0", |s| &s.weight_ih_l0, |s| &mut s.weight_ih_l0,
-                        TensorOptions::reset_with(w_reset::<_, E, D, H>)),
-                    Self::tensor("weight_hh_l0", |s| &s.weight_hh_l0, |s| &mut s.weight_hh_l0,
-                        TensorOptions::reset_with(w_reset::<_, E, D, H>)),
-                    Self::tensor("bias_ih_l0", |s| &s.bias_ih_l0, |s| &mut s.bias_ih_l0,
-                        TensorOptions::reset_with(b_reset::<_, E, D, H>)),
-                    Self::tensor("bias_hh_l0", |s| &s.bias_hh_l0, |s| &mut s.bias_hh_l0,
-                        TensorOptions::reset_with(b_reset::<_, E, D, H>)),
+                    rnn_tensor!(weight_ih_l0, w_reset),
+                    rnn_tensor!(weight_hh_l0, w_reset),
+                    rnn_tensor!(bias_ih_l0, b_reset),
+                    rnn_tensor!(bias_hh_l0, b_reset),
                 ),
                 (
-                    Self::tensor("weight_ih_l0_reverse", |s| &s.weight_ih_l0_reverse,
-                        |s| &mut s.weight_ih_l0_reverse, TensorOptions::reset_with(w_reset::<_, E, D, H>)),
-                    Self::tensor("weight_hh_l0_reverse", |s| &s.weight_hh_l0_reverse,
-                        |s| &mut s.weight_hh_l0_reverse, TensorOptions::reset_with(w_reset::<_, E, D, H>)),
-                    Self::tensor("bias_ih_l0_reverse", |s| &s.bias_ih_l0_reverse,
-                        |s| &mut s.bias_ih_l0_reverse, TensorOptions::reset_with(b_reset::<_, E, D, H>)),
-                    Self::tensor("bias_hh_l0_reverse", |s| &s.bias_hh_l0_reverse,
-                        |s| &mut s.bias_hh_l0_reverse, TensorOptions::reset_with(b_reset::<_, E, D, H>)),
+                    rnn_tensor!(weight_ih_l0_reverse, w_reset),
+                    rnn_tensor!(weight_hh_l0_reverse, w_reset),
+                    rnn_tensor!(bias_ih_l0_reverse, b_reset),
+                    rnn_tensor!(bias_hh_l0_reverse, b_reset),
                 ),
             ),
             |((weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0),

@@ -416,6 +416,35 @@ fn correct<E: Float>(pred_classes: &[usize], ds: &Dataset<E>, idx: &[usize], k: 
     }
 }
 
+/// Accuracy accumulated over batches; it does not apply once one batch's targets are not
+/// classes (see [`correct`]).
+struct AccuracyTally {
+    correct: usize,
+    counted: usize,
+    applies: bool,
+}
+
+impl AccuracyTally {
+    fn new() -> Self {
+        AccuracyTally { correct: 0, counted: 0, applies: true }
+    }
+
+    /// Adds a batch of `b` samples of which `correct` were classified correctly.
+    fn add(&mut self, correct: Option<usize>, b: usize) {
+        match correct {
+            Some(c) => {
+                self.correct += c;
+                self.counted += b;
+            }
+            None => self.applies = false,
+        }
+    }
+
+    fn accuracy(&self) -> Option<f64> {
+        (self.applies && self.counted > 0).then(|| self.correct as f64 / self.counted as f64)
+    }
+}
+
 /// Training and evaluation for models whose per-sample input shape is `S` (e.g.
 /// `Rank1<64>`). Networks declared with `network!` can use the free functions [`fit`],
 /// [`evaluate`] and [`predict`], which take `S` from [`Network::Input`]; any other dfdx model
@@ -508,8 +537,8 @@ impl<S: SampleShape> Trainer<S> {
                 ProgressBar::hidden()
             };
 
-            let (mut loss_sum, mut seen, mut n_correct, mut n_counted) = (0f64, 0usize, 0usize, 0usize);
-            let mut acc_applies = true;
+            let (mut loss_sum, mut seen) = (0f64, 0usize);
+            let mut acc = AccuracyTally::new();
             for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
                 if cfg.schedule_unit == ScheduleUnit::Step {
                     opt.set_learning_rate(cfg.schedule.lr(lr0, global_step));
@@ -549,20 +578,14 @@ impl<S: SampleShape> Trainer<S> {
 
                 loss_sum += lv * b as f64;
                 seen += b;
-                match correct(&classes(&pred, k, cfg.loss), train, idx, k) {
-                    Some(c) => {
-                        n_correct += c;
-                        n_counted += b;
-                    }
-                    None => acc_applies = false,
-                }
+                acc.add(correct(&classes(&pred, k, cfg.loss), train, idx, k), b);
                 global_step += 1;
                 pb.inc(1);
                 pb.set_message(format!("loss {:.4}", loss_sum / seen as f64));
             }
 
             let train_loss = loss_sum / seen.max(1) as f64;
-            let train_accuracy = (acc_applies && n_counted > 0).then(|| n_correct as f64 / n_counted as f64);
+            let train_accuracy = acc.accuracy();
             let (val_loss, val_accuracy) = match val {
                 Some(v) => {
                     let e = self.evaluate(model, v)?;
@@ -654,7 +677,8 @@ impl<S: SampleShape> Trainer<S> {
         let dev = device_of(model)?;
         let bs = self.cfg.batch_size.max(1);
         let order: Vec<usize> = (0..ds.len()).collect();
-        let (mut loss_sum, mut n_correct, mut counted, mut applies) = (0f64, 0usize, 0usize, true);
+        let mut loss_sum = 0f64;
+        let mut acc = AccuracyTally::new();
         let mut predicted = Vec::with_capacity(ds.len());
         for idx in order.chunks(bs) {
             let b = idx.len();
@@ -666,18 +690,12 @@ impl<S: SampleShape> Trainer<S> {
             let pc = classes(&y.as_vec(), k, self.cfg.loss);
             let l = self.cfg.loss.compute(y, t).map_err(dev_err)?;
             loss_sum += l.as_vec()[0].to_f64().unwrap_or(f64::NAN) * b as f64;
-            match correct(&pc, ds, idx, k) {
-                Some(c) => {
-                    n_correct += c;
-                    counted += b;
-                }
-                None => applies = false,
-            }
+            acc.add(correct(&pc, ds, idx, k), b);
             predicted.extend(pc);
         }
         Ok(Evaluation {
             loss: loss_sum / ds.len() as f64,
-            accuracy: (applies && counted > 0).then(|| n_correct as f64 / counted as f64),
+            accuracy: acc.accuracy(),
             predicted,
         })
     }

@@ -136,27 +136,21 @@ pub trait ConvKernel<E: Dtype>: Device<E> {
     }
 }
 
-impl ConvKernel<f32> for Cpu {
-    fn conv2d_op<T: Tape<f32, Self>>(
-        x: Tensor<Dyn4, f32, Self, T>,
-        weight: Tensor<Dyn4, f32, Self>,
-        bias: Option<Tensor<(usize,), f32, Self>>,
-        win: Window2D,
-    ) -> Result<Tensor<Dyn4, f32, Self, T>, Self::Err> {
-        cpu::conv2d(x, weight, bias, win)
-    }
+macro_rules! cpu_conv {
+    ($($e:ty),*) => {$(
+        impl ConvKernel<$e> for Cpu {
+            fn conv2d_op<T: Tape<$e, Self>>(
+                x: Tensor<Dyn4, $e, Self, T>,
+                weight: Tensor<Dyn4, $e, Self>,
+                bias: Option<Tensor<(usize,), $e, Self>>,
+                win: Window2D,
+            ) -> Result<Tensor<Dyn4, $e, Self, T>, Self::Err> {
+                cpu::conv2d(x, weight, bias, win)
+            }
+        }
+    )*};
 }
-
-impl ConvKernel<f64> for Cpu {
-    fn conv2d_op<T: Tape<f64, Self>>(
-        x: Tensor<Dyn4, f64, Self, T>,
-        weight: Tensor<Dyn4, f64, Self>,
-        bias: Option<Tensor<(usize,), f64, Self>>,
-        win: Window2D,
-    ) -> Result<Tensor<Dyn4, f64, Self, T>, Self::Err> {
-        cpu::conv2d(x, weight, bias, win)
-    }
-}
+cpu_conv!(f32, f64);
 
 /// 2-d convolution of a batch `[b, c_in, h, w]` with `weight` `[c_out, c_in, kh, kw]` and
 /// optional `bias` `[c_out]`; see [`ConvKernel::conv2d_op`].

@@ -45,15 +45,8 @@ impl<E: Scratch> Buf<E> {
     /// truncated, saving the zero fill (a memset of up to megabytes per call).
     pub fn dirty(len: usize) -> Self {
         let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
-        let best = pool
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.len() >= len)
-            .min_by_key(|(_, v)| v.len())
-            .map(|(i, _)| i);
-        match best {
-            Some(i) => {
-                let mut v = pool.swap_remove(i);
+        match take_best_fit(&mut pool, len, Vec::len) {
+            Some(mut v) => {
                 drop(pool);
                 v.truncate(len);
                 Buf(v)
@@ -68,17 +61,7 @@ impl<E: Scratch> Buf<E> {
     /// An empty buffer with capacity for `len` elements.
     fn take(len: usize) -> Self {
         let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
-        // the smallest idle buffer that is large enough
-        let best = pool
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.capacity() >= len)
-            .min_by_key(|(_, v)| v.capacity())
-            .map(|(i, _)| i);
-        let mut v = match best {
-            Some(i) => pool.swap_remove(i),
-            None => Vec::with_capacity(len),
-        };
+        let mut v = take_best_fit(&mut pool, len, Vec::capacity).unwrap_or_else(|| Vec::with_capacity(len));
         v.clear();
         Buf(v)
     }
@@ -113,6 +96,18 @@ impl<E: Scratch> std::ops::DerefMut for Buf<E> {
     fn deref_mut(&mut self) -> &mut [E] {
         &mut self.0
     }
+}
+
+/// Removes from `pool` and returns the smallest buffer whose `size` (`Vec::len` or
+/// `Vec::capacity`) is at least `n`, if any.
+pub(crate) fn take_best_fit<T>(pool: &mut Vec<Vec<T>>, n: usize, size: impl Fn(&Vec<T>) -> usize) -> Option<Vec<T>> {
+    let best = pool
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| size(v) >= n)
+        .min_by_key(|(_, v)| size(v))
+        .map(|(i, _)| i)?;
+    Some(pool.swap_remove(best))
 }
 
 /// A new tensor of `shape` holding `data`, allocated the way dfdx allocates (so with the

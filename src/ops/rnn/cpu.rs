@@ -3,6 +3,7 @@
 use dfdx::prelude::*;
 
 use super::{CellKind, DirWeights};
+use crate::ops::conv::scratch::take_best_fit;
 
 /// Element types the fused kernel runs on: `gemm` dispatches on them, and they provide the
 /// gate nonlinearities over slices (f32: vectorized approximations with ~2e-7 absolute error;
@@ -58,15 +59,7 @@ const POOL_MAX: usize = 48;
 pub(crate) fn take<E: CpuFloat>(n: usize) -> Vec<E> {
     if n >= POOL_MIN {
         let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
-        // the smallest pooled buffer that fits
-        let best = pool
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.capacity() >= n)
-            .min_by_key(|(_, v)| v.capacity())
-            .map(|(i, _)| i);
-        if let Some(i) = best {
-            let mut v = pool.swap_remove(i);
+        if let Some(mut v) = take_best_fit(&mut pool, n, Vec::capacity) {
             drop(pool);
             v.clear();
             v.resize(n, E::zero());
@@ -81,14 +74,7 @@ pub(crate) fn take<E: CpuFloat>(n: usize) -> Vec<E> {
 pub(crate) fn take_dirty<E: CpuFloat>(n: usize) -> Vec<E> {
     if n >= POOL_MIN {
         let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
-        let best = pool
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.len() >= n)
-            .min_by_key(|(_, v)| v.len())
-            .map(|(i, _)| i);
-        if let Some(i) = best {
-            let mut v = pool.swap_remove(i);
+        if let Some(mut v) = take_best_fit(&mut pool, n, Vec::len) {
             drop(pool);
             v.truncate(n);
             return v;

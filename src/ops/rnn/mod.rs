@@ -75,24 +75,18 @@ pub trait RecurrentKernel<E: Dtype>: Device<E> {
     }
 }
 
-impl RecurrentKernel<f32> for Cpu {
-    fn recurrent<Tp: Tape<f32, Self>>(
-        x: Tensor<(usize, usize, usize), f32, Self, Tp>,
-        cell: CellKind,
-        hidden: usize,
-        dirs: &[DirWeights<f32, Self>],
-    ) -> Result<Tensor<(usize, usize, usize), f32, Self, Tp>, Self::Err> {
-        cpu::recurrent(x, cell, hidden, dirs)
-    }
+macro_rules! cpu_recurrent {
+    ($($e:ty),*) => {$(
+        impl RecurrentKernel<$e> for Cpu {
+            fn recurrent<Tp: Tape<$e, Self>>(
+                x: Tensor<(usize, usize, usize), $e, Self, Tp>,
+                cell: CellKind,
+                hidden: usize,
+                dirs: &[DirWeights<$e, Self>],
+            ) -> Result<Tensor<(usize, usize, usize), $e, Self, Tp>, Self::Err> {
+                cpu::recurrent(x, cell, hidden, dirs)
+            }
+        }
+    )*};
 }
-
-impl RecurrentKernel<f64> for Cpu {
-    fn recurrent<Tp: Tape<f64, Self>>(
-        x: Tensor<(usize, usize, usize), f64, Self, Tp>,
-        cell: CellKind,
-        hidden: usize,
-        dirs: &[DirWeights<f64, Self>],
-    ) -> Result<Tensor<(usize, usize, usize), f64, Self, Tp>, Self::Err> {
-        cpu::recurrent(x, cell, hidden, dirs)
-    }
-}
+cpu_recurrent!(f32, f64);

@@ -62,9 +62,9 @@ impl<const C: usize, E: Float, D: Device<E>> BatchNorm<C, E, D> {
         let x = x.try_sub(self.running_mean.clone().try_broadcast_like(&shape)?)?;
         x.try_mul(scale)?.try_add(self.bias.retaped::<T>().try_broadcast_like(&shape)?)
     }
-    fn train<S: Shape, T: Tape<E, D>, Ax: Axes>(&mut self, x: Tensor<S, E, D, T>) -> Result<Tensor<S, E, D, T>, D::Err>
+    fn train<S, T: Tape<E, D>, Ax: Axes>(&mut self, x: Tensor<S, E, D, T>) -> Result<Tensor<S, E, D, T>, D::Err>
     where
-        S: HasAxes<Ax> + ReduceShapeTo<Rank1<C>, Ax>,
+        S: Shape + HasAxes<Ax> + ReduceShapeTo<Rank1<C>, Ax>,
     {
         let shape = *x.shape();
         let n = <S as HasAxes<Ax>>::size(&shape) as f64;

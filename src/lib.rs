@@ -17,8 +17,9 @@
 //! assert_eq!(<Xor as Network>::NUM_PARAMS, 2 * 4 + 4 + 4 * 1 + 1);
 //! ```
 //!
-//! See `DSL.md`-style documentation in the [`network!`] macro and the README for the whole
-//! language; the layer types live in [`layers`] and can be used without the macro.
+//! The whole language (syntax, layer table, what is generated) is documented on
+//! [`network!`] and in the README. The layer types live in [`layers`] and work without the
+//! macro; training and data loading are in [`train`] and [`data`].
 
 #![allow(clippy::type_complexity)]
 

@@ -224,3 +224,34 @@ fn layer_types_compose_by_hand_without_the_macro() {
     let g = m.forward_mut(x.trace(m.alloc_grads())).sum().backward();
     opt.update(&mut m, &g).unwrap();
 }
+
+network! {
+    /// `[c, l]` maps from convolutions join and project on channels, not on length.
+    pub Maps1d: [2, 12] -> [10, 12] {
+        concat { { conv1d(3, kernel = 3, padding = same) }, { conv1d(4, kernel = 1) } },
+        residual(project) { conv1d(10, kernel = 3, padding = same), relu },
+    }
+    /// A `[t, f]` sequence joins on features.
+    pub Seq2: [t, 4] -> [t, 5] { concat { { dense(2) }, { dense(3) } } }
+}
+
+#[test]
+fn concat_and_projection_follow_the_channel_axis_of_maps() {
+    let dev = Cpu::seed_from_u64(8);
+    let m = Maps1d::<f64, Cpu>::build(&dev);
+    assert_eq!(m.num_trainable_params(), <Maps1d as Network>::NUM_PARAMS);
+    let x: Tensor<(usize, Const<2>, Const<12>), f64, Cpu> = dev.sample_normal_like(&(2, Const, Const));
+    let y = m.forward(x.clone());
+    assert_eq!(y.shape().1, Const::<10>);
+    // Channels 0..3 of the concat come from the first branch.
+    let a = m.conv1d_1.forward(x.clone());
+    let b = m.conv1d_2.forward(x);
+    let joined: Tensor<(usize, usize, Const<12>), f64, Cpu> =
+        (a.realize::<(usize, usize, Const<12>)>(), b.realize::<(usize, usize, Const<12>)>()).concat_along(Axis::<1>);
+    let inner = m.conv1d_3.forward(joined.clone().realize::<(usize, Const<7>, Const<12>)>()).relu();
+    let want = inner + m.residual_1.forward(joined.realize::<(usize, Const<7>, Const<12>)>());
+    assert_close("maps", &y.as_vec(), &want.as_vec(), 1e-12);
+    let s = Seq2::<f32, Cpu>::build(&dev);
+    let z: Tensor<(usize, Const<5>), f32, Cpu> = s.forward(dev.zeros_like(&(3usize, Const::<4>)));
+    assert_eq!(z.shape().0, 3);
+}

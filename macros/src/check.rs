@@ -131,6 +131,7 @@ impl<'a> Checker<'a> {
             } else {
                 node.output.producer = shape.producer.clone();
                 node.output.origin = shape.origin.clone();
+                node.output.map = shape.map;
             }
             shape = node.output.clone();
             nodes.push(node);

@@ -161,6 +161,9 @@ pub struct Shape {
     pub origin: Option<String>,
     /// The layer that last changed the shape (`flatten`), for messages.
     pub producer: Option<String>,
+    /// A feature map `[c, ..spatial]` (made by a convolution or pooling), whose axis 0 is the
+    /// channels even when it has only two axes (`[c, l]`, which reads like a sequence).
+    pub map: bool,
     /// Set by a bidirectional recurrent layer: the size of each direction's half of the
     /// last axis.
     pub bidirectional: Option<Dim>,
@@ -168,11 +171,23 @@ pub struct Shape {
 
 impl Shape {
     pub fn new(dims: Vec<Dim>) -> Shape {
-        Shape { dims, origin: None, producer: None, bidirectional: None }
+        Shape { dims, origin: None, producer: None, map: false, bidirectional: None }
     }
 
     pub fn rank(&self) -> usize {
         self.dims.len()
+    }
+
+    /// The same shape marked as a feature map.
+    pub fn as_map(mut self) -> Shape {
+        self.map = true;
+        self
+    }
+
+    /// Whether axis 0 holds channels: every `[c, h, w]`, and `[c, l]` made by a convolution
+    /// or pooling.
+    pub fn is_map(&self) -> bool {
+        self.rank() == 3 || (self.map && self.rank() >= 2)
     }
 
     /// `[6, 24, 24]`

@@ -129,6 +129,8 @@ enum Projection {
     Dense(Dim, Dim),
     /// 1×1 convolution on the channels of a `[c, h, w]` map: `(in, out, h, w)`.
     Conv(Dim, Dim, Dim, Dim),
+    /// Width-1 convolution on the channels of a `[c, l]` map: `(in, out, l)`.
+    Conv1(Dim, Dim, Dim),
 }
 
 pub fn parse_residual(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
@@ -173,7 +175,7 @@ impl Layer for Residual {
         }
         // Maps `[c, h, w]` are projected on channels by a 1×1 convolution; vectors and
         // sequences on the last axis by a dense layer. Every other axis must agree.
-        let map = input.rank() == 3;
+        let map = input.is_map();
         let axis = if map { 0 } else { input.rank() - 1 };
         let what = if map { "channels" } else { "last axis" };
         let msg = format!(
@@ -191,7 +193,9 @@ impl Layer for Residual {
         if map && input.dims.iter().any(Dim::is_runtime) || i.is_runtime() || o.is_runtime() {
             return Err(format!("`residual(project)` needs sizes known at compile time, but it is given {}", input.text()));
         }
-        self.proj = Some(if map {
+        self.proj = Some(if map && input.rank() == 2 {
+            Projection::Conv1(i, o, input.dims[1].clone())
+        } else if map {
             Projection::Conv(i, o, input.dims[1].clone(), input.dims[2].clone())
         } else {
             Projection::Dense(i, o)
@@ -209,6 +213,10 @@ impl Layer for Residual {
                 let (i, o, h, w) = (i.arg(), o.arg(), h.arg(), w.arg());
                 quote!(::typenet::layers::Conv2D<#i, #o, 1, 1, 1, 1, 0, 0, 1, 1, #h, #w, E, D>)
             }
+            Projection::Conv1(i, o, l) => {
+                let (i, o, l) = (i.arg(), o.arg(), l.arg());
+                quote!(::typenet::layers::Conv1D<#i, #o, 1, 1, 0, 1, #l, E, D>)
+            }
         })
     }
 
@@ -218,7 +226,7 @@ impl Layer for Residual {
                 let (i, o) = (i.value(), o.value());
                 quote!((#i * #o))
             }
-            Some(Projection::Conv(i, o, ..)) => {
+            Some(Projection::Conv(i, o, ..) | Projection::Conv1(i, o, _)) => {
                 let (i, o) = (i.value(), o.value());
                 quote!((#i * #o + #o))
             }
@@ -287,8 +295,10 @@ impl Layer for Join {
         if self.outs.iter().any(|s| s.rank() != first.rank()) {
             return Err(format!("the branches of `{kind}` must produce shapes of the same rank, but {listing}"));
         }
-        // Maps `[c, h, w]` join on channels; vectors and sequences on the last axis.
-        self.axis = if self.concat && first.rank() == 3 { 0 } else { first.rank() - 1 };
+        // Maps (`[c, h, w]`, and `[c, l]` from a convolution or pooling) join on channels;
+        // vectors and sequences on the last axis.
+        let map = self.outs.iter().all(Shape::is_map);
+        self.axis = if self.concat && map { 0 } else { first.rank() - 1 };
         let mut joined = first.dims[self.axis].clone();
         for out in &self.outs[1..] {
             for (ax, (a, b)) in first.dims.iter().zip(&out.dims).enumerate() {
@@ -314,7 +324,8 @@ impl Layer for Join {
         }
         let mut dims = first.dims.clone();
         dims[self.axis] = joined;
-        Ok(Shape::new(dims))
+        let out = Shape::new(dims);
+        Ok(if map { out.as_map() } else { out })
     }
 
     fn forward(&self, f: &Fwd) -> TokenStream {

@@ -182,7 +182,7 @@ impl Layer for Conv {
             dims.push(Dim::Known(out));
         }
         self.input = Some(c);
-        Ok(Shape::new(dims))
+        Ok(Shape::new(dims).as_map())
     }
 
     fn field_ty(&self) -> Option<TokenStream> {

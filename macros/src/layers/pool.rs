@@ -80,7 +80,7 @@ impl Layer for Pool {
             self.resolved.push((p, out));
             dims.push(Dim::Known(out));
         }
-        Ok(Shape::new(dims))
+        Ok(Shape::new(dims).as_map())
     }
 
     fn module(&self) -> TokenStream {

@@ -93,4 +93,78 @@ pub mod __private {
             Err(_) => unreachable!("typenet: a shape checked at compile time differs at run time"),
         }
     }
+
+    /// A stateless module changing the dimension types of a per-sample shape `S` (batched or
+    /// not) whose sizes the macro has already checked: `Const` ↔ `usize`.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Realize<S>(core::marker::PhantomData<S>);
+
+    impl<S> Default for Realize<S> {
+        fn default() -> Self {
+            Realize(core::marker::PhantomData)
+        }
+    }
+
+    impl<S> dfdx::nn::NonMutableModule for Realize<S> {}
+
+    /// `pool(op)` on axis 0 of any per-sample shape `[n, ..S]` (batched: axis 1), for inputs
+    /// `SetSum`/`SetMean`/`SetMax` do not take. `OP`: 0 sum, 1 mean, 2 max.
+    #[derive(Debug, Clone, Copy)]
+    pub struct ReduceSet<S, const OP: u8>(core::marker::PhantomData<S>);
+
+    impl<S, const OP: u8> Default for ReduceSet<S, OP> {
+        fn default() -> Self {
+            ReduceSet(core::marker::PhantomData)
+        }
+    }
+
+    impl<S, const OP: u8> dfdx::nn::NonMutableModule for ReduceSet<S, OP> {}
+
+    macro_rules! per_rank {
+        ($([$($x:ident $a:ident),+])*) => {$(
+            impl<$($x: Dim, $a: Dim,)+ E: Dtype, D: Storage<E>, T> Module<Tensor<($($x,)+), E, D, T>> for Realize<($($a,)+)>
+            where
+                Tensor<($($x,)+), E, D, T>: RealizeTo<Shape = ($($x,)+), WithShape<($($a,)+)> = Tensor<($($a,)+), E, D, T>>,
+            {
+                type Output = Tensor<($($a,)+), E, D, T>;
+                type Error = D::Err;
+                fn try_forward(&self, x: Tensor<($($x,)+), E, D, T>) -> Result<Self::Output, D::Err> {
+                    Ok(realize(x))
+                }
+            }
+            impl<$($x: Dim, $a: Dim,)+ E: Dtype, D: Storage<E>, T> Module<Tensor<(usize, $($x,)+), E, D, T>> for Realize<($($a,)+)>
+            where
+                Tensor<(usize, $($x,)+), E, D, T>: RealizeTo<Shape = (usize, $($x,)+), WithShape<(usize, $($a,)+)> = Tensor<(usize, $($a,)+), E, D, T>>,
+            {
+                type Output = Tensor<(usize, $($a,)+), E, D, T>;
+                type Error = D::Err;
+                fn try_forward(&self, x: Tensor<(usize, $($x,)+), E, D, T>) -> Result<Self::Output, D::Err> {
+                    Ok(realize(x))
+                }
+            }
+            impl<N: Dim, $($a: Dim,)+ E: Dtype, D: Device<E>, T: Tape<E, D>, const OP: u8> Module<Tensor<(N, $($a,)+), E, D, T>> for ReduceSet<($($a,)+), OP> {
+                type Output = Tensor<($($a,)+), E, D, T>;
+                type Error = D::Err;
+                fn try_forward(&self, x: Tensor<(N, $($a,)+), E, D, T>) -> Result<Self::Output, D::Err> {
+                    match OP {
+                        0 => x.try_sum::<_, Axis<0>>(),
+                        1 => x.try_mean::<_, Axis<0>>(),
+                        _ => x.try_max::<_, Axis<0>>(),
+                    }
+                }
+            }
+            impl<N: Dim, $($a: Dim,)+ E: Dtype, D: Device<E>, T: Tape<E, D>, const OP: u8> Module<Tensor<(usize, N, $($a,)+), E, D, T>> for ReduceSet<($($a,)+), OP> {
+                type Output = Tensor<(usize, $($a,)+), E, D, T>;
+                type Error = D::Err;
+                fn try_forward(&self, x: Tensor<(usize, N, $($a,)+), E, D, T>) -> Result<Self::Output, D::Err> {
+                    match OP {
+                        0 => x.try_sum::<_, Axis<1>>(),
+                        1 => x.try_mean::<_, Axis<1>>(),
+                        _ => x.try_max::<_, Axis<1>>(),
+                    }
+                }
+            }
+        )*};
+    }
+    per_rank!([X0 A0] [X0 A0, X1 A1] [X0 A0, X1 A1, X2 A2] [X0 A0, X1 A1, X2 A2, X3 A3]);
 }

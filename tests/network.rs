@@ -110,6 +110,7 @@ fn gradients_match_finite_differences() {
     check_input_grad("prelu", &<L::PReLU<f64, Cpu>>::build(&dev), sh, 8);
     check_input_grad("softmax", &L::Softmax, sh, 9);
     check_input_grad("log_softmax", &L::LogSoftmax, sh, 10);
+    check_input_grad("hard_tanh", &L::HardTanh, sh, 15);
     check_input_grad("layer_norm", &<L::LayerNorm<5, f64, Cpu>>::build(&dev), sh, 11);
     check_input_grad("batch_norm (eval)", &<L::BatchNorm<5, f64, Cpu>>::build(&dev), sh, 12);
     check_input_grad("flatten", &L::Flatten::<6>::default(), (2usize, Const::<2>, Const::<3>), 13);
@@ -254,4 +255,24 @@ fn concat_and_projection_follow_the_channel_axis_of_maps() {
     let s = Seq2::<f32, Cpu>::build(&dev);
     let z: Tensor<(usize, Const<5>), f32, Cpu> = s.forward(dev.zeros_like(&(3usize, Const::<4>)));
     assert_eq!(z.shape().0, 3);
+}
+
+network! {
+    /// `hard_tanh` through the macro (the catalogue once mapped unknown activations to
+    /// `log_softmax`).
+    HardTanhNet: [7] -> [7] { hard_tanh }
+}
+
+#[test]
+fn hard_tanh_clamps_with_pytorch_gradient() {
+    let dev = Cpu::default();
+    let x = dev.tensor([-2.0f64, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0]);
+    let m = HardTanhNet::<f64, Cpu>::build(&dev);
+    assert_eq!(m.forward(x.clone()).array(), [-1.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.0]);
+    // PyTorch's `hardtanh_backward`: 1 where -1 < x < 1, else 0 (also at the kinks ±1).
+    let g = m.forward(x.trace(Gradients::leaky())).sum().backward();
+    assert_eq!(g.get(&x).array(), [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
+    // A generic `Module` (dfdx's ops only), so every device has it.
+    let y: Tensor<(usize, Const<7>), f64, Cpu> = L::HardTanh.forward(x.broadcast_like(&(2usize, Const)));
+    assert_eq!(y.as_vec()[7..], [-1.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.0]);
 }

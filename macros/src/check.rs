@@ -46,6 +46,8 @@ pub struct Checker<'a> {
     names: HashSet<String>,
     /// The call being checked, for spans of deferred assertions.
     call: Option<TokenStream>,
+    /// The nesting depth of the sequence being checked (0 at top level).
+    depth: usize,
 }
 
 pub fn shape_of(lit: &ShapeLit) -> Shape {
@@ -71,6 +73,7 @@ impl<'a> Checker<'a> {
             counters: HashMap::new(),
             names: HashSet::new(),
             call: None,
+            depth: 0,
         }
     }
 
@@ -120,11 +123,15 @@ impl<'a> Checker<'a> {
     /// Check a sequence starting from `input`; `trail` is how the shapes got here (for
     /// messages). `None` once an error has been recorded.
     pub fn seq(&mut self, seq: &Seq, input: Shape, depth: usize, trail: String) -> Option<(Vec<Node>, Shape)> {
+        let outer_depth = std::mem::replace(&mut self.depth, depth);
         let mut nodes: Vec<Node> = Vec::new();
         let mut shape = input;
         let mut trail = trail;
         for call in &seq.layers {
-            let mut node = self.layer(call, &shape, depth, &trail)?;
+            let Some(mut node) = self.layer(call, &shape, depth, &trail) else {
+                self.depth = outer_depth;
+                return None;
+            };
             if node.layer.reshapes() {
                 trail = format!("{trail} → {} → {}", node.layer_label(), node.output.text());
                 node.output.producer = Some(node.layer_label());
@@ -136,6 +143,7 @@ impl<'a> Checker<'a> {
             shape = node.output.clone();
             nodes.push(node);
         }
+        self.depth = outer_depth;
         Some((nodes, shape))
     }
 
@@ -235,10 +243,10 @@ impl<'a> Checker<'a> {
         self.asserts.push(quote_spanned!(span=> const _: () = { #check };));
     }
 
-    /// Check a nested sequence (a block's body) at `depth`.
-    pub fn nested(&mut self, seq: &Seq, input: Shape, depth: usize, trail: String) -> Result<(Vec<Node>, Shape), String> {
+    /// Check a nested sequence (a block's body), one level deeper than the block.
+    pub fn nested(&mut self, seq: &Seq, input: Shape, trail: String) -> Result<(Vec<Node>, Shape), String> {
         let outer = self.call.clone();
-        let r = self.seq(seq, input, depth, trail);
+        let r = self.seq(seq, input, self.depth + 1, trail);
         self.call = outer;
         r.ok_or_else(String::new)
     }

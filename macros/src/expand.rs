@@ -7,16 +7,16 @@ use quote::{format_ident, quote};
 
 use crate::ast::NetworkDecl;
 use crate::check::{shape_of, Checked, Node};
-use crate::layers::Fwd;
-use crate::shape::runtime_var;
+use crate::layers::Tree;
+use crate::runtime::{DFDX, LAYERS, TYPENET};
 
-/// The code of a sequence of layers: each step rebinds `x`.
-pub fn forward_seq(nodes: &[Node], train: bool, batched: bool) -> TokenStream {
-    let steps = nodes.iter().map(|node| {
-        let code = node.layer.forward(&Fwd { node, train, batched });
-        quote!(let x = #code;)
-    });
-    quote!(#(#steps)*)
+/// The module of a sequence of layers: the one module, or a tuple of them in order.
+pub fn tree(nodes: &[Node]) -> TokenStream {
+    let mut items: Vec<TokenStream> = nodes.iter().map(|node| node.layer.tree(&Tree { node })).collect();
+    if items.len() == 1 {
+        return items.pop().unwrap_or_default();
+    }
+    nest(items)
 }
 
 /// Every node, nested ones included, in declaration order.
@@ -31,8 +31,8 @@ fn all_nodes<'a>(nodes: &'a [Node], out: &mut Vec<&'a Node>) {
 
 fn generics() -> (TokenStream, TokenStream) {
     (
-        quote!(E: ::typenet::dfdx::shapes::Dtype = f32, D: ::typenet::dfdx::tensor_ops::Device<E> = ::typenet::dfdx::tensor::Cpu),
-        quote!(E: ::typenet::Float, D: ::typenet::Backend<E>),
+        quote!(E: #DFDX::shapes::Dtype = f32, D: #DFDX::tensor_ops::Device<E> = #DFDX::tensor::Cpu),
+        quote!(E: #TYPENET::Float, D: #TYPENET::Backend<E>),
     )
 }
 
@@ -58,33 +58,33 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
         return quote! {
             #(#attrs)*
             #vis struct #name<#struct_generics>(::core::marker::PhantomData<(E, D)>);
-            impl<#impl_generics> ::typenet::Network for #name<E, D> {
+            impl<#impl_generics> #TYPENET::Network for #name<E, D> {
                 type Input = #in_ty;
                 type Output = #out_ty;
                 const NUM_PARAMS: usize = 0;
-                fn layers() -> ::std::vec::Vec<::typenet::LayerRow> { ::std::vec::Vec::new() }
+                fn layers() -> ::std::vec::Vec<#TYPENET::LayerRow> { ::std::vec::Vec::new() }
             }
-            impl<#impl_generics> ::typenet::dfdx::nn::TensorCollection<E, D> for #name<E, D> {
-                type To<E2: ::typenet::dfdx::shapes::Dtype, D2: ::typenet::dfdx::tensor_ops::Device<E2>> = #name<E2, D2>;
-                fn iter_tensors<V: ::typenet::dfdx::nn::ModuleVisitor<Self, E, D>>(visitor: &mut V)
+            impl<#impl_generics> #DFDX::nn::TensorCollection<E, D> for #name<E, D> {
+                type To<E2: #DFDX::shapes::Dtype, D2: #DFDX::tensor_ops::Device<E2>> = #name<E2, D2>;
+                fn iter_tensors<V: #DFDX::nn::ModuleVisitor<Self, E, D>>(visitor: &mut V)
                     -> ::core::result::Result<::core::option::Option<Self::To<V::E2, V::D2>>, V::Err> {
                     visitor.visit_fields((), |_| #name(::core::marker::PhantomData))
                 }
             }
-            impl<#impl_generics, T: ::typenet::dfdx::tensor::Tape<E, D>> ::typenet::dfdx::nn::Module<::typenet::dfdx::tensor::Tensor<#in_ty, E, D, T>> for #name<E, D> {
-                type Output = ::typenet::dfdx::tensor::Tensor<#out_ty, E, D, T>;
+            impl<#impl_generics, T: #DFDX::tensor::Tape<E, D>> #DFDX::nn::Module<#DFDX::tensor::Tensor<#in_ty, E, D, T>> for #name<E, D> {
+                type Output = #DFDX::tensor::Tensor<#out_ty, E, D, T>;
                 type Error = D::Err;
-                fn try_forward(&self, _: ::typenet::dfdx::tensor::Tensor<#in_ty, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> { ::core::unreachable!() }
+                fn try_forward(&self, _: #DFDX::tensor::Tensor<#in_ty, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> { ::core::unreachable!() }
             }
-            impl<#impl_generics, T: ::typenet::dfdx::tensor::Tape<E, D>> ::typenet::dfdx::nn::Module<::typenet::dfdx::tensor::Tensor<#in_b, E, D, T>> for #name<E, D> {
-                type Output = ::typenet::dfdx::tensor::Tensor<#out_b, E, D, T>;
+            impl<#impl_generics, T: #DFDX::tensor::Tape<E, D>> #DFDX::nn::Module<#DFDX::tensor::Tensor<#in_b, E, D, T>> for #name<E, D> {
+                type Output = #DFDX::tensor::Tensor<#out_b, E, D, T>;
                 type Error = D::Err;
-                fn try_forward(&self, _: ::typenet::dfdx::tensor::Tensor<#in_b, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> { ::core::unreachable!() }
+                fn try_forward(&self, _: #DFDX::tensor::Tensor<#in_b, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> { ::core::unreachable!() }
             }
-            impl<#impl_generics, T: ::typenet::dfdx::tensor::Tape<E, D>> ::typenet::dfdx::nn::ModuleMut<::typenet::dfdx::tensor::Tensor<#in_b, E, D, T>> for #name<E, D> {
-                type Output = ::typenet::dfdx::tensor::Tensor<#out_b, E, D, T>;
+            impl<#impl_generics, T: #DFDX::tensor::Tape<E, D>> #DFDX::nn::ModuleMut<#DFDX::tensor::Tensor<#in_b, E, D, T>> for #name<E, D> {
+                type Output = #DFDX::tensor::Tensor<#out_b, E, D, T>;
                 type Error = D::Err;
-                fn try_forward_mut(&mut self, _: ::typenet::dfdx::tensor::Tensor<#in_b, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> { ::core::unreachable!() }
+                fn try_forward_mut(&mut self, _: #DFDX::tensor::Tensor<#in_b, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> { ::core::unreachable!() }
             }
         };
     };
@@ -123,56 +123,35 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
     let rows = nodes.iter().zip(&params).map(|(n, p)| {
         let (nm, text, depth) = (n.name.to_string(), n.text.clone(), n.depth);
         let shape = n.output.format_expr();
-        quote!(::typenet::LayerRow { name: #nm.into(), layer: #text.into(), output: #shape, params: #p, depth: #depth })
+        quote!(#TYPENET::LayerRow { name: #nm.into(), layer: #text.into(), output: #shape, params: #p, depth: #depth })
     });
 
-    // Forward passes: unbatched and batched, evaluation and training.
-    let bind = |batched: bool| {
-        let off = usize::from(batched);
-        let binds = input.dims.iter().enumerate().filter_map(|(i, d)| match d {
-            crate::shape::Dim::Runtime(n) => {
-                let v = runtime_var(n);
-                let idx = syn::Index::from(i + off);
-                Some(quote!(let #v: usize = ::typenet::dfdx::shapes::Dim::size(&x.shape().#idx);))
-            }
-            _ => None,
-        });
-        quote!(#(#binds)*)
-    };
+    // Forward passes: one tree of modules over borrowed fields, written once in a local
+    // macro; `forward` borrows the fields with `Eval`, `forward_mut` with `Train`. Unbatched
+    // and batched inputs run the same tree (every module takes both).
+    let tree = tree(&checked.nodes);
+    let tree_macro = format_ident!("__typenet_tree_of_{}", name);
+    let tensor = quote!(#DFDX::tensor::Tensor);
     let imp = |train: bool, batched: bool| {
         let (i, o) = if batched { (&in_b, &out_b) } else { (&in_ty, &out_ty) };
-        let body = forward_seq(&checked.nodes, train, batched);
-        let binds = bind(batched);
-        let tensor = quote!(::typenet::dfdx::tensor::Tensor);
-        let prelude = quote!(
-            #[allow(unused_imports)]
-            use ::typenet::dfdx::prelude::*;
-        );
+        let head = quote!(impl<#impl_generics, T: #DFDX::tensor::Tape<E, D>>);
         if train {
             quote! {
-                impl<#impl_generics, T: ::typenet::dfdx::tensor::Tape<E, D>> ::typenet::dfdx::nn::ModuleMut<#tensor<#i, E, D, T>> for #name<E, D> {
+                #head #DFDX::nn::ModuleMut<#tensor<#i, E, D, T>> for #name<E, D> {
                     type Output = #tensor<#o, E, D, T>;
                     type Error = D::Err;
-                    #[allow(unused_variables, clippy::let_and_return)]
                     fn try_forward_mut(&mut self, x: #tensor<#i, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> {
-                        #prelude
-                        #binds
-                        #body
-                        Ok(x)
+                        #DFDX::nn::ModuleMut::try_forward_mut(&mut #tree_macro!(self, #LAYERS::Train, &mut), x)
                     }
                 }
             }
         } else {
             quote! {
-                impl<#impl_generics, T: ::typenet::dfdx::tensor::Tape<E, D>> ::typenet::dfdx::nn::Module<#tensor<#i, E, D, T>> for #name<E, D> {
+                #head #DFDX::nn::Module<#tensor<#i, E, D, T>> for #name<E, D> {
                     type Output = #tensor<#o, E, D, T>;
                     type Error = D::Err;
-                    #[allow(unused_variables, clippy::let_and_return)]
                     fn try_forward(&self, x: #tensor<#i, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> {
-                        #prelude
-                        #binds
-                        #body
-                        Ok(x)
+                        #DFDX::nn::Module::try_forward(&#tree_macro!(self, #LAYERS::Eval, &), x)
                     }
                 }
             }
@@ -197,19 +176,25 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
 
         #(#asserts)*
 
-        impl<#impl_generics> ::typenet::dfdx::nn::TensorCollection<E, D> for #name<E, D> {
-            type To<E2: ::typenet::dfdx::shapes::Dtype, D2: ::typenet::dfdx::tensor_ops::Device<E2>> = #name<E2, D2>;
-            fn iter_tensors<V: ::typenet::dfdx::nn::ModuleVisitor<Self, E, D>>(visitor: &mut V)
+        #[doc(hidden)]
+        #[allow(unused_macros)]
+        macro_rules! #tree_macro {
+            ($s:ident, $mode:path, $($borrow:tt)*) => { #tree };
+        }
+
+        impl<#impl_generics> #DFDX::nn::TensorCollection<E, D> for #name<E, D> {
+            type To<E2: #DFDX::shapes::Dtype, D2: #DFDX::tensor_ops::Device<E2>> = #name<E2, D2>;
+            fn iter_tensors<V: #DFDX::nn::ModuleVisitor<Self, E, D>>(visitor: &mut V)
                 -> ::core::result::Result<::core::option::Option<Self::To<V::E2, V::D2>>, V::Err> {
                 visitor.visit_fields(#visit_tuple, |#pattern| #name { #(#names,)* #marker: ::core::marker::PhantomData })
             }
         }
 
-        impl<#impl_generics> ::typenet::Network for #name<E, D> {
+        impl<#impl_generics> #TYPENET::Network for #name<E, D> {
             type Input = #in_ty;
             type Output = #out_ty;
             const NUM_PARAMS: usize = 0 #(+ #params)*;
-            fn layers() -> ::std::vec::Vec<::typenet::LayerRow> {
+            fn layers() -> ::std::vec::Vec<#TYPENET::LayerRow> {
                 ::std::vec![#(#rows),*]
             }
         }
@@ -233,7 +218,7 @@ fn shape_macro(decl: &NetworkDecl) -> TokenStream {
         #[allow(unused_macros)]
         macro_rules! #hidden {
             (@typenet_shape ($($p:tt)*) ; $($rest:tt)*) => {
-                ::typenet::network! { @known ($($p)*) : #i -> #o ; $($rest)* }
+                #TYPENET::network! { @known ($($p)*) : #i -> #o ; $($rest)* }
             };
         }
         #[doc(hidden)]

@@ -11,6 +11,7 @@ mod ast;
 mod check;
 mod expand;
 mod layers;
+mod runtime;
 mod shape;
 
 /// The first layer path naming a network that is neither built in, nor declared in this
@@ -72,6 +73,7 @@ fn unresolved(nets: &ast::Networks, known: &check::Known, local: &[String]) -> O
 /// |---|---|---|
 /// | `dense(out)`, `dense(in -> out)` | `[.., in] -> [.., out]` | `bias = false`, `init = glorot_uniform \| glorot_normal \| he_uniform \| he_normal \| lecun_normal` |
 /// | `relu`, `leaky_relu(0.01)`, `prelu`, `sigmoid`, `tanh`, `softplus`, `gelu`, `silu`, `elu(1.0)` | same shape | `prelu` has a learnable slope |
+/// | `hard_tanh` | same shape | clamp to [-1, 1] (gradient 0 at ±1, as PyTorch) |
 /// | `softmax`, `log_softmax` | same shape | over the last axis |
 /// | `dropout(p)` | same shape | active only in training (`forward_mut`) |
 /// | `batch_norm`, `layer_norm` | same shape | batch statistics in training, running statistics in evaluation |
@@ -208,6 +210,24 @@ mod tests {
             let out = expand_invocation(text.parse().unwrap()).to_string();
             assert!(!out.contains("compile_error"), "{text}: {out}");
             assert!(out.contains("struct Net"));
+        }
+    }
+
+    /// The expansion stays small: the forward is one tree of modules written once (in a
+    /// local macro), not four bodies of inlined code. Before the runtime blocks these two
+    /// declarations expanded to 10,325 and 16,211 bytes of tokens; now 8,175 and 9,141.
+    #[test]
+    fn expansion_is_small() {
+        for (text, bound) in [
+            ("pub Net: [1, 28, 28] -> [10] { conv2d(6, kernel = 5, padding = 2), relu, max_pool2d(2), flatten, dense(10) }", 9_000),
+            (
+                "pub Net: [n, 4] -> [8] { each { dense(4), relu, residual { dense(4), tanh } }, pool(mean), concat { { dense(4) }, { dense(4), silu } } }",
+                10_000,
+            ),
+        ] {
+            let out = expand_invocation(text.parse().unwrap()).to_string();
+            println!("{} bytes: {text}", out.len());
+            assert!(out.len() < bound, "{} bytes for {text}", out.len());
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{quote, ToTokens};
+use crate::runtime::DFDX;
 
 /// One dimension of a per-sample shape.
 #[derive(Clone, Debug)]
@@ -35,7 +36,7 @@ impl Dim {
             Dim::Runtime(_) => quote!(usize),
             _ => {
                 let arg = self.arg();
-                quote!(::typenet::dfdx::shapes::Const<#arg>)
+                quote!(#DFDX::shapes::Const<#arg>)
             }
         }
     }
@@ -61,17 +62,6 @@ impl Dim {
             Dim::Runtime(name) => {
                 let id = runtime_var(name);
                 quote!(#id)
-            }
-        }
-    }
-
-    /// A value of the dimension's type, for building shapes at run time.
-    pub fn shape_value(&self) -> TokenStream {
-        match self {
-            Dim::Runtime(_) => self.value(),
-            _ => {
-                let ty = self.ty();
-                quote!(<#ty as ::core::default::Default>::default())
             }
         }
     }
@@ -206,15 +196,6 @@ impl Shape {
     pub fn batched_ty(&self) -> TokenStream {
         let d = self.dims.iter().map(Dim::ty);
         quote!((usize, #(#d,)*))
-    }
-
-    /// A shape value (for `reshape_like`), optionally with a batch axis of size `batch`.
-    pub fn value(&self, batch: Option<TokenStream>) -> TokenStream {
-        let d = self.dims.iter().map(Dim::shape_value);
-        match batch {
-            Some(b) => quote!((#b, #(#d,)*)),
-            None => quote!((#(#d,)*)),
-        }
     }
 
     /// Number of elements, when the macro knows it.

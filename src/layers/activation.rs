@@ -1,4 +1,4 @@
-//! Element-wise activations (`relu`, `leaky_relu(a)`, `prelu`, `sigmoid`, `tanh`, `softplus`,
+//! Element-wise activations (`relu`, `leaky_relu(a)`, `prelu`, `sigmoid`, `tanh`, `hard_tanh`, `softplus`,
 //! `gelu`, `silu`, `elu(a)`) and `softmax`/`log_softmax` over the last axis. All keep the
 //! shape; all but `prelu` are stateless.
 
@@ -62,6 +62,16 @@ activation!(
 activation!(
     /// `tanh`.
     Tanh, |self, x: T| x.try_tanh());
+activation!(
+    /// `hard_tanh`: clamp(x, −1, 1) (PyTorch's `nn.Hardtanh()`, Keras' `hard_tanh`). Its
+    /// derivative is 1 strictly inside (−1, 1) and 0 elsewhere, at the kinks ±1 too, as
+    /// PyTorch's backward (`(x > min_val) & (x < max_val)`); dfdx's `clamp` would give 1 at ±1.
+    HardTanh, |self, x: T| {
+        let frozen = x.retaped::<NoneTape>();
+        let inside = frozen.try_abs()?.try_lt(E::one())?;
+        let clamped = x.retaped::<NoneTape>().try_clamp(-1.0, 1.0)?;
+        inside.try_choose(x, clamped)
+    });
 activation!(
     /// `gelu`: x·Φ(x) with the exact error function (PyTorch's default `nn.GELU()`).
     ///

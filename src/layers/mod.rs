@@ -1,9 +1,13 @@
-//! The layer types `network!` expands into, named after the DSL's layers. Every one is an
-//! ordinary dfdx module usable without the macro (its shapes still checked by the type
-//! system), implementing `Module` (evaluation) and `ModuleMut` (training) for unbatched and
-//! `usize`-batched inputs, with or without a tape.
+//! The layer types `network!` expands into. Each DSL layer maps to the types named in the
+//! macro's catalogue (`dense` → [`Dense`] or [`DenseNoBias`], `flatten` → [`Reshape`],
+//! `pool(sum)` → [`SetSum`], `each` → [`Each`], …). Every one is an ordinary dfdx module usable
+//! without the macro (its shapes still checked by the type system), implementing `Module`
+//! (evaluation) and `ModuleMut` (training; for stateless layers through dfdx's
+//! `NonMutableModule`) for unbatched and `usize`-batched inputs, with or without a tape.
+//! The blocks in `blocks` compose any such modules; [`Eval`] and [`Train`] borrow one.
 
 mod activation;
+mod blocks;
 mod conv;
 mod dense;
 mod dropout;
@@ -15,7 +19,7 @@ mod reshape;
 mod rnn;
 mod sets;
 
-pub use activation::{Elu, GeLU, LeakyReLU, LogSoftmax, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
+pub use activation::{Elu, GeLU, HardTanh, LeakyReLU, LogSoftmax, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
 pub use conv::{Conv1D, Conv2D};
 pub use dense::{Dense, DenseNoBias};
 pub use dropout::Dropout;
@@ -28,4 +32,5 @@ pub use rnn::{
     BiGru, BiLstm, BiRecurrent, BiRnn, BiRnnRelu, Cell, GateDim, Gru, GruCell, Lstm, LstmCell,
     Recurrent, ReluCell, Rnn, RnnRelu, TanhCell,
 };
-pub use sets::{Each, SetDense, SetMax, SetMean, SetSum, UnfoldSet};
+pub use blocks::{Concat, Each, Eval, JoinAlong, Residual, ResidualProject, Sum, Train, Unfold};
+pub use sets::{SetDense, SetMax, SetMean, SetSum};

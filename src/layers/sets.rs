@@ -142,108 +142,6 @@ impl<const I: usize, const O: usize, E: Dtype, D: Device<E>, T: Tape<E, D>, Init
     }
 }
 
-/// `each { LAYERS }`: the block `M` applied to every element of the set axis with shared
-/// weights, per sample `[n, ..a] -> [n, ..b]`.
-///
-/// `M` sees the set's elements as a batch: an unbatched set `(usize, ..a)` is passed to `M`
-/// unchanged (it *is* a batch of `n` elements), a batched one `(usize, usize, ..a)` is
-/// reshaped to `(batch·n, ..a)`, passed to `M` and reshaped back to `(batch, n, ..b)`. `..a`
-/// and `..b` are one to three compile-time dimensions, so `M` may be anything that accepts a
-/// batch: dense layers, activations, `[c, h, w]` convolutions, another network, a tuple of
-/// layers. Evaluation (`forward`) and training (`forward_mut`) call `M`'s own.
-///
-/// Parameters: `TensorCollection` names `M`'s tensors under the prefix `0` (as dfdx's
-/// `Residual`); a network that wants them directly under the block's name visits the field's
-/// `.0` instead.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Each<M>(pub M);
-
-impl<E: Dtype, D: Device<E>, M: TensorCollection<E, D>> TensorCollection<E, D> for Each<M> {
-    type To<E2: Dtype, D2: Device<E2>> = Each<M::To<E2, D2>>;
-
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
-        visitor: &mut V,
-    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
-        visitor.visit_fields(Self::module("0", |s| &s.0, |s| &mut s.0), Each)
-    }
-}
-
-/// A batch of `batch·n` elements (`(usize, ..b)`) turned back into `batch` sets of `n`
-/// (`(usize, usize, ..b)`); the inverse of the fold [`Each`] does.
-pub trait UnfoldSet<E: Dtype, D: Device<E>>: Sized {
-    /// `(usize, usize, ..b)`.
-    type Unfolded;
-    /// Reshape the leading `batch·n` axis into `(batch, n)`.
-    fn try_unfold_set(self, batch: usize, n: usize) -> Result<Self::Unfolded, D::Err>;
-}
-
-macro_rules! each_impls {
-    ($([$($c:ident),+])*) => {$(
-        impl<$(const $c: usize,)+ E: Dtype, D: Device<E>, T: Tape<E, D>> UnfoldSet<E, D>
-            for Tensor<(usize, $(Const<$c>,)+), E, D, T>
-        {
-            type Unfolded = Tensor<(usize, usize, $(Const<$c>,)+), E, D, T>;
-            fn try_unfold_set(self, batch: usize, n: usize) -> Result<Self::Unfolded, D::Err> {
-                self.try_reshape_like(&(batch, n, $(Const::<$c>,)+))
-            }
-        }
-
-        impl<M, $(const $c: usize,)+ E: Dtype, D: Device<E>, T: Tape<E, D>>
-            Module<Tensor<(usize, $(Const<$c>,)+), E, D, T>> for Each<M>
-        where
-            M: Module<Tensor<(usize, $(Const<$c>,)+), E, D, T>>,
-        {
-            type Output = M::Output;
-            type Error = M::Error;
-            fn try_forward(&self, x: Tensor<(usize, $(Const<$c>,)+), E, D, T>) -> Result<Self::Output, M::Error> {
-                self.0.try_forward(x)
-            }
-        }
-
-        impl<M, $(const $c: usize,)+ E: Dtype, D: Device<E>, T: Tape<E, D>>
-            ModuleMut<Tensor<(usize, $(Const<$c>,)+), E, D, T>> for Each<M>
-        where
-            M: ModuleMut<Tensor<(usize, $(Const<$c>,)+), E, D, T>>,
-        {
-            type Output = M::Output;
-            type Error = M::Error;
-            fn try_forward_mut(&mut self, x: Tensor<(usize, $(Const<$c>,)+), E, D, T>) -> Result<Self::Output, M::Error> {
-                self.0.try_forward_mut(x)
-            }
-        }
-
-        impl<M, $(const $c: usize,)+ E: Dtype, D: Device<E>, T: Tape<E, D>>
-            Module<Tensor<(usize, usize, $(Const<$c>,)+), E, D, T>> for Each<M>
-        where
-            M: Module<Tensor<(usize, $(Const<$c>,)+), E, D, T>, Error = D::Err>,
-            M::Output: UnfoldSet<E, D>,
-        {
-            type Output = <M::Output as UnfoldSet<E, D>>::Unfolded;
-            type Error = D::Err;
-            fn try_forward(&self, x: Tensor<(usize, usize, $(Const<$c>,)+), E, D, T>) -> Result<Self::Output, D::Err> {
-                let (b, n) = (x.shape().0, x.shape().1);
-                let folded = x.try_reshape_like(&(b * n, $(Const::<$c>,)+))?;
-                self.0.try_forward(folded)?.try_unfold_set(b, n)
-            }
-        }
-
-        impl<M, $(const $c: usize,)+ E: Dtype, D: Device<E>, T: Tape<E, D>>
-            ModuleMut<Tensor<(usize, usize, $(Const<$c>,)+), E, D, T>> for Each<M>
-        where
-            M: ModuleMut<Tensor<(usize, $(Const<$c>,)+), E, D, T>, Error = D::Err>,
-            M::Output: UnfoldSet<E, D>,
-        {
-            type Output = <M::Output as UnfoldSet<E, D>>::Unfolded;
-            type Error = D::Err;
-            fn try_forward_mut(&mut self, x: Tensor<(usize, usize, $(Const<$c>,)+), E, D, T>) -> Result<Self::Output, D::Err> {
-                let (b, n) = (x.shape().0, x.shape().1);
-                let folded = x.try_reshape_like(&(b * n, $(Const::<$c>,)+))?;
-                self.0.try_forward_mut(folded)?.try_unfold_set(b, n)
-            }
-        }
-    )*};
-}
-each_impls!([A] [A, B] [A, B, C]);
 
 #[cfg(test)]
 mod tests {
@@ -301,26 +199,6 @@ mod tests {
         let yb = m.forward(xb).as_vec();
         assert_eq!(yb[..8], y[..]);
         assert_eq!(yb[8..], y[..]);
-    }
-
-    #[test]
-    fn each_applies_the_block_per_element() {
-        use crate::layers::{Dense, Flatten, ReLU};
-        let dev = Cpu::seed_from_u64(5);
-        let dense = <Dense<3, 4, f64, Cpu>>::build(&dev);
-        assert_eq!(Each(dense.clone()).num_trainable_params(), 16);
-        let mut each = Each((dense, ReLU));
-        let x: Tensor<(usize, usize, Const<3>), f64, _> = dev.sample_normal_like(&(2usize, 5usize, Const));
-        let y: Tensor<(usize, usize, Const<4>), f64, _> = each.forward(x.clone());
-        let per_set: Tensor<(usize, Const<4>), f64, _> =
-            each.forward(x.clone().reshape_like(&(10usize, Const::<3>)));
-        assert_eq!(y.as_vec(), per_set.as_vec());
-        let y_mut = each.forward_mut(x.leaky_trace());
-        assert_eq!(y_mut.as_vec(), y.as_vec());
-        // Sets of maps: [n, 2, 3] -> flatten each -> [n, 6].
-        let m: Tensor<(usize, usize, Const<2>, Const<3>), f64, _> = dev.sample_normal_like(&(2usize, 4usize, Const, Const));
-        let f: Tensor<(usize, usize, Const<6>), f64, _> = Each(Flatten::<6>::default()).forward(m.clone());
-        assert_eq!(f.as_vec(), m.as_vec());
     }
 
     #[test]

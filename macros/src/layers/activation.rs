@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::Layer;
+use super::{Kind, Layer};
 use crate::args::{self, Args};
 use crate::ast::LayerCall;
 use crate::check::Checker;
@@ -14,41 +14,38 @@ pub struct Activation {
     module: TokenStream,
 }
 
-pub fn parse(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    let kind = call.kind_text();
-    let module = match kind.as_str() {
-        "leaky_relu" | "elu" => {
-            let (default, ty) = if kind == "elu" { (1.0, quote!(Elu)) } else { (0.01, quote!(LeakyReLU)) };
-            let usage = format!("{kind}({default})");
-            let a = Args::new(call, &usage, 1, &[])?;
-            let alpha = match a.pos(0) {
-                Some(v) => {
-                    let x = args::number(v, &format!("the slope of `{kind}`"))?;
-                    if !x.is_finite() || x < 0.0 {
-                        return Err(args::err(v, format!("the slope of `{kind}` must be a finite number ≥ 0, not {x}")));
-                    }
-                    x
-                }
-                None => default,
-            };
-            quote!(::typenet::layers::#ty(#alpha))
+/// An activation without arguments: the kind's runtime type, as a unit struct.
+pub fn parse(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    Args::new(call, kind.usage, 0, &[])?;
+    Ok(Box::new(Activation { module: kind.ty(0) }))
+}
+
+/// `leaky_relu(a)`, default slope 0.01 (PyTorch's).
+pub fn parse_leaky_relu(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    with_slope(call, kind, 0.01)
+}
+
+/// `elu(a)`, default 1.0 (PyTorch's).
+pub fn parse_elu(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    with_slope(call, kind, 1.0)
+}
+
+/// An activation with one optional non-negative number: `TYPE(a)`.
+fn with_slope(call: &LayerCall, kind: &'static Kind, default: f64) -> syn::Result<Box<dyn Layer>> {
+    let name = kind.name;
+    let a = Args::new(call, kind.usage, 1, &[])?;
+    let alpha = match a.pos(0) {
+        Some(v) => {
+            let x = args::number(v, &format!("the slope of `{name}`"))?;
+            if !x.is_finite() || x < 0.0 {
+                return Err(args::err(v, format!("the slope of `{name}` must be a finite number ≥ 0, not {x}")));
+            }
+            x
         }
-        other => {
-            Args::new(call, other, 0, &[])?;
-            let ty = match other {
-                "relu" => quote!(ReLU),
-                "sigmoid" => quote!(Sigmoid),
-                "tanh" => quote!(Tanh),
-                "softplus" => quote!(Softplus),
-                "gelu" => quote!(GeLU),
-                "silu" => quote!(SiLU),
-                "softmax" => quote!(Softmax),
-                _ => quote!(LogSoftmax),
-            };
-            quote!(::typenet::layers::#ty)
-        }
+        None => default,
     };
-    Ok(Box::new(Activation { module }))
+    let ty = kind.ty(0);
+    Ok(Box::new(Activation { module: quote!(#ty(#alpha)) }))
 }
 
 impl Layer for Activation {
@@ -64,11 +61,13 @@ impl Layer for Activation {
 }
 
 /// `prelu`: one learnable slope.
-pub struct PRelu;
+pub struct PRelu {
+    ty: TokenStream,
+}
 
-pub fn parse_prelu(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    Args::new(call, "prelu", 0, &[])?;
-    Ok(Box::new(PRelu))
+pub fn parse_prelu(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    Args::new(call, kind.usage, 0, &[])?;
+    Ok(Box::new(PRelu { ty: kind.ty(0) }))
 }
 
 impl Layer for PRelu {
@@ -76,7 +75,8 @@ impl Layer for PRelu {
         Ok(input.clone())
     }
     fn field_ty(&self) -> Option<TokenStream> {
-        Some(quote!(::typenet::layers::PReLU<E, D>))
+        let ty = &self.ty;
+        Some(quote!(#ty<E, D>))
     }
     fn params(&self) -> TokenStream {
         quote!(1usize)

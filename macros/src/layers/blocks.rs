@@ -2,13 +2,14 @@
 //! `concat { {..}, {..} }` and `sum { {..}, {..} }`.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::quote;
 
-use super::{Fwd, Layer};
+use super::{Kind, Layer, Tree};
 use crate::args::{self, Args};
 use crate::ast::{Block, LayerCall, Seq};
 use crate::check::{Checker, Node};
 use crate::shape::{Dim, Shape};
+use crate::runtime::PRIVATE;
 
 fn body(call: &LayerCall, usage: &str) -> syn::Result<Seq> {
     match &call.block {
@@ -50,15 +51,15 @@ fn inner_trail(kind: &str, input: &Shape) -> String {
 // each
 
 pub struct Each {
+    kind: &'static Kind,
     seq: Seq,
     nodes: Vec<Node>,
-    inner_out: Option<Shape>,
 }
 
-pub fn parse_each(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    let usage = "each { dense(16), relu }";
+pub fn parse_each(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let usage = kind.usage;
     Args::new(call, usage, 0, &[])?;
-    Ok(Box::new(Each { seq: body(call, usage)?, nodes: Vec::new(), inner_out: None }))
+    Ok(Box::new(Each { kind, seq: body(call, usage)?, nodes: Vec::new() }))
 }
 
 impl Layer for Each {
@@ -70,42 +71,17 @@ impl Layer for Each {
             ));
         }
         let inner = Shape::new(input.dims[1..].to_vec());
-        let depth = 1; // depth is relative; the checker tracks names globally
-        let (nodes, out) = cx.nested(&self.seq, inner.clone(), depth, inner_trail("each", &inner))?;
+        let (nodes, out) = cx.nested(&self.seq, inner.clone(), inner_trail("each", &inner))?;
         self.nodes = nodes;
-        self.inner_out = Some(out.clone());
         let mut dims = vec![input.dims[0].clone()];
         dims.extend(out.dims.iter().cloned());
         Ok(Shape::new(dims))
     }
 
-    fn forward(&self, f: &Fwd) -> TokenStream {
-        let input = &f.node.input;
-        let output = &f.node.output;
-        let inner_in = Shape::new(input.dims[1..].to_vec());
-        let inner_out = self.inner_out.clone().unwrap_or_else(|| inner_in.clone());
-        let inner = f.seq(&self.nodes, true);
-        let size = quote!(::typenet::dfdx::shapes::Dim::size);
-        // The leading axis keeps its type: a run-time axis is `__n`, a known one its `Const`.
-        let lead = if output.dims[0].is_runtime() { quote!(__n) } else { output.dims[0].shape_value() };
-        let rest: Vec<TokenStream> = inner_out.dims.iter().map(Dim::shape_value).collect();
-        if f.batched {
-            let merged = inner_in.value(Some(quote!(__b * __n)));
-            quote!({
-                let (__b, __n) = (#size(&x.shape().0), #size(&x.shape().1));
-                let x = x.try_reshape_like(&#merged)?;
-                #inner
-                x.try_reshape_like(&(__b, #lead, #(#rest,)*))?
-            })
-        } else {
-            let merged = inner_in.value(Some(quote!(__n)));
-            quote!({
-                let __n = #size(&x.shape().0);
-                let x = x.try_reshape_like(&#merged)?;
-                #inner
-                x.try_reshape_like(&(#lead, #(#rest,)*))?
-            })
-        }
+    fn tree(&self, t: &Tree) -> TokenStream {
+        // The set axis and the rank tell `Each` which axis is the batch.
+        let (ty, inner, rank) = (self.kind.ty(0), Tree::seq(&self.nodes), t.node.input.rank());
+        quote!(#ty::<_, #rank>(#inner))
     }
 
     fn children(&self) -> Vec<&[Node]> {
@@ -117,6 +93,7 @@ impl Layer for Each {
 // residual
 
 pub struct Residual {
+    kind: &'static Kind,
     seq: Seq,
     project: bool,
     nodes: Vec<Node>,
@@ -133,8 +110,8 @@ enum Projection {
     Conv1(Dim, Dim, Dim),
 }
 
-pub fn parse_residual(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    let usage = "residual { dense(16), relu }` or `residual(project) { dense(32) }";
+pub fn parse_residual(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let usage = kind.usage;
     let a = Args::new(call, usage, 1, &[])?;
     let project = match a.pos(0) {
         Some(v) => {
@@ -143,12 +120,12 @@ pub fn parse_residual(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
         }
         None => false,
     };
-    Ok(Box::new(Residual { seq: body(call, usage)?, project, nodes: Vec::new(), proj: None }))
+    Ok(Box::new(Residual { kind, seq: body(call, usage)?, project, nodes: Vec::new(), proj: None }))
 }
 
 impl Layer for Residual {
     fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
-        let (nodes, out) = cx.nested(&self.seq, input.clone(), 1, inner_trail("residual", input))?;
+        let (nodes, out) = cx.nested(&self.seq, input.clone(), inner_trail("residual", input))?;
         self.nodes = nodes;
         let same_rank = out.rank() == input.rank();
         if !self.project {
@@ -206,16 +183,16 @@ impl Layer for Residual {
     fn field_ty(&self) -> Option<TokenStream> {
         Some(match self.proj.as_ref()? {
             Projection::Dense(i, o) => {
-                let (i, o) = (i.arg(), o.arg());
-                quote!(::typenet::layers::DenseNoBias<#i, #o, E, D>)
+                let (i, o, ty) = (i.arg(), o.arg(), self.kind.ty(2));
+                quote!(#ty<#i, #o, E, D>)
             }
             Projection::Conv(i, o, h, w) => {
-                let (i, o, h, w) = (i.arg(), o.arg(), h.arg(), w.arg());
-                quote!(::typenet::layers::Conv2D<#i, #o, 1, 1, 1, 1, 0, 0, 1, 1, #h, #w, E, D>)
+                let (i, o, h, w, ty) = (i.arg(), o.arg(), h.arg(), w.arg(), self.kind.ty(3));
+                quote!(#ty<#i, #o, 1, 1, 1, 1, 0, 0, 1, 1, #h, #w, E, D>)
             }
             Projection::Conv1(i, o, l) => {
-                let (i, o, l) = (i.arg(), o.arg(), l.arg());
-                quote!(::typenet::layers::Conv1D<#i, #o, 1, 1, 0, 1, #l, E, D>)
+                let (i, o, l, ty) = (i.arg(), o.arg(), l.arg(), self.kind.ty(4));
+                quote!(#ty<#i, #o, 1, 1, 0, 1, #l, E, D>)
             }
         })
     }
@@ -234,24 +211,15 @@ impl Layer for Residual {
         }
     }
 
-    fn forward(&self, f: &Fwd) -> TokenStream {
-        let inner = f.seq(&self.nodes, f.batched);
-        let skip = if self.proj.is_some() {
-            let name = &f.node.name;
-            if f.train {
-                quote!(::typenet::dfdx::nn::ModuleMut::try_forward_mut(&mut self.#name, __skip)?)
-            } else {
-                quote!(::typenet::dfdx::nn::Module::try_forward(&self.#name, __skip)?)
-            }
+    fn tree(&self, t: &Tree) -> TokenStream {
+        let inner = Tree::seq(&self.nodes);
+        if self.proj.is_some() {
+            let (ty, project) = (self.kind.ty(1), t.field());
+            quote!(#ty { block: #inner, project: #project })
         } else {
-            quote!(__skip)
-        };
-        quote!({
-            let __skip = ::typenet::dfdx::tensor::WithEmptyTape::with_empty_tape(&x);
-            let x = { #inner x };
-            let __skip = #skip;
-            x.try_add(__skip)?
-        })
+            let ty = self.kind.ty(0);
+            quote!(#ty(#inner))
+        }
     }
 
     fn children(&self) -> Vec<&[Node]> {
@@ -263,6 +231,7 @@ impl Layer for Residual {
 // concat and sum
 
 pub struct Join {
+    kind: &'static Kind,
     concat: bool,
     seqs: Vec<Seq>,
     nodes: Vec<Vec<Node>>,
@@ -270,23 +239,23 @@ pub struct Join {
     axis: usize,
 }
 
-pub fn parse_concat(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    let usage = "concat { { dense(8) }, { dense(4), relu } }";
+pub fn parse_concat(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let usage = kind.usage;
     Args::new(call, usage, 0, &[])?;
-    Ok(Box::new(Join { concat: true, seqs: branches(call, usage)?, nodes: Vec::new(), outs: Vec::new(), axis: 0 }))
+    Ok(Box::new(Join { kind, concat: true, seqs: branches(call, usage)?, nodes: Vec::new(), outs: Vec::new(), axis: 0 }))
 }
 
-pub fn parse_sum(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    let usage = "sum { { dense(8) }, { dense(8), relu } }";
+pub fn parse_sum(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let usage = kind.usage;
     Args::new(call, usage, 0, &[])?;
-    Ok(Box::new(Join { concat: false, seqs: branches(call, usage)?, nodes: Vec::new(), outs: Vec::new(), axis: 0 }))
+    Ok(Box::new(Join { kind, concat: false, seqs: branches(call, usage)?, nodes: Vec::new(), outs: Vec::new(), axis: 0 }))
 }
 
 impl Layer for Join {
     fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
         let kind = if self.concat { "concat" } else { "sum" };
         for seq in &self.seqs {
-            let (nodes, out) = cx.nested(seq, input.clone(), 1, inner_trail(kind, input))?;
+            let (nodes, out) = cx.nested(seq, input.clone(), inner_trail(kind, input))?;
             self.nodes.push(nodes);
             self.outs.push(out);
         }
@@ -294,6 +263,9 @@ impl Layer for Join {
         let listing = self.outs.iter().enumerate().map(|(i, s)| format!("branch {} gives {}", i + 1, s.text())).collect::<Vec<_>>().join(", ");
         if self.outs.iter().any(|s| s.rank() != first.rank()) {
             return Err(format!("the branches of `{kind}` must produce shapes of the same rank, but {listing}"));
+        }
+        if self.concat && first.rank() > 3 {
+            return Err(format!("`concat` joins shapes of up to 3 axes, but {listing}"));
         }
         // Maps (`[c, h, w]`, and `[c, l]` from a convolution or pooling) join on channels;
         // vectors and sequences on the last axis.
@@ -328,45 +300,27 @@ impl Layer for Join {
         Ok(if map { out.as_map() } else { out })
     }
 
-    fn forward(&self, f: &Fwd) -> TokenStream {
-        let n = self.nodes.len();
-        let vars: Vec<_> = (0..n).map(|i| format_ident!("__branch{}", i)).collect();
-        let mut code = TokenStream::new();
-        for (i, nodes) in self.nodes.iter().enumerate() {
-            let inner = f.seq(nodes, f.batched);
-            let v = &vars[i];
-            // The last branch takes the tape; the others start from tape-less copies.
-            let start = if i + 1 == n {
-                quote!(x)
-            } else {
-                quote!(::typenet::dfdx::tensor::WithEmptyTape::with_empty_tape(&x))
-            };
-            code.extend(quote!(let #v = { let x = #start; #inner x };));
-        }
-        let result = if self.concat {
-            let ax = (self.axis + usize::from(f.batched)) as isize;
-            let axis = quote!(::typenet::dfdx::shapes::Axis::<#ax>);
-            let out = if f.batched { f.node.output.batched_ty() } else { f.node.output.ty() };
-            // Join in run-time sizes (dfdx adds `Const` sizes only on nightly), then realise
-            // the checked constant size.
-            let loose = |shape: &Shape| {
-                let d = shape.dims.iter().enumerate().map(|(i, d)| if i == self.axis { quote!(usize) } else { d.ty() });
-                if f.batched { quote!((usize, #(#d,)*)) } else { quote!((#(#d,)*)) }
-            };
-            let realize = quote!(::typenet::__private::realize);
-            let v0 = &vars[0];
-            let t0 = loose(&self.outs[0]);
-            let mut e = quote!(#realize::<#t0, _, _, _, _>(#v0));
-            for v in &vars[1..] {
-                e = quote!(::typenet::dfdx::tensor_ops::TryConcatAlong::try_concat_along((#e, #v), #axis)?);
+    fn tree(&self, t: &Tree) -> TokenStream {
+        let ty = self.kind.ty(0);
+        let mut branches: Vec<TokenStream> = self.nodes.iter().map(|n| Tree::seq(n)).collect();
+        if self.concat {
+            // Binary joins nested to the right; the joined axis comes out `usize` and is
+            // realized to the size the checker computed.
+            let (axis, rank) = (self.axis, self.outs.first().map(Shape::rank).unwrap_or(1));
+            let mut acc = branches.pop().unwrap_or_default();
+            while let Some(b) = branches.pop() {
+                acc = quote!(#ty::<_, #axis, #rank>((#b, #acc)));
             }
-            quote!(#realize::<#out, _, _, _, _>(#e))
+            let out = t.node.output.ty();
+            quote!((#acc, #PRIVATE::Realize::<#out>::default()))
         } else {
-            let v0 = &vars[0];
-            let rest = &vars[1..];
-            quote!(#v0 #(.try_add(#rest)?)*)
-        };
-        quote!({ #code #result })
+            // `Sum` takes up to six branches; more nest in the last place.
+            while branches.len() > 6 {
+                let tail = branches.split_off(5);
+                branches.push(quote!(#ty((#(#tail,)*))));
+            }
+            quote!(#ty((#(#branches,)*)))
+        }
     }
 
     fn children(&self) -> Vec<&[Node]> {

@@ -11,7 +11,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use super::dense::init_arg;
-use super::Layer;
+use super::{Kind, Layer};
 use crate::args::{self, Args};
 use crate::ast::{LayerCall, Value};
 use crate::check::Checker;
@@ -71,24 +71,17 @@ pub struct Conv {
     axes: usize,
     out: Dim,
     win: Window,
-    init: syn::Ident,
+    init: TokenStream,
+    ty: TokenStream,
     /// After inference: input channels, (pad before, spatial in, spatial out) per axis.
     input: Option<Dim>,
     resolved: Vec<(usize, usize, usize)>,
 }
 
-fn conv_usage(axes: usize) -> String {
-    if axes == 1 {
-        "conv1d(out, kernel = k, stride = 1, padding = 0, dilation = 1)".into()
-    } else {
-        "conv2d(out, kernel = k, stride = 1, padding = 0, dilation = 1)` (each also `(h, w)`; `padding = same`".into()
-    }
-}
-
-fn parse_conv(call: &LayerCall, axes: usize) -> syn::Result<Box<dyn Layer>> {
-    let usage = conv_usage(axes);
-    let a = Args::new(call, &usage, 1, &["kernel", "stride", "padding", "dilation", "init"])?;
-    let out = args::dim(a.require(0, "its number of output channels", &usage)?, "the number of output channels")?;
+fn parse_conv(call: &LayerCall, kind: &'static Kind, axes: usize) -> syn::Result<Box<dyn Layer>> {
+    let usage = kind.usage;
+    let a = Args::new(call, usage, 1, &["kernel", "stride", "padding", "dilation", "init"])?;
+    let out = args::dim(a.require(0, "its number of output channels", usage)?, "the number of output channels")?;
     let Some(k) = a.kw("kernel") else {
         return Err(syn::Error::new_spanned(&call.tokens, format!("`{}` needs `kernel = ..`: `{usage}`", call.kind_text())));
     };
@@ -105,15 +98,15 @@ fn parse_conv(call: &LayerCall, axes: usize) -> syn::Result<Box<dyn Layer>> {
     if matches!(padding[0], Pad::Same) && stride.iter().any(|&s| s != 1) {
         return Err(args::err(a.kw("padding").unwrap(), "`padding = same` needs stride 1 (as in PyTorch)"));
     }
-    Ok(Box::new(Conv { axes, out, win: Window { kernel, stride, padding, dilation }, init: init_arg(&a)?, input: None, resolved: vec![] }))
+    Ok(Box::new(Conv { axes, out, win: Window { kernel, stride, padding, dilation }, init: init_arg(&a)?, ty: kind.ty(0), input: None, resolved: vec![] }))
 }
 
-pub fn parse_conv1d(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    parse_conv(call, 1)
+pub fn parse_conv1d(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    parse_conv(call, kind, 1)
 }
 
-pub fn parse_conv2d(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    parse_conv(call, 2)
+pub fn parse_conv2d(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    parse_conv(call, kind, 2)
 }
 
 /// The spatial sizes of `input` for a layer over `axes` spatial axes after a channel axis.
@@ -187,16 +180,16 @@ impl Layer for Conv {
 
     fn field_ty(&self) -> Option<TokenStream> {
         let (i, o) = (self.input.as_ref()?.arg(), self.out.arg());
-        let init = &self.init;
+        let (init, ty) = (&self.init, &self.ty);
         let w = &self.win;
         if self.axes == 1 {
             let (k, s, d) = (w.kernel[0], w.stride[0], w.dilation[0]);
             let (p, _, ol) = self.resolved[0];
-            Some(quote!(::typenet::layers::Conv1D<#i, #o, #k, #s, #p, #d, #ol, E, D, ::typenet::init::#init>))
+            Some(quote!(#ty<#i, #o, #k, #s, #p, #d, #ol, E, D, #init>))
         } else {
             let ([kh, kw], [sh, sw], [dh, dw]) = ([w.kernel[0], w.kernel[1]], [w.stride[0], w.stride[1]], [w.dilation[0], w.dilation[1]]);
             let ((ph, _, oh), (pw, _, ow)) = (self.resolved[0], self.resolved[1]);
-            Some(quote!(::typenet::layers::Conv2D<#i, #o, #kh, #kw, #sh, #sw, #ph, #pw, #dh, #dw, #oh, #ow, E, D, ::typenet::init::#init>))
+            Some(quote!(#ty<#i, #o, #kh, #kw, #sh, #sw, #ph, #pw, #dh, #dw, #oh, #ow, E, D, #init>))
         }
     }
 

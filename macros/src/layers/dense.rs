@@ -3,13 +3,12 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::Layer;
+use super::{Kind, Layer};
 use crate::args::{self, Args};
 use crate::ast::{LayerCall, Value};
 use crate::check::Checker;
 use crate::shape::{Dim, Shape};
 
-const USAGE: &str = "dense(out)` or `dense(in -> out, bias = false, init = glorot_uniform)";
 const INITS: &[(&str, &str)] = &[
     ("torch", "TorchDefault"),
     ("glorot_uniform", "GlorotUniform"),
@@ -23,23 +22,25 @@ pub struct Dense {
     declared_in: Option<Dim>,
     out: Dim,
     bias: bool,
-    init: syn::Ident,
+    init: TokenStream,
+    /// The runtime type (with or without bias).
+    ty: TokenStream,
     input: Option<Dim>,
 }
 
 /// `init = ...` shared with every layer that has weights: the `typenet::init` scheme's type.
-pub fn init_arg(a: &Args) -> syn::Result<syn::Ident> {
+pub fn init_arg(a: &Args) -> syn::Result<TokenStream> {
     let names: Vec<&str> = INITS.iter().map(|(k, _)| *k).collect();
     let chosen = match a.kw("init") {
         Some(v) => args::choice(v, "initialisation", &names)?,
         None => "torch".to_string(),
     };
     let ty = INITS.iter().find(|(k, _)| *k == chosen).map(|(_, t)| *t).unwrap_or("TorchDefault");
-    Ok(syn::Ident::new(ty, proc_macro2::Span::call_site()))
+    Ok(crate::runtime::init(ty))
 }
 
-pub fn parse(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    let a = Args::new(call, USAGE, 1, &["bias", "init"])?;
+pub fn parse(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let a = Args::new(call, kind.usage, 1, &["bias", "init"])?;
     let v = a.require(0, "its output size", "dense(out)")?;
     let (declared_in, out) = match v {
         Value::Arrow(i, o, _) => (Some(args::dim(i, "the input size of `dense`")?), args::dim(o, "the output size of `dense`")?),
@@ -49,7 +50,7 @@ pub fn parse(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
         Some(b) => args::boolean(b, "`bias`")?,
         None => true,
     };
-    Ok(Box::new(Dense { declared_in, out, bias, init: init_arg(&a)?, input: None }))
+    Ok(Box::new(Dense { declared_in, out, bias, init: init_arg(&a)?, ty: kind.ty(usize::from(!bias)), input: None }))
 }
 
 impl Layer for Dense {
@@ -79,8 +80,8 @@ impl Layer for Dense {
     fn field_ty(&self) -> Option<TokenStream> {
         let (i, o) = (self.input.as_ref()?.arg(), self.out.arg());
         let init = &self.init;
-        let ty = if self.bias { quote!(Dense) } else { quote!(DenseNoBias) };
-        Some(quote!(::typenet::layers::#ty<#i, #o, E, D, ::typenet::init::#init>))
+        let ty = &self.ty;
+        Some(quote!(#ty<#i, #o, E, D, #init>))
     }
 
     fn params(&self) -> TokenStream {

@@ -5,19 +5,20 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::Layer;
+use super::{Kind, Layer};
 use crate::args::Args;
 use crate::ast::LayerCall;
 use crate::check::Checker;
 use crate::shape::{Dim, Shape};
 
 pub struct Last {
+    kind: &'static Kind,
     bidirectional: Option<Dim>,
 }
 
-pub fn parse(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    Args::new(call, "last", 0, &[])?;
-    Ok(Box::new(Last { bidirectional: None }))
+pub fn parse(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    Args::new(call, kind.usage, 0, &[])?;
+    Ok(Box::new(Last { kind, bidirectional: None }))
 }
 
 impl Layer for Last {
@@ -47,10 +48,10 @@ impl Layer for Last {
     fn module(&self) -> TokenStream {
         match &self.bidirectional {
             Some(h) => {
-                let h = h.arg();
-                quote!(::typenet::layers::LastBidirectional::<#h>)
+                let (h, ty) = (h.arg(), self.kind.ty(1));
+                quote!(#ty::<#h>)
             }
-            None => quote!(::typenet::layers::Last),
+            None => self.kind.ty(0),
         }
     }
 }

@@ -46,10 +46,10 @@ pub trait Layer {
         quote!(0usize)
     }
 
-    /// The code computing this layer: an expression of `x` (the layer's input). The default
-    /// calls the module's `try_forward` (evaluation) or `try_forward_mut` (training).
-    fn forward(&self, f: &Fwd) -> TokenStream {
-        f.call(self)
+    /// The module computing this layer, as an expression in the network's tree (see
+    /// [`Tree`]): by default the layer's field, borrowed, or its stateless module.
+    fn tree(&self, t: &Tree) -> TokenStream {
+        t.module(self)
     }
 
     /// Nested layer sequences (blocks), for fields, summaries and parameter counts.
@@ -63,74 +63,124 @@ pub trait Layer {
     }
 }
 
-/// What a layer's code generation knows about where it is.
-pub struct Fwd<'a> {
+/// A layer's place in the network's tree of modules. The tree is the body of a
+/// `macro_rules!` the expansion defines once and calls for `forward` and `forward_mut`:
+/// `$s` is the network, `$mode` the borrow (`Eval` or `Train`) and `$($borrow)*` `&` or
+/// `&mut`, so a field is `$mode($($borrow)* $s.NAME)` and the tree is written once.
+pub struct Tree<'a> {
     pub node: &'a Node,
-    /// `forward_mut` (training) rather than `forward`.
-    pub train: bool,
-    /// The input has a leading batch axis.
-    pub batched: bool,
 }
 
-impl Fwd<'_> {
-    /// `Module::try_forward(&self.NAME, x)?` or, for stateless layers, on the inline module.
-    pub fn call(&self, layer: &(impl Layer + ?Sized)) -> TokenStream {
-        let name = &self.node.name;
-        let module = if layer.field_ty().is_some() { quote!(self.#name) } else { layer.module() };
-        if self.train {
-            quote!(::typenet::dfdx::nn::ModuleMut::try_forward_mut(&mut #module, x)?)
+impl Tree<'_> {
+    /// The layer's field, borrowed, or (stateless) its module.
+    pub fn module(&self, layer: &(impl Layer + ?Sized)) -> TokenStream {
+        if layer.field_ty().is_some() {
+            self.field()
         } else {
-            quote!(::typenet::dfdx::nn::Module::try_forward(&#module, x)?)
+            layer.module()
         }
     }
 
-    /// The code of a nested sequence, ending with its output in `x`.
-    pub fn seq(&self, nodes: &[Node], batched: bool) -> TokenStream {
-        crate::expand::forward_seq(nodes, self.train, batched)
+    /// This node's field, borrowed in the tree's mode.
+    pub fn field(&self) -> TokenStream {
+        let name = &self.node.name;
+        quote!($mode($($borrow)* $s.#name))
+    }
+
+    /// A nested sequence: one module, or a tuple of them (dfdx runs a tuple in order).
+    pub fn seq(nodes: &[Node]) -> TokenStream {
+        crate::expand::tree(nodes)
     }
 }
 
-pub type ParseFn = fn(&LayerCall) -> syn::Result<Box<dyn Layer>>;
+/// Parses one call of a kind (its arguments and block) into a layer ready for checking.
+pub type ParseFn = fn(&LayerCall, &'static Kind) -> syn::Result<Box<dyn Layer>>;
 
-/// Every built-in layer, by the name written in declarations.
-pub const KINDS: &[(&str, ParseFn)] = &[
-    ("dense", dense::parse),
-    ("relu", activation::parse),
-    ("leaky_relu", activation::parse),
-    ("prelu", activation::parse_prelu),
-    ("sigmoid", activation::parse),
-    ("tanh", activation::parse),
-    ("softplus", activation::parse),
-    ("gelu", activation::parse),
-    ("silu", activation::parse),
-    ("elu", activation::parse),
-    ("softmax", activation::parse),
-    ("log_softmax", activation::parse),
-    ("dropout", dropout::parse),
-    ("batch_norm", norm::parse_batch_norm),
-    ("layer_norm", norm::parse_layer_norm),
-    ("flatten", reshape::parse_flatten),
-    ("reshape", reshape::parse_reshape),
-    ("each", blocks::parse_each),
-    ("residual", blocks::parse_residual),
-    ("concat", blocks::parse_concat),
-    ("sum", blocks::parse_sum),
-    ("pool", sets::parse_pool),
-    ("set_dense", sets::parse_set_dense),
-    ("radial_basis", sets::parse_radial_basis),
-    ("conv1d", conv::parse_conv1d),
-    ("conv2d", conv::parse_conv2d),
-    ("max_pool1d", pool::parse_max_pool1d),
-    ("avg_pool1d", pool::parse_avg_pool1d),
-    ("max_pool2d", pool::parse_max_pool2d),
-    ("avg_pool2d", pool::parse_avg_pool2d),
-    ("global_avg_pool", pool::parse_global_avg_pool),
-    ("global_max_pool", pool::parse_global_max_pool),
-    ("rnn", recurrent::parse),
-    ("lstm", recurrent::parse),
-    ("gru", recurrent::parse),
-    ("last", last::parse),
-];
+/// What a kind takes in braces after its name and arguments.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// Nothing: `dense(8)`.
+    None,
+    /// One sequence: `each { .. }`, `residual { .. }`.
+    Seq,
+    /// Two or more branches: `concat { { .. }, { .. } }`.
+    Branches,
+}
+
+/// One entry of the catalogue: everything the macro knows about a layer kind by name.
+///
+/// The kind's file in this folder holds its argument validation, shape rule and code; the
+/// entry names the runtime types (in `typenet::layers`) it builds, so that a name can only
+/// map to a type listed here and `tests::every_kind_builds_its_runtime_type` checks that list
+/// against the DSL. (DSL §6 will add the extra named inputs a kind takes by argument, e.g.
+/// `gcn(16, graph = g)`, as a further field here.)
+pub struct Kind {
+    /// The name written in declarations (`dense`).
+    pub name: &'static str,
+    /// How it is written, for messages (`dense(out)`).
+    pub usage: &'static str,
+    /// The braces it takes.
+    pub body: Body,
+    /// Argument validation.
+    pub parse: ParseFn,
+    /// The runtime types it builds, the plain one first (`Dense`, then `DenseNoBias`).
+    pub runtime: &'static [&'static str],
+}
+
+impl Kind {
+    /// `::typenet::layers::TYPE` for `runtime[i]` (the first type if `i` is out of range).
+    pub fn ty(&self, i: usize) -> TokenStream {
+        crate::runtime::layer(self.runtime.get(i).or(self.runtime.first()).copied().unwrap_or(self.name))
+    }
+}
+
+macro_rules! kinds {
+    ($($name:literal $usage:literal $body:ident $parse:path => [$($ty:literal),*];)*) => {
+        &[$(Kind { name: $name, usage: $usage, body: Body::$body, parse: $parse, runtime: &[$($ty),*] },)*]
+    };
+}
+
+/// Every built-in layer, by the name written in declarations: name, usage, braces, parser,
+/// runtime types.
+pub const KINDS: &[Kind] = kinds! {
+    "dense" "dense(out)` or `dense(in -> out, bias = false, init = glorot_uniform)" None dense::parse => ["Dense", "DenseNoBias"];
+    "relu" "relu" None activation::parse => ["ReLU"];
+    "leaky_relu" "leaky_relu(0.01)" None activation::parse_leaky_relu => ["LeakyReLU"];
+    "prelu" "prelu" None activation::parse_prelu => ["PReLU"];
+    "sigmoid" "sigmoid" None activation::parse => ["Sigmoid"];
+    "tanh" "tanh" None activation::parse => ["Tanh"];
+    "hard_tanh" "hard_tanh" None activation::parse => ["HardTanh"];
+    "softplus" "softplus" None activation::parse => ["Softplus"];
+    "gelu" "gelu" None activation::parse => ["GeLU"];
+    "silu" "silu" None activation::parse => ["SiLU"];
+    "elu" "elu(1.0)" None activation::parse_elu => ["Elu"];
+    "softmax" "softmax" None activation::parse => ["Softmax"];
+    "log_softmax" "log_softmax" None activation::parse => ["LogSoftmax"];
+    "dropout" "dropout(p)" None dropout::parse => ["Dropout"];
+    "batch_norm" "batch_norm" None norm::parse_batch_norm => ["BatchNorm"];
+    "layer_norm" "layer_norm" None norm::parse_layer_norm => ["LayerNorm"];
+    "flatten" "flatten" None reshape::parse_flatten => ["Reshape"];
+    "reshape" "reshape([4, 5])" None reshape::parse_reshape => ["Reshape"];
+    "each" "each { dense(16), relu }" Seq blocks::parse_each => ["Each"];
+    "residual" "residual { dense(16), relu }` or `residual(project) { dense(32) }" Seq blocks::parse_residual => ["Residual", "ResidualProject", "DenseNoBias", "Conv2D", "Conv1D"];
+    "concat" "concat { { dense(8) }, { dense(4), relu } }" Branches blocks::parse_concat => ["Concat"];
+    "sum" "sum { { dense(8) }, { dense(8), relu } }" Branches blocks::parse_sum => ["Sum"];
+    "pool" "pool(sum)`, `pool(mean)` or `pool(max)" None sets::parse_pool => ["SetSum", "SetMean", "SetMax"];
+    "set_dense" "set_dense(out)` or `set_dense(in -> out, init = glorot_uniform)" None sets::parse_set_dense => ["SetDense"];
+    "radial_basis" "radial_basis(count, cutoff = r)" None sets::parse_radial_basis => ["RadialBasis"];
+    "conv1d" "conv1d(out, kernel = k, stride = 1, padding = 0, dilation = 1)" None conv::parse_conv1d => ["Conv1D"];
+    "conv2d" "conv2d(out, kernel = k, stride = 1, padding = 0, dilation = 1)` (each also `(h, w)`; `padding = same`" None conv::parse_conv2d => ["Conv2D"];
+    "max_pool1d" "max_pool1d(k, stride = k, padding = 0)" None pool::parse_pool1d => ["MaxPool1D"];
+    "avg_pool1d" "avg_pool1d(k, stride = k, padding = 0)" None pool::parse_pool1d => ["AvgPool1D"];
+    "max_pool2d" "max_pool2d(k, stride = k, padding = 0)` (each also `(h, w)`" None pool::parse_pool2d => ["MaxPool2D"];
+    "avg_pool2d" "avg_pool2d(k, stride = k, padding = 0)` (each also `(h, w)`" None pool::parse_pool2d => ["AvgPool2D"];
+    "global_avg_pool" "global_avg_pool" None pool::parse_global => ["GlobalAvgPool"];
+    "global_max_pool" "global_max_pool" None pool::parse_global => ["GlobalMaxPool"];
+    "rnn" "rnn(h)` or `rnn(f -> h, activation = tanh, bidirectional = false)" None recurrent::parse_rnn => ["Rnn", "BiRnn", "RnnRelu", "BiRnnRelu"];
+    "lstm" "lstm(h)` or `lstm(f -> h, bidirectional = false)" None recurrent::parse_lstm => ["Lstm", "BiLstm"];
+    "gru" "gru(h)` or `gru(f -> h, bidirectional = false)" None recurrent::parse_gru => ["Gru", "BiGru"];
+    "last" "last" None last::parse => ["Last", "LastBidirectional"];
+};
 
 /// Layers of the language (DSL §2) that this version of typenet does not provide yet.
 const PLANNED: &[&str] = &[];
@@ -142,11 +192,11 @@ pub fn parse(call: &LayerCall, cx: &Checker) -> syn::Result<Box<dyn Layer>> {
     let Some(name) = builtin else {
         return network::parse(call, cx);
     };
-    if let Some((_, parse)) = KINDS.iter().find(|(k, _)| *k == name) {
-        if call.block.is_some() && !matches!(name.as_str(), "each" | "residual" | "concat" | "sum") {
+    if let Some(kind) = KINDS.iter().find(|k| k.name == name) {
+        if call.block.is_some() && kind.body == Body::None {
             return Err(syn::Error::new_spanned(&call.tokens, format!("`{name}` takes no `{{ .. }}` block")));
         }
-        return parse(call);
+        return (kind.parse)(call, kind);
     }
     if PLANNED.contains(&name.as_str()) {
         return Err(syn::Error::new_spanned(
@@ -154,12 +204,12 @@ pub fn parse(call: &LayerCall, cx: &Checker) -> syn::Result<Box<dyn Layer>> {
             format!("`{name}` is part of the language but not implemented in this version of typenet"),
         ));
     }
-    let all = KINDS.iter().map(|(k, _)| *k).chain(PLANNED.iter().copied());
+    let all = KINDS.iter().map(|k| k.name).chain(PLANNED.iter().copied());
     let msg = match suggest(&name, all) {
         Some(s) => format!("unknown layer `{kind}`; did you mean `{s}`?"),
         None => format!(
             "unknown layer `{kind}`; layers are {}, or another network's name",
-            KINDS.iter().map(|(k, _)| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            KINDS.iter().map(|k| format!("`{}`", k.name)).collect::<Vec<_>>().join(", ")
         ),
     };
     Err(syn::Error::new_spanned(&call.kind, msg))
@@ -194,9 +244,87 @@ fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
+    /// Every DSL layer name, in a small declaration, with the runtime types (in
+    /// `typenet::layers`) it must build: written here by hand from the DSL, not from the
+    /// catalogue, so a name mapped to the wrong type (`hard_tanh` → `LogSoftmax`) fails.
+    const EXPECTED: &[(&str, &str, &[&str])] = &[
+        ("dense", "[4] -> [2] { dense(2) }", &["Dense"]),
+        ("dense", "[4] -> [2] { dense(2, bias = false) }", &["DenseNoBias"]),
+        ("relu", "[4] -> [4] { relu }", &["ReLU"]),
+        ("leaky_relu", "[4] -> [4] { leaky_relu(0.1) }", &["LeakyReLU"]),
+        ("prelu", "[4] -> [4] { prelu }", &["PReLU"]),
+        ("sigmoid", "[4] -> [4] { sigmoid }", &["Sigmoid"]),
+        ("tanh", "[4] -> [4] { tanh }", &["Tanh"]),
+        ("hard_tanh", "[4] -> [4] { hard_tanh }", &["HardTanh"]),
+        ("softplus", "[4] -> [4] { softplus }", &["Softplus"]),
+        ("gelu", "[4] -> [4] { gelu }", &["GeLU"]),
+        ("silu", "[4] -> [4] { silu }", &["SiLU"]),
+        ("elu", "[4] -> [4] { elu(0.5) }", &["Elu"]),
+        ("softmax", "[4] -> [4] { softmax }", &["Softmax"]),
+        ("log_softmax", "[4] -> [4] { log_softmax }", &["LogSoftmax"]),
+        ("dropout", "[4] -> [4] { dropout(0.5) }", &["Dropout"]),
+        ("batch_norm", "[4] -> [4] { batch_norm }", &["BatchNorm"]),
+        ("layer_norm", "[4] -> [4] { layer_norm }", &["LayerNorm"]),
+        ("flatten", "[2, 3] -> [6] { flatten }", &["Reshape"]),
+        ("reshape", "[6] -> [3, 2] { reshape([3, 2]) }", &["Reshape"]),
+        ("each", "[n, 4] -> [n, 4] { each { relu } }", &["Each", "ReLU"]),
+        ("residual", "[4] -> [4] { residual { relu } }", &["Residual", "ReLU"]),
+        ("residual", "[4] -> [3] { residual(project) { dense(3) } }", &["ResidualProject", "Dense", "DenseNoBias"]),
+        ("concat", "[4] -> [8] { concat { { relu }, { tanh } } }", &["Concat", "ReLU", "Tanh"]),
+        ("sum", "[4] -> [4] { sum { { relu }, { tanh } } }", &["Sum", "ReLU", "Tanh"]),
+        ("pool", "[n, 4] -> [4] { pool(sum) }", &["SetSum"]),
+        ("pool", "[n, 4] -> [4] { pool(mean) }", &["SetMean"]),
+        ("pool", "[n, 4] -> [4] { pool(max) }", &["SetMax"]),
+        ("set_dense", "[n, 4] -> [n, 2] { set_dense(2) }", &["SetDense"]),
+        ("radial_basis", "[n, 3] -> [n, 4] { radial_basis(4, cutoff = 2.0) }", &["RadialBasis"]),
+        ("conv1d", "[1, 9] -> [2, 7] { conv1d(2, kernel = 3) }", &["Conv1D"]),
+        ("conv2d", "[1, 5, 5] -> [2, 3, 3] { conv2d(2, kernel = 3) }", &["Conv2D"]),
+        ("max_pool1d", "[1, 8] -> [1, 4] { max_pool1d(2) }", &["MaxPool1D"]),
+        ("avg_pool1d", "[1, 8] -> [1, 4] { avg_pool1d(2) }", &["AvgPool1D"]),
+        ("max_pool2d", "[1, 4, 4] -> [1, 2, 2] { max_pool2d(2) }", &["MaxPool2D"]),
+        ("avg_pool2d", "[1, 4, 4] -> [1, 2, 2] { avg_pool2d(2) }", &["AvgPool2D"]),
+        ("global_avg_pool", "[2, 4, 4] -> [2] { global_avg_pool }", &["GlobalAvgPool"]),
+        ("global_max_pool", "[2, 4, 4] -> [2] { global_max_pool }", &["GlobalMaxPool"]),
+        ("rnn", "[t, 2] -> [t, 3] { rnn(3) }", &["Rnn"]),
+        ("rnn", "[t, 2] -> [t, 3] { rnn(3, activation = relu) }", &["RnnRelu"]),
+        ("rnn", "[t, 2] -> [t, 6] { rnn(3, bidirectional = true) }", &["BiRnn"]),
+        ("lstm", "[t, 2] -> [t, 3] { lstm(3) }", &["Lstm"]),
+        ("lstm", "[t, 2] -> [t, 6] { lstm(3, bidirectional = true) }", &["BiLstm"]),
+        ("gru", "[t, 2] -> [t, 3] { gru(3) }", &["Gru"]),
+        ("last", "[t, 2] -> [2] { last }", &["Last"]),
+        ("last", "[t, 2] -> [6] { gru(3, bidirectional = true), last }", &["BiGru", "LastBidirectional"]),
+    ];
+
+    /// The layer types that follow `layers ::` in an expansion (not the borrows `Eval` and
+    /// `Train` every network with fields uses).
+    fn runtime_types(expansion: &str) -> std::collections::BTreeSet<String> {
+        expansion
+            .split("layers :: ")
+            .skip(1)
+            .map(|rest| rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>())
+            .filter(|t| t != "Eval" && t != "Train")
+            .collect()
+    }
+
+    #[test]
+    fn every_kind_builds_its_runtime_type() {
+        for kind in KINDS {
+            assert!(EXPECTED.iter().any(|(n, ..)| *n == kind.name), "`{}` has no row in EXPECTED", kind.name);
+        }
+        for (name, decl, want) in EXPECTED {
+            assert!(KINDS.iter().any(|k| k.name == *name), "`{name}` is not in the catalogue");
+            let text = format!("pub Net: {decl}");
+            let out = crate::expand_invocation(text.parse().unwrap()).to_string();
+            assert!(!out.contains("compile_error"), "{text}: {out}");
+            let got = runtime_types(&out);
+            let want: std::collections::BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+            assert_eq!(got, want, "`{text}` builds the wrong runtime types");
+        }
+    }
+
     #[test]
     fn suggests_close_names_only() {
-        let kinds = || KINDS.iter().map(|(k, _)| *k);
+        let kinds = || KINDS.iter().map(|k| k.name);
         assert_eq!(suggest("desne", kinds()), Some("dense"));
         assert_eq!(suggest("dropot", kinds()), Some("dropout"));
         assert_eq!(suggest("batchnorm", kinds()), Some("batch_norm"));

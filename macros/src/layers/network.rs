@@ -8,6 +8,7 @@ use crate::args::Args;
 use crate::ast::LayerCall;
 use crate::check::Checker;
 use crate::shape::Shape;
+use crate::runtime::TYPENET;
 
 pub struct Inner {
     path: syn::Path,
@@ -55,6 +56,6 @@ impl Layer for Inner {
     }
     fn params(&self) -> TokenStream {
         let p = &self.path;
-        quote!(<#p<E, D> as ::typenet::Network>::NUM_PARAMS)
+        quote!(<#p<E, D> as #TYPENET::Network>::NUM_PARAMS)
     }
 }

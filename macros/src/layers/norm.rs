@@ -3,25 +3,28 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::Layer;
+use super::{Kind, Layer};
 use crate::args::Args;
 use crate::ast::LayerCall;
 use crate::check::Checker;
 use crate::shape::{Dim, Shape};
 
 pub struct Norm {
+    kind: &'static Kind,
     batch: bool,
     size: Option<Dim>,
 }
 
-pub fn parse_batch_norm(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    Args::new(call, "batch_norm", 0, &[])?;
-    Ok(Box::new(Norm { batch: true, size: None }))
+/// `batch_norm`: normalises the channel axis (the first).
+pub fn parse_batch_norm(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    Args::new(call, kind.usage, 0, &[])?;
+    Ok(Box::new(Norm { kind, batch: true, size: None }))
 }
 
-pub fn parse_layer_norm(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    Args::new(call, "layer_norm", 0, &[])?;
-    Ok(Box::new(Norm { batch: false, size: None }))
+/// `layer_norm`: normalises the last axis.
+pub fn parse_layer_norm(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    Args::new(call, kind.usage, 0, &[])?;
+    Ok(Box::new(Norm { kind, batch: false, size: None }))
 }
 
 impl Layer for Norm {
@@ -38,7 +41,7 @@ impl Layer for Norm {
             (input.dims.last().unwrap(), "last axis")
         };
         if let Dim::Runtime(n) = axis {
-            let kind = if self.batch { "batch_norm" } else { "layer_norm" };
+            let kind = self.kind.name;
             return Err(format!("`{kind}` normalises the {what}, whose size must be known, but in {} it is the run-time axis `{n}`", input.text()));
         }
         if self.batch && input.dims[1..].iter().any(Dim::is_runtime) {
@@ -49,11 +52,8 @@ impl Layer for Norm {
     }
     fn field_ty(&self) -> Option<TokenStream> {
         let c = self.size.as_ref()?.arg();
-        Some(if self.batch {
-            quote!(::typenet::layers::BatchNorm<#c, E, D>)
-        } else {
-            quote!(::typenet::layers::LayerNorm<#c, E, D>)
-        })
+        let ty = self.kind.ty(0);
+        Some(quote!(#ty<#c, E, D>))
     }
     fn params(&self) -> TokenStream {
         let c = self.size.as_ref().map(Dim::value).unwrap_or_default();

@@ -9,7 +9,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use super::conv::{axis_name, padding_arg, per_axis, spatial, Pad, Window};
-use super::Layer;
+use super::{Kind, Layer};
 use crate::args::{self, Args};
 use crate::ast::LayerCall;
 use crate::check::Checker;
@@ -17,17 +17,16 @@ use crate::shape::{Dim, Shape};
 
 /// Windowed pools.
 pub struct Pool {
+    kind: &'static Kind,
     axes: usize,
-    max: bool,
     win: Window,
     resolved: Vec<(usize, usize)>,
 }
 
-fn parse_pool(call: &LayerCall, axes: usize, max: bool) -> syn::Result<Box<dyn Layer>> {
-    let kind = call.kind_text();
-    let usage = if axes == 1 { format!("{kind}(k, stride = k, padding = 0)") } else { format!("{kind}(k, stride = k, padding = 0)` (each also `(h, w)`") };
-    let a = Args::new(call, &usage, 1, &["stride", "padding"])?;
-    let kernel = per_axis(a.require(0, "its kernel size", &usage)?, axes, "the kernel size", 1)?;
+fn parse_pool(call: &LayerCall, kind: &'static Kind, axes: usize) -> syn::Result<Box<dyn Layer>> {
+    let usage = kind.usage;
+    let a = Args::new(call, usage, 1, &["stride", "padding"])?;
+    let kernel = per_axis(a.require(0, "its kernel size", usage)?, axes, "the kernel size", 1)?;
     let stride = match a.kw("stride") {
         Some(v) => per_axis(v, axes, "the stride", 1)?,
         None => kernel.clone(),
@@ -43,26 +42,22 @@ fn parse_pool(call: &LayerCall, axes: usize, max: bool) -> syn::Result<Box<dyn L
             }
         }
     }
-    Ok(Box::new(Pool { axes, max, win: Window { kernel, stride, padding, dilation: vec![1; axes] }, resolved: vec![] }))
+    Ok(Box::new(Pool { kind, axes, win: Window { kernel, stride, padding, dilation: vec![1; axes] }, resolved: vec![] }))
 }
 
-pub fn parse_max_pool1d(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    parse_pool(call, 1, true)
+/// `max_pool1d`, `avg_pool1d`.
+pub fn parse_pool1d(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    parse_pool(call, kind, 1)
 }
-pub fn parse_avg_pool1d(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    parse_pool(call, 1, false)
-}
-pub fn parse_max_pool2d(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    parse_pool(call, 2, true)
-}
-pub fn parse_avg_pool2d(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    parse_pool(call, 2, false)
+/// `max_pool2d`, `avg_pool2d`.
+pub fn parse_pool2d(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    parse_pool(call, kind, 2)
 }
 
 impl Layer for Pool {
     fn infer(&mut self, input: &Shape, _: &mut Checker) -> Result<Shape, String> {
-        let kind = format!("{}_pool{}d", if self.max { "max" } else { "avg" }, self.axes);
-        let (c, sizes) = spatial(&kind, input, self.axes)?;
+        let kind = self.kind.name;
+        let (c, sizes) = spatial(kind, input, self.axes)?;
         let mut dims = vec![c];
         self.resolved.clear();
         for (i, &len) in sizes.iter().enumerate() {
@@ -85,44 +80,32 @@ impl Layer for Pool {
 
     fn module(&self) -> TokenStream {
         let w = &self.win;
+        let ty = self.kind.ty(0);
         if self.axes == 1 {
             let (k, s) = (w.kernel[0], w.stride[0]);
             let (p, ol) = self.resolved[0];
-            if self.max {
-                quote!(::typenet::layers::MaxPool1D::<#k, #s, #p, #ol>)
-            } else {
-                quote!(::typenet::layers::AvgPool1D::<#k, #s, #p, #ol>)
-            }
+            quote!(#ty::<#k, #s, #p, #ol>)
         } else {
             let ([kh, kw], [sh, sw]) = ([w.kernel[0], w.kernel[1]], [w.stride[0], w.stride[1]]);
             let ((ph, oh), (pw, ow)) = (self.resolved[0], self.resolved[1]);
-            if self.max {
-                quote!(::typenet::layers::MaxPool2D::<#kh, #kw, #sh, #sw, #ph, #pw, #oh, #ow>)
-            } else {
-                quote!(::typenet::layers::AvgPool2D::<#kh, #kw, #sh, #sw, #ph, #pw, #oh, #ow>)
-            }
+            quote!(#ty::<#kh, #kw, #sh, #sw, #ph, #pw, #oh, #ow>)
         }
     }
 }
 
 /// `global_avg_pool`, `global_max_pool`: `[c, ..spatial] -> [c]`.
 pub struct GlobalPool {
-    max: bool,
+    kind: &'static Kind,
 }
 
-pub fn parse_global_avg_pool(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    Args::new(call, "global_avg_pool", 0, &[])?;
-    Ok(Box::new(GlobalPool { max: false }))
-}
-
-pub fn parse_global_max_pool(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    Args::new(call, "global_max_pool", 0, &[])?;
-    Ok(Box::new(GlobalPool { max: true }))
+pub fn parse_global(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    Args::new(call, kind.usage, 0, &[])?;
+    Ok(Box::new(GlobalPool { kind }))
 }
 
 impl Layer for GlobalPool {
     fn infer(&mut self, input: &Shape, _: &mut Checker) -> Result<Shape, String> {
-        let kind = if self.max { "global_max_pool" } else { "global_avg_pool" };
+        let kind = self.kind.name;
         if input.rank() < 2 || input.rank() > 4 {
             return Err(format!(
                 "`{kind}` takes a feature map `[c, ..spatial]` with 1 to 3 spatial axes, but it is given {}",
@@ -136,10 +119,6 @@ impl Layer for GlobalPool {
     }
 
     fn module(&self) -> TokenStream {
-        if self.max {
-            quote!(::typenet::layers::GlobalMaxPool)
-        } else {
-            quote!(::typenet::layers::GlobalAvgPool)
-        }
+        self.kind.ty(0)
     }
 }

@@ -9,14 +9,16 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::Layer;
+use super::{Kind, Layer};
 use crate::args::{self, Args};
 use crate::ast::{LayerCall, Value};
 use crate::check::Checker;
 use crate::shape::{Dim, Shape};
 
 pub struct Recurrent {
-    kind: String,
+    kind: &'static Kind,
+    /// Gates per step: 1 (rnn), 4 (lstm), 3 (gru).
+    gates: usize,
     declared_in: Option<Dim>,
     hidden: Dim,
     relu: bool,
@@ -24,19 +26,28 @@ pub struct Recurrent {
     input: Option<Dim>,
 }
 
-pub fn parse(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    let kind = call.kind_text();
-    let usage = if kind == "rnn" {
-        "rnn(h)` or `rnn(f -> h, activation = tanh, bidirectional = false)".to_string()
-    } else {
-        format!("{kind}(h)` or `{kind}(f -> h, bidirectional = false)")
-    };
-    let keywords: &[&str] = if kind == "rnn" { &["activation", "bidirectional"] } else { &["bidirectional"] };
-    let a = Args::new(call, &usage, 1, keywords)?;
-    let what = format!("the hidden size of `{kind}`");
-    let v = a.require(0, "its hidden size", &format!("{kind}(h)"))?;
+/// `rnn(h)`: runtime types `[Rnn, BiRnn, RnnRelu, BiRnnRelu]`.
+pub fn parse_rnn(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    parse(call, kind, 1, &["activation", "bidirectional"])
+}
+
+/// `lstm(h)`: runtime types `[Lstm, BiLstm]`.
+pub fn parse_lstm(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    parse(call, kind, 4, &["bidirectional"])
+}
+
+/// `gru(h)`: runtime types `[Gru, BiGru]`.
+pub fn parse_gru(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    parse(call, kind, 3, &["bidirectional"])
+}
+
+fn parse(call: &LayerCall, kind: &'static Kind, gates: usize, keywords: &[&str]) -> syn::Result<Box<dyn Layer>> {
+    let a = Args::new(call, kind.usage, 1, keywords)?;
+    let kind_name = kind.name;
+    let what = format!("the hidden size of `{kind_name}`");
+    let v = a.require(0, "its hidden size", &format!("{kind_name}(h)"))?;
     let (declared_in, hidden) = match v {
-        Value::Arrow(i, o, _) => (Some(args::dim(i, &format!("the input size of `{kind}`"))?), args::dim(o, &what)?),
+        Value::Arrow(i, o, _) => (Some(args::dim(i, &format!("the input size of `{kind_name}`"))?), args::dim(o, &what)?),
         _ => (None, args::dim(v, &what)?),
     };
     let relu = match a.kw("activation") {
@@ -47,22 +58,12 @@ pub fn parse(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
         Some(b) => args::boolean(b, "`bidirectional`")?,
         None => false,
     };
-    Ok(Box::new(Recurrent { kind, declared_in, hidden, relu, bidirectional, input: None }))
-}
-
-impl Recurrent {
-    fn gates(&self) -> usize {
-        match self.kind.as_str() {
-            "lstm" => 4,
-            "gru" => 3,
-            _ => 1,
-        }
-    }
+    Ok(Box::new(Recurrent { kind, gates, declared_in, hidden, relu, bidirectional, input: None }))
 }
 
 impl Layer for Recurrent {
     fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
-        let kind = &self.kind;
+        let kind = self.kind.name;
         if input.rank() != 2 {
             let hint = if input.rank() == 1 {
                 format!("; `{kind}` needs a time axis — declare the input as `[t, {}]`", input.dims[0].text())
@@ -101,26 +102,20 @@ impl Layer for Recurrent {
     fn field_ty(&self) -> Option<TokenStream> {
         let f = self.input.as_ref()?.arg();
         let h = self.hidden.arg();
-        let base = match (self.kind.as_str(), self.relu) {
-            ("lstm", _) => "Lstm",
-            ("gru", _) => "Gru",
-            (_, true) => "RnnRelu",
-            _ => "Rnn",
-        };
+        // The catalogue lists `[plain, bidirectional, (relu, bidirectional relu)]`.
+        let ty = self.kind.ty(2 * usize::from(self.relu) + usize::from(self.bidirectional));
         if self.bidirectional {
-            let ty = quote::format_ident!("Bi{}", base);
             let o = Dim::Known(2).mul(&self.hidden).arg();
-            Some(quote!(::typenet::layers::#ty<#f, #h, #o, E, D>))
+            Some(quote!(#ty<#f, #h, #o, E, D>))
         } else {
-            let ty = quote::format_ident!("{}", base);
-            Some(quote!(::typenet::layers::#ty<#f, #h, E, D>))
+            Some(quote!(#ty<#f, #h, E, D>))
         }
     }
 
     fn params(&self) -> TokenStream {
         let f = self.input.as_ref().map(Dim::value).unwrap_or_default();
         let h = self.hidden.value();
-        let g = self.gates();
+        let g = self.gates;
         let dirs: usize = if self.bidirectional { 2 } else { 1 };
         quote!((#dirs * #g * #h * (#f + #h + 2)))
     }

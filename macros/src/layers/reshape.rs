@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::Layer;
+use super::{Kind, Layer};
 use crate::args::{self, Args};
 use crate::ast::{LayerCall, Value};
 use crate::check::Checker;
@@ -13,15 +13,16 @@ pub struct Reshape {
     /// `None` for `flatten` (the target is the input's element count).
     target: Option<Vec<Dim>>,
     out: Option<Shape>,
+    ty: TokenStream,
 }
 
-pub fn parse_flatten(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    Args::new(call, "flatten", 0, &[])?;
-    Ok(Box::new(Reshape { target: None, out: None }))
+pub fn parse_flatten(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    Args::new(call, kind.usage, 0, &[])?;
+    Ok(Box::new(Reshape { target: None, out: None, ty: kind.ty(0) }))
 }
 
-pub fn parse_reshape(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    let usage = "reshape([4, 5])";
+pub fn parse_reshape(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let usage = kind.usage;
     let a = Args::new(call, usage, 1, &[])?;
     let v = a.require(0, "the new shape", usage)?;
     let Value::List(items, _) = v else {
@@ -31,7 +32,7 @@ pub fn parse_reshape(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
         return Err(args::err(v, "the new shape needs at least one dimension"));
     }
     let dims = items.iter().map(|d| args::dim(d, "a dimension of `reshape`")).collect::<syn::Result<Vec<_>>>()?;
-    Ok(Box::new(Reshape { target: Some(dims), out: None }))
+    Ok(Box::new(Reshape { target: Some(dims), out: None, ty: kind.ty(0) }))
 }
 
 impl Layer for Reshape {
@@ -77,6 +78,7 @@ impl Layer for Reshape {
     }
     fn module(&self) -> TokenStream {
         let ty = self.out.as_ref().map(Shape::ty).unwrap_or_default();
-        quote!(::typenet::layers::Reshape::<#ty>::default())
+        let module = &self.ty;
+        quote!(#module::<#ty>::default())
     }
 }

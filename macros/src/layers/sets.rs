@@ -7,27 +7,27 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::{Fwd, Layer};
+use super::{Kind, Layer, Tree};
 use crate::args::{self, Args};
 use crate::ast::{LayerCall, Value};
 use crate::check::Checker;
 use crate::shape::{Dim, Shape};
+use crate::runtime::PRIVATE;
 
-/// `call` (code of a layer whose runtime type needs a `usize` set axis, reading `x`) run on an
-/// input whose set axis may have a known size: realized to `usize` before and back after.
-fn with_runtime_set_axis(f: &Fwd, call: TokenStream) -> TokenStream {
-    let (input, output) = (&f.node.input, &f.node.output);
+/// `module` (a layer whose runtime type needs a `usize` set axis) on an input whose set axis
+/// may have a known size: realized to `usize` before and back after.
+fn with_runtime_set_axis(t: &Tree, module: TokenStream) -> TokenStream {
+    let (input, output) = (&t.node.input, &t.node.output);
     if input.dims[0].is_runtime() {
-        return call;
+        return module;
     }
-    let batch = if f.batched { quote!(usize,) } else { quote!() };
     let rest = input.dims[1..].iter().map(Dim::ty);
-    let out_ty = if f.batched { output.batched_ty() } else { output.ty() };
-    quote!({
-        let x = ::typenet::__private::realize::<(#batch usize, #(#rest,)*), _, _, _, _>(x);
-        let x = #call;
-        ::typenet::__private::realize::<#out_ty, _, _, _, _>(x)
-    })
+    let out_ty = output.ty();
+    quote!((
+        #PRIVATE::Realize::<(usize, #(#rest,)*)>::default(),
+        #module,
+        #PRIVATE::Realize::<#out_ty>::default(),
+    ))
 }
 
 fn set_of_vectors(kind: &str, input: &Shape) -> Result<(), String> {
@@ -54,14 +54,20 @@ fn set_of_vectors(kind: &str, input: &Shape) -> Result<(), String> {
 
 pub struct Pool {
     op: String,
+    /// The runtime type for a run-time set axis (`SetSum`, `SetMean`, `SetMax`).
+    ty: TokenStream,
 }
 
-pub fn parse_pool(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    let usage = "pool(sum)`, `pool(mean)` or `pool(max)";
+/// The reductions, in the order of the catalogue's runtime types.
+const REDUCTIONS: [&str; 3] = ["sum", "mean", "max"];
+
+pub fn parse_pool(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let usage = kind.usage;
     let a = Args::new(call, usage, 1, &[])?;
     let v = a.require(0, "the reduction (`sum`, `mean` or `max`)", usage)?;
-    let op = args::choice(v, "reduction", &["sum", "mean", "max"])?;
-    Ok(Box::new(Pool { op }))
+    let op = args::choice(v, "reduction", &REDUCTIONS)?;
+    let i = REDUCTIONS.iter().position(|r| *r == op).unwrap_or(0);
+    Ok(Box::new(Pool { op, ty: kind.ty(i) }))
 }
 
 impl Pool {
@@ -88,22 +94,17 @@ impl Layer for Pool {
     }
 
     fn module(&self) -> TokenStream {
-        match self.op.as_str() {
-            "sum" => quote!(::typenet::layers::SetSum),
-            "mean" => quote!(::typenet::layers::SetMean),
-            _ => quote!(::typenet::layers::SetMax),
-        }
+        self.ty.clone()
     }
 
-    fn forward(&self, f: &Fwd) -> TokenStream {
-        if Self::has_module(&f.node.input) {
-            return f.call(self);
+    fn tree(&self, t: &Tree) -> TokenStream {
+        if Self::has_module(&t.node.input) {
+            return t.module(self);
         }
-        // Any other shape: dfdx's reduction on the set axis directly.
-        let method = quote::format_ident!("try_{}", self.op);
-        let (dst, axis) = if f.batched { (f.node.output.batched_ty(), 1) } else { (f.node.output.ty(), 0) };
-        let axis = proc_macro2::Literal::isize_unsuffixed(axis);
-        quote!(x.#method::<#dst, ::typenet::dfdx::shapes::Axis<#axis>>()?)
+        // Any other shape: the reduction on the set axis, for any dimension types.
+        let op = REDUCTIONS.iter().position(|r| *r == self.op).unwrap_or(0) as u8;
+        let out = t.node.output.ty();
+        quote!(#PRIVATE::ReduceSet::<#out, #op>::default())
     }
 }
 
@@ -113,12 +114,13 @@ impl Layer for Pool {
 pub struct SetDense {
     declared_in: Option<Dim>,
     out: Dim,
-    init: syn::Ident,
+    init: TokenStream,
+    ty: TokenStream,
     input: Option<Dim>,
 }
 
-pub fn parse_set_dense(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    let usage = "set_dense(out)` or `set_dense(in -> out, init = glorot_uniform)";
+pub fn parse_set_dense(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let usage = kind.usage;
     let a = Args::new(call, usage, 1, &["init"])?;
     let v = a.require(0, "its output size", "set_dense(out)")?;
     let (declared_in, out) = match v {
@@ -128,7 +130,7 @@ pub fn parse_set_dense(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
         ),
         _ => (None, args::dim(v, "the output size of `set_dense`")?),
     };
-    Ok(Box::new(SetDense { declared_in, out, init: super::dense::init_arg(&a)?, input: None }))
+    Ok(Box::new(SetDense { declared_in, out, init: super::dense::init_arg(&a)?, ty: kind.ty(0), input: None }))
 }
 
 impl Layer for SetDense {
@@ -145,8 +147,8 @@ impl Layer for SetDense {
 
     fn field_ty(&self) -> Option<TokenStream> {
         let (i, o) = (self.input.as_ref()?.arg(), self.out.arg());
-        let init = &self.init;
-        Some(quote!(::typenet::layers::SetDense<#i, #o, E, D, ::typenet::init::#init>))
+        let (init, ty) = (&self.init, &self.ty);
+        Some(quote!(#ty<#i, #o, E, D, #init>))
     }
 
     fn params(&self) -> TokenStream {
@@ -154,8 +156,8 @@ impl Layer for SetDense {
         quote!((2 * #i * #o + #o))
     }
 
-    fn forward(&self, f: &Fwd) -> TokenStream {
-        with_runtime_set_axis(f, f.call(self))
+    fn tree(&self, t: &Tree) -> TokenStream {
+        with_runtime_set_axis(t, t.module(self))
     }
 }
 
@@ -166,6 +168,7 @@ pub struct RadialBasis {
     count: Dim,
     /// A number, or an `f64` constant (checked positive by a compile-time assertion).
     cutoff: Cutoff,
+    ty: TokenStream,
 }
 
 enum Cutoff {
@@ -173,8 +176,8 @@ enum Cutoff {
     Const(syn::Path),
 }
 
-pub fn parse_radial_basis(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
-    let usage = "radial_basis(count, cutoff = r)";
+pub fn parse_radial_basis(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let usage = kind.usage;
     let a = Args::new(call, usage, 1, &["cutoff"])?;
     let v = a.require(0, "the number of radial functions", "radial_basis(16, cutoff = 5.0)")?;
     let count = args::dim(v, "the number of radial functions")?;
@@ -194,7 +197,7 @@ pub fn parse_radial_basis(call: &LayerCall) -> syn::Result<Box<dyn Layer>> {
             Cutoff::Number(r)
         }
     };
-    Ok(Box::new(RadialBasis { count, cutoff }))
+    Ok(Box::new(RadialBasis { count, cutoff, ty: kind.ty(0) }))
 }
 
 impl Layer for RadialBasis {
@@ -228,10 +231,11 @@ impl Layer for RadialBasis {
                 c
             }),
         };
-        quote!(::typenet::layers::RadialBasis::<#count>::new(#cutoff))
+        let ty = &self.ty;
+        quote!(#ty::<#count>::new(#cutoff))
     }
 
-    fn forward(&self, f: &Fwd) -> TokenStream {
-        with_runtime_set_axis(f, f.call(self))
+    fn tree(&self, t: &Tree) -> TokenStream {
+        with_runtime_set_axis(t, t.module(self))
     }
 }

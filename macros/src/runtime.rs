@@ -1,0 +1,44 @@
+//! Every path from generated code into the runtime crate, in one place: the rest of the
+//! macro writes `#DFDX::tensor::Tensor`, `#LAYERS::Dense`, … and never spells `::typenet`.
+
+use proc_macro2::TokenStream;
+use quote::{quote, ToTokens};
+
+macro_rules! paths {
+    ($($(#[$doc:meta])* $name:ident => { $($path:tt)* })*) => {$(
+        $(#[$doc])*
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+        #[derive(Clone, Copy)]
+        pub struct $name;
+        impl ToTokens for $name {
+            fn to_tokens(&self, tokens: &mut TokenStream) {
+                tokens.extend(quote!($($path)*));
+            }
+        }
+    )*};
+}
+
+paths! {
+    /// The runtime crate: `Network`, `LayerRow`, `Float`, `Backend`, `network!`.
+    TYPENET => { ::typenet }
+    /// dfdx, re-exported by the runtime (users need not depend on it).
+    DFDX => { ::typenet::dfdx }
+    /// The layer types (`typenet::layers`), named in the catalogue (`layers/mod.rs`).
+    LAYERS => { ::typenet::layers }
+    /// Initialisation schemes (`typenet::init`).
+    INIT => { ::typenet::init }
+    /// Support code for generated code only (`typenet::__private`).
+    PRIVATE => { ::typenet::__private }
+}
+
+/// `::typenet::layers::NAME`, for a runtime type named in the catalogue.
+pub fn layer(name: &str) -> TokenStream {
+    let id = syn::Ident::new(name, proc_macro2::Span::call_site());
+    quote!(#LAYERS::#id)
+}
+
+/// `::typenet::init::NAME`, for an initialisation scheme.
+pub fn init(name: &str) -> TokenStream {
+    let id = syn::Ident::new(name, proc_macro2::Span::call_site());
+    quote!(#INIT::#id)
+}

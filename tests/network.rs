@@ -70,6 +70,9 @@ fn params_and_summary() {
     let rows = <Blocks as Network>::layers();
     let names: Vec<_> = rows.iter().map(|r| (r.name.as_str(), r.depth)).collect();
     assert_eq!(names[..4], [("each_1", 0), ("dense_1", 1), ("relu_1", 1), ("residual_1", 1)]);
+    // Nesting depth is real depth: the residual's block inside `each` is two levels down.
+    assert_eq!(names[4..7], [("dense_2", 2), ("tanh_1", 2), ("concat_1", 0)]);
+    assert_eq!(names[7..], [("dense_3", 1), ("dense_4", 1), ("silu_1", 1)]);
 }
 
 #[test]

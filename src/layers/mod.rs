@@ -4,9 +4,11 @@
 //! `usize`-batched inputs, with or without a tape.
 
 mod activation;
+mod attention;
 mod conv;
 mod dense;
 mod dropout;
+mod embedding;
 mod last;
 mod norm;
 mod pool;
@@ -16,7 +18,9 @@ mod rnn;
 mod sets;
 
 pub use activation::{Elu, GeLU, LeakyReLU, LogSoftmax, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
+pub use attention::{Attention, FeedForwardActivation, Mask, MaskError, Thrice, Transformer};
 pub use conv::{Conv1D, Conv2D};
+pub use embedding::{sinusoidal_table, Embedding, LayerError, Positional, Sinusoidal, Transpose};
 pub use dense::{Dense, DenseNoBias};
 pub use dropout::Dropout;
 pub use norm::{BatchNorm, LayerNorm};

@@ -361,8 +361,18 @@ impl<const M: usize, const H: usize, const F: usize, E: Float, D: Backend<E>, A:
     }
 }
 
+/// The device error of a call without a mask (the only other failure is a mask mismatch).
+fn device_only<DE>(e: LayerError<DE>) -> DE {
+    match e {
+        LayerError::Device(e) => e,
+        _ => unreachable!("attention: only a mask can mismatch its input, and there is none"),
+    }
+}
+
 /// `Module` (evaluation) and `ModuleMut` (training) for `[t, M]`, `[batch, t, M]`, and both
-/// with a `&Mask`.
+/// with a `&Mask`. Without a mask the error type is the device's (`D::Err`), so the layers
+/// compose in dfdx tuples with dfdx's and typenet's other layers; with a mask it is
+/// [`LayerError`] (the mask may not fit the input).
 macro_rules! seq_layer_modules {
     ($name:ident < $($gen:tt)* ) => {
         impl<'m, S: Dim, $($gen)* Module<(Tensor<(S, Const<M>), E, D, T>, &'m Mask)> for seq_layer_modules!(@ty $name) {
@@ -399,34 +409,34 @@ macro_rules! seq_layer_modules {
         }
         impl<S: Dim, $($gen)* Module<Tensor<(S, Const<M>), E, D, T>> for seq_layer_modules!(@ty $name) {
             type Output = Tensor<(S, Const<M>), E, D, T>;
-            type Error = LayerError<D::Err>;
+            type Error = D::Err;
             fn try_forward(&self, x: Tensor<(S, Const<M>), E, D, T>) -> Result<Self::Output, Self::Error> {
                 let shape = *x.shape();
-                let y = self.eval(x.try_reshape_like(&(Const::<1>, shape.0, Const::<M>))?, None)?;
+                let y = self.eval(x.try_reshape_like(&(Const::<1>, shape.0, Const::<M>))?, None).map_err(device_only)?;
                 Ok(y.try_reshape_like(&shape)?)
             }
         }
         impl<S: Dim, $($gen)* ModuleMut<Tensor<(S, Const<M>), E, D, T>> for seq_layer_modules!(@ty $name) {
             type Output = Tensor<(S, Const<M>), E, D, T>;
-            type Error = LayerError<D::Err>;
+            type Error = D::Err;
             fn try_forward_mut(&mut self, x: Tensor<(S, Const<M>), E, D, T>) -> Result<Self::Output, Self::Error> {
                 let shape = *x.shape();
-                let y = self.run(x.try_reshape_like(&(Const::<1>, shape.0, Const::<M>))?, None, true)?;
+                let y = self.run(x.try_reshape_like(&(Const::<1>, shape.0, Const::<M>))?, None, true).map_err(device_only)?;
                 Ok(y.try_reshape_like(&shape)?)
             }
         }
         impl<B: Dim, S: Dim, $($gen)* Module<Tensor<(B, S, Const<M>), E, D, T>> for seq_layer_modules!(@ty $name) {
             type Output = Tensor<(B, S, Const<M>), E, D, T>;
-            type Error = LayerError<D::Err>;
+            type Error = D::Err;
             fn try_forward(&self, x: Tensor<(B, S, Const<M>), E, D, T>) -> Result<Self::Output, Self::Error> {
-                self.eval(x, None)
+                self.eval(x, None).map_err(device_only)
             }
         }
         impl<B: Dim, S: Dim, $($gen)* ModuleMut<Tensor<(B, S, Const<M>), E, D, T>> for seq_layer_modules!(@ty $name) {
             type Output = Tensor<(B, S, Const<M>), E, D, T>;
-            type Error = LayerError<D::Err>;
+            type Error = D::Err;
             fn try_forward_mut(&mut self, x: Tensor<(B, S, Const<M>), E, D, T>) -> Result<Self::Output, Self::Error> {
-                self.run(x, None, true)
+                self.run(x, None, true).map_err(device_only)
             }
         }
     };
@@ -435,3 +445,62 @@ macro_rules! seq_layer_modules {
 }
 seq_layer_modules!(Attention < const M: usize, const H: usize, E: Float, D: Backend<E>, T: Tape<E, D>, const C: bool>);
 seq_layer_modules!(Transformer < const M: usize, const H: usize, const F: usize, E: Float, D: Backend<E>, T: Tape<E, D>, A: FeedForwardActivation, const NF: bool, const C: bool>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::Dense;
+
+    #[test]
+    fn mask_constructors_check_sizes() {
+        let m = Mask::from_lengths(3, &[3, 1]).unwrap();
+        assert_eq!(m.shape(), (2, 3));
+        assert_eq!(m.padding(), &[false, false, false, false, true, true]);
+        assert!(Mask::from_lengths(2, &[3]).unwrap_err().to_string().contains("length 3"));
+        assert!(Mask::new(2, 3, vec![false; 5]).unwrap_err().to_string().contains("needs 6 flags, got 5"));
+    }
+
+    #[test]
+    fn a_mask_that_does_not_fit_is_an_error() {
+        let dev = Cpu::seed_from_u64(0);
+        let m = <Attention<4, 2, f64, Cpu>>::build(&dev);
+        let x: Tensor<(usize, usize, Const<4>), f64, _> = dev.sample_normal_like(&(2, 3, Const));
+        let mask = Mask::from_lengths(4, &[4, 2]).unwrap();
+        let e = m.try_forward((x, &mask)).unwrap_err();
+        assert!(matches!(e, LayerError::MaskMismatch { mask: (2, 4), input: (2, 3) }), "{e:?}");
+        assert!(e.to_string().contains("[2, 4]"));
+    }
+
+    #[test]
+    fn unbatched_batched_and_padded_inputs_agree() {
+        let dev = Cpu::seed_from_u64(1);
+        let m = <Transformer<4, 2, 8, f64, Cpu, ReLU, false, true>>::build(&dev);
+        let x: Tensor<(usize, usize, Const<4>), f64, _> = dev.sample_normal_like(&(2, 3, Const));
+        let yb = m.forward(x.clone()).as_vec();
+        let y0 = m.forward(x.clone().select(dev.tensor(0usize))).as_vec();
+        assert_eq!(&yb[..12], &y0[..]);
+        // Causal: padding after the end changes nothing before it (sample 1's last step is
+        // padding; only its own output differs).
+        let mask = Mask::from_lengths(3, &[3, 2]).unwrap();
+        let ym = m.forward((x, &mask)).as_vec();
+        for (a, b) in ym[..20].iter().zip(&yb[..20]) {
+            assert!((a - b).abs() < 1e-12);
+        }
+        assert!(ym[20..].iter().zip(&yb[20..]).any(|(a, b)| (a - b).abs() > 1e-6));
+    }
+
+    #[test]
+    fn dropout_acts_in_training_only_and_layers_compose_in_tuples() {
+        let dev = Cpu::seed_from_u64(2);
+        let mut m: (Transformer<4, 2, 8, f64, Cpu>, Dense<4, 2, f64, Cpu>) = BuildModule::build(&dev);
+        assert_eq!(m.0.dropout, 0.1);
+        m.0.dropout = 0.5;
+        let x: Tensor<(usize, usize, Const<4>), f64, _> = dev.sample_normal_like(&(2, 3, Const));
+        let a = m.forward(x.clone()).as_vec();
+        assert_eq!(a, m.forward(x.clone()).as_vec());
+        assert_ne!(a, m.forward_mut(x).as_vec());
+        // in_proj, out_proj, linear1, linear2, two norms, then the dense layer
+        let want = (3 * 4 * 4 + 3 * 4) + (4 * 4 + 4) + (8 * 4 + 8) + (4 * 8 + 4) + 2 * (4 + 4) + (4 * 2 + 2);
+        assert_eq!(m.num_trainable_params(), want);
+    }
+}

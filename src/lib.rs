@@ -53,10 +53,12 @@ impl<E> Float for E where
 /// composed of dfdx ops for other devices).
 pub trait Backend<E: Dtype>:
     Device<E> + ops::ConvKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
+    + ops::AttentionKernel<E>
 {
 }
 impl<E: Dtype, D> Backend<E> for D where
     D: Device<E> + ops::ConvKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
+    + ops::AttentionKernel<E>
 {
 }
 

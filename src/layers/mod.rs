@@ -7,10 +7,12 @@
 //! The blocks in `blocks` compose any such modules; [`Eval`] and [`Train`] borrow one.
 
 mod activation;
+mod attention;
 mod blocks;
 mod conv;
 mod dense;
 mod dropout;
+mod embedding;
 mod last;
 mod norm;
 mod pool;
@@ -20,7 +22,9 @@ mod rnn;
 mod sets;
 
 pub use activation::{Elu, GeLU, HardTanh, LeakyReLU, LogSoftmax, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
+pub use attention::{Attention, FeedForwardActivation, Mask, MaskError, Thrice, Transformer};
 pub use conv::{Conv1D, Conv2D};
+pub use embedding::{sinusoidal_table, Embedding, LayerError, Positional, Sinusoidal, Transpose};
 pub use dense::{Dense, DenseNoBias};
 pub use dropout::Dropout;
 pub use norm::{BatchNorm, LayerNorm};

@@ -4,7 +4,9 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::AttentionSpec;
-use crate::ops::rnn::cpu::{give, take, take_dirty, CpuFloat};
+use crate::ops::floor::buf::{give, take, take_dirty};
+use crate::ops::floor::gemm::{gemm_with, GemmPath};
+use crate::ops::rnn::cpu::CpuFloat;
 
 /// A pointer shared by the rayon tasks of one call, each writing its own (batch, head) block.
 #[derive(Clone, Copy)]
@@ -54,7 +56,10 @@ unsafe fn mm<E: CpuFloat>(
     c: *mut E,
     sc: (usize, usize),
 ) {
-    crate::ops::gemm::gemm(mnk, alpha, a, sa, b, sb, beta, c, sc)
+    let path = if crate::ops::floor::cpu::has_avx512() { GemmPath::Avx512 } else { GemmPath::Fallback };
+    // SAFETY: the views are valid and `c` aliases neither input (this function's contract);
+    // the AVX-512 path is chosen only when `has_avx512` detected it.
+    unsafe { gemm_with(path, mnk, alpha, a, sa, b, sb, beta, c, sc) }
 }
 
 /// Scores `s = α·Q·Kᵀ` of head `hi` of sample `bi` into `s` (`t × t`, row-major).

@@ -20,7 +20,7 @@
 //!   f64) runs the fused kernel in `cpu.rs`: per (batch, head) task on rayon's pool, the
 //!   scores `t × t` live in a per-thread scratch buffer only while that task runs; the forward
 //!   keeps only each row's log-sum-exp, and the backward recomputes the weights from it
-//!   (as FlashAttention does). Matrix products go through `ops::gemm`.
+//!   (as FlashAttention does). Matrix products go through the GEMM door (`ops::floor::gemm`).
 //! - [`attention_composed`]: the same function composed of dfdx ops, for any device.
 
 mod cpu;

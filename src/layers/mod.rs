@@ -7,6 +7,7 @@ mod activation;
 mod conv;
 mod dense;
 mod dropout;
+pub mod graph;
 mod last;
 mod norm;
 mod pool;
@@ -19,6 +20,7 @@ pub use activation::{Elu, GeLU, LeakyReLU, LogSoftmax, PReLU, ReLU, SiLU, Sigmoi
 pub use conv::{Conv1D, Conv2D};
 pub use dense::{Dense, DenseNoBias};
 pub use dropout::Dropout;
+pub use graph::{CfConv, Gcn, GraphConv, GraphPool, MaxAggr, MeanAggr, MessagePassing, Route, SumAggr};
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool::{AvgPool1D, AvgPool2D, GlobalAvgPool, GlobalMaxPool, MaxPool1D, MaxPool2D};
 pub use last::{Last, LastBidirectional};

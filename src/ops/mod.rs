@@ -5,8 +5,10 @@ pub mod conv;
 pub(crate) mod gemm;
 pub mod pool;
 pub mod radial_basis;
+pub mod scatter;
 
 pub use conv::{conv1d, conv2d, ConvKernel, Window2D};
 pub use pool::{global_pool, pool1d, pool2d, PoolKernel, PoolKind};
 pub use radial_basis::{radial_basis_composed, RadialBasisKernel};
+pub use scatter::{Aggr, GraphKernel};
 pub mod rnn;

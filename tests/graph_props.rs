@@ -35,7 +35,7 @@ fn arb_graph() -> impl Strategy<Value = (usize, Vec<(usize, usize)>, Vec<f64>, V
     })
 }
 
-type Mp = MessagePassing<6, (Dense<6, 4, f64, Cpu>, Tanh), MaxAggr>;
+type Mp = MessagePassing<6, (Dense<6, 4, f64, Cpu>, typenet::layers::Tanh), MaxAggr>;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]

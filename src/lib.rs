@@ -27,6 +27,7 @@
 extern crate self as typenet;
 
 pub mod data;
+pub mod graph;
 pub mod init;
 pub mod layers;
 mod net;
@@ -55,12 +56,12 @@ impl<E> Float for E where
 /// composed of dfdx ops for other devices).
 pub trait Backend<E: Dtype>:
     Device<E> + ops::ConvKernel<E> + ops::DenseKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
-    + ops::AttentionKernel<E>
+    + ops::AttentionKernel<E> + ops::GraphKernel<E>
 {
 }
 impl<E: Dtype, D> Backend<E> for D where
     D: Device<E> + ops::ConvKernel<E> + ops::DenseKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
-    + ops::AttentionKernel<E>
+    + ops::AttentionKernel<E> + ops::GraphKernel<E>
 {
 }
 

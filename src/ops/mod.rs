@@ -11,6 +11,7 @@ pub mod dense;
 pub mod floor;
 pub mod pool;
 pub mod radial_basis;
+pub mod scatter;
 pub mod rnn;
 
 pub use attention::{attention_composed, AttentionKernel, AttentionSpec};
@@ -21,3 +22,4 @@ pub use floor::buf::clear_scratch_buffers;
 pub use floor::Window2D;
 pub use pool::{global_pool, pool1d, pool2d, PoolKernel, PoolKind};
 pub use radial_basis::{radial_basis_composed, RadialBasisKernel, RadialBasisParams};
+pub use scatter::{Aggr, GraphKernel};

@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 1797 samples; 70 % train, 15 % validation, 15 % test, split with a fixed seed.
     let (mut train, mut val, mut test) = digits().train_val_test_split(0.15, 0.15, 42);
-    let scaler = Standardizer::fit(&train); // statistics of the training split only
+    let scaler = Standardizer::fit(&train)?; // statistics of the training split only
     for ds in [&mut train, &mut val, &mut test] {
         scaler.apply(ds)?;
     }

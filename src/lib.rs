@@ -64,15 +64,13 @@ impl<E: Dtype, D> Backend<E> for D where
 pub mod prelude {
     pub use crate::{network, Backend, Float, Network};
     pub use dfdx::nn::{
-        BuildModule, DeviceBuildExt, LoadFromSafetensors, Module, ModuleMut, NumParams,
-        SaveToSafetensors, TensorCollection, ZeroGrads,
+        BuildModule, DeviceBuildExt, Module, ModuleMut, NumParams, TensorCollection, ZeroGrads,
     };
     pub use dfdx::optim::{
-        Adam, AdamConfig, Momentum, Optimizer, OptimizerUpdateError, RMSprop, RMSpropConfig, Sgd,
-        SgdConfig, WeightDecay,
+        Adam, AdamConfig, Momentum, Optimizer, OptimizerUpdateError, Sgd, SgdConfig, WeightDecay,
     };
     pub use dfdx::prelude::*;
-    pub use crate::train::{Adagrad, AdagradConfig, LearningRate};
+    pub use crate::train::{Adagrad, AdagradConfig, LearningRate, RMSprop, RMSpropConfig, Weights};
 }
 
 /// Support code for what `network!` generates; not a public API.

@@ -71,6 +71,11 @@ pub mod prelude {
     };
     pub use dfdx::prelude::*;
     pub use crate::train::{Adagrad, AdagradConfig, LearningRate, RMSprop, RMSpropConfig, Weights};
+    // dfdx's glob above brings its `LoadFromSafetensors` (which panics on a dtype mismatch and
+    // half-loads a model missing a tensor) and `SaveToSafetensors`; these explicit names
+    // shadow them, so `model.load_safetensors(path)` is typenet's checked load.
+    pub use crate::train::Weights as LoadFromSafetensors;
+    pub use crate::train::Weights as SaveToSafetensors;
 }
 
 /// Support code for what `network!` generates; not a public API.

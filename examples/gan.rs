@@ -15,7 +15,7 @@ const B: usize = 256;
 const SD: f64 = 0.05;
 
 fn modes() -> Vec<(f64, f64)> {
-    (0..8).map(|k| (k as f64 * std::f64::consts::FRAC_PI_4)).map(|a| (2.0 * a.cos(), 2.0 * a.sin())).collect()
+    (0..8).map(|k| k as f64 * std::f64::consts::FRAC_PI_4).map(|a| (2.0 * a.cos(), 2.0 * a.sin())).collect()
 }
 
 fn ring(rng: &mut StdRng, n: usize) -> Vec<f32> {

@@ -309,3 +309,43 @@ fn pytorch_round_trip() {
     let want: Vec<String> = keys.lines().map(String::from).collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn preprocessing_travels_with_the_weights() {
+    use typenet::data::{Dataset, Standardizer};
+    use typenet::train::{load_preprocessing, predict, save_with_preprocessing, Preprocessing};
+    let raw = Dataset::new((0..40).map(|i| (i * 7 % 13) as f32 * 10.0 + 3.0).collect(), &[4]).unwrap();
+    let scaler = Standardizer::fit(&raw).unwrap();
+    let mut scaled = raw.clone();
+    scaler.apply(&mut scaled).unwrap();
+    let m = Net::<f32, Cpu>::build(&Cpu::seed_from_u64(0));
+    let p = tmp("with-pre.safetensors");
+    let labels: Vec<String> = ["cat", "dog", "bird, small"].iter().map(|s| s.to_string()).collect();
+    save_with_preprocessing(&m, &p, &Preprocessing { standardizer: Some(scaler.cast()), labels: labels.clone() }).unwrap();
+
+    // "a fresh process": only the file
+    let mut m2 = Net::<f32, Cpu>::build(&Cpu::seed_from_u64(1));
+    load(&mut m2, &p).unwrap();
+    let pre = load_preprocessing(&p).unwrap();
+    assert_eq!(pre.labels, labels);
+    let mut again = raw.clone();
+    pre.standardizer.unwrap().cast::<f32>().apply(&mut again).unwrap();
+    assert_eq!(again.inputs, scaled.inputs);
+    let a = predict(&m, &scaled, 8).unwrap();
+    let b = predict(&m2, &again, 8).unwrap();
+    assert_eq!(a.values, b.values);
+    // probabilities: softmax rows sum to 1 and keep the argmax
+    let pr = b.probabilities();
+    for (row, am) in pr.chunks(3).zip(b.argmax()) {
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        let best = row.iter().enumerate().fold(0, |bi, (i, v)| if *v > row[bi] { i } else { bi });
+        assert_eq!(best, am);
+    }
+    let s0 = b.sample(0).unwrap();
+    let z: f64 = s0.iter().map(|v| (*v as f64).exp()).sum();
+    assert!((pr[0] - (s0[0] as f64).exp() / z).abs() < 1e-6);
+    // a plain file has none
+    let plain = tmp("plain.safetensors");
+    save(&m, &plain).unwrap();
+    assert_eq!(load_preprocessing(&plain).unwrap(), Preprocessing::default());
+}

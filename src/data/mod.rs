@@ -273,6 +273,13 @@ impl<E: Float> Standardizer<E> {
         Ok(Standardizer { mean: m, std: s })
     }
 
+    /// The same statistics in another element type (e.g. `f64` for
+    /// [`Preprocessing`](crate::train::Preprocessing), and back).
+    pub fn cast<E2: Float>(&self) -> Standardizer<E2> {
+        let c = |v: &Vec<E>| v.iter().map(|x| E2::from_f64(x.to_f64().unwrap_or(f64::NAN)).unwrap_or_else(E2::nan)).collect();
+        Standardizer { mean: c(&self.mean), std: c(&self.std) }
+    }
+
     /// Standardises `ds` in place. Errors if its feature count differs from the fitted one.
     pub fn apply(&self, ds: &mut Dataset<E>) -> Result<(), DataError> {
         let f = ds.feature_len();

@@ -221,6 +221,43 @@ impl<E: Float> Predictions<E> {
     pub fn argmax(&self) -> Vec<usize> {
         argmax_rows(&self.values, self.per_sample)
     }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.values.len() / self.per_sample.max(1)
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The outputs of sample `i`.
+    pub fn sample(&self, i: usize) -> Option<&[E]> {
+        self.values.get(i * self.per_sample..(i + 1) * self.per_sample)
+    }
+
+    /// Class probabilities from logits, row-major like `values`: the softmax of each
+    /// sample's outputs, or for a model with one output the sigmoid (probability of class
+    /// 1). For a model trained with [`Loss::CrossEntropyWithLogits`] or
+    /// [`Loss::BinaryCrossEntropyWithLogits`] (a model that ends with a softmax or sigmoid
+    /// already outputs probabilities).
+    pub fn probabilities(&self) -> Vec<f64> {
+        let k = self.per_sample.max(1);
+        let mut out = Vec::with_capacity(self.values.len());
+        for row in self.values.chunks(k) {
+            let r: Vec<f64> = row.iter().map(|v| v.to_f64().unwrap_or(f64::NAN)).collect();
+            if k == 1 {
+                out.push(1.0 / (1.0 + (-r[0]).exp()));
+            } else {
+                let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = r.iter().map(|v| (v - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                out.extend(e.iter().map(|v| v / z));
+            }
+        }
+        out
+    }
 }
 
 /// Why training or evaluation failed.
@@ -829,7 +866,8 @@ where
 }
 
 /// Outputs of a `network!` network for every sample of `ds` (evaluation mode, batches of
-/// `batch_size`).
+/// `batch_size`); [`Predictions::probabilities`] turns logits into class probabilities. For
+/// one sample, use a one-sample dataset (`Dataset::new(x, &shape)?`) or `model.forward`.
 pub fn predict<M, E, D, O>(model: &M, ds: &Dataset<E>, batch_size: usize) -> Result<Predictions<E>, TrainError>
 where
     M: Network,

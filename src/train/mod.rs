@@ -66,4 +66,7 @@ pub use metrics::{accuracy, argmax_rows, ConfusionMatrix};
 pub use optim::{Adagrad, AdagradConfig, AnyOptimizer, LearningRate, OptimizerKind, RMSprop, RMSpropConfig};
 pub use schedule::{LrSchedule, ScheduleUnit};
 pub use step::{detach, fit_with, train_step, Ctx, Frozen, LossTensor, Step, Traced};
-pub use weights::{load, load_with, save, LoadOptions, LoadReport, Weights, WeightsError};
+pub use weights::{
+    load, load_preprocessing, load_with, save, save_with_preprocessing, LoadOptions, LoadReport, Preprocessing, Weights,
+    WeightsError,
+};

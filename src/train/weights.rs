@@ -220,7 +220,41 @@ where
     E: Float + SafeDtype,
     D: Device<E>,
 {
+    save_with_preprocessing(model, path, &Preprocessing::default())
+}
+
+/// What a fresh process needs besides the weights to predict on raw inputs: the
+/// standardiser fitted on the training data and the class names. Stored in the
+/// safetensors file's metadata (not as tensors: PyTorch still loads the file strictly).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Preprocessing {
+    /// Per-feature mean and standard deviation (see [`Standardizer`](crate::data::Standardizer)).
+    pub standardizer: Option<crate::data::Standardizer<f64>>,
+    /// Class names, by class index.
+    pub labels: Vec<String>,
+}
+
+fn join(v: &[f64]) -> String {
+    v.iter().map(|x| format!("{x:e}")).collect::<Vec<_>>().join(",")
+}
+
+/// [`save`] plus the [`Preprocessing`] (read back with [`load_preprocessing`]).
+pub fn save_with_preprocessing<M, E, D>(model: &M, path: impl AsRef<Path>, pre: &Preprocessing) -> Result<(), WeightsError>
+where
+    M: TensorCollection<E, D>,
+    E: Float + SafeDtype,
+    D: Device<E>,
+{
     let path = path.as_ref();
+    let mut meta = std::collections::HashMap::new();
+    if let Some(s) = &pre.standardizer {
+        meta.insert("typenet.standardizer.mean".to_string(), join(&s.mean));
+        meta.insert("typenet.standardizer.std".to_string(), join(&s.std));
+    }
+    if !pre.labels.is_empty() {
+        meta.insert("typenet.labels".to_string(), pre.labels.join("\n"));
+    }
+    let meta = (!meta.is_empty()).then_some(meta);
     let fmt_err = |message: String| WeightsError::Format { path: path.into(), message };
     let entries = collect(model, true).map_err(|e| fmt_err(format!("device error: {e:?}")))?;
     let mut views = Vec::with_capacity(entries.len());
@@ -228,8 +262,37 @@ where
         let v = TensorView::new(e.dtype, e.shape.clone(), &e.bytes).map_err(|x| fmt_err(format!("{x:?}")))?;
         views.push((e.name.clone(), v));
     }
-    let bytes = ::safetensors::tensor::serialize(views, &None).map_err(|x| fmt_err(format!("{x:?}")))?;
+    let bytes = ::safetensors::tensor::serialize(views, &meta).map_err(|x| fmt_err(format!("{x:?}")))?;
     write_atomic(path, &bytes)
+}
+
+/// The [`Preprocessing`] stored by [`save_with_preprocessing`] (empty for a file without).
+pub fn load_preprocessing(path: impl AsRef<Path>) -> Result<Preprocessing, WeightsError> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io { path: path.into(), source })?;
+    let fmt_err = |message: String| WeightsError::Format { path: path.into(), message };
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| fmt_err(format!("{e:?}")))?;
+    let empty = std::collections::HashMap::new();
+    let m = meta.metadata().as_ref().unwrap_or(&empty);
+    let nums = |key: &str| -> Result<Option<Vec<f64>>, WeightsError> {
+        match m.get(key) {
+            None => Ok(None),
+            Some(s) if s.is_empty() => Ok(Some(Vec::new())),
+            Some(s) => s
+                .split(',')
+                .map(|x| x.parse::<f64>().ok().filter(|v| v.is_finite()))
+                .collect::<Option<Vec<f64>>>()
+                .map(Some)
+                .ok_or_else(|| fmt_err(format!("metadata `{key}` is not a list of finite numbers"))),
+        }
+    };
+    let standardizer = match (nums("typenet.standardizer.mean")?, nums("typenet.standardizer.std")?) {
+        (Some(mean), Some(std)) if mean.len() == std.len() => Some(crate::data::Standardizer { mean, std }),
+        (None, None) => None,
+        _ => return Err(fmt_err("the standardiser's mean and std disagree in length".into())),
+    };
+    let labels = m.get("typenet.labels").map(|s| s.split('\n').map(String::from).collect()).unwrap_or_default();
+    Ok(Preprocessing { standardizer, labels })
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.

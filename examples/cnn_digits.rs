@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     // The MLP example's split (seed 42), standardised, each sample seen as a 1×8×8 image.
     let (mut train, mut val, mut test) = digits().train_val_test_split(0.15, 0.15, 42);
-    let scaler = Standardizer::fit(&train);
+    let scaler = Standardizer::fit(&train)?;
     for ds in [&mut train, &mut val, &mut test] {
         scaler.apply(ds)?;
     }

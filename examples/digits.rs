@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 1797 samples; 70 % train, 15 % validation, 15 % test, split with a fixed seed.
     let (mut train, mut val, mut test) = digits().train_val_test_split(0.15, 0.15, 42);
-    let scaler = Standardizer::fit(&train); // statistics of the training split only
+    let scaler = Standardizer::fit(&train)?; // statistics of the training split only
     for ds in [&mut train, &mut val, &mut test] {
         scaler.apply(ds)?;
     }
@@ -49,7 +49,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let acc = eval.accuracy.unwrap_or(0.0);
     println!("test loss {:.4}, test accuracy {acc:.4}", eval.loss);
     let labels = test.labels.as_ref().expect("digits are labelled");
-    println!("{}", ConfusionMatrix::new(10, labels, &eval.predicted));
+    let confusion = ConfusionMatrix::new(10, labels, &eval.predicted);
+    println!("{confusion}");
+    history.plot("digits_history.png")?;
+    confusion.plot("digits_confusion.png")?;
+    println!("wrote digits_history.png and digits_confusion.png");
 
     // Save, reload into a freshly initialised model, and check it predicts the same.
     let path = std::env::temp_dir().join("typenet-digits-mlp.safetensors");

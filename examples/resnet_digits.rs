@@ -31,7 +31,7 @@ network! {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let (mut train, mut val, mut test) = digits().train_val_test_split(0.15, 0.15, 42);
-    let scaler = Standardizer::fit(&train);
+    let scaler = Standardizer::fit(&train)?;
     for ds in [&mut train, &mut val, &mut test] {
         scaler.apply(ds)?;
     }

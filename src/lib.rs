@@ -69,15 +69,18 @@ impl<E: Dtype, D> Backend<E> for D where
 pub mod prelude {
     pub use crate::{network, Backend, Float, Network};
     pub use dfdx::nn::{
-        BuildModule, DeviceBuildExt, LoadFromSafetensors, Module, ModuleMut, NumParams,
-        SaveToSafetensors, TensorCollection, ZeroGrads,
+        BuildModule, DeviceBuildExt, Module, ModuleMut, NumParams, TensorCollection, ZeroGrads,
     };
     pub use dfdx::optim::{
-        Adam, AdamConfig, Momentum, Optimizer, OptimizerUpdateError, RMSprop, RMSpropConfig, Sgd,
-        SgdConfig, WeightDecay,
+        Adam, AdamConfig, Momentum, Optimizer, OptimizerUpdateError, Sgd, SgdConfig, WeightDecay,
     };
     pub use dfdx::prelude::*;
-    pub use crate::train::{Adagrad, AdagradConfig, LearningRate};
+    pub use crate::train::{Adagrad, AdagradConfig, LearningRate, RMSprop, RMSpropConfig, Weights};
+    // dfdx's glob above brings its `LoadFromSafetensors` (which panics on a dtype mismatch and
+    // half-loads a model missing a tensor) and `SaveToSafetensors`; these explicit names
+    // shadow them, so `model.load_safetensors(path)` is typenet's checked load.
+    pub use crate::train::Weights as LoadFromSafetensors;
+    pub use crate::train::Weights as SaveToSafetensors;
 }
 
 /// Support code for what `network!` generates; not a public API.

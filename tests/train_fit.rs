@@ -11,7 +11,7 @@ type Mlp = (Dense<64, 32, f32, Cpu>, ReLU, Dense<32, 10, f32, Cpu>);
 
 fn digits_splits() -> (Dataset, Dataset, Dataset) {
     let (mut tr, mut va, mut te) = digits().train_val_test_split(0.15, 0.15, 1);
-    let s = Standardizer::fit(&tr);
+    let s = Standardizer::fit(&tr).unwrap();
     for d in [&mut tr, &mut va, &mut te] {
         s.apply(d).unwrap();
     }

@@ -239,9 +239,18 @@ pub struct Standardizer<E = f32> {
 }
 
 impl<E: Float> Standardizer<E> {
-    /// Mean and standard deviation of every feature of `ds`.
-    pub fn fit(ds: &Dataset<E>) -> Self {
+    /// Mean and standard deviation of every feature of `ds`. A NaN or infinite cell is an
+    /// error naming its sample and feature (it would spread to the whole column).
+    pub fn fit(ds: &Dataset<E>) -> Result<Self, DataError> {
         let f = ds.feature_len();
+        if let Some(i) = ds.inputs.iter().position(|v| !v.is_finite()) {
+            return Err(DataError::Invalid(format!(
+                "cannot fit a standardiser: sample {} has {} in feature {} (remove or impute non-finite cells first)",
+                i / f.max(1),
+                ds.inputs[i].to_f64().unwrap_or(f64::NAN),
+                i % f.max(1)
+            )));
+        }
         let n = ds.len().max(1) as f64;
         let mut mean = vec![0f64; f];
         let mut sq = vec![0f64; f];
@@ -261,7 +270,14 @@ impl<E: Float> Standardizer<E> {
             m.push(E::from_f64(mu).unwrap_or_else(E::zero));
             s.push(E::from_f64(sd).unwrap_or_else(E::one));
         }
-        Standardizer { mean: m, std: s }
+        Ok(Standardizer { mean: m, std: s })
+    }
+
+    /// The same statistics in another element type (e.g. `f64` for
+    /// [`Preprocessing`](crate::train::Preprocessing), and back).
+    pub fn cast<E2: Float>(&self) -> Standardizer<E2> {
+        let c = |v: &Vec<E>| v.iter().map(|x| E2::from_f64(x.to_f64().unwrap_or(f64::NAN)).unwrap_or_else(E2::nan)).collect();
+        Standardizer { mean: c(&self.mean), std: c(&self.std) }
     }
 
     /// Standardises `ds` in place. Errors if its feature count differs from the fitted one.
@@ -329,7 +345,7 @@ mod tests {
     fn standardise_from_train_only() {
         let train = Dataset::new(vec![1.0f64, 10.0, 3.0, 10.0], &[2]).unwrap();
         let mut test = Dataset::new(vec![2.0f64, 11.0], &[2]).unwrap();
-        let s = Standardizer::fit(&train);
+        let s = Standardizer::fit(&train).unwrap();
         assert_eq!(s.mean, vec![2.0, 10.0]);
         assert_eq!(s.std, vec![1.0, 1.0]);
         s.apply(&mut test).unwrap();

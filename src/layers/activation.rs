@@ -1,10 +1,47 @@
 //! Element-wise activations (`relu`, `leaky_relu(a)`, `prelu`, `sigmoid`, `tanh`, `hard_tanh`, `softplus`,
 //! `gelu`, `silu`, `elu(a)`) and `softmax`/`log_softmax` over the last axis. All keep the
 //! shape; all but `prelu` are stateless.
+//!
+//! ## Derivatives at a kink
+//!
+//! Where an activation is not differentiable, typenet uses PyTorch's value (checked against
+//! PyTorch in the tests):
+//!
+//! | activation | derivative at x = 0 |
+//! |---|---|
+//! | `relu` | 0 |
+//! | `leaky_relu(a)` | a |
+//! | `prelu` | a (the slope's own gradient there is 0) |
+//! | `elu(a)` | a |
+//! | `softplus` | 0.5 (smooth; a composition of kinked ops would give 0) |
+//!
+//! `sigmoid`, `tanh`, `gelu` and `silu` are smooth.
 
 use dfdx::prelude::*;
 
 use crate::Float;
+
+/// A zero-valued tensor on `x`'s tape whose derivative is `c` where `x` is exactly 0 and 0
+/// elsewhere: added to an activation built from kinked dfdx ops (`relu`, `abs`), it sets the
+/// derivative at 0 to PyTorch's value without changing any value.
+fn slope_at_zero<S: Shape, E: Float, D: Device<E>, T: Tape<E, D>>(
+    x: &Tensor<S, E, D, T>,
+    c: E,
+) -> Result<Tensor<S, E, D, T>, D::Err> {
+    let at_zero = x.try_eq(E::zero())?;
+    let zeros = x.device().try_zeros_like(x.shape())?;
+    // Where x = 0 the value is 0·c = 0; elsewhere the untaped zeros are chosen (and no
+    // gradient reaches the other branch, so an infinite x stays harmless).
+    at_zero.try_choose(x.retaped::<T>().try_mul(c)?, zeros)
+}
+
+/// `x` for x > 0, `scaled` otherwise (x = 0 takes the negative side, as PyTorch).
+fn prelu_torch<S: Shape, E: Float, D: Device<E>, T: Tape<E, D>>(
+    x: Tensor<S, E, D, T>,
+    scaled: Tensor<S, E, D, T>,
+) -> Result<Tensor<S, E, D, T>, D::Err> {
+    x.try_le(E::zero())?.try_choose(scaled, x)
+}
 
 macro_rules! activation {
     ($(#[$doc:meta])* $name:ident, |$self_:ident, $x:ident: $T:ident| $body:expr) => {
@@ -54,8 +91,12 @@ activation!(
     /// `relu`: max(x, 0).
     ReLU, |self, x: T| x.try_relu());
 activation!(
-    /// `leaky_relu(a)`: x for x > 0, a·x otherwise (PyTorch's default a = 0.01).
-    LeakyReLU(f64 = 0.01, "negative_slope"), |self, x: T| x.try_prelu(E::from_f64(self.0).unwrap()));
+    /// `leaky_relu(a)`: x for x > 0, a·x otherwise (PyTorch's default a = 0.01); derivative
+    /// a at 0.
+    LeakyReLU(f64 = 0.01, "negative_slope"), |self, x: T| {
+        let scaled = x.retaped::<T>().try_mul(E::from_f64(self.0).unwrap())?;
+        prelu_torch(x, scaled)
+    });
 activation!(
     /// `sigmoid`: 1 / (1 + e^(−x)).
     Sigmoid, |self, x: T| x.try_sigmoid());
@@ -95,17 +136,21 @@ activation!(
         x.try_mul(s)
     });
 activation!(
-    /// `softplus`: ln(1 + eˣ), computed as relu(x) + ln(1 + e^(−|x|)) so large |x| stay finite.
+    /// `softplus`: ln(1 + eˣ), computed as relu(x) + ln(1 + e^(−|x|)) so large |x| stay finite;
+    /// derivative σ(x), 0.5 at 0.
     Softplus, |self, x: T| {
-        let r = x.retaped::<T>().try_relu()?;
+        let fix = slope_at_zero(&x, E::from_f64(0.5).unwrap())?;
+        let r = x.retaped::<T>().try_relu()?.try_add(fix)?;
         let tail = x.try_abs()?.try_negate()?.try_exp()?.try_add(E::one())?.try_ln()?;
         r.try_add(tail)
     });
 activation!(
-    /// `elu(a)`: x for x > 0, a·(eˣ − 1) otherwise (PyTorch's default a = 1).
+    /// `elu(a)`: x for x > 0, a·(eˣ − 1) otherwise (PyTorch's default a = 1); derivative a
+    /// at 0.
     Elu(f64 = 1.0, "alpha"), |self, x: T| {
         let a = E::from_f64(self.0).unwrap();
-        let pos = x.retaped::<T>().try_relu()?;
+        let fix = slope_at_zero(&x, a)?;
+        let pos = x.retaped::<T>().try_relu()?.try_add(fix)?;
         // min(x, 0) = −relu(−x); exp of it stays ≤ 1 for any x.
         let neg = x.try_negate()?.try_relu()?.try_negate()?.try_exp()?.try_sub(E::one())?.try_mul(a)?;
         pos.try_add(neg)
@@ -138,7 +183,7 @@ impl<S: Shape + ReduceShape<S::LastAxis>, E: Float, D: Device<E>, T: Tape<E, D>>
 }
 
 /// `prelu`: leaky ReLU with a learnable slope `a` (one scalar, PyTorch's `nn.PReLU()`:
-/// key `weight`, shape `[1]`, initialised to 0.25).
+/// key `weight`, shape `[1]`, initialised to 0.25); derivative a at 0, as PyTorch.
 #[derive(Debug, Clone)]
 pub struct PReLU<E: Dtype = f32, D: Storage<E> = Cpu> {
     /// The negative-side slope, `[1]`.
@@ -167,6 +212,7 @@ impl<S: Shape, E: Float, D: Device<E>, T: Tape<E, D>> Module<Tensor<S, E, D, T>>
     fn try_forward(&self, x: Tensor<S, E, D, T>) -> Result<Self::Output, D::Err> {
         let shape = *x.shape();
         let a = self.weight.retaped::<T>().try_reshape::<Rank0>()?.try_broadcast_like(&shape)?;
-        x.try_prelu(a)
+        let scaled = x.retaped::<T>().try_mul(a)?;
+        prelu_torch(x, scaled)
     }
 }

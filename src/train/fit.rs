@@ -70,11 +70,16 @@ pub struct FitConfig {
     pub schedule_unit: ScheduleUnit,
     /// Early stopping. Default off.
     pub early_stopping: Option<EarlyStopping>,
-    /// After every optimizer step, check that no tensor of the model became NaN or infinite
-    /// (and roll the step back if one did, returning [`TrainError::NonFiniteWeights`]).
-    /// Costs one copy of the parameters per step (to the host on a GPU); turn it off for
-    /// large models on a GPU, the non-finite loss check stays. Default `true`.
+    /// Check that no tensor of the model became NaN or infinite — at the end of every epoch
+    /// and whenever the loss turns non-finite — and if one did, put the model back to the
+    /// weights it had at the start of that epoch and return
+    /// [`TrainError::NonFiniteWeights`]. Costs one copy of the parameters per epoch (the
+    /// snapshot, made lazily by copy-on-write) and one scan per epoch; the loss is checked
+    /// every step regardless. Default `true`.
     pub check_weights: bool,
+    /// Key prefixes of layers or sub-networks the optimizer leaves unchanged (see
+    /// [`Frozen`](super::Frozen)); set with [`FitConfig::freeze`]. Default none.
+    pub frozen: super::Frozen,
     /// Show a progress bar per epoch on a terminal (one summary line per epoch when stderr is
     /// not a terminal). `false` prints nothing. Default `true`.
     pub verbose: bool,
@@ -93,6 +98,7 @@ impl Default for FitConfig {
             schedule_unit: ScheduleUnit::Epoch,
             early_stopping: None,
             check_weights: true,
+            frozen: Default::default(),
             verbose: true,
         }
     }
@@ -127,6 +133,11 @@ impl FitConfig {
         check_weights: bool,
         /// Sets `verbose`.
         verbose: bool
+    }
+    /// Freezes the layer or sub-network whose keys start with `prefix` (e.g. `"conv2d_1"`).
+    pub fn freeze(mut self, prefix: impl Into<String>) -> Self {
+        self.frozen.insert(prefix);
+        self
     }
     /// Turns on early stopping.
     pub fn early_stopping(mut self, es: EarlyStopping) -> Self {
@@ -210,6 +221,43 @@ impl<E: Float> Predictions<E> {
     pub fn argmax(&self) -> Vec<usize> {
         argmax_rows(&self.values, self.per_sample)
     }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.values.len() / self.per_sample.max(1)
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The outputs of sample `i`.
+    pub fn sample(&self, i: usize) -> Option<&[E]> {
+        self.values.get(i * self.per_sample..(i + 1) * self.per_sample)
+    }
+
+    /// Class probabilities from logits, row-major like `values`: the softmax of each
+    /// sample's outputs, or for a model with one output the sigmoid (probability of class
+    /// 1). For a model trained with [`Loss::CrossEntropyWithLogits`] or
+    /// [`Loss::BinaryCrossEntropyWithLogits`] (a model that ends with a softmax or sigmoid
+    /// already outputs probabilities).
+    pub fn probabilities(&self) -> Vec<f64> {
+        let k = self.per_sample.max(1);
+        let mut out = Vec::with_capacity(self.values.len());
+        for row in self.values.chunks(k) {
+            let r: Vec<f64> = row.iter().map(|v| v.to_f64().unwrap_or(f64::NAN)).collect();
+            if k == 1 {
+                out.push(1.0 / (1.0 + (-r[0]).exp()));
+            } else {
+                let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = r.iter().map(|v| (v - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                out.extend(e.iter().map(|v| v / z));
+            }
+        }
+        out
+    }
 }
 
 /// Why training or evaluation failed.
@@ -226,8 +274,10 @@ pub enum TrainError {
         loss: f64,
     },
     /// A tensor of the model became NaN or infinite after an optimizer step while the loss
-    /// was still finite (e.g. a NaN gradient masked by a ReLU). The model is put back to the
-    /// weights it had before that step.
+    /// was still finite (e.g. a NaN gradient masked by a ReLU). Found at the end of an epoch
+    /// or when the loss turns non-finite; `step` is the last step run before it was found
+    /// (the culprit is that step or an earlier one of the same epoch). The model is put back
+    /// to the weights it had at the start of that epoch.
     NonFiniteWeights {
         /// 1-based epoch.
         epoch: usize,
@@ -267,7 +317,7 @@ impl fmt::Display for TrainError {
 
 impl std::error::Error for TrainError {}
 
-fn dev_err<T: fmt::Debug>(e: T) -> TrainError {
+pub(super) fn dev_err<T: fmt::Debug>(e: T) -> TrainError {
     TrainError::Device(format!("{e:?}"))
 }
 
@@ -286,7 +336,7 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for FirstDevice<D> {
     }
 }
 
-fn device_of<M: TensorCollection<E, D>, E: Dtype, D: Device<E>>(m: &M) -> Result<D, TrainError> {
+pub(super) fn device_of<M: TensorCollection<E, D>, E: Dtype, D: Device<E>>(m: &M) -> Result<D, TrainError> {
     let mut v = FirstDevice(None);
     M::iter_tensors(&mut RecursiveWalker { m, f: &mut v }).map_err(dev_err)?;
     v.0.ok_or_else(|| TrainError::Data("the model has no tensors to train".into()))
@@ -312,7 +362,7 @@ impl<E: Float, D: Device<E>> TensorVisitor<E, D> for NonFiniteTensor {
     }
 }
 
-fn non_finite_tensor<M: TensorCollection<E, D>, E: Float, D: Device<E>>(m: &M) -> Result<Option<String>, TrainError> {
+pub(super) fn non_finite_tensor<M: TensorCollection<E, D>, E: Float, D: Device<E>>(m: &M) -> Result<Option<String>, TrainError> {
     let mut v = NonFiniteTensor(None);
     M::iter_tensors(&mut RecursiveWalker { m: (m, String::new()), f: &mut v }).map_err(dev_err)?;
     Ok(v.0)
@@ -360,7 +410,30 @@ fn gather_inputs<E: Float>(ds: &Dataset<E>, idx: &[usize]) -> Vec<E> {
     v
 }
 
-fn gather_targets<E: Float>(ds: &Dataset<E>, idx: &[usize], k: usize) -> Result<Vec<E>, TrainError> {
+fn gather_targets<E: Float>(ds: &Dataset<E>, idx: &[usize], k: usize, loss: Loss) -> Result<Vec<E>, TrainError> {
+    if k == 1 && loss == Loss::CrossEntropyWithLogits {
+        return Err(TrainError::Data(
+            "categorical cross-entropy (the default loss) on a model with one output is always 0 and \
+             learns nothing: use `Loss::BinaryCrossEntropyWithLogits` (or `Loss::BinaryCrossEntropy` \
+             after a sigmoid) for two classes, `Loss::Mse` for regression, or give the model one \
+             output per class"
+                .into(),
+        ));
+    }
+    let v = gather_targets_unchecked(ds, idx, k)?;
+    if matches!(loss, Loss::BinaryCrossEntropy | Loss::BinaryCrossEntropyWithLogits) {
+        if let Some(j) = v.iter().position(|t| *t != E::zero() && *t != E::one()) {
+            return Err(TrainError::Data(format!(
+                "binary cross-entropy needs targets 0 or 1, but sample {} has {}",
+                idx[j / k.max(1)],
+                v[j].to_f64().unwrap_or(f64::NAN)
+            )));
+        }
+    }
+    Ok(v)
+}
+
+fn gather_targets_unchecked<E: Float>(ds: &Dataset<E>, idx: &[usize], k: usize) -> Result<Vec<E>, TrainError> {
     let mut v = Vec::with_capacity(idx.len() * k);
     if let Some(t) = &ds.targets {
         if ds.target_len != k {
@@ -524,6 +597,9 @@ impl<S: SampleShape> Trainer<S> {
             if cfg.shuffle {
                 order.shuffle(&mut rng);
             }
+            // Cheap: tensors are reference-counted; the first update of the epoch copies on
+            // write.
+            let mut epoch_start = cfg.check_weights.then(|| model.clone());
             let pb = if cfg.verbose && on_terminal {
                 let pb = ProgressBar::new(n_batches as u64);
                 if let Ok(style) = ProgressStyle::with_template(
@@ -544,6 +620,7 @@ impl<S: SampleShape> Trainer<S> {
                     opt.set_learning_rate(cfg.schedule.lr(lr0, global_step));
                 }
                 let b = idx.len();
+                let frozen = super::step::snapshot_frozen(&*model, &cfg.frozen)?;
                 let x = dev
                     .try_tensor_from_vec(gather_inputs(train, idx), S::with_batch(b))
                     .map_err(dev_err)?;
@@ -551,7 +628,7 @@ impl<S: SampleShape> Trainer<S> {
                 let out_shape = *y.shape();
                 let k = out_shape.num_elements() / b.max(1);
                 let t = dev
-                    .try_tensor_from_vec(gather_targets(train, idx, k)?, out_shape)
+                    .try_tensor_from_vec(gather_targets(train, idx, k, cfg.loss)?, out_shape)
                     .map_err(dev_err)?;
                 let pred = y.as_vec();
                 let mut loss = cfg.loss.compute(y, t).map_err(dev_err)?;
@@ -561,18 +638,22 @@ impl<S: SampleShape> Trainer<S> {
                 let lv = loss.as_vec()[0].to_f64().unwrap_or(f64::NAN);
                 if !lv.is_finite() {
                     pb.abandon();
-                    return Err(TrainError::NonFinite { epoch: epoch + 1, step: Some(step + 1), loss: lv });
+                    // Weights gone bad in an earlier step of this epoch (a NaN gradient masked
+                    // until now) are the cause: roll back to the epoch's start.
+                    if let Some(start) = epoch_start.take() {
+                        if let Some(tensor) = non_finite_tensor(model)? {
+                            *model = start;
+                            let e = TrainError::NonFiniteWeights { epoch: epoch + 1, step: step.max(1), tensor };
+                            return restore_and_fail(model, &mut best_model, e);
+                        }
+                    }
+                    let e = TrainError::NonFinite { epoch: epoch + 1, step: Some(step + 1), loss: lv };
+                    return restore_and_fail(model, &mut best_model, e);
                 }
                 grads = loss.try_backward().map_err(dev_err)?;
-                // Cheap: tensors are reference-counted; the update copies on write.
-                let before = cfg.check_weights.then(|| model.clone());
                 opt.update(model, &grads).map_err(|e| TrainError::Optimizer(format!("{e:?}")))?;
-                if let Some(before) = before {
-                    if let Some(tensor) = non_finite_tensor(model)? {
-                        *model = before;
-                        pb.abandon();
-                        return Err(TrainError::NonFiniteWeights { epoch: epoch + 1, step: step + 1, tensor });
-                    }
+                if let Some(saved) = frozen {
+                    super::step::restore_frozen(model, saved)?;
                 }
                 model.try_zero_grads(&mut grads).map_err(dev_err)?;
 
@@ -584,6 +665,14 @@ impl<S: SampleShape> Trainer<S> {
                 pb.set_message(format!("loss {:.4}", loss_sum / seen as f64));
             }
 
+            if let Some(start) = epoch_start.take() {
+                if let Some(tensor) = non_finite_tensor(model)? {
+                    *model = start;
+                    pb.abandon();
+                    let e = TrainError::NonFiniteWeights { epoch: epoch + 1, step: n_batches, tensor };
+                    return restore_and_fail(model, &mut best_model, e);
+                }
+            }
             let train_loss = loss_sum / seen.max(1) as f64;
             let train_accuracy = acc.accuracy();
             let (val_loss, val_accuracy) = match val {
@@ -591,7 +680,8 @@ impl<S: SampleShape> Trainer<S> {
                     let e = self.evaluate(model, v)?;
                     if !e.loss.is_finite() {
                         pb.abandon();
-                        return Err(TrainError::NonFinite { epoch: epoch + 1, step: None, loss: e.loss });
+                        let e = TrainError::NonFinite { epoch: epoch + 1, step: None, loss: e.loss };
+                        return restore_and_fail(model, &mut best_model, e);
                     }
                     (Some(e.loss), e.accuracy)
                 }
@@ -686,7 +776,7 @@ impl<S: SampleShape> Trainer<S> {
             let y = model.try_forward(x).map_err(dev_err)?;
             let shape = *y.shape();
             let k = shape.num_elements() / b;
-            let t = dev.try_tensor_from_vec(gather_targets(ds, idx, k)?, shape).map_err(dev_err)?;
+            let t = dev.try_tensor_from_vec(gather_targets(ds, idx, k, self.cfg.loss)?, shape).map_err(dev_err)?;
             let pc = classes(&y.as_vec(), k, self.cfg.loss);
             let l = self.cfg.loss.compute(y, t).map_err(dev_err)?;
             loss_sum += l.as_vec()[0].to_f64().unwrap_or(f64::NAN) * b as f64;
@@ -701,7 +791,16 @@ impl<S: SampleShape> Trainer<S> {
     }
 }
 
-fn epoch_summary(s: &EpochStats) -> String {
+/// Puts the best epoch's weights back (early stopping with `restore_best_weights`) before
+/// returning `e`.
+pub(super) fn restore_and_fail<M>(model: &mut M, best: &mut Option<M>, e: TrainError) -> Result<History, TrainError> {
+    if let Some(b) = best.take() {
+        *model = b;
+    }
+    Err(e)
+}
+
+pub(super) fn epoch_summary(s: &EpochStats) -> String {
     let mut m = format!("loss {:.4}", s.train_loss);
     if let Some(a) = s.train_accuracy {
         m += &format!(" acc {a:.4}");
@@ -767,7 +866,8 @@ where
 }
 
 /// Outputs of a `network!` network for every sample of `ds` (evaluation mode, batches of
-/// `batch_size`).
+/// `batch_size`); [`Predictions::probabilities`] turns logits into class probabilities. For
+/// one sample, use a one-sample dataset (`Dataset::new(x, &shape)?`) or `model.forward`.
 pub fn predict<M, E, D, O>(model: &M, ds: &Dataset<E>, batch_size: usize) -> Result<Predictions<E>, TrainError>
 where
     M: Network,

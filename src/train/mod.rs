@@ -1,4 +1,4 @@
-//! Training: optimizers (dfdx's SGD, Adam and RMSprop, typenet's [`Adagrad`]), losses,
+//! Training: optimizers (dfdx's SGD and Adam, typenet's [`Adagrad`] and [`RMSprop`]), losses,
 //! L1/L2 regularisation, learning-rate schedules, the [`fit`] loop with minibatches, a
 //! validation set, early stopping, a progress bar and a [`History`], evaluation helpers and
 //! checked safetensors [`save`]/[`load`].
@@ -17,7 +17,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let data = load_csv("digits.csv.gz", &CsvOptions::default())?; // label in the last column
 //! let (mut train, mut val, mut test) = data.train_val_test_split(0.15, 0.15, 42);
-//! let scaler = Standardizer::fit(&train);                         // statistics of train only
+//! let scaler = Standardizer::fit(&train)?;                        // statistics of train only
 //! for ds in [&mut train, &mut val, &mut test] { scaler.apply(ds)?; }
 //!
 //! let dev = Cpu::seed_from_u64(0);                                // seeds init and dropout
@@ -49,7 +49,9 @@ mod fit;
 mod loss;
 mod metrics;
 mod optim;
+pub mod plot;
 mod schedule;
+mod step;
 mod weights;
 
 pub use fit::{
@@ -61,6 +63,10 @@ pub use loss::{
     cross_entropy_with_logits, mse, Loss, Regularization,
 };
 pub use metrics::{accuracy, argmax_rows, ConfusionMatrix};
-pub use optim::{Adagrad, AdagradConfig, AnyOptimizer, LearningRate, OptimizerKind};
+pub use optim::{Adagrad, AdagradConfig, AnyOptimizer, LearningRate, OptimizerKind, RMSprop, RMSpropConfig};
 pub use schedule::{LrSchedule, ScheduleUnit};
-pub use weights::{load, save, WeightsError};
+pub use step::{detach, fit_with, train_step, Ctx, Frozen, LossTensor, Step, Traced};
+pub use weights::{
+    load, load_preprocessing, load_with, save, save_with_preprocessing, LoadOptions, LoadReport, Preprocessing, Weights,
+    WeightsError,
+};

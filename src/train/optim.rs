@@ -1,6 +1,12 @@
-//! Optimizers: dfdx's [`Sgd`], [`Adam`] and [`RMSprop`] (used exactly as dfdx documents
-//! them), typenet's [`Adagrad`] implementing the same [`Optimizer`] trait, the
-//! [`LearningRate`] trait the schedules use, and [`OptimizerKind`] to pick one by value.
+//! Optimizers: dfdx's [`Sgd`] and [`Adam`] (used exactly as dfdx documents them), typenet's
+//! [`Adagrad`] and [`RMSprop`] (PyTorch's algorithms) implementing the same [`Optimizer`]
+//! trait, the [`LearningRate`] trait the schedules use, and [`OptimizerKind`] to pick one by
+//! value.
+//!
+//! The prelude's `RMSprop`/`RMSpropConfig` are typenet's, which follow
+//! `torch.optim.RMSprop` (running average of g² starting at 0, ε added outside the square
+//! root, PyTorch's defaults). dfdx's own `dfdx::optim::RMSprop` starts its running average
+//! at 1 and puts ε inside the square root; it is still reachable under that path.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -9,7 +15,7 @@ use std::marker::PhantomData;
 use dfdx::nn::tensor_collection::{
     RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut,
 };
-use dfdx::optim::{Adam, AdamConfig, Optimizer, OptimizerUpdateError, RMSprop, RMSpropConfig, Sgd, SgdConfig, UnusedTensors};
+use dfdx::optim::{Adam, AdamConfig, Optimizer, OptimizerUpdateError, Sgd, SgdConfig, UnusedTensors};
 use dfdx::prelude::*;
 
 use crate::Float;
@@ -45,6 +51,155 @@ impl<M, E: Dtype, D: Storage<E>> LearningRate for RMSprop<M, E, D> {
     }
     fn set_learning_rate(&mut self, lr: f64) {
         self.cfg.lr = lr;
+    }
+}
+impl<M, E: Dtype, D: Storage<E>> LearningRate for dfdx::optim::RMSprop<M, E, D> {
+    fn learning_rate(&self) -> f64 {
+        self.cfg.lr
+    }
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.cfg.lr = lr;
+    }
+}
+
+/// Configuration of [`RMSprop`]; the defaults are PyTorch's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RMSpropConfig {
+    /// Learning rate η. Default `1e-2`.
+    pub lr: f64,
+    /// Smoothing constant α of the running average of g². Default `0.99`.
+    pub alpha: f64,
+    /// Added to the denominator √v (outside the root). Default `1e-8`.
+    pub eps: f64,
+    /// Momentum μ. Default `None`.
+    pub momentum: Option<f64>,
+    /// Divide by the centred second moment `v − ḡ²` (an estimate of the variance).
+    /// Default `false`.
+    pub centered: bool,
+    /// Added to the gradient: `g + weight_decay · θ` (L2 penalty). Default `None`.
+    pub weight_decay: Option<f64>,
+}
+
+impl Default for RMSpropConfig {
+    fn default() -> Self {
+        RMSpropConfig { lr: 1e-2, alpha: 0.99, eps: 1e-8, momentum: None, centered: false, weight_decay: None }
+    }
+}
+
+/// RMSprop (Hinton's lecture notes), exactly as PyTorch's `torch.optim.RMSprop`:
+///
+/// ```text
+/// g  ← ∇θ + weight_decay·θ
+/// v  ← α·v + (1 − α)·g²              (v starts at 0)
+/// ḡ  ← α·ḡ + (1 − α)·g               (centered only; ḡ starts at 0)
+/// d  ← √(v − ḡ²) + eps               (√v + eps when not centered)
+/// b  ← μ·b + g/d;  θ ← θ − η·b       (with momentum μ; b starts at 0)
+/// θ  ← θ − η·g/d                     (without)
+/// ```
+///
+/// Used like dfdx's optimizers: `RMSprop::new(&model, RMSpropConfig { .. })` then
+/// `opt.update(&mut model, &grads)`. A trainable tensor without a gradient is left unchanged
+/// and reported as `OptimizerUpdateError::UnusedParams`.
+pub struct RMSprop<M, E: Dtype, D: Storage<E>> {
+    /// Hyperparameters (may be changed between updates).
+    pub cfg: RMSpropConfig,
+    /// Per tensor id: (v, ḡ, momentum buffer).
+    state: BTreeMap<UniqueId, [Option<Box<dyn Any>>; 3]>,
+    marker: PhantomData<(*const M, E, D)>,
+}
+
+impl<M, E: Dtype, D: Storage<E>> std::fmt::Debug for RMSprop<M, E, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RMSprop").field("cfg", &self.cfg).finish()
+    }
+}
+
+impl<M, E: Dtype, D: Storage<E>> RMSprop<M, E, D> {
+    /// Constructs using hyperparameters from `cfg`.
+    pub fn new(_model: &M, cfg: RMSpropConfig) -> Self {
+        RMSprop { cfg, state: BTreeMap::new(), marker: PhantomData }
+    }
+}
+
+struct RMSpropStep<'a, M, E: Dtype, D: Storage<E>> {
+    opt: &'a mut RMSprop<M, E, D>,
+    grads: &'a Gradients<E, D>,
+    unused: UnusedTensors,
+}
+
+fn take_state<S: Shape, E: Dtype, D: Device<E>>(
+    slot: &mut Option<Box<dyn Any>>,
+    like: &Tensor<S, E, D>,
+) -> Result<Tensor<S, E, D>, D::Err> {
+    match slot.take().and_then(|b| b.downcast::<Tensor<S, E, D>>().ok()) {
+        Some(t) => Ok(*t),
+        None => like.device().try_zeros_like(like.shape()),
+    }
+}
+
+impl<M, E: Float, D: Device<E>> TensorVisitor<E, D> for RMSpropStep<'_, M, E, D> {
+    type Viewer = ViewTensorMut;
+    type Err = D::Err;
+    type E2 = E;
+    type D2 = D;
+
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, E, D>,
+        p: &mut Tensor<S, E, D>,
+    ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
+        if !opts.do_gradient_update {
+            return Ok(None);
+        }
+        let grads = self.grads;
+        let g = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| grads.get(&*p))) {
+            Ok(g) => g,
+            Err(_) => {
+                self.unused.add(p);
+                return Ok(None);
+            }
+        };
+        let cfg = self.opt.cfg;
+        let c = |v: f64| E::from_f64(v).unwrap();
+        let g = match cfg.weight_decay {
+            Some(wd) if wd != 0.0 => g.try_add(p.clone().try_mul(c(wd))?)?,
+            _ => g,
+        };
+        let mut slots = self.opt.state.remove(&id_of(p)).unwrap_or([None, None, None]);
+        let v = take_state(&mut slots[0], p)?;
+        let v = v.try_mul(c(cfg.alpha))?.try_add(g.clone().try_square()?.try_mul(c(1.0 - cfg.alpha))?)?;
+        let var = if cfg.centered {
+            let ga = take_state(&mut slots[1], p)?;
+            let ga = ga.try_mul(c(cfg.alpha))?.try_add(g.clone().try_mul(c(1.0 - cfg.alpha))?)?;
+            let var = v.clone().try_sub(ga.clone().try_square()?)?;
+            slots[1] = Some(Box::new(ga));
+            var
+        } else {
+            v.clone()
+        };
+        let step = g.try_div(var.try_sqrt()?.try_add(c(cfg.eps))?)?;
+        let step = match cfg.momentum {
+            Some(mu) if mu != 0.0 => {
+                let b = take_state(&mut slots[2], p)?.try_mul(c(mu))?.try_add(step)?;
+                slots[2] = Some(Box::new(b.clone()));
+                b
+            }
+            _ => step,
+        };
+        p.try_axpy(1.0, &step, -cfg.lr)?;
+        slots[0] = Some(Box::new(v));
+        self.opt.state.insert(id_of(p), slots);
+        Ok(None)
+    }
+}
+
+impl<M: TensorCollection<E, D>, E: Float, D: Device<E>> Optimizer<M, D, E> for RMSprop<M, E, D> {
+    fn update(&mut self, module: &mut M, gradients: &Gradients<E, D>) -> Result<(), OptimizerUpdateError<D::Err>> {
+        let mut op = RMSpropStep { opt: self, grads: gradients, unused: Default::default() };
+        match M::iter_tensors(&mut RecursiveWalker { m: module, f: &mut op }) {
+            Ok(_) => std::mem::take(&mut op.unused).into(),
+            Err(e) => Err(OptimizerUpdateError::DeviceError(e)),
+        }
     }
 }
 
@@ -185,7 +340,7 @@ pub enum OptimizerKind {
     Sgd(SgdConfig),
     /// dfdx's Adam.
     Adam(AdamConfig),
-    /// dfdx's RMSprop.
+    /// typenet's RMSprop (PyTorch's algorithm).
     RMSprop(RMSpropConfig),
     /// typenet's Adagrad.
     Adagrad(AdagradConfig),

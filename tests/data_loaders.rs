@@ -195,3 +195,32 @@ fn digits_ship_with_the_crate() {
     let from_disk = load_csv(concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv.gz"), &CsvOptions::default()).unwrap();
     assert_eq!(from_disk, ds);
 }
+
+#[test]
+fn karate_club_files_parse() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/");
+    let opts = CsvOptions { has_header: true, label: LabelKind::Class(Column::Name("club".into())), ..Default::default() };
+    let clubs = load_csv(format!("{dir}karate_clubs.csv"), &opts).unwrap();
+    assert_eq!(clubs.inputs, (0..34).map(|i| i as f32).collect::<Vec<_>>());
+    let labels = clubs.labels.unwrap();
+    // the two leaders are in different clubs; the split is 17 / 17
+    assert_eq!((labels[0], labels[33], labels.iter().sum::<usize>()), (0, 1, 17));
+    let edges = load_csv(format!("{dir}karate_edges.csv"), &CsvOptions { has_header: true, label: LabelKind::None, ..Default::default() }).unwrap();
+    assert_eq!(edges.len(), 78);
+    let pairs: Vec<(usize, usize)> = edges.inputs.chunks(2).map(|p| (p[0] as usize, p[1] as usize)).collect();
+    let g = typenet::graph::Graph::undirected(34, &pairs).unwrap();
+    assert_eq!(g.num_edges(), 156);
+    assert_eq!((g.in_degree(0), g.in_degree(33)), (16, 17));
+}
+
+#[test]
+fn census_surnames_parse() {
+    use std::io::Read;
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/census_surnames.txt.gz");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()).read_to_string(&mut text).unwrap();
+    let names: Vec<&str> = text.lines().collect();
+    assert_eq!(names.len(), 88799);
+    assert_eq!(&names[..3], &["smith", "johnson", "williams"]);
+    assert!(names.iter().all(|n| (1..=13).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_lowercase())));
+}

@@ -11,6 +11,7 @@ mod blocks;
 mod conv;
 mod dense;
 mod dropout;
+mod inputs;
 mod last;
 mod norm;
 mod pool;
@@ -23,6 +24,7 @@ pub use activation::{Elu, GeLU, HardTanh, LeakyReLU, LogSoftmax, PReLU, ReLU, Si
 pub use conv::{Conv1D, Conv2D};
 pub use dense::{Dense, DenseNoBias};
 pub use dropout::Dropout;
+pub use inputs::{Input, Lift, NetworkError, With};
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool::{AvgPool1D, AvgPool2D, GlobalAvgPool, GlobalMaxPool, MaxPool1D, MaxPool2D};
 pub use last::{Last, LastBidirectional};

@@ -28,12 +28,12 @@ pub trait InitScheme: 'static + Default + Clone + Copy + std::fmt::Debug + Send 
     }
 }
 
-fn uniform<S: Shape, E: Float, D: Device<E>>(t: &mut Tensor<S, E, D>, b: f64) -> Result<(), D::Err> {
+pub(crate) fn uniform<S: Shape, E: Float, D: Device<E>>(t: &mut Tensor<S, E, D>, b: f64) -> Result<(), D::Err> {
     let b = E::from_f64(b).unwrap();
     t.try_fill_with_distr(Uniform::new_inclusive(-b, b))
 }
 
-fn normal<S: Shape, E: Float, D: Device<E>>(t: &mut Tensor<S, E, D>, std: f64) -> Result<(), D::Err> {
+pub(crate) fn normal<S: Shape, E: Float, D: Device<E>>(t: &mut Tensor<S, E, D>, std: f64) -> Result<(), D::Err> {
     // Box–Muller from two uniform draws, composed of device ops so any dtype/device works.
     let dev = t.device().clone();
     let mut u1: Tensor<S, E, D> = dev.try_zeros_like(t.shape())?;

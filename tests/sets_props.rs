@@ -120,8 +120,8 @@ proptest! {
         let x: Tensor<(usize, usize, Const<3>), f64, _> = dev.sample_uniform_like(&(batch, n, Const));
         let x = x * 2.0;
         let w: Tensor<(usize, usize, Const<6>), f64, _> = dev.sample_normal_like(&(batch, n, Const));
-        let fast = Cpu::try_radial_basis(&rb, x.leaky_trace()).unwrap();
-        let slow = radial_basis_composed(&rb, x.leaky_trace()).unwrap();
+        let fast = Cpu::try_radial_basis(&rb.params(), x.leaky_trace()).unwrap();
+        let slow = radial_basis_composed(&rb.params(), x.leaky_trace()).unwrap();
         close(&fast.as_vec(), &slow.as_vec())?;
         let gf = (fast * w.clone()).sum().backward().get(&x).as_vec();
         let gs = (slow * w).sum().backward().get(&x).as_vec();

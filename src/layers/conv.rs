@@ -21,7 +21,8 @@ use std::marker::PhantomData;
 use dfdx::prelude::*;
 
 use crate::init::{InitScheme, TorchDefault};
-use crate::ops::conv::{pad_after, ConvKernel, Window2D};
+use crate::ops::conv::ConvKernel;
+use crate::ops::floor::window::{pad_after, Window2D};
 use crate::Float;
 
 /// The same tensor (same id, same data) with all dimensions `usize`.

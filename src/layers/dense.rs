@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use dfdx::prelude::*;
 
 use crate::init::{InitScheme, TorchDefault};
+use crate::ops::DenseKernel;
 use crate::Float;
 
 /// `dense(I -> O)`: `y = x·Wᵀ + b` on the last axis, weight `[O, I]` and bias `[O]` as in
@@ -69,38 +70,54 @@ impl<const I: usize, const O: usize, E: Dtype, D: Storage<E>, Init> dfdx::nn::No
 impl<const I: usize, const O: usize, E: Dtype, D: Storage<E>, Init> dfdx::nn::NonMutableModule
     for DenseNoBias<I, O, E, D, Init> {}
 
-macro_rules! dense_bias {
-    ($y:ident, $b:expr) => { $y.try_add($b) };
-    ($y:ident, $b:expr, $($dims:ident),+) => {{
-        let shape = *$y.shape();
-        $y.try_add($b.try_broadcast_like(&shape)?)
-    }};
+/// `Const` dims as `usize` (same id, no copy).
+fn dynamic<S, Dst: Shape<Concrete = S::Concrete>, E: Dtype, D: Storage<E>>(t: Tensor<S, E, D>) -> Tensor<Dst, E, D>
+where
+    S: Shape + dfdx::shapes::RealizeShapeTo<Dst>,
+{
+    match t.try_realize::<Dst>() {
+        Ok(t) => t,
+        Err(_) => unreachable!("realizing const dims as usize cannot fail"),
+    }
 }
 
+// Every input rank is flattened to `[rows, I]` (free for contiguous tensors) and sent through
+// the device's `DenseKernel` (on `Cpu`: the project's GEMM, bias fused; elsewhere dfdx ops).
 macro_rules! dense_forward {
-    ($([$($dims:ident),*])*) => {$(
-        impl<$($dims: Dim,)* const I: usize, const O: usize, E: Dtype, D: Device<E>, T: Tape<E, D>, Init>
+    ($([$($dims:ident),*] $s:ident => $out:expr;)*) => {$(
+        impl<$($dims: Dim,)* const I: usize, const O: usize, E: Dtype, D: DenseKernel<E>, T: Tape<E, D>, Init>
             Module<Tensor<($($dims,)* Const<I>,), E, D, T>> for Dense<I, O, E, D, Init>
         {
             type Output = Tensor<($($dims,)* Const<O>,), E, D, T>;
             type Error = D::Err;
             fn try_forward(&self, x: Tensor<($($dims,)* Const<I>,), E, D, T>) -> Result<Self::Output, D::Err> {
-                let y = x.try_matmul(self.weight.retaped::<T>().try_permute()?)?;
-                dense_bias!(y, self.bias.retaped::<T>() $(, $dims)*)
+                let $s = *x.shape();
+                let rows = $s.num_elements() / I.max(1);
+                let x = x.try_reshape_like(&(rows, I))?;
+                let y = D::dense_op(x, dynamic(self.weight.clone()), Some(dynamic(self.bias.clone())))?;
+                y.try_reshape_like(&$out)
             }
         }
-        impl<$($dims: Dim,)* const I: usize, const O: usize, E: Dtype, D: Device<E>, T: Tape<E, D>, Init>
+        impl<$($dims: Dim,)* const I: usize, const O: usize, E: Dtype, D: DenseKernel<E>, T: Tape<E, D>, Init>
             Module<Tensor<($($dims,)* Const<I>,), E, D, T>> for DenseNoBias<I, O, E, D, Init>
         {
             type Output = Tensor<($($dims,)* Const<O>,), E, D, T>;
             type Error = D::Err;
             fn try_forward(&self, x: Tensor<($($dims,)* Const<I>,), E, D, T>) -> Result<Self::Output, D::Err> {
-                x.try_matmul(self.weight.retaped::<T>().try_permute()?)
+                let $s = *x.shape();
+                let rows = $s.num_elements() / I.max(1);
+                let x = x.try_reshape_like(&(rows, I))?;
+                let y = D::dense_op(x, dynamic(self.weight.clone()), None)?;
+                y.try_reshape_like(&$out)
             }
         }
     )*};
 }
-dense_forward!([] [B] [B, S]);
+dense_forward! {
+    [] s => (Const::<O>,);
+    [B] s => (s.0, Const::<O>);
+    [B, S] s => (s.0, s.1, Const::<O>);
+}
 
 #[cfg(test)]
 mod tests {

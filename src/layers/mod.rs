@@ -7,11 +7,14 @@
 //! The blocks in `blocks` compose any such modules; [`Eval`] and [`Train`] borrow one.
 
 mod activation;
+mod attention;
 mod blocks;
 mod conv;
 mod dense;
 mod dropout;
 mod inputs;
+mod embedding;
+pub mod graph;
 mod last;
 mod norm;
 mod pool;
@@ -21,10 +24,13 @@ mod rnn;
 mod sets;
 
 pub use activation::{Elu, GeLU, HardTanh, LeakyReLU, LogSoftmax, PReLU, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
+pub use attention::{Attention, FeedForwardActivation, Mask, MaskError, Thrice, Transformer};
 pub use conv::{Conv1D, Conv2D};
+pub use embedding::{sinusoidal_table, Embedding, LayerError, Positional, Sinusoidal, Transpose};
 pub use dense::{Dense, DenseNoBias};
 pub use dropout::Dropout;
 pub use inputs::{Input, Lift, NetworkError, With};
+pub use graph::{CfConv, Gcn, GraphConv, GraphPool, MaxAggr, MeanAggr, MessagePassing, Route, SumAggr};
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool::{AvgPool1D, AvgPool2D, GlobalAvgPool, GlobalMaxPool, MaxPool1D, MaxPool2D};
 pub use last::{Last, LastBidirectional};

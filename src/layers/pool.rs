@@ -9,7 +9,7 @@
 
 use dfdx::prelude::*;
 
-use crate::ops::conv::{out_len, Window2D};
+use crate::ops::floor::window::{out_len, Window2D};
 use crate::ops::pool::{PoolKernel, PoolKind};
 
 const fn pool_axis(len: usize, k: usize, s: usize, p: usize, out: usize) -> usize {

@@ -59,6 +59,11 @@ impl<const COUNT: usize> RadialBasis<COUNT> {
         if COUNT <= 1 { self.cutoff } else { self.cutoff / (COUNT - 1) as f64 }
     }
 
+    /// The kernel's plain parameters (centres, width, cutoff).
+    pub fn params(&self) -> crate::ops::radial_basis::RadialBasisParams<COUNT> {
+        crate::ops::radial_basis::RadialBasisParams { centers: self.centers(), eta: self.eta(), cutoff: self.cutoff }
+    }
+
     /// The width `η = 1 / (2Δ²)` shared by every Gaussian.
     pub fn eta(&self) -> f64 {
         let d = self.spacing();
@@ -82,7 +87,7 @@ impl<const COUNT: usize, E: Dtype, D: RadialBasisKernel<E>, T: Tape<E, D>> Modul
     type Error = D::Err;
     fn try_forward(&self, x: Tensor<(usize, Const<3>), E, D, T>) -> Result<Self::Output, D::Err> {
         let n = x.shape().0;
-        let g = D::try_radial_basis(self, x.try_reshape_like(&(1usize, n, Const::<3>))?)?;
+        let g = D::try_radial_basis(&self.params(), x.try_reshape_like(&(1usize, n, Const::<3>))?)?;
         g.try_reshape_like(&(n, Const::<COUNT>))
     }
 }
@@ -93,7 +98,7 @@ impl<const COUNT: usize, E: Dtype, D: RadialBasisKernel<E>, T: Tape<E, D>> Modul
     type Output = Tensor<(usize, usize, Const<COUNT>), E, D, T>;
     type Error = D::Err;
     fn try_forward(&self, x: Tensor<(usize, usize, Const<3>), E, D, T>) -> Result<Self::Output, D::Err> {
-        D::try_radial_basis(self, x)
+        D::try_radial_basis(&self.params(), x)
     }
 }
 

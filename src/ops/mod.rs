@@ -1,12 +1,25 @@
 //! Differentiable ops typenet adds to dfdx 0.13 on stable Rust, each with its own backward
 //! pass, a fast `Cpu` kernel and a path composed of dfdx ops for other devices.
+//!
+//! Every kernel stands on [`floor`] (scratch buffers, the one GEMM door, CPU-feature
+//! detection, window geometry) and takes plain parameters: no kernel knows a layer.
 
+pub mod attention;
 pub mod conv;
-pub(crate) mod gemm;
+pub mod dense;
+
+pub mod floor;
 pub mod pool;
 pub mod radial_basis;
-
-pub use conv::{conv1d, conv2d, ConvKernel, Window2D};
-pub use pool::{global_pool, pool1d, pool2d, PoolKernel, PoolKind};
-pub use radial_basis::{radial_basis_composed, RadialBasisKernel};
+pub mod scatter;
 pub mod rnn;
+
+pub use attention::{attention_composed, AttentionKernel, AttentionSpec};
+pub use conv::{conv1d, conv2d, ConvKernel};
+pub use dense::{dense, DenseKernel};
+
+pub use floor::buf::clear_scratch_buffers;
+pub use floor::Window2D;
+pub use pool::{global_pool, pool1d, pool2d, PoolKernel, PoolKind};
+pub use radial_basis::{radial_basis_composed, RadialBasisKernel, RadialBasisParams};
+pub use scatter::{Aggr, GraphKernel};

@@ -7,9 +7,9 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::gemm::{matmul, rm, rm_t};
-use super::scratch::{Buf, Scratch};
-use super::{Dyn4, Window2D};
+use crate::ops::floor::buf::{to_tensor, Buf, Scratch};
+use crate::ops::floor::gemm::matmul;
+use crate::ops::floor::window::{valid_range, Dyn4, Window2D};
 use crate::Float;
 
 /// Everything about one convolution's sizes.
@@ -43,24 +43,15 @@ impl Geo {
     }
 }
 
-/// Output indices `o` in `[lo, hi)` whose input index `o·stride + off` lies in `[0, len)`.
-#[inline]
-pub(crate) fn valid_range(off: isize, stride: usize, len: usize, out: usize) -> (usize, usize) {
-    let s = stride as isize;
-    let lo = if off >= 0 { 0 } else { ((-off) + s - 1) / s } as usize;
-    let lim = len as isize - off;
-    let hi = if lim <= 0 { 0 } else { ((lim + s - 1) / s) as usize }.min(out);
-    (lo.min(hi), hi)
-}
-
 /// Unfold one sample `[c, h, w]` into `cols` `[c·kh·kw, oh·ow]`.
 pub(crate) fn im2col<E: Float>(x: &[E], g: &Geo, cols: &mut [E]) {
     #[cfg(target_arch = "x86_64")]
     if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>()
         && g.win.stride == [1, 1]
-        && super::x86::available()
+        && crate::ops::floor::cpu::has_avx512()
     {
-        // SAFETY: E is f32; AVX-512F is available.
+        // SAFETY: E is f32 (checked by `TypeId`, and `as_f32*` assert it again); AVX-512F was
+        // detected; the slices are sized as `im2col_s1` asserts.
         unsafe { super::x86::im2col_s1(as_f32(x), g, as_f32_mut(cols)) };
         return;
     }
@@ -151,8 +142,9 @@ fn im2col_same_width<E: Float>(x: &[E], g: &Geo, cols: &mut [E]) {
 /// The adjoint of [`im2col`]: scatter-add `cols` `[c·kh·kw, oh·ow]` into `gx` `[c, h, w]`.
 pub(crate) fn col2im_add<E: Float>(cols: &[E], g: &Geo, gx: &mut [E]) {
     #[cfg(target_arch = "x86_64")]
-    if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>() && g.win.stride == [1, 1] && super::x86::available() {
-        // SAFETY: E is f32; AVX-512F is available.
+    if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>() && g.win.stride == [1, 1] && crate::ops::floor::cpu::has_avx512() {
+        // SAFETY: E is f32 (checked by `TypeId`, and `as_f32*` assert it again); AVX-512F was
+        // detected; the slices are sized as `col2im_add_s1` asserts.
         unsafe { super::x86::col2im_add_s1(as_f32(cols), g, as_f32_mut(gx)) };
         return;
     }
@@ -194,14 +186,16 @@ pub(crate) fn col2im_add<E: Float>(cols: &[E], g: &Geo, gx: &mut [E]) {
 #[cfg(target_arch = "x86_64")]
 fn as_f32<E: 'static>(x: &[E]) -> &[f32] {
     assert_eq!(std::any::TypeId::of::<E>(), std::any::TypeId::of::<f32>());
-    // SAFETY: E is f32.
+    // SAFETY: E is f32 (asserted above), so the slice's pointer, length and lifetime describe
+    // the same memory as `[f32]`.
     unsafe { std::slice::from_raw_parts(x.as_ptr() as *const f32, x.len()) }
 }
 
 #[cfg(target_arch = "x86_64")]
 fn as_f32_mut<E: 'static>(x: &mut [E]) -> &mut [f32] {
     assert_eq!(std::any::TypeId::of::<E>(), std::any::TypeId::of::<f32>());
-    // SAFETY: E is f32.
+    // SAFETY: E is f32 (asserted above), so the slice's pointer, length and lifetime describe
+    // the same memory as `[f32]`; the `&mut` borrow is moved into the result.
     unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut f32, x.len()) }
 }
 
@@ -235,9 +229,7 @@ pub(crate) fn forward<E: Float + Scratch>(x: &[E], wv: &[E], bias: Option<&[E]>,
                     row.fill(bo);
                 }
             }
-            unsafe {
-                matmul(o, n, k, rm(yb.as_mut_ptr(), n), bias.is_some(), rm(wv.as_ptr(), k), rm(cols.as_ptr(), n));
-            }
+            matmul((o, n, k), yb, (n, 1), bias.is_some(), wv, (k, 1), cols, (n, 1));
         }
     });
 }
@@ -271,9 +263,7 @@ pub(crate) fn backward<E: Float + Scratch>(x: &[E], wv: &[E], gy: &[E], g: &Geo,
                 let (gw, gb) = acc.split_at_mut(o * k);
                 // gW[o, k] += gy[o, n] · cols[k, n]ᵀ, accumulated column-major (`gw[kk·o + oo]`):
                 // gemm runs this shape 1.5–3× faster with that destination layout.
-                unsafe {
-                    matmul(o, k, n, rm_t(gw.as_mut_ptr(), o), true, rm(gyb.as_ptr(), n), rm_t(cols.as_ptr(), n));
-                }
+                matmul((o, k, n), gw, (1, o), true, gyb, (n, 1), cols, (1, n));
                 for (gbo, row) in gb.iter_mut().zip(gyb.chunks(n)) {
                     let mut s = E::zero();
                     for &v in row {
@@ -283,13 +273,9 @@ pub(crate) fn backward<E: Float + Scratch>(x: &[E], wv: &[E], gy: &[E], g: &Geo,
                 }
                 // dcols[k, n] = Wᵀ[k, o] · gy[o, n]; gx += col2im(dcols)
                 if g.is_pointwise() {
-                    unsafe {
-                        matmul(k, n, o, rm(gxb.as_mut_ptr(), n), true, rm_t(wv.as_ptr(), k), rm(gyb.as_ptr(), n));
-                    }
+                    matmul((k, n, o), gxb, (n, 1), true, wv, (1, k), gyb, (n, 1));
                 } else {
-                    unsafe {
-                        matmul(k, n, o, rm(dcols.as_mut_ptr(), n), false, rm_t(wv.as_ptr(), k), rm(gyb.as_ptr(), n));
-                    }
+                    matmul((k, n, o), &mut dcols, (n, 1), false, wv, (1, k), gyb, (n, 1));
                     col2im_add(&dcols, g, gxb);
                 }
             }
@@ -337,7 +323,7 @@ where
 
     let mut yv = Buf::dirty(batch * o * g.n());
     forward(&xv, &wv, bv.as_deref(), &g, batch, &mut yv);
-    let y = super::scratch::to_tensor(x.device(), &yv, (batch, o, oh, ow))?;
+    let y = to_tensor(x.device(), &yv, (batch, o, oh, ow))?;
     drop(yv);
 
     if T::OWNS_TAPE {

@@ -4,13 +4,8 @@
 
 use core::arch::x86_64::*;
 
-use super::cpu::{valid_range, Geo};
-
-/// Whether the CPU has AVX-512F (cached).
-pub(crate) fn available() -> bool {
-    static H: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *H.get_or_init(|| is_x86_feature_detected!("avx512f"))
-}
+use super::cpu::Geo;
+use crate::ops::floor::window::valid_range;
 
 /// Lanes `a..b` (clamped to `0..16`) of a 16-lane mask.
 #[inline(always)]
@@ -30,44 +25,47 @@ fn range_mask(a: isize, b: isize) -> __mmask16 {
 /// AVX-512F must be available.
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn im2col_s1(x: &[f32], g: &Geo, cols: &mut [f32]) {
-    debug_assert_eq!(g.win.stride, [1, 1]);
-    let (h, w, oh, ow) = (g.h, g.w, g.oh, g.ow);
-    let [kh, kw] = g.win.kernel;
-    let [dh, dw] = g.win.dilation;
-    let n = oh * ow;
-    assert!(x.len() >= g.c * h * w && cols.len() >= g.k() * n);
-    let zero = _mm512_setzero_ps();
-    for ci in 0..g.c {
-        let xc = x.as_ptr().add(ci * h * w);
-        for ki in 0..kh {
-            let offy = (ki * dh) as isize - g.win.pad_lo[0] as isize;
-            let (ylo, yhi) = valid_range(offy, 1, h, oh);
-            for kj in 0..kw {
-                let offx = (kj * dw) as isize - g.win.pad_lo[1] as isize;
-                let (xlo, xhi) = valid_range(offx, 1, w, ow);
-                let row = cols.as_mut_ptr().add(((ci * kh + ki) * kw + kj) * n);
-                // 16 output columns at a time, the masks fixed down the column strip
-                let mut ox0 = 0;
-                while ox0 < ow {
-                    let sm = range_mask(0, (ow - ox0) as isize);
-                    let lm = range_mask(xlo as isize - ox0 as isize, xhi as isize - ox0 as isize);
-                    let mut dst = row.add(ox0);
-                    for _ in 0..ylo {
-                        _mm512_mask_storeu_ps(dst, sm, zero);
-                        dst = dst.add(ow);
+    // SAFETY: AVX-512F is available (contract). `x` and `cols` hold the asserted lengths; `xc` and `row` start a plane of `x` and a row of `cols`. Every masked store writes lanes `ox0 + lane < ow` of output row `oy < oh` of that row (inside `cols`); every masked load reads lanes whose input column lies in `[0, w)` of input row `oy + offy` in `[0, h)` (the `valid_range`s), inside the plane. The moving pointers use `wrapping_add`/`wrapping_offset`, so stepping past the end or before the start, never dereferenced unmasked, is not undefined behaviour.
+    unsafe {
+        debug_assert_eq!(g.win.stride, [1, 1]);
+        let (h, w, oh, ow) = (g.h, g.w, g.oh, g.ow);
+        let [kh, kw] = g.win.kernel;
+        let [dh, dw] = g.win.dilation;
+        let n = oh * ow;
+        assert!(x.len() >= g.c * h * w && cols.len() >= g.k() * n);
+        let zero = _mm512_setzero_ps();
+        for ci in 0..g.c {
+            let xc = x.as_ptr().add(ci * h * w);
+            for ki in 0..kh {
+                let offy = (ki * dh) as isize - g.win.pad_lo[0] as isize;
+                let (ylo, yhi) = valid_range(offy, 1, h, oh);
+                for kj in 0..kw {
+                    let offx = (kj * dw) as isize - g.win.pad_lo[1] as isize;
+                    let (xlo, xhi) = valid_range(offx, 1, w, ow);
+                    let row = cols.as_mut_ptr().add(((ci * kh + ki) * kw + kj) * n);
+                    // 16 output columns at a time, the masks fixed down the column strip
+                    let mut ox0 = 0;
+                    while ox0 < ow {
+                        let sm = range_mask(0, (ow - ox0) as isize);
+                        let lm = range_mask(xlo as isize - ox0 as isize, xhi as isize - ox0 as isize);
+                        let mut dst = row.wrapping_add(ox0);
+                        for _ in 0..ylo {
+                            _mm512_mask_storeu_ps(dst, sm, zero);
+                            dst = dst.wrapping_add(ow);
+                        }
+                        // input element for output (oy, ox): src[oy·w + ox]
+                        let mut src = xc.wrapping_offset((ylo as isize + offy) * w as isize + offx + ox0 as isize);
+                        for _ in ylo..yhi {
+                            _mm512_mask_storeu_ps(dst, sm, _mm512_maskz_loadu_ps(lm, src));
+                            dst = dst.wrapping_add(ow);
+                            src = src.wrapping_add(w);
+                        }
+                        for _ in yhi..oh {
+                            _mm512_mask_storeu_ps(dst, sm, zero);
+                            dst = dst.wrapping_add(ow);
+                        }
+                        ox0 += 16;
                     }
-                    // input element for output (oy, ox): src[oy·w + ox]
-                    let mut src = xc.wrapping_offset((ylo as isize + offy) * w as isize + offx + ox0 as isize);
-                    for _ in ylo..yhi {
-                        _mm512_mask_storeu_ps(dst, sm, _mm512_maskz_loadu_ps(lm, src));
-                        dst = dst.add(ow);
-                        src = src.wrapping_add(w);
-                    }
-                    for _ in yhi..oh {
-                        _mm512_mask_storeu_ps(dst, sm, zero);
-                        dst = dst.add(ow);
-                    }
-                    ox0 += 16;
                 }
             }
         }
@@ -83,59 +81,62 @@ pub(crate) unsafe fn im2col_s1(x: &[f32], g: &Geo, cols: &mut [f32]) {
 /// AVX-512F must be available.
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn col2im_add_s1(cols: &[f32], g: &Geo, gx: &mut [f32]) {
-    debug_assert_eq!(g.win.stride, [1, 1]);
-    let (h, w, oh, ow) = (g.h, g.w, g.oh, g.ow);
-    let [kh, kw] = g.win.kernel;
-    let [dh, dw] = g.win.dilation;
-    let n = oh * ow;
-    assert!(gx.len() >= g.c * h * w && cols.len() >= g.k() * n);
-    // Per (16-wide chunk of an input row, kernel column): the lanes that some output column
-    // reaches, and where that output column starts relative to the chunk. Neither depends on
-    // the row, so they are computed once.
-    let chunks = w.div_ceil(16);
-    let mut masks = vec![0 as __mmask16; chunks * kw];
-    let mut shift = vec![0isize; kw];
-    for kj in 0..kw {
-        let offx = (kj * dw) as isize - g.win.pad_lo[1] as isize;
-        shift[kj] = (kj * n) as isize - offx;
-        for q in 0..chunks {
-            let ix0 = q * 16;
-            // lanes ix with 0 <= ix - offx < ow read cols[row][oy·ow + ix - offx]
-            let lo = offx - ix0 as isize;
-            masks[q * kw + kj] = range_mask(lo, lo + ow as isize) & range_mask(0, (w - ix0) as isize);
-        }
-    }
-    for ci in 0..g.c {
-        let gc = gx.as_mut_ptr().add(ci * h * w);
-        for iy in 0..h {
-            let grow = gc.add(iy * w);
+    // SAFETY: AVX-512F is available (contract). `gx` and `cols` hold the asserted lengths. Loads and stores of `grow.add(ix0)` are masked to lanes `ix0 + lane < w` of input row `iy < h` of plane `ci`; each masked load from `cols` keeps only lanes whose output column `ix - offx` lies in `[0, ow)` of output row `oy` in `[0, oh)` of kernel row `(ci, ki, kj)`, inside `cols`; pointers that may fall outside are formed with `wrapping_*`.
+    unsafe {
+        debug_assert_eq!(g.win.stride, [1, 1]);
+        let (h, w, oh, ow) = (g.h, g.w, g.oh, g.ow);
+        let [kh, kw] = g.win.kernel;
+        let [dh, dw] = g.win.dilation;
+        let n = oh * ow;
+        assert!(gx.len() >= g.c * h * w && cols.len() >= g.k() * n);
+        // Per (16-wide chunk of an input row, kernel column): the lanes that some output column
+        // reaches, and where that output column starts relative to the chunk. Neither depends on
+        // the row, so they are computed once.
+        let chunks = w.div_ceil(16);
+        let mut masks = vec![0 as __mmask16; chunks * kw];
+        let mut shift = vec![0isize; kw];
+        for kj in 0..kw {
+            let offx = (kj * dw) as isize - g.win.pad_lo[1] as isize;
+            shift[kj] = (kj * n) as isize - offx;
             for q in 0..chunks {
                 let ix0 = q * 16;
-                let qm = &masks[q * kw..(q + 1) * kw];
-                let sm = range_mask(0, (w - ix0) as isize);
-                let mut acc = _mm512_maskz_loadu_ps(sm, grow.add(ix0));
-                for ki in 0..kh {
-                    // output row oy with oy + offy = iy
-                    let oy = iy as isize - (ki * dh) as isize + g.win.pad_lo[0] as isize;
-                    if oy < 0 || oy >= oh as isize {
-                        continue;
+                // lanes ix with 0 <= ix - offx < ow read cols[row][oy·ow + ix - offx]
+                let lo = offx - ix0 as isize;
+                masks[q * kw + kj] = range_mask(lo, lo + ow as isize) & range_mask(0, (w - ix0) as isize);
+            }
+        }
+        for ci in 0..g.c {
+            let gc = gx.as_mut_ptr().add(ci * h * w);
+            for iy in 0..h {
+                let grow = gc.add(iy * w);
+                for q in 0..chunks {
+                    let ix0 = q * 16;
+                    let qm = &masks[q * kw..(q + 1) * kw];
+                    let sm = range_mask(0, (w - ix0) as isize);
+                    let mut acc = _mm512_maskz_loadu_ps(sm, grow.add(ix0));
+                    for ki in 0..kh {
+                        // output row oy with oy + offy = iy
+                        let oy = iy as isize - (ki * dh) as isize + g.win.pad_lo[0] as isize;
+                        if oy < 0 || oy >= oh as isize {
+                            continue;
+                        }
+                        // two partial sums per kernel row, so the adds are not one long chain
+                        let rowp = cols.as_ptr().add((ci * kh + ki) * kw * n + oy as usize * ow).wrapping_add(ix0);
+                        let mut s0 = _mm512_setzero_ps();
+                        let mut s1 = _mm512_setzero_ps();
+                        let mut kj = 0;
+                        while kj + 1 < kw {
+                            s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(qm[kj], rowp.wrapping_offset(shift[kj])));
+                            s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(qm[kj + 1], rowp.wrapping_offset(shift[kj + 1])));
+                            kj += 2;
+                        }
+                        if kj < kw {
+                            s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(qm[kj], rowp.wrapping_offset(shift[kj])));
+                        }
+                        acc = _mm512_add_ps(acc, _mm512_add_ps(s0, s1));
                     }
-                    // two partial sums per kernel row, so the adds are not one long chain
-                    let rowp = cols.as_ptr().add((ci * kh + ki) * kw * n + oy as usize * ow).wrapping_add(ix0);
-                    let mut s0 = _mm512_setzero_ps();
-                    let mut s1 = _mm512_setzero_ps();
-                    let mut kj = 0;
-                    while kj + 1 < kw {
-                        s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(qm[kj], rowp.wrapping_offset(shift[kj])));
-                        s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(qm[kj + 1], rowp.wrapping_offset(shift[kj + 1])));
-                        kj += 2;
-                    }
-                    if kj < kw {
-                        s0 = _mm512_add_ps(s0, _mm512_maskz_loadu_ps(qm[kj], rowp.wrapping_offset(shift[kj])));
-                    }
-                    acc = _mm512_add_ps(acc, _mm512_add_ps(s0, s1));
+                    _mm512_mask_storeu_ps(grow.add(ix0), sm, acc);
                 }
-                _mm512_mask_storeu_ps(grow.add(ix0), sm, acc);
             }
         }
     }
@@ -150,7 +151,7 @@ mod tests {
     /// of small integers, so the results must agree exactly.
     #[test]
     fn im2col_col2im_match_scalar() {
-        if !super::available() {
+        if !crate::ops::floor::cpu::avx512_or_skip(module_path!()) {
             return;
         }
         let mut checked = 0;
@@ -180,6 +181,7 @@ mod tests {
                         let mut c64 = vec![f64::NAN; g.k() * g.n()];
                         let mut c32 = vec![f32::NAN; g.k() * g.n()];
                         im2col(&x64, &g, &mut c64);
+                        // SAFETY: AVX-512F was detected above; the buffers have the sizes it asserts.
                         unsafe { super::im2col_s1(&x32, &g, &mut c32) };
                         for (i, (a, b)) in c64.iter().zip(&c32).enumerate() {
                             assert_eq!(*a as f32, *b, "im2col {g:?} at {i}");
@@ -189,6 +191,7 @@ mod tests {
                         let mut g64: Vec<f64> = (0..c * h * w).map(|i| (i % 5) as f64).collect();
                         let mut g32: Vec<f32> = g64.iter().map(|&v| v as f32).collect();
                         col2im_add(&cols64, &g, &mut g64);
+                        // SAFETY: AVX-512F was detected above; the buffers have the sizes it asserts.
                         unsafe { super::col2im_add_s1(&cols32, &g, &mut g32) };
                         for (i, (a, b)) in g64.iter().zip(&g32).enumerate() {
                             assert_eq!(*a as f32, *b, "col2im {g:?} at {i}");

@@ -5,9 +5,8 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::{validate_pool, PoolKind};
-use crate::ops::conv::cpu::valid_range;
-use crate::ops::conv::scratch::{Buf, Scratch};
-use crate::ops::conv::{Dyn4, Window2D};
+use crate::ops::floor::buf::{Buf, Scratch};
+use crate::ops::floor::window::{valid_range, Dyn4, Window2D};
 use crate::Float;
 
 #[derive(Clone, Copy)]
@@ -88,9 +87,9 @@ fn max2x2_fast<E: Float>(xp: &[E], g: &PGeo, yp: &mut [E], ip: Option<&mut [u32]
         && is_simple(g)
         && g.win.kernel == [2, 2]
         && g.win.stride == [2, 2]
-        && super::x86::available()
+        && crate::ops::floor::cpu::has_avx512()
     {
-        // SAFETY: E is f32 (same layout); AVX-512F is available; a simple 2×2/2 window gives
+        // SAFETY: E is f32 (checked by `TypeId`, same layout); AVX-512F was detected; a simple 2×2/2 window gives
         // w ≥ 2·ow and h ≥ 2·oh, which `max2x2` asserts.
         unsafe {
             let x = std::slice::from_raw_parts(xp.as_ptr() as *const f32, xp.len());
@@ -321,7 +320,7 @@ where
         forward(&xv, &g, kind, &mut yv);
     }
     drop(xv);
-    let y = crate::ops::conv::scratch::to_tensor(x.device(), &yv, (b, c, oh, ow))?;
+    let y = crate::ops::floor::buf::to_tensor(x.device(), &yv, (b, c, oh, ow))?;
     drop(yv);
     if T::OWNS_TAPE {
         let x_ghost = x.ghost();

@@ -8,7 +8,7 @@ use dfdx::prelude::*;
 
 use super::{validate_pool, PoolKind};
 use crate::ops::conv::generic::unfold_generic;
-use crate::ops::conv::{Dyn4, Window2D};
+use crate::ops::floor::window::{Dyn4, Window2D};
 
 /// [`super::PoolKernel::pool2d_op`] composed of dfdx ops.
 pub fn pool2d_generic<E: Dtype, D: Device<E>, T: Tape<E, D>>(

@@ -15,7 +15,7 @@ mod x86;
 
 use dfdx::prelude::*;
 
-use crate::ops::conv::{Dyn4, Window2D};
+use crate::ops::floor::window::{Dyn4, Window2D};
 
 pub use generic::{global_pool_generic, pool2d_generic};
 

@@ -7,12 +7,6 @@
 
 use core::arch::x86_64::*;
 
-/// Whether the CPU has AVX-512F (cached).
-pub(super) fn available() -> bool {
-    static H: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *H.get_or_init(|| is_x86_feature_detected!("avx512f"))
-}
-
 #[inline(always)]
 fn mask(n: usize) -> __mmask16 {
     if n >= 16 {
@@ -29,50 +23,53 @@ fn mask(n: usize) -> __mmask16 {
 /// `h ≥ 2·oh`), `y` and `idx` `oh·ow`.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn max2x2(x: &[f32], w: usize, oh: usize, ow: usize, y: &mut [f32], mut idx: Option<&mut [u32]>) {
-    assert!(w >= 2 * ow && x.len() >= 2 * oh * w && y.len() >= oh * ow);
-    if let Some(ip) = idx.as_deref() {
-        assert!(ip.len() >= oh * ow);
-    }
-    let ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
-    let xp = x.as_ptr();
-    for oy in 0..oh {
-        let r0 = xp.add(2 * oy * w);
-        let r1 = r0.add(w);
-        let mut ox0 = 0;
-        while ox0 < ow {
-            let cnt = (ow - ox0).min(16);
-            let (mlo, mhi) = (mask(2 * cnt), mask((2 * cnt).saturating_sub(16)));
-            let at = 2 * ox0;
-            let lo0 = _mm512_maskz_loadu_ps(mlo, r0.add(at));
-            let hi0 = _mm512_maskz_loadu_ps(mhi, r0.add(at + 16));
-            let lo1 = _mm512_maskz_loadu_ps(mlo, r1.add(at));
-            let hi1 = _mm512_maskz_loadu_ps(mhi, r1.add(at + 16));
-            let c = [
-                _mm512_permutex2var_ps(lo0, ev, hi0),
-                _mm512_permutex2var_ps(lo0, od, hi0),
-                _mm512_permutex2var_ps(lo1, ev, hi1),
-                _mm512_permutex2var_ps(lo1, od, hi1),
-            ];
-            let mut m = c[0];
-            let mut which = _mm512_setzero_si512();
-            for (q, &v) in c.iter().enumerate().skip(1) {
-                let k = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, m) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-                m = _mm512_mask_mov_ps(m, k, v);
-                let off = if q == 1 { 1 } else if q == 2 { w as i32 } else { w as i32 + 1 };
-                which = _mm512_mask_mov_epi32(which, k, _mm512_set1_epi32(off));
+    // SAFETY: AVX-512F is available (contract); the asserts give `x` rows `2·oy`, `2·oy + 1` < `h` of width `w ≥ 2·ow`. The masked loads keep lanes `at + lane < 2·ow ≤ w` of those rows (pointers past a row formed with `wrapping_add`, never dereferenced unmasked), and the masked stores write `y`/`idx` at `oy·ow + ox0 + lane` for lanes `< cnt`, below `oh·ow`.
+    unsafe {
+        assert!(w >= 2 * ow && x.len() >= 2 * oh * w && y.len() >= oh * ow);
+        if let Some(ip) = idx.as_deref() {
+            assert!(ip.len() >= oh * ow);
+        }
+        let ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+        let xp = x.as_ptr();
+        for oy in 0..oh {
+            let r0 = xp.add(2 * oy * w);
+            let r1 = r0.add(w);
+            let mut ox0 = 0;
+            while ox0 < ow {
+                let cnt = (ow - ox0).min(16);
+                let (mlo, mhi) = (mask(2 * cnt), mask((2 * cnt).saturating_sub(16)));
+                let at = 2 * ox0;
+                let lo0 = _mm512_maskz_loadu_ps(mlo, r0.wrapping_add(at));
+                let hi0 = _mm512_maskz_loadu_ps(mhi, r0.wrapping_add(at + 16));
+                let lo1 = _mm512_maskz_loadu_ps(mlo, r1.wrapping_add(at));
+                let hi1 = _mm512_maskz_loadu_ps(mhi, r1.wrapping_add(at + 16));
+                let c = [
+                    _mm512_permutex2var_ps(lo0, ev, hi0),
+                    _mm512_permutex2var_ps(lo0, od, hi0),
+                    _mm512_permutex2var_ps(lo1, ev, hi1),
+                    _mm512_permutex2var_ps(lo1, od, hi1),
+                ];
+                let mut m = c[0];
+                let mut which = _mm512_setzero_si512();
+                for (q, &v) in c.iter().enumerate().skip(1) {
+                    let k = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, m) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                    m = _mm512_mask_mov_ps(m, k, v);
+                    let off = if q == 1 { 1 } else if q == 2 { w as i32 } else { w as i32 + 1 };
+                    which = _mm512_mask_mov_epi32(which, k, _mm512_set1_epi32(off));
+                }
+                let om = mask(cnt);
+                let o = oy * ow + ox0;
+                _mm512_mask_storeu_ps(y.as_mut_ptr().add(o), om, m);
+                if let Some(ip) = idx.as_deref_mut() {
+                    let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(m, m);
+                    which = _mm512_mask_mov_epi32(which, nan, _mm512_setzero_si512());
+                    let base = _mm512_add_epi32(_mm512_set1_epi32((2 * oy * w + at) as i32), ev);
+                    let id = _mm512_add_epi32(base, which);
+                    _mm512_mask_storeu_epi32(ip.as_mut_ptr().add(o) as *mut i32, om, id);
+                }
+                ox0 += cnt;
             }
-            let om = mask(cnt);
-            let o = oy * ow + ox0;
-            _mm512_mask_storeu_ps(y.as_mut_ptr().add(o), om, m);
-            if let Some(ip) = idx.as_deref_mut() {
-                let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(m, m);
-                which = _mm512_mask_mov_epi32(which, nan, _mm512_setzero_si512());
-                let base = _mm512_add_epi32(_mm512_set1_epi32((2 * oy * w + at) as i32), ev);
-                let id = _mm512_add_epi32(base, which);
-                _mm512_mask_storeu_epi32(ip.as_mut_ptr().add(o) as *mut i32, om, id);
-            }
-            ox0 += cnt;
         }
     }
 }
@@ -82,7 +79,7 @@ mod tests {
     /// Against a scalar reference: odd plane sizes, ties (first maximum wins), NaN.
     #[test]
     fn max2x2_matches_scalar() {
-        if !super::available() {
+        if !crate::ops::floor::cpu::avx512_or_skip("pool::x86::max2x2_matches_scalar") {
             return;
         }
         let mut seed = 3u64;
@@ -101,8 +98,10 @@ mod tests {
                 }
                 let mut y = vec![0f32; oh * ow];
                 let mut idx = vec![0u32; oh * ow];
+                // SAFETY: AVX-512F was detected above; the buffers have the sizes it asserts.
                 unsafe { super::max2x2(&x, w, oh, ow, &mut y, Some(&mut idx)) };
                 let mut y2 = vec![0f32; oh * ow];
+                // SAFETY: as above.
                 unsafe { super::max2x2(&x, w, oh, ow, &mut y2, None) };
                 for oy in 0..oh {
                     for ox in 0..ow {

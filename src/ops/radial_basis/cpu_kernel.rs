@@ -15,8 +15,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::RadialBasisKernel;
-use crate::layers::RadialBasis;
+use super::{RadialBasisKernel, RadialBasisParams};
 
 struct Params {
     cutoff: f64,
@@ -25,8 +24,8 @@ struct Params {
 }
 
 impl Params {
-    fn new<const K: usize>(layer: &RadialBasis<K>) -> Params {
-        Params { cutoff: layer.cutoff, eta: layer.eta(), mu: layer.centers().to_vec() }
+    fn new<const K: usize>(p: &RadialBasisParams<K>) -> Params {
+        Params { cutoff: p.cutoff, eta: p.eta, mu: p.centers.to_vec() }
     }
 
     /// The neighbours of point `i` of one set (`x`: `[n, 3]`) within the cutoff:
@@ -76,7 +75,7 @@ macro_rules! cpu_kernel {
     ($($E:ty),*) => {$(
 impl RadialBasisKernel<$E> for Cpu {
     fn try_radial_basis<const K: usize, T: Tape<$E, Self>>(
-        layer: &RadialBasis<K>,
+        params: &RadialBasisParams<K>,
         x: Tensor<(usize, usize, Const<3>), $E, Self, T>,
     ) -> Result<Tensor<(usize, usize, Const<K>), $E, Self, T>, Self::Err> {
         let (b, n, _) = *x.shape();
@@ -85,7 +84,7 @@ impl RadialBasisKernel<$E> for Cpu {
         let (x, mut tape) = x.split_tape();
         // (dfdx's `as_vec` panics on empty tensors)
         let xs: Vec<f64> = if b * n == 0 { Vec::new() } else { x.as_vec().iter().map(|v| *v as f64).collect() };
-        let p = Params::new(layer);
+        let p = Params::new(params);
 
         let mut out = vec![0.0f64; b * n * K];
         if K > 0 && n > 0 {

@@ -1,5 +1,6 @@
 //! The Behler–Parrinello radial symmetry functions behind
-//! [`RadialBasis`], differentiable with respect to the positions.
+//! [`RadialBasis`](crate::layers::RadialBasis), differentiable with respect to the positions.
+//! The kernels take plain parameters ([`RadialBasisParams`]); the layer builds them.
 //!
 //! - [`RadialBasisKernel`]: the op on `[batch, n, 3]` positions, a supertrait of
 //!   [`Backend`](crate::Backend). `Cpu` (f32, f64) has a fused kernel (`cpu_kernel.rs`):
@@ -13,16 +14,27 @@ mod cpu_kernel;
 
 use dfdx::prelude::*;
 
-use crate::layers::RadialBasis;
 use crate::Float;
 
-/// Devices that can evaluate [`RadialBasis`] (see the module docs).
+/// The parameters of `K` radial symmetry functions: Gaussians of width `eta` centred at
+/// `centers`, times a cosine cutoff at radius `cutoff`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RadialBasisParams<const K: usize> {
+    /// The centres `μ_k`.
+    pub centers: [f64; K],
+    /// The width `η` shared by every Gaussian.
+    pub eta: f64,
+    /// The cutoff radius `r_c`.
+    pub cutoff: f64,
+}
+
+/// Devices that can evaluate the radial symmetry functions (see the module docs).
 pub trait RadialBasisKernel<E: Dtype>: Device<E> {
     /// `G[b, i, k] = Σ_{j≠i} exp(−η (r_ij − μ_k)²) f_c(r_ij)` for positions `x` `[batch, n, 3]`,
-    /// with the centres, width and cutoff of `layer`; `[batch, n, K]`, with a backward pass
+    /// with the centres, width and cutoff of `p`; `[batch, n, K]`, with a backward pass
     /// to `x` when `T` records one.
     fn try_radial_basis<const K: usize, T: Tape<E, Self>>(
-        layer: &RadialBasis<K>,
+        p: &RadialBasisParams<K>,
         x: Tensor<(usize, usize, Const<3>), E, Self, T>,
     ) -> Result<Tensor<(usize, usize, Const<K>), E, Self, T>, Self::Err>;
 }
@@ -43,15 +55,15 @@ fn self_distance_offset<E: Float, D: Device<E>>(dev: &D, n: usize, cutoff: f64) 
 /// cutoff, so it contributes nothing, with a finite derivative); the cosine cutoff is
 /// `½ (cos(π min(r, r_c) / r_c) + 1)`, exactly zero with zero gradient beyond `r_c`.
 pub fn radial_basis_composed<const K: usize, E: Float, D: Device<E>, T: Tape<E, D>>(
-    layer: &RadialBasis<K>,
+    p: &RadialBasisParams<K>,
     x: Tensor<(usize, usize, Const<3>), E, D, T>,
 ) -> Result<Tensor<(usize, usize, Const<K>), E, D, T>, D::Err> {
     let (b, n, _) = *x.shape();
     let dev = x.device().clone();
-    let cutoff = layer.cutoff;
-    let mu: Vec<E> = layer.centers().iter().map(|m| E::from_f64(*m).unwrap()).collect();
+    let cutoff = p.cutoff;
+    let mu: Vec<E> = p.centers.iter().map(|m| E::from_f64(*m).unwrap()).collect();
     let mu = dev.try_tensor_from_vec(mu, (Const::<K>,))?;
-    let neg_eta = E::from_f64(-layer.eta()).unwrap();
+    let neg_eta = E::from_f64(-p.eta).unwrap();
 
     let pairs = (b, n, n, Const::<3>);
     // d[b, i, j] = x_i − x_j (x_j negated first: a broadcast keeps the tensor's id, and a
@@ -96,6 +108,7 @@ pub(crate) fn assert_matches_finite_differences(x: &[f64], analytic: &[f64], f: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::RadialBasis;
 
     fn close(a: &[f64], b: &[f64], tol: f64) {
         assert_eq!(a.len(), b.len());
@@ -112,8 +125,8 @@ mod tests {
         let x = x * 2.0; // some pairs beyond the cutoff
         let w: Tensor<(usize, usize, Const<7>), f64, _> = dev.sample_normal_like(&(3usize, 6usize, Const));
 
-        let fast = Cpu::try_radial_basis(&rb, x.leaky_trace()).unwrap();
-        let slow = radial_basis_composed(&rb, x.leaky_trace()).unwrap();
+        let fast = Cpu::try_radial_basis(&rb.params(), x.leaky_trace()).unwrap();
+        let slow = radial_basis_composed(&rb.params(), x.leaky_trace()).unwrap();
         close(&fast.as_vec(), &slow.as_vec(), 1e-12);
         let gf = (fast * w.clone()).sum().backward();
         let gs = (slow * w.clone()).sum().backward();
@@ -129,9 +142,9 @@ mod tests {
         let w: Tensor<(usize, usize, Const<5>), f64, _> = dev.sample_normal_like(&(2usize, 5usize, Const));
         let f = |xv: &[f64]| -> f64 {
             let t = dev.tensor_from_vec(xv.to_vec(), (2usize, 5usize, Const::<3>));
-            (Cpu::try_radial_basis(&rb, t).unwrap() * w.clone()).sum::<Rank0, _>().array()
+            (Cpu::try_radial_basis(&rb.params(), t).unwrap() * w.clone()).sum::<Rank0, _>().array()
         };
-        let g = (Cpu::try_radial_basis(&rb, x.leaky_trace()).unwrap() * w.clone()).sum().backward();
+        let g = (Cpu::try_radial_basis(&rb.params(), x.leaky_trace()).unwrap() * w.clone()).sum().backward();
         assert_matches_finite_differences(&x.as_vec(), &g.get(&x).as_vec(), f);
     }
 
@@ -140,15 +153,15 @@ mod tests {
         let dev = Cpu::seed_from_u64(13);
         let rb = RadialBasis::<4>::new(2.0);
         let x: Tensor<(usize, usize, Const<3>), f32, _> = dev.sample_uniform_like(&(2usize, 4usize, Const));
-        let a = Cpu::try_radial_basis(&rb, x.clone()).unwrap().as_vec();
-        let b = radial_basis_composed(&rb, x).unwrap().as_vec();
+        let a = Cpu::try_radial_basis(&rb.params(), x.clone()).unwrap().as_vec();
+        let b = radial_basis_composed(&rb.params(), x).unwrap().as_vec();
         for (p, q) in a.iter().zip(&b) {
             assert!((p - q).abs() < 1e-5 * (1.0 + p.abs()));
         }
         // Empty batch and single points.
         let e: Tensor<(usize, usize, Const<3>), f32, _> = dev.zeros_like(&(0usize, 3usize, Const));
-        assert_eq!(Cpu::try_radial_basis(&rb, e).unwrap().shape().0, 0);
+        assert_eq!(Cpu::try_radial_basis(&rb.params(), e).unwrap().shape().0, 0);
         let one: Tensor<(usize, usize, Const<3>), f32, _> = dev.ones_like(&(2usize, 1usize, Const));
-        assert_eq!(Cpu::try_radial_basis(&rb, one).unwrap().as_vec(), vec![0.0; 8]);
+        assert_eq!(Cpu::try_radial_basis(&rb.params(), one).unwrap().as_vec(), vec![0.0; 8]);
     }
 }

@@ -3,19 +3,18 @@
 use dfdx::prelude::*;
 
 use super::{CellKind, DirWeights};
-use crate::ops::conv::scratch::take_best_fit;
+use crate::ops::floor::buf::{give, take, take_dirty, Scratch};
+use crate::ops::floor::cpu::Simd;
+use crate::ops::floor::gemm::matmul as mm;
 
 /// Element types the fused kernel runs on: `gemm` dispatches on them, and they provide the
 /// gate nonlinearities over slices (f32: vectorized approximations with ~2e-7 absolute error;
 /// f64: `std`'s exact functions, so gradient checks see the true function).
-pub trait CpuFloat: num_traits::Float + Dtype + Send + Sync + 'static {
+pub trait CpuFloat: num_traits::Float + Dtype + Send + Sync + 'static + Scratch {
     /// `x ← 1 / (1 + e^-x)` element-wise.
     fn sigmoid_slice(x: &mut [Self]);
     /// `x ← tanh(x)` element-wise.
     fn tanh_slice(x: &mut [Self]);
-    /// Scratch buffers kept between calls (see [`take`]).
-    #[doc(hidden)]
-    fn pool() -> &'static std::sync::Mutex<Vec<Vec<Self>>>;
 }
 
 impl CpuFloat for f64 {
@@ -26,10 +25,6 @@ impl CpuFloat for f64 {
     #[inline(always)]
     fn tanh_slice(x: &mut [Self]) {
         x.iter_mut().for_each(|v| *v = v.tanh());
-    }
-    fn pool() -> &'static std::sync::Mutex<Vec<Vec<Self>>> {
-        static POOL: std::sync::Mutex<Vec<Vec<f64>>> = std::sync::Mutex::new(Vec::new());
-        &POOL
     }
 }
 
@@ -42,148 +37,31 @@ impl CpuFloat for f32 {
     fn tanh_slice(x: &mut [Self]) {
         x.iter_mut().for_each(|v| *v = super::fastmath::tanh_f32(*v));
     }
-    fn pool() -> &'static std::sync::Mutex<Vec<Vec<Self>>> {
-        static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
-        &POOL
-    }
-}
-
-/// Buffers smaller than this are not pooled.
-const POOL_MIN: usize = 1 << 12;
-/// At most this many buffers are kept.
-const POOL_MAX: usize = 48;
-
-/// A zeroed buffer of `n` elements, reusing a pooled allocation when one is big enough.
-/// Fresh multi-megabyte allocations cost page faults on every training step (glibc serves
-/// them with `mmap`), which made the step time grow faster than the sequence length.
-pub(crate) fn take<E: CpuFloat>(n: usize) -> Vec<E> {
-    if n >= POOL_MIN {
-        let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(mut v) = take_best_fit(&mut pool, n, Vec::capacity) {
-            drop(pool);
-            v.clear();
-            v.resize(n, E::zero());
-            return v;
-        }
-    }
-    vec![E::zero(); n]
-}
-
-/// A buffer of `n` elements with unspecified (but initialised) contents, for buffers the
-/// caller overwrites completely: a pooled buffer is only truncated, not zeroed.
-pub(crate) fn take_dirty<E: CpuFloat>(n: usize) -> Vec<E> {
-    if n >= POOL_MIN {
-        let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(mut v) = take_best_fit(&mut pool, n, Vec::len) {
-            drop(pool);
-            v.truncate(n);
-            return v;
-        }
-    }
-    vec![E::zero(); n]
-}
-
-/// Free the scratch buffers the fused kernel keeps between calls (they are reused by the next
-/// training step; their size follows the largest recent batch × sequence length).
-pub fn clear_scratch_buffers() {
-    f32::pool().lock().unwrap_or_else(|e| e.into_inner()).clear();
-    f64::pool().lock().unwrap_or_else(|e| e.into_inner()).clear();
-}
-
-/// Return a buffer to the pool.
-pub(crate) fn give<E: CpuFloat>(v: Vec<E>) {
-    if v.capacity() >= POOL_MIN {
-        let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
-        pool.push(v);
-        if pool.len() > POOL_MAX {
-            // drop the smallest
-            let i = pool.iter().enumerate().min_by_key(|(_, v)| v.capacity()).map(|(i, _)| i).unwrap();
-            pool.swap_remove(i);
-        }
-    }
-}
-
-/// gemm gets threads only for products this large (multiply-adds); the recurrence itself is
-/// parallelised over batch chunks instead (see [`plan`]).
-const GEMM_PAR: usize = 1 << 27;
-
-/// `dst[m×n] = (acc ? dst : 0) + lhs[m×k] · rhs[k×n]`, every matrix given by (row, column)
-/// strides into its slice.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub(crate) fn mm<E: CpuFloat>(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [E],
-    (d_rs, d_cs): (usize, usize),
-    acc: bool,
-    lhs: &[E],
-    (l_rs, l_cs): (usize, usize),
-    rhs: &[E],
-    (r_rs, r_cs): (usize, usize),
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(dst.len() > (m - 1) * d_rs + (n - 1) * d_cs);
-    if k == 0 {
-        if !acc {
-            for i in 0..m {
-                for j in 0..n {
-                    dst[i * d_rs + j * d_cs] = E::zero();
-                }
-            }
-        }
-        return;
-    }
-    assert!(lhs.len() > (m - 1) * l_rs + (k - 1) * l_cs);
-    assert!(rhs.len() > (k - 1) * r_rs + (n - 1) * r_cs);
-    // Threads pay only for big products (the per-step recurrence is a few hundred kFLOP).
-    if m * n * k >= GEMM_PAR {
-        // SAFETY: the bounds of every access were asserted above; gemm dispatches on E.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                dst.as_mut_ptr(),
-                d_cs as isize,
-                d_rs as isize,
-                acc,
-                lhs.as_ptr(),
-                l_cs as isize,
-                l_rs as isize,
-                rhs.as_ptr(),
-                r_cs as isize,
-                r_rs as isize,
-                if acc { E::one() } else { E::zero() },
-                E::one(),
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(rayon::current_num_threads()),
-            )
-        }
-        return;
-    }
-    // SAFETY: as above; f32 on AVX-512 CPUs runs typenet's microkernel, the rest `gemm`.
-    unsafe {
-        crate::ops::gemm::gemm(
-            (m, n, k),
-            E::one(),
-            lhs.as_ptr(),
-            (l_rs, l_cs),
-            rhs.as_ptr(),
-            (r_rs, r_cs),
-            if acc { E::one() } else { E::zero() },
-            dst.as_mut_ptr(),
-            (d_rs, d_cs),
-        )
-    }
 }
 
 /// Below this many multiply-adds (`B·T·G·H·H` per direction) a call runs on one thread.
+const PAR_MIN: usize = 1 << 18;
+
+thread_local! {
+    static PAR_OVERRIDE: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with the fused kernel's threshold for splitting a call over threads set to
+/// `threshold` multiply-adds on the calling thread (0: always split), so tests can exercise the
+/// parallel path at tiny sizes without touching process-wide state. Restores the previous value.
+pub fn with_par_threshold<R>(threshold: usize, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<usize>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PAR_OVERRIDE.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(PAR_OVERRIDE.with(|c| c.replace(Some(threshold))));
+    f()
+}
+
 fn par_threshold() -> usize {
-    std::env::var("TYPENET_RNN_PAR").ok().and_then(|v| v.parse().ok()).unwrap_or(1 << 18)
+    PAR_OVERRIDE.with(|c| c.get()).unwrap_or(PAR_MIN)
 }
 
 /// Sizes of one call.
@@ -527,8 +405,9 @@ fn backward_dir_impl<E: CpuFloat>(
 }
 
 /// Compiles `$impl` again with AVX-512F (16 wide) and with AVX2+FMA (8 wide) enabled — the gate
-/// loops and the inlined `exp` vectorize — and picks the best version the CPU has at run time
-/// (AVX-512 measured ~4 % faster on the LSTM training step than AVX2 on an AVX-512 EPYC).
+/// loops and the inlined `exp` vectorize — and runs the version for the SIMD level `simd` the
+/// caller read with [`Simd::current`] on its own thread (AVX-512 measured ~4 % faster on the LSTM
+/// training step than AVX2 on an AVX-512 EPYC).
 macro_rules! dispatch {
     ($name:ident, $avx:ident, $avx512:ident, $impl:ident, $ret:ty, ($($arg:ident: $ty:ty),*)) => {
         #[cfg(target_arch = "x86_64")]
@@ -545,32 +424,27 @@ macro_rules! dispatch {
             $impl($($arg),*)
         }
 
+        /// `simd` must not exceed [`Simd::detected`] (it comes from [`Simd::current`]).
         #[allow(clippy::too_many_arguments)]
-        fn $name<E: CpuFloat>($($arg: $ty),*) -> $ret {
+        fn $name<E: CpuFloat>(simd: Simd, $($arg: $ty),*) -> $ret {
+            debug_assert!(simd <= Simd::detected());
             #[cfg(target_arch = "x86_64")]
             {
-                let force = simd_override();
-                if force.is_none() && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-                    // SAFETY: the features were just detected on this CPU.
+                if simd == Simd::Avx512 && Simd::detected() == Simd::Avx512 {
+                    // SAFETY: `Simd::Avx512` is detected only when the CPU has avx512f, avx2
+                    // and fma: exactly the features `$avx512` enables.
                     return unsafe { $avx512($($arg),*) };
                 }
-                if force != Some("scalar") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                    // SAFETY: the features were just detected on this CPU.
+                if simd >= Simd::Avx2 && Simd::detected() >= Simd::Avx2 {
+                    // SAFETY: `Simd::Avx2` or better is detected only when the CPU has avx2 and
+                    // fma: exactly the features `$avx` enables.
                     return unsafe { $avx($($arg),*) };
                 }
             }
+            let _ = simd;
             $impl($($arg),*)
         }
     };
-}
-/// `TYPENET_RNN_SIMD=avx2` or `=scalar` forces a lesser code path (for testing them all on
-/// one machine).
-fn simd_override() -> Option<&'static str> {
-    match std::env::var("TYPENET_RNN_SIMD").as_deref() {
-        Ok("avx2") => Some("avx2"),
-        Ok("scalar") => Some("scalar"),
-        _ => None,
-    }
 }
 
 dispatch!(forward_dir, forward_dir_avx2, forward_dir_avx512, forward_dir_impl, Saved<E>,
@@ -655,6 +529,8 @@ where
     let h = hidden;
     let gh = cell.gates() * h;
     let dm = Dims { b, t, f, h, gh, o: dirs.len() * h };
+    // read on the calling thread: the tasks may run on rayon's threads
+    let simd = Simd::current();
     let x = x.try_contiguous()?;
     let (x, mut tape) = x.split_tape();
     let xv = read(&x)?;
@@ -676,7 +552,7 @@ where
         let dmc = Dims { b: task.b1 - task.b0, o: h, ..dm };
         let mut yc = take_dirty(dmc.b * t * h);
         let xc = &xv[task.b0 * t * f..task.b1 * t * f];
-        let sv = forward_dir(cell, xc, &ws[task.d], dmc, task.d == 1, &mut yc, 0);
+        let sv = forward_dir(simd, cell, xc, &ws[task.d], dmc, task.d == 1, &mut yc, 0);
         (sv, yc)
     });
     let o = dm.o;
@@ -707,7 +583,7 @@ where
                 let xc = &xv[task.b0 * t * f..task.b1 * t * f];
                 let gyc = &gy[task.b0 * t * o..task.b1 * t * o];
                 let mut dxc = take(dmc.b * t * f);
-                let g = backward_dir(cell, xc, &ws[task.d], &saved[i], dmc, task.d == 1, gyc, task.d * h, &mut dxc);
+                let g = backward_dir(simd, cell, xc, &ws[task.d], &saved[i], dmc, task.d == 1, gyc, task.d * h, &mut dxc);
                 (g, dxc)
             });
             let mut dx = take(b * t * f);

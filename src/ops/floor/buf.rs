@@ -1,4 +1,5 @@
-//! Reusable scratch buffers for the CPU kernels.
+//! The one pool of reusable scratch buffers for the CPU kernels (convolution, pooling, the
+//! recurrent kernel, dense).
 //!
 //! A training step allocates the same few large buffers (saved inputs, column matrices,
 //! gradient partials) every time; taking them from fresh memory costs page faults that
@@ -10,7 +11,8 @@ use std::sync::Mutex;
 use dfdx::prelude::*;
 
 /// Element types with a buffer pool.
-pub(crate) trait Scratch: Copy + Default + Send + Sync + 'static {
+#[doc(hidden)]
+pub trait Scratch: Copy + Default + Send + Sync + 'static {
     fn pool() -> &'static Mutex<Vec<Vec<Self>>>;
 }
 
@@ -26,8 +28,36 @@ macro_rules! scratch {
 }
 scratch!(f32, f64, u32);
 
-/// At most this many idle buffers are kept per element type.
-const KEEP: usize = 32;
+/// At most this many idle buffers are kept per element type (the largest ones win).
+const KEEP: usize = 48;
+
+/// A zero-filled `Vec` of `n` elements, reusing a pooled allocation when one is big enough.
+/// Fresh multi-megabyte allocations cost page faults on every training step (glibc serves
+/// them with `mmap`). Hand it back with [`give`].
+pub(crate) fn take<E: Scratch>(n: usize) -> Vec<E> {
+    let mut v = Buf::<E>::take(n).into_vec();
+    v.resize(n, E::default());
+    v
+}
+
+/// A `Vec` of `n` elements with unspecified (but initialised) contents, for buffers the caller
+/// overwrites completely: a pooled buffer is only truncated, not zeroed.
+pub(crate) fn take_dirty<E: Scratch>(n: usize) -> Vec<E> {
+    Buf::<E>::dirty(n).into_vec()
+}
+
+/// Returns a buffer to the pool.
+pub(crate) fn give<E: Scratch>(v: Vec<E>) {
+    drop(Buf(v));
+}
+
+/// Frees every idle scratch buffer the CPU kernels keep between calls (they are reused by the
+/// next training step; their total size follows the largest recent batch).
+pub fn clear_scratch_buffers() {
+    f32::pool().lock().unwrap_or_else(|e| e.into_inner()).clear();
+    f64::pool().lock().unwrap_or_else(|e| e.into_inner()).clear();
+    u32::pool().lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
 
 /// A zero-filled buffer from the pool, given back on drop.
 pub(crate) struct Buf<E: Scratch>(Vec<E>);
@@ -56,6 +86,11 @@ impl<E: Scratch> Buf<E> {
                 Self::zeros(len)
             }
         }
+    }
+
+    /// The buffer as a plain `Vec`, no longer returned to the pool on drop.
+    pub fn into_vec(mut self) -> Vec<E> {
+        std::mem::take(&mut self.0)
     }
 
     /// An empty buffer with capacity for `len` elements.

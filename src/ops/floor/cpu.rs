@@ -1,0 +1,101 @@
+//! CPU-feature detection, cached, and a per-thread override to force a lesser SIMD path (so
+//! tests can run every path on one machine without touching process-wide state).
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+
+/// The SIMD level a kernel may use, ordered from least to most capable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Simd {
+    /// Portable scalar code (whatever the compiler auto-vectorizes for the base target).
+    Scalar,
+    /// AVX2 and FMA.
+    Avx2,
+    /// AVX-512F together with AVX2 and FMA.
+    Avx512,
+}
+
+impl Simd {
+    /// The best level this CPU has (detected once).
+    pub fn detected() -> Simd {
+        static S: OnceLock<Simd> = OnceLock::new();
+        *S.get_or_init(detect)
+    }
+
+    /// The level kernels should use on this thread now: [`Simd::detected`], capped by
+    /// [`with_simd_cap`] when a caller on this thread asked for less.
+    pub fn current() -> Simd {
+        let d = Simd::detected();
+        match CAP.with(Cell::get) {
+            Some(cap) if cap < d => cap,
+            _ => d,
+        }
+    }
+}
+
+fn detect() -> Simd {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        if avx2 && is_x86_feature_detected!("avx512f") {
+            return Simd::Avx512;
+        }
+        if avx2 {
+            return Simd::Avx2;
+        }
+    }
+    Simd::Scalar
+}
+
+/// Whether AVX-512F (with AVX2 and FMA) may be used on this thread now.
+#[inline]
+pub fn has_avx512() -> bool {
+    Simd::current() >= Simd::Avx512
+}
+
+thread_local! {
+    static CAP: Cell<Option<Simd>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with the SIMD level capped at `cap` on the calling thread (kernel entry points read
+/// [`Simd::current`] on the calling thread and pass the level down to their worker threads).
+/// Other threads, e.g. other tests running in parallel, are unaffected. Nests; restores the
+/// previous cap on return (also when `f` panics).
+pub fn with_simd_cap<R>(cap: Simd, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Simd>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CAP.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CAP.with(|c| c.replace(Some(cap))));
+    f()
+}
+
+/// For tests of AVX-512 paths: whether this CPU can run them; when it cannot, writes a
+/// `SKIPPED` line naming the test straight to stderr (past the test harness's capture, so it
+/// shows in every `cargo test` run).
+#[cfg(test)]
+pub(crate) fn avx512_or_skip(test: &str) -> bool {
+    if Simd::detected() >= Simd::Avx512 {
+        return true;
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: this CPU has no AVX-512F, the AVX-512 path was NOT tested");
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_is_per_thread_and_restored() {
+        let d = Simd::detected();
+        with_simd_cap(Simd::Scalar, || {
+            assert_eq!(Simd::current(), Simd::Scalar);
+            std::thread::spawn(move || assert_eq!(Simd::current(), d)).join().unwrap();
+        });
+        assert_eq!(Simd::current(), d);
+    }
+}

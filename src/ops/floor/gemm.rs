@@ -1,0 +1,610 @@
+//! The one GEMM door: [`matmul`] ("multiply matrices"), `C (m×n) = [C +] A (m×k)·B (k×n)` over
+//! slices with arbitrary `(row, column)` strides, f32 and f64. Every CPU kernel (convolution,
+//! the recurrent kernel, dense, and new ops) multiplies matrices through it.
+//!
+//! Behind the door: for f32 on CPUs with AVX-512F an AVX-512F register-blocked microkernel
+//! (below), and the `gemm` crate for everything else (f64, other CPUs); products of at least
+//! [`PAR_MIN`] multiply-adds called from outside rayon's pool run on rayon's threads (through
+//! the `gemm` crate), smaller ones on the calling thread (callers parallelise over the batch).
+//!
+//! Shapes handled by the AVX-512 path (others fall back to `gemm`):
+//! - `B` with unit column stride (rows of `B` are vectors) and `C` row-major: a 6×64
+//!   broadcast-FMA tile reading `A` through its strides and `B` in place (no packing);
+//! - `A` and `Bᵀ` both contiguous along `k` (`A·Bᵀ` of two row-major matrices) and `k ≥ 64`: a
+//!   4×3 tile of dot products along `k`;
+//! - `C` column-major: solved as `Cᵀ = Bᵀ·Aᵀ`;
+//! - any other `B`: packed into a contiguous row-major copy first.
+//!
+//! The per-call sizes of LeNet's convolutions and the LSTM recurrence are a few hundred kFLOP,
+//! where `gemm`'s generic blocking and AVX2 microkernels lose to a fixed tile.
+
+use super::cpu::has_avx512;
+
+/// Element types the door multiplies (`f32`, `f64`).
+pub(crate) trait GemmFloat: 'static + Copy + Send + Sync + num_traits::Float {}
+impl<E: 'static + Copy + Send + Sync + num_traits::Float> GemmFloat for E {}
+
+/// Products of at least this many multiply-adds run on rayon's threads (when the caller is not
+/// itself on one of them).
+pub(crate) const PAR_MIN: usize = 1 << 27;
+
+/// The one GEMM door: `c (m×n) = [c +] a (m×k) · b (k×n)`, each matrix a slice with its
+/// `(row stride, column stride)` in elements. `accumulate` adds to `c` instead of overwriting it
+/// (without it `c` is not read, so it may hold anything, NaN included).
+///
+/// Single-threaded below [`PAR_MIN`] multiply-adds or when called from a rayon worker;
+/// otherwise on rayon's threads.
+///
+/// # Panics
+/// When a slice is too short for its sizes and strides (a bug in the calling kernel: public
+/// entry points validate shapes first and return `Err`).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn matmul<E: GemmFloat>(
+    (m, n, k): (usize, usize, usize),
+    c: &mut [E],
+    (crs, ccs): (usize, usize),
+    accumulate: bool,
+    a: &[E],
+    (ars, acs): (usize, usize),
+    b: &[E],
+    (brs, bcs): (usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(c.len() > (m - 1) * crs + (n - 1) * ccs, "matmul: c too short");
+    if k > 0 {
+        assert!(a.len() > (m - 1) * ars + (k - 1) * acs, "matmul: a too short");
+        assert!(b.len() > (k - 1) * brs + (n - 1) * bcs, "matmul: b too short");
+    }
+    let path = if m * n * k >= PAR_MIN && rayon::current_thread_index().is_none() {
+        GemmPath::Threads
+    } else if has_avx512() {
+        GemmPath::Avx512
+    } else {
+        GemmPath::Fallback
+    };
+    let beta = if accumulate { E::one() } else { E::zero() };
+    // SAFETY: the asserts above bound the largest offset each view reaches (every index is
+    // `i·rs + j·cs` with `i`, `j` below the sizes); `c` is a `&mut` slice, so it aliases neither
+    // `a` nor `b`; the AVX-512 path is chosen only when `has_avx512` detected AVX-512F.
+    unsafe { gemm_with(path, (m, n, k), E::one(), a.as_ptr(), (ars, acs), b.as_ptr(), (brs, bcs), beta, c.as_mut_ptr(), (crs, ccs)) }
+}
+
+/// Which implementation [`gemm_with`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GemmPath {
+    /// typenet's AVX-512F microkernel for f32 (the `gemm` crate for f64 and shapes it does not
+    /// handle). Only valid on CPUs with AVX-512F.
+    Avx512,
+    /// The `gemm` crate, single-threaded.
+    Fallback,
+    /// The `gemm` crate on rayon's threads.
+    Threads,
+}
+
+/// `C (m×n) = α·A (m×k)·B (k×n) + β·C`. Each matrix is a pointer with `(row stride, column
+/// stride)` in elements. `β = 0` means `C` is not read.
+///
+/// # Safety
+/// Every view must be valid for reads (`C` also for writes) at every offset `i·rs + j·cs`
+/// with `i`, `j` below its sizes; `C` must not alias `A` or `B`; [`GemmPath::Avx512`] only on
+/// a CPU with AVX-512F.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_with<E: GemmFloat>(
+    path: GemmPath,
+    (m, n, k): (usize, usize, usize),
+    alpha: E,
+    a: *const E,
+    (ars, acs): (usize, usize),
+    b: *const E,
+    (brs, bcs): (usize, usize),
+    beta: E,
+    c: *mut E,
+    (crs, ccs): (usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 || alpha == E::zero() {
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: `i < m`, `j < n`: inside the view of `C` (caller's contract).
+                let p = unsafe { c.add(i * crs + j * ccs) };
+                // SAFETY: as above; `C` is valid for reads and writes.
+                unsafe { *p = if beta == E::zero() { E::zero() } else { beta * *p } };
+            }
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if path == GemmPath::Avx512 && std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>() {
+        let f = |v: E| v.to_f32().unwrap_or(0.0);
+        // SAFETY: E is f32 (checked by `TypeId`), so the casts keep the element type; the views
+        // are valid (caller's contract); the caller chose `Avx512` only on an AVX-512F CPU.
+        let done = unsafe {
+            avx512::sgemm(
+                (m, n, k),
+                f(alpha),
+                a as *const f32,
+                (ars, acs),
+                b as *const f32,
+                (brs, bcs),
+                f(beta),
+                c as *mut f32,
+                (crs, ccs),
+            )
+        };
+        if done {
+            return;
+        }
+    }
+    let par = if path == GemmPath::Threads {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the caller's contract is the `gemm` crate's.
+    unsafe { fallback((m, n, k), alpha, a, (ars, acs), b, (brs, bcs), beta, c, (crs, ccs), par) }
+}
+
+/// The `gemm` crate.
+///
+/// # Safety
+/// As [`gemm_with`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn fallback<E: 'static + Copy + num_traits::Float>(
+    (m, n, k): (usize, usize, usize),
+    alpha: E,
+    a: *const E,
+    (ars, acs): (usize, usize),
+    b: *const E,
+    (brs, bcs): (usize, usize),
+    beta: E,
+    c: *mut E,
+    (crs, ccs): (usize, usize),
+    par: gemm::Parallelism,
+) {
+    let read_dst = beta != E::zero();
+    // SAFETY: the caller's contract (valid, non-aliasing views) is the `gemm` crate's.
+    unsafe { gemm::gemm(
+        m,
+        n,
+        k,
+        c,
+        ccs as isize,
+        crs as isize,
+        read_dst,
+        a,
+        acs as isize,
+        ars as isize,
+        b,
+        bcs as isize,
+        brs as isize,
+        beta,
+        alpha,
+        false,
+        false,
+        false,
+        par,
+    ) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::needless_range_loop)] // register tiles read best as indexed loops
+mod avx512 {
+    use core::arch::x86_64::*;
+    use std::cell::RefCell;
+
+    /// Rows per tile of the broadcast kernel.
+    const MR: usize = 6;
+    /// 16-lane vectors per tile of the broadcast kernel.
+    const NV: usize = 4;
+    /// The dot-product kernel only for `k` at least this (shorter dots are dominated by the
+    /// horizontal sums; packing `B` is cheaper then).
+    const NT_MIN_K: usize = 64;
+    /// `k` per pass (a `KC × 64` panel of `B` stays in L1/L2 across the row tiles).
+    const KC: usize = 256;
+
+    thread_local! {
+        static PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Returns `false` when the shape is not one this module handles.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; the views as for [`super::gemm_with`].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn sgemm(
+        (m, n, k): (usize, usize, usize),
+        alpha: f32,
+        a: *const f32,
+        (ars, acs): (usize, usize),
+        b: *const f32,
+        (brs, bcs): (usize, usize),
+        beta: f32,
+        c: *mut f32,
+        (crs, ccs): (usize, usize),
+    ) -> bool {
+        // SAFETY: every pointer offset below is `i·rs + j·cs` with `i`, `j` below the sizes, inside the views by this function's contract; PACK holds `k·n` elements.
+        unsafe {
+            if ccs != 1 {
+                if crs == 1 {
+                    // Cᵀ (n×m, row-major) = Bᵀ·Aᵀ
+                    return sgemm((n, m, k), alpha, b, (bcs, brs), a, (acs, ars), beta, c, (ccs, 1));
+                }
+                return false;
+            }
+            if bcs == 1 {
+                nn(m, n, k, alpha, a, ars, acs, b, brs, beta, c, crs);
+            } else if acs == 1 && brs == 1 && k >= NT_MIN_K {
+                nt(m, n, k, alpha, a, ars, b, bcs, beta, c, crs);
+            } else {
+                PACK.with(|p| {
+                    let mut p = p.borrow_mut();
+                    p.clear();
+                    p.reserve(k * n);
+                    for pi in 0..k {
+                        for j in 0..n {
+                            p.push(*b.add(pi * brs + j * bcs));
+                        }
+                    }
+                    nn(m, n, k, alpha, a, ars, acs, p.as_ptr(), n, beta, c, crs);
+                });
+            }
+            true
+        }
+    }
+
+    #[inline(always)]
+    fn tail_mask(cols: usize) -> __mmask16 {
+        if cols >= 16 {
+            0xFFFF
+        } else {
+            ((1u32 << cols) - 1) as __mmask16
+        }
+    }
+
+    /// `B` rows contiguous, `C` row-major.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `a` (`m×k`, strides `ars`, `acs`), `b` (`k×n`, strides
+    /// `brs`, 1) and `c` (`m×n`, strides `crs`, 1) valid for every index below their sizes.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn nn(
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: *const f32,
+        ars: usize,
+        acs: usize,
+        b: *const f32,
+        brs: usize,
+        beta: f32,
+        c: *mut f32,
+        crs: usize,
+    ) {
+        // SAFETY: AVX-512F is available (contract); `bp`, `ap`, `cp` point at element (p0, j0), (i0, p0), (i0, j0) of their views, all below the sizes, and `tile` reads/writes only inside its `mr × w` block.
+        unsafe {
+            let mut j0 = 0;
+            while j0 < n {
+                let w = (n - j0).min(NV * 16);
+                let nv = w.div_ceil(16);
+                let mask = tail_mask(w - (nv - 1) * 16);
+                let mut p0 = 0;
+                while p0 < k {
+                    let kc = (k - p0).min(KC);
+                    let be = if p0 == 0 { beta } else { 1.0 };
+                    let bp = b.add(p0 * brs + j0);
+                    let mut i0 = 0;
+                    while i0 < m {
+                        let mr = (m - i0).min(MR);
+                        let ap = a.add(i0 * ars + p0 * acs);
+                        let cp = c.add(i0 * crs + j0);
+                        macro_rules! go {
+                            ($($r:literal),*) => {
+                                match (mr, nv) {
+                                    $( ($r, 1) => tile::<$r, 1>(kc, ap, ars, acs, bp, brs, mask, alpha, be, cp, crs),
+                                       ($r, 2) => tile::<$r, 2>(kc, ap, ars, acs, bp, brs, mask, alpha, be, cp, crs),
+                                       ($r, 3) => tile::<$r, 3>(kc, ap, ars, acs, bp, brs, mask, alpha, be, cp, crs),
+                                       ($r, 4) => tile::<$r, 4>(kc, ap, ars, acs, bp, brs, mask, alpha, be, cp, crs), )*
+                                    _ => unreachable!(),
+                                }
+                            };
+                        }
+                        go!(1, 2, 3, 4, 5, 6);
+                        i0 += mr;
+                    }
+                    p0 += kc;
+                }
+                j0 += w;
+            }
+        }
+    }
+
+    /// One `R × 16·V` tile of `C` over `kc` steps of `k`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `a` valid at `r·ars + p·acs`, `b` at `p·brs + col` and `c` at
+    /// `r·crs + col` for `r < R`, `p < kc` and every column `col` the mask keeps.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile<const R: usize, const V: usize>(
+        kc: usize,
+        a: *const f32,
+        ars: usize,
+        acs: usize,
+        b: *const f32,
+        brs: usize,
+        mask: __mmask16,
+        alpha: f32,
+        beta: f32,
+        c: *mut f32,
+        crs: usize,
+    ) {
+        // SAFETY: the loads read row `p < kc` of B at columns `16·v + lane` below the tile width (the last vector masked), A at `(r, p)` with `r < R`, `p < kc`, and C at `(r, 16·v + lane)` masked likewise: all inside the views (contract); the moving pointers use `wrapping_add`, so stepping one row past the end after the last iteration is not undefined behaviour.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); V]; R];
+            let mut ap = a;
+            let mut bp = b;
+            for _ in 0..kc {
+                let mut bv = [_mm512_setzero_ps(); V];
+                for v in 0..V {
+                    bv[v] = if v == V - 1 {
+                        _mm512_maskz_loadu_ps(mask, bp.add(16 * v))
+                    } else {
+                        _mm512_loadu_ps(bp.add(16 * v))
+                    };
+                }
+                for r in 0..R {
+                    let av = _mm512_set1_ps(*ap.add(r * ars));
+                    for v in 0..V {
+                        acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+                    }
+                }
+                ap = ap.wrapping_add(acs);
+                bp = bp.wrapping_add(brs);
+            }
+            let al = _mm512_set1_ps(alpha);
+            let be = _mm512_set1_ps(beta);
+            for r in 0..R {
+                let cr = c.add(r * crs);
+                for v in 0..V {
+                    let m = if v == V - 1 { mask } else { 0xFFFF };
+                    let mut x = _mm512_mul_ps(acc[r][v], al);
+                    if beta != 0.0 {
+                        x = _mm512_fmadd_ps(be, _mm512_maskz_loadu_ps(m, cr.add(16 * v)), x);
+                    }
+                    _mm512_mask_storeu_ps(cr.add(16 * v), m, x);
+                }
+            }
+        }
+    }
+
+    /// # Safety
+    /// AVX-512F must be available; `a` (`m×k`, strides `ars`, 1), `Bᵀ` (`n×k`, strides `bcs`,
+    /// 1) and `c` (`m×n`, strides `crs`, 1) valid for every index below their sizes.
+    ///
+    /// `A` rows and `Bᵀ` rows contiguous along `k` (`B[p, j] = b[j·bcs + p]`), `C` row-major:
+    /// dot products.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn nt(
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: *const f32,
+        ars: usize,
+        b: *const f32,
+        bcs: usize,
+        beta: f32,
+        c: *mut f32,
+        crs: usize,
+    ) {
+        // SAFETY: AVX-512F is available (contract); `ap`, `bp`, `cp` point at row i0 of A, row j0 of Bᵀ and element (i0, j0) of C, all below the sizes, and `dots` stays inside its `mr × nr` block.
+        unsafe {
+            let mut i0 = 0;
+            while i0 < m {
+                let mr = (m - i0).min(4);
+                let mut j0 = 0;
+                while j0 < n {
+                    let nr = (n - j0).min(3);
+                    let ap = a.add(i0 * ars);
+                    let bp = b.add(j0 * bcs);
+                    let cp = c.add(i0 * crs + j0);
+                    macro_rules! go {
+                        ($($r:literal),*) => {
+                            match (mr, nr) {
+                                $( ($r, 1) => dots::<$r, 1>(k, ap, ars, bp, bcs, alpha, beta, cp, crs),
+                                   ($r, 2) => dots::<$r, 2>(k, ap, ars, bp, bcs, alpha, beta, cp, crs),
+                                   ($r, 3) => dots::<$r, 3>(k, ap, ars, bp, bcs, alpha, beta, cp, crs), )*
+                                _ => unreachable!(),
+                            }
+                        };
+                    }
+                    go!(1, 2, 3, 4);
+                    j0 += nr;
+                }
+                i0 += mr;
+            }
+        }
+    }
+
+    /// One `R × S` block of dot products of length `k`.
+    ///
+    /// # Safety
+    /// AVX-512F must be available; `a` valid at `r·ars + p`, `b` at `s·bcs + p` and `c` at
+    /// `r·crs + s` for `r < R`, `s < S`, `p < k`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dots<const R: usize, const S: usize>(
+        k: usize,
+        a: *const f32,
+        ars: usize,
+        b: *const f32,
+        bcs: usize,
+        alpha: f32,
+        beta: f32,
+        c: *mut f32,
+        crs: usize,
+    ) {
+        // SAFETY: masked loads read `k` elements of rows `r < R` of A and `s < S` of Bᵀ (lanes past `k` masked off, never touched), and each write is element `(r, s)` of C: inside the views (contract).
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); S]; R];
+            let mut p = 0;
+            while p < k {
+                let mask = tail_mask(k - p);
+                let mut bv = [_mm512_setzero_ps(); S];
+                for s in 0..S {
+                    bv[s] = _mm512_maskz_loadu_ps(mask, b.add(s * bcs + p));
+                }
+                for r in 0..R {
+                    let av = _mm512_maskz_loadu_ps(mask, a.add(r * ars + p));
+                    for s in 0..S {
+                        acc[r][s] = _mm512_fmadd_ps(av, bv[s], acc[r][s]);
+                    }
+                }
+                p += 16;
+            }
+            for r in 0..R {
+                for s in 0..S {
+                    let d = c.add(r * crs + s);
+                    let v = alpha * _mm512_reduce_add_ps(acc[r][s]);
+                    *d = if beta == 0.0 { v } else { v + beta * *d };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    }
+
+    /// Every layout combination (each of A, B, C row- or column-major, plus a padded row
+    /// stride) against a naive f64 reference.
+    fn check(path: GemmPath, sizes: &[usize]) {
+        let mut seed = 7u64;
+        for &m in sizes {
+            for &n in sizes {
+                for &k in sizes {
+                    for layout in 0..8u32 {
+                        let (at, bt, ct) = (layout & 1 != 0, layout & 2 != 0, layout & 4 != 0);
+                        let pad = (m + n + k) % 3; // extra leading-dimension padding
+                        let (ars, acs) = if at { (1, m + pad) } else { (k + pad, 1) };
+                        let (brs, bcs) = if bt { (1, k + pad) } else { (n + pad, 1) };
+                        let (crs, ccs) = if ct { (1, m + pad) } else { (n + pad, 1) };
+                        let alen = (m - 1) * ars + (k.max(1) - 1) * acs + 1;
+                        let blen = (k.max(1) - 1) * brs + (n - 1) * bcs + 1;
+                        let clen = (m - 1) * crs + (n - 1) * ccs + 1;
+                        let av: Vec<f32> = (0..alen).map(|_| lcg(&mut seed)).collect();
+                        let bv: Vec<f32> = (0..blen).map(|_| lcg(&mut seed)).collect();
+                        let c0: Vec<f32> = (0..clen).map(|_| lcg(&mut seed)).collect();
+                        for (alpha, beta) in [(1.0f32, 0.0f32), (1.0, 1.0), (0.5, -2.0)] {
+                            let mut cv = c0.clone();
+                            if beta == 0.0 {
+                                cv.iter_mut().for_each(|v| *v = f32::NAN);
+                            }
+                            // SAFETY: the vectors hold every index the strides reach (lengths
+                            // computed above); `cv` is a separate allocation.
+                            unsafe {
+                                gemm_with(
+                                    path,
+                                    (m, n, k),
+                                    alpha,
+                                    av.as_ptr(),
+                                    (ars, acs),
+                                    bv.as_ptr(),
+                                    (brs, bcs),
+                                    beta,
+                                    cv.as_mut_ptr(),
+                                    (crs, ccs),
+                                )
+                            };
+                            for i in 0..m {
+                                for j in 0..n {
+                                    let mut s = 0f64;
+                                    for p in 0..k {
+                                        s += av[i * ars + p * acs] as f64 * bv[p * brs + j * bcs] as f64;
+                                    }
+                                    let old = if beta == 0.0 { 0.0 } else { c0[i * crs + j * ccs] as f64 };
+                                    let want = alpha as f64 * s + beta as f64 * old;
+                                    let got = cv[i * crs + j * ccs] as f64;
+                                    assert!(
+                                        (got - want).abs() <= 1e-4 * (1.0 + k as f64).sqrt(),
+                                        "{path:?} m={m} n={n} k={k} layout={layout} α={alpha} β={beta} [{i},{j}]: {got} vs {want}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    const SIZES: &[usize] = &[1, 2, 3, 5, 6, 7, 13, 16, 17, 31, 33, 47, 64, 65, 70];
+
+    #[test]
+    fn sgemm_avx512_matches_reference() {
+        if crate::ops::floor::cpu::avx512_or_skip("sgemm_avx512_matches_reference") {
+            check(GemmPath::Avx512, SIZES);
+        }
+    }
+
+    #[test]
+    fn sgemm_threads_matches_reference() {
+        check(GemmPath::Threads, &[1, 17, 70]);
+    }
+
+    #[test]
+    fn sgemm_fallback_matches_reference() {
+        check(GemmPath::Fallback, &[1, 3, 16, 17, 70]);
+    }
+
+    #[test]
+    fn sgemm_every_size_1_to_70() {
+        // every m, n, k in 1..=70 along one axis at a time, the others odd
+        let mut sizes: Vec<usize> = (1..=70).collect();
+        sizes.retain(|s| s % 4 == 1 || *s <= 20 || *s >= 60);
+        for &s in &sizes {
+            for layout in [(s, 17, 9), (9, s, 17), (17, 9, s), (s, 64, 300), (300, s, 5)] {
+                let (m, n, k) = layout;
+                let mut seed = s as u64;
+                let av: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
+                let bv: Vec<f32> = (0..k * n).map(|_| lcg(&mut seed)).collect();
+                for bt in [false, true] {
+                    let bstr = if bt { (1, k) } else { (n, 1) };
+                    let mut cv = vec![0f32; m * n];
+                    matmul((m, n, k), &mut cv, (n, 1), false, &av, (k, 1), &bv, bstr);
+                    for i in 0..m {
+                        for j in 0..n {
+                            let s: f64 = (0..k).map(|p| av[i * k + p] as f64 * bv[p * bstr.0 + j * bstr.1] as f64).sum();
+                            assert!((cv[i * n + j] as f64 - s).abs() < 1e-4 * (k as f64).sqrt(), "{m} {n} {k} {bt}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f64_uses_fallback() {
+        let a = [1.0f64, 2.0, 3.0, 4.0];
+        let b = [5.0f64, 6.0, 7.0, 8.0];
+        let mut c = [1.0f64; 4];
+        matmul((2, 2, 2), &mut c, (2, 1), true, &a, (2, 1), &b, (2, 1));
+        assert_eq!(c, [20.0, 23.0, 44.0, 51.0]);
+    }
+}

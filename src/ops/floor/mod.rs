@@ -1,0 +1,20 @@
+//! The kernel floor: what every CPU kernel in [`crate::ops`] stands on, and nothing that
+//! knows a layer.
+//!
+//! - [`buf`]: the one scratch-buffer pool (per element type) all CPU kernels draw from;
+//! - [`gemm`]: the one GEMM door, [`gemm::matmul`] ("multiply matrices"), with typenet's
+//!   AVX-512 f32 microkernel and the `gemm` crate behind it;
+//! - [`cpu`]: CPU-feature detection ([`cpu::Simd`]) and the per-thread override tests use to
+//!   force a lesser SIMD path;
+//! - [`window`]: sliding-window geometry ([`Window2D`], output sizes, [`window::valid_range`])
+//!   shared by convolution, pooling and anything that slides a window.
+//!
+//! Dependency direction: `layers` → `ops::<kernel>` → `ops::floor`; the floor imports no kernel
+//! and no layer.
+
+pub mod buf;
+pub mod cpu;
+pub(crate) mod gemm;
+pub mod window;
+
+pub use window::{out_len, out_len_asym, pad_after, Window2D};

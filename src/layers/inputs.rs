@@ -88,7 +88,7 @@ pub struct Input<X>(pub X);
 
 macro_rules! input_impls {
     ($Trait:ident, $method:ident $(, $mut_:tt)?) => {
-        impl<S: Shape, S2: Shape, E: Dtype, E2: Dtype, D: Storage<E> + Storage<E2>, T: Tape<E, D> + Tape<E2, D>>
+        impl<S: Shape, S2: Shape, E: Dtype, E2: Dtype, D: Storage<E> + Storage<E2>, T: Tape<E, D>>
             $Trait<Tensor<S, E, D, T>> for Input<Tensor<S2, E2, D>>
         {
             type Output = Tensor<S2, E2, D, T>;

@@ -119,7 +119,7 @@ impl<'a> Checker<'a> {
     }
 
     /// The input named `name`, marked used: `Err` with a suggestion when there is none.
-    pub fn input(&mut self, name: &syn::Path, role: &str) -> Result<InputInfo, String> {
+    pub fn input(&mut self, name: &syn::Path, role: &str, kind: InputKind) -> Result<InputInfo, String> {
         let text = crate::shape::tidy(&quote::ToTokens::to_token_stream(name).to_string());
         if let Some(i) = self.inputs.iter_mut().find(|i| i.ident == text) {
             i.used = true;
@@ -128,10 +128,11 @@ impl<'a> Checker<'a> {
         if self.inputs.is_empty() {
             return Err(format!("{role} names the input `{text}`, but the network has a single input; declare them all: `(x: [..], {text}: ..)`"));
         }
-        let names: Vec<String> = self.inputs.iter().map(InputInfo::name).collect();
+        let names: Vec<String> = self.inputs.iter().filter(|i| i.kind == kind).map(InputInfo::name).collect();
         Err(match layers::suggest(&text, names.iter().map(String::as_str)) {
             Some(s) => format!("{role} names the input `{text}`, but there is no such input; did you mean `{s}`?"),
-            None => format!("{role} names the input `{text}`, but the inputs are {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
+            None if names.is_empty() => format!("{role} names the input `{text}`, but the network has no such input"),
+            None => format!("{role} names the input `{text}`, but there is no such input; the candidates are {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
         })
     }
 

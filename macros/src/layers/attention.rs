@@ -257,7 +257,7 @@ impl Layer for Attention {
             }
         }
         if let Some(m) = &self.mask {
-            let info = cx.input(m, &format!("`{layer}(mask = ..)`"))?;
+            let info = cx.input(m, &format!("`{layer}(mask = ..)`"), InputKind::Mask)?;
             if info.kind != InputKind::Mask {
                 return Err(format!("`mask = {}` names a key-padding mask input `mask[t]`, but `{}` is declared {}", info.ident, info.ident, info.shape.text()));
             }

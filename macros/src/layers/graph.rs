@@ -35,7 +35,7 @@ fn nodes(layer: &str, input: &Shape, graph: &InputInfo) -> Result<Dim, String> {
 
 fn graph_input(cx: &mut Checker, layer: &str, named: &Option<syn::Path>) -> Result<InputInfo, String> {
     let info = match named {
-        Some(p) => cx.input(p, &format!("`{layer}(graph = ..)`"))?,
+        Some(p) => cx.input(p, &format!("`{layer}(graph = ..)`"), InputKind::Graph)?,
         None => cx.only_input(InputKind::Graph, layer, "a graph input `g: graph[n]`")?,
     };
     if info.kind != InputKind::Graph {
@@ -153,7 +153,7 @@ pub fn parse_route(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn
 
 impl Layer for Route {
     fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
-        let sel = cx.input(&self.selector, "`route(..)`")?;
+        let sel = cx.input(&self.selector, "`route(..)`", InputKind::Tensor)?;
         if sel.kind != InputKind::Tensor || sel.shape.rank() != 1 {
             return Err(format!(
                 "`route({0})` selects a branch per element with one index each, `{0}: [n]`, but `{0}` is declared {1}{2}",

@@ -21,6 +21,7 @@ network! {
         pool(sum),
     }
     pub Tiny: (x: [n, 3], g: graph[n]) -> [n, 2] { gcn(4), relu, gcn(2) }
+    pub Pooled: (x: [n, 3], g: graph[n]) -> [2] { gcn(4), graph_pool(mean), dense(2) }
     pub Lm: [t] -> [t, 5] { embedding(5, 4), positional(max = 8), transformer(heads = 2, ff = 8, causal = true), dense(5) }
 }
 
@@ -42,6 +43,13 @@ fn forward_shapes_batched_and_not() {
     let g = Graph::undirected(4, &[(0, 1), (1, 2)]).unwrap();
     let x: Tensor<(usize, Const<3>), f32, Cpu> = dev.sample_normal_like(&(4, Const));
     assert_eq!(t.forward((x, &g)).shape().concrete(), [4, 2]);
+
+    // After `graph_pool`, one row per graph of the batch.
+    let p = Pooled::<f32, Cpu>::build(&dev);
+    let b = Graph::batch(&[Graph::undirected(2, &[(0, 1)]).unwrap(), Graph::undirected(3, &[(1, 2)]).unwrap()]);
+    let x: Tensor<(usize, Const<3>), f32, Cpu> = dev.sample_normal_like(&(5, Const));
+    let y: Tensor<(usize, Const<2>), f32, Cpu> = p.forward((x, &b));
+    assert_eq!(y.shape().concrete(), [2, 2]);
 }
 
 #[test]

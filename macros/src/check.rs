@@ -40,6 +40,8 @@ pub struct Checked {
     pub fallible: bool,
     /// Whether the network takes only per-sample inputs (a graph's node axis, `route`).
     pub per_sample_only: bool,
+    /// After `graph_pool`, the output has a leading axis over the graphs of the batch.
+    pub pooled: bool,
 }
 
 /// One declared input of a network with several inputs.
@@ -84,6 +86,8 @@ pub struct Checker<'a> {
     several_outputs: bool,
     pub fallible: bool,
     pub per_sample_only: bool,
+    /// A `graph_pool` ran: the output's leading axis counts the graphs.
+    pub pooled: bool,
 }
 
 pub fn shape_of(lit: &ShapeLit) -> Shape {
@@ -115,6 +119,7 @@ impl<'a> Checker<'a> {
             several_outputs: false,
             fallible: false,
             per_sample_only: false,
+            pooled: false,
         }
     }
 
@@ -252,6 +257,7 @@ impl<'a> Checker<'a> {
             asserts: std::mem::take(&mut self.asserts),
             fallible: self.fallible || !inputs.is_empty(),
             per_sample_only: self.per_sample_only || inputs.iter().any(|i| i.kind == InputKind::Graph),
+            pooled: self.pooled,
             inputs,
             outputs: Vec::new(),
         })
@@ -311,6 +317,7 @@ impl<'a> Checker<'a> {
             asserts: std::mem::take(&mut self.asserts),
             fallible: self.fallible || !inputs.is_empty(),
             per_sample_only: self.per_sample_only || inputs.iter().any(|i| i.kind == InputKind::Graph),
+            pooled: self.pooled,
             inputs,
             outputs,
         })

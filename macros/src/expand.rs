@@ -182,7 +182,7 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
     let graph_or_mask = inputs.iter().any(|i| i.kind != InputKind::Tensor);
     let imp = |train: bool, batched: bool| {
         let out_one = |s: &crate::shape::Shape| {
-            let o = if batched { s.batched_ty() } else { s.ty() };
+            let o = if batched || checked.pooled { s.batched_ty() } else { s.ty() };
             quote!(#tensor<#o, E, D, T>)
         };
         let o = if checked.outputs.is_empty() {

@@ -201,3 +201,43 @@ impl Layer for Route {
         self.nodes.iter().map(|n| n.as_slice()).collect()
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// graph_pool
+
+pub struct GraphPool {
+    kind: &'static Kind,
+    aggr: &'static str,
+    graph_name: Option<syn::Path>,
+    graph: Option<InputInfo>,
+}
+
+pub fn parse_graph_pool(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let a = Args::new(call, kind.usage, 1, &["graph"])?;
+    let aggr = match args::choice(a.require(0, "its reduction", kind.usage)?, "reduction", &["sum", "mean", "max"])?.as_str() {
+        "mean" => "MeanAggr",
+        "max" => "MaxAggr",
+        _ => "SumAggr",
+    };
+    Ok(Box::new(GraphPool { kind, aggr, graph_name: graph_arg(&a)?, graph: None }))
+}
+
+impl Layer for GraphPool {
+    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+        let g = graph_input(cx, "graph_pool", &self.graph_name)?;
+        let f = nodes("graph_pool", input, &g)?;
+        // From here on the leading axis of the tensor counts the graphs of the batch.
+        cx.pooled = true;
+        self.graph = Some(g);
+        Ok(Shape::new(vec![f]))
+    }
+    fn module(&self) -> TokenStream {
+        let (ty, a) = (self.kind.ty(0), crate::runtime::layer(self.aggr));
+        quote!(<#ty<#a> as ::core::default::Default>::default())
+    }
+    fn tree(&self, _: &Tree) -> TokenStream {
+        let m = self.module();
+        let g = self.graph.as_ref().map(|g| Tree::input(&g.ident)).unwrap_or_default();
+        quote!(#LAYERS::With(#m, #g))
+    }
+}

@@ -92,7 +92,7 @@ macro_rules! input_impls {
             $Trait<Tensor<S, E, D, T>> for Input<Tensor<S2, E2, D>>
         {
             type Output = Tensor<S2, E2, D, T>;
-            type Error = <D as Storage<E>>::Err;
+            type Error = <D as dfdx::tensor::HasErr>::Err;
             fn $method(&$($mut_)? self, x: Tensor<S, E, D, T>) -> Result<Self::Output, Self::Error> {
                 let (_, tape) = x.split_tape();
                 Ok(self.0.clone().put_tape(tape))

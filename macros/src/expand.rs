@@ -165,15 +165,15 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
     let inputs = &checked.inputs;
     // The macro's extra arguments: every input after the first, and the host copy of each
     // `route` selector.
-    let mut params = Vec::new();
+    let mut mparams = Vec::new();
     let mut margs = Vec::new();
     for info in inputs.iter().skip(1) {
         let v = format_ident!("__in_{}", info.ident);
-        params.push(quote!($#v:ident));
+        mparams.push(quote!($#v:ident));
         margs.push(quote!(#v));
         if info.selector {
             let v = format_ident!("__sel_{}", info.ident);
-            params.push(quote!($#v:ident));
+            mparams.push(quote!($#v:ident));
             margs.push(quote!(#v));
         }
     }
@@ -312,7 +312,7 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
             #[doc(hidden)]
             #[allow(unused_macros)]
             macro_rules! #m {
-                ($s:ident, #(#params,)* $mode:path, $($borrow:tt)*) => { #body };
+                ($s:ident, #(#mparams,)* $mode:path, $($borrow:tt)*) => { #body };
             }
         }
     });

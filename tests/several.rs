@@ -70,17 +70,17 @@ fn every_output_carries_the_tape() {
     let e = Encoder::<f64, Cpu>::build(&dev);
     let x: Tensor<Rank1<6>, f64, Cpu> = dev.sample_normal();
     // A loss of one head alone: the trunk and that head train, the other head does not.
-    let (_, log_var) = e.forward(x.traced(e.alloc_grads()));
+    let (_, log_var) = e.forward(x.clone().traced(e.alloc_grads()));
     let g = log_var.sum().backward();
     assert!(g.get(&e.dense_1.weight).as_vec().iter().any(|v| *v != 0.0));
     assert!(g.get(&e.dense_3.weight).as_vec().iter().any(|v| *v != 0.0));
     assert!(g.get(&e.dense_2.weight).as_vec().iter().all(|v| *v == 0.0));
     // Both heads, in either order, give the same gradients: the trunk's is the sum of both.
-    let (m, l) = e.forward(x.traced(e.alloc_grads()));
+    let (m, l) = e.forward(x.clone().traced(e.alloc_grads()));
     let ab = (m.sum() + l.sum()).backward();
-    let (m, l) = e.forward(x.traced(e.alloc_grads()));
+    let (m, l) = e.forward(x.clone().traced(e.alloc_grads()));
     let ba = (l.sum() + m.sum()).backward();
-    let (m, _) = e.forward(x.traced(e.alloc_grads()));
+    let (m, _) = e.forward(x.clone().traced(e.alloc_grads()));
     let only_mean = m.sum().backward();
     for (a, b) in ab.get(&e.dense_1.weight).as_vec().iter().zip(ba.get(&e.dense_1.weight).as_vec()) {
         assert!((a - b).abs() < 1e-12);

@@ -18,6 +18,25 @@ pub struct NetworkDecl {
     pub input: ShapeLit,
     pub output: ShapeLit,
     pub body: Seq,
+    /// `(x: [..], g: graph[n])`: every declared input, in order (empty for a single `[..]`).
+    pub inputs: Vec<InputDecl>,
+    /// `-> (mean: [8], log_var: [8])`: every declared output (empty for a single `[..]`).
+    pub outputs: Vec<(Ident, ShapeLit)>,
+}
+
+/// One of several declared inputs: `x: [n, 34]`, `g: graph[n]`, `m: mask[t]`.
+#[derive(Clone)]
+pub struct InputDecl {
+    pub name: Ident,
+    pub kind: InputKind,
+    pub shape: ShapeLit,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum InputKind {
+    Tensor,
+    Graph,
+    Mask,
 }
 
 /// `[1, 28, 28]` as written.
@@ -89,6 +108,8 @@ pub enum Value {
 pub enum Block {
     Seq(Seq, Span),
     Branches(Vec<(Seq, Span)>, Span),
+    /// `heads { mean: { .. }, log_var: { .. } }`
+    Named(Vec<(Ident, Seq, Span)>, Span),
 }
 
 impl Value {
@@ -171,18 +192,77 @@ impl Parse for NetworkDecl {
         input.parse::<Token![:]>().map_err(|e| {
             syn::Error::new(e.span(), format!("expected `:` after `{name}`, then the input shape: `{name}: [in] -> [out] {{ .. }}`"))
         })?;
-        let input_shape = parse_shape(input, "input")?;
+        let (input_shape, inputs) = if input.peek(token::Paren) {
+            let content;
+            let paren = parenthesized!(content in input);
+            let mut inputs: Vec<InputDecl> = Vec::new();
+            while !content.is_empty() {
+                let name: Ident = content.parse().map_err(|e| syn::Error::new(e.span(), "expected a named input: `(x: [n, 34], g: graph[n])`"))?;
+                content.parse::<Token![:]>()?;
+                let kind = if content.peek(Ident) {
+                    let k: Ident = content.parse()?;
+                    match k.to_string().as_str() {
+                        "graph" => InputKind::Graph,
+                        "mask" => InputKind::Mask,
+                        _ => return Err(syn::Error::new(k.span(), format!("an input is a tensor `[..]`, a `graph[n]` or a `mask[t]`, not `{k}`"))),
+                    }
+                } else {
+                    InputKind::Tensor
+                };
+                let shape = parse_shape(&content, "input")?;
+                if inputs.iter().any(|i| i.name == name) {
+                    return Err(syn::Error::new(name.span(), format!("two inputs are named `{name}`")));
+                }
+                inputs.push(InputDecl { name, kind, shape });
+                if content.is_empty() {
+                    break;
+                }
+                content.parse::<Token![,]>()?;
+            }
+            let Some(first) = inputs.first() else {
+                return Err(syn::Error::new(paren.span.join(), "a network needs at least one input"));
+            };
+            if first.kind != InputKind::Tensor {
+                return Err(syn::Error::new(first.name.span(), "the layers start from the first input, which must be a tensor `[..]`"));
+            }
+            (first.shape.clone(), inputs)
+        } else {
+            (parse_shape(input, "input")?, Vec::new())
+        };
         input.parse::<Token![->]>().map_err(|e| {
             syn::Error::new(e.span(), "expected `->` and the output shape after the input shape")
         })?;
-        let output = parse_shape(input, "output")?;
+        let (output, outputs) = if input.peek(token::Paren) {
+            let content;
+            let paren = parenthesized!(content in input);
+            let mut outputs: Vec<(Ident, ShapeLit)> = Vec::new();
+            while !content.is_empty() {
+                let name: Ident = content.parse().map_err(|e| syn::Error::new(e.span(), "expected a named output: `(mean: [8], log_var: [8])`"))?;
+                content.parse::<Token![:]>()?;
+                let shape = parse_shape(&content, "output")?;
+                if outputs.iter().any(|(n, _)| *n == name) {
+                    return Err(syn::Error::new(name.span(), format!("two outputs are named `{name}`")));
+                }
+                outputs.push((name, shape));
+                if content.is_empty() {
+                    break;
+                }
+                content.parse::<Token![,]>()?;
+            }
+            let Some((_, first)) = outputs.first() else {
+                return Err(syn::Error::new(paren.span.join(), "a network needs at least one output"));
+            };
+            (first.clone(), outputs)
+        } else {
+            (parse_shape(input, "output")?, Vec::new())
+        };
         if !input.peek(token::Brace) {
             return Err(input.error(format!("expected `{{ layers }}` after the output shape of `{name}`")));
         }
         let content;
         braced!(content in input);
         let body = parse_seq(&content)?;
-        Ok(NetworkDecl { attrs, vis, name, input: input_shape, output, body })
+        Ok(NetworkDecl { attrs, vis, name, input: input_shape, output, body, inputs, outputs })
     }
 }
 
@@ -281,7 +361,21 @@ fn parse_layer(input: ParseStream) -> syn::Result<LayerCall> {
     let block = if input.peek(token::Brace) {
         let content;
         let brace = braced!(content in input);
-        if content.peek(token::Brace) {
+        if content.peek(Ident) && content.peek2(Token![:]) && !content.peek2(Token![::]) && content.peek3(token::Brace) {
+            let mut branches = Vec::new();
+            while !content.is_empty() {
+                let name: Ident = content.parse()?;
+                content.parse::<Token![:]>()?;
+                let inner;
+                let b = braced!(inner in content);
+                branches.push((name, parse_seq(&inner)?, b.span.join()));
+                if content.is_empty() {
+                    break;
+                }
+                content.parse::<Token![,]>()?;
+            }
+            Some(Block::Named(branches, brace.span.join()))
+        } else if content.peek(token::Brace) {
             let mut branches = Vec::new();
             while !content.is_empty() {
                 let inner;

@@ -9,7 +9,7 @@ use quote::{format_ident, quote_spanned};
 use syn::spanned::Spanned;
 use syn::Ident;
 
-use crate::ast::{DimLit, LayerCall, NetworkDecl, Seq, ShapeLit};
+use crate::ast::{Block, DimLit, InputKind, LayerCall, NetworkDecl, Seq, ShapeLit};
 use crate::layers::{self, Layer};
 use crate::shape::{Agree, Dim, Shape};
 
@@ -31,6 +31,36 @@ pub struct Checked {
     pub output: Shape,
     /// Compile-time assertions for constants (spanned at their layers).
     pub asserts: Vec<TokenStream>,
+    /// The declared inputs (empty for a network with a single `[..]` input).
+    pub inputs: Vec<InputInfo>,
+    /// The declared outputs' names and shapes (empty for a single `[..]` output).
+    pub outputs: Vec<(Ident, Shape)>,
+    /// Whether some layer checks its input at run time (its error is not the device's):
+    /// the network's error is then `NetworkError`.
+    pub fallible: bool,
+    /// Whether the network takes only per-sample inputs (a graph's node axis, `route`).
+    pub per_sample_only: bool,
+    /// After `graph_pool`, the output has a leading axis over the graphs of the batch.
+    pub pooled: bool,
+}
+
+/// One declared input of a network with several inputs.
+#[derive(Clone)]
+pub struct InputInfo {
+    pub ident: Ident,
+    pub kind: InputKind,
+    pub shape: Shape,
+    /// Holds `usize` indices (it feeds `embedding` or selects `route`'s branches).
+    pub index: bool,
+    pub used: bool,
+    /// Used as `route`'s selector (the generated code reads its values on the host).
+    pub selector: bool,
+}
+
+impl InputInfo {
+    pub fn name(&self) -> String {
+        self.ident.to_string()
+    }
 }
 
 /// Declared shapes of the networks in this invocation, for composition.
@@ -48,6 +78,16 @@ pub struct Checker<'a> {
     call: Option<TokenStream>,
     /// The nesting depth of the sequence being checked (0 at top level).
     depth: usize,
+    /// The declared inputs, when there are several.
+    pub inputs: Vec<InputInfo>,
+    /// The next sequence checked is a branch, which may start from another input.
+    branch_start: bool,
+    /// Whether the network declares several outputs.
+    several_outputs: bool,
+    pub fallible: bool,
+    pub per_sample_only: bool,
+    /// A `graph_pool` ran: the output's leading axis counts the graphs.
+    pub pooled: bool,
 }
 
 pub fn shape_of(lit: &ShapeLit) -> Shape {
@@ -74,17 +114,110 @@ impl<'a> Checker<'a> {
             names: HashSet::new(),
             call: None,
             depth: 0,
+            inputs: Vec::new(),
+            branch_start: false,
+            several_outputs: false,
+            fallible: false,
+            per_sample_only: false,
+            pooled: false,
         }
+    }
+
+    /// The input named `name`, marked used: `Err` with a suggestion when there is none.
+    pub fn input(&mut self, name: &syn::Path, role: &str, kind: InputKind) -> Result<InputInfo, String> {
+        let text = crate::shape::tidy(&quote::ToTokens::to_token_stream(name).to_string());
+        if let Some(i) = self.inputs.iter_mut().find(|i| i.ident == text) {
+            i.used = true;
+            return Ok(i.clone());
+        }
+        if self.inputs.is_empty() {
+            return Err(format!("{role} names the input `{text}`, but the network has a single input; declare them all: `(x: [..], {text}: ..)`"));
+        }
+        let names: Vec<String> = self.inputs.iter().filter(|i| i.kind == kind).map(InputInfo::name).collect();
+        Err(match layers::suggest(&text, names.iter().map(String::as_str)) {
+            Some(s) => format!("{role} names the input `{text}`, but there is no such input; did you mean `{s}`?"),
+            None if names.is_empty() => format!("{role} names the input `{text}`, but the network has no such input"),
+            None => format!("{role} names the input `{text}`, but there is no such input; the candidates are {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
+        })
+    }
+
+    /// The single input of `kind` (`graph = g` left out), or an error naming what is missing.
+    pub fn only_input(&mut self, kind: InputKind, layer: &str, what: &str) -> Result<InputInfo, String> {
+        let found: Vec<usize> = self.inputs.iter().enumerate().filter(|(_, i)| i.kind == kind).map(|(k, _)| k).collect();
+        match found.as_slice() {
+            [k] => {
+                self.inputs[*k].used = true;
+                Ok(self.inputs[*k].clone())
+            }
+            [] => Err(format!("`{layer}` needs {what}, but the network has none; declare one: `(x: [n, f], g: graph[n])`")),
+            _ => Err(format!(
+                "`{layer}` needs to be told which input: the network has {} ({}); write `{}`",
+                what,
+                found.iter().map(|k| format!("`{}`", self.inputs[*k].ident)).collect::<Vec<_>>().join(", "),
+                if kind == InputKind::Graph { "graph = g" } else { "mask = m" }
+            )),
+        }
+    }
+
+    /// Check a branch of `concat`, `sum` or `heads`: like [`Checker::nested`], but it may
+    /// start from another input (`{ meta, dense(8) }`).
+    pub fn branch(&mut self, seq: &Seq, input: Shape, trail: String) -> Result<(Vec<Node>, Shape), String> {
+        self.branch_start = true;
+        let r = self.nested(seq, input, trail);
+        self.branch_start = false;
+        r
     }
 
     /// Check a whole declaration.
     pub fn network(&mut self, decl: &NetworkDecl) -> Option<Checked> {
-        let input = shape_of(&decl.input);
+        let mut input = shape_of(&decl.input);
         let declared = shape_of(&decl.output);
+        self.several_outputs = !decl.outputs.is_empty();
+        let mut selectors = Vec::new();
+        selectors_of(&decl.body, &mut selectors);
+        self.inputs = decl
+            .inputs
+            .iter()
+            .map(|i| InputInfo { ident: i.name.clone(), kind: i.kind, shape: shape_of(&i.shape), index: selectors.contains(&i.name.to_string()), used: false, selector: selectors.contains(&i.name.to_string()) })
+            .collect();
+        let mut feeds = Vec::new();
+        embedding_feeds(&decl.body, &mut feeds);
+        for i in &mut self.inputs {
+            if feeds.contains(&i.name()) {
+                i.index = true;
+            }
+            i.shape.index = i.index;
+        }
+        if let Some(first) = self.inputs.first_mut() {
+            first.used = true;
+        }
+        if decl.body.layers.first().is_some_and(|c| c.kind_text() == "embedding") {
+            input.index = true;
+            if let Some(first) = self.inputs.first_mut() {
+                first.index = true;
+                first.shape.index = true;
+            }
+        }
         let (nodes, output) = self.seq(&decl.body, input.clone(), 0, input.text())?;
         if decl.body.layers.is_empty() {
             self.errors.push(syn::Error::new(decl.name.span(), format!("`{}` has no layers", decl.name)));
             return None;
+        }
+        for i in &self.inputs {
+            if !i.used {
+                self.errors.push(syn::Error::new(
+                    i.ident.span(),
+                    format!(
+                        "no layer uses the input `{0}`; start a branch from it (`concat {{ {{}}, {{ {0}, dense(8) }} }}`) or pass it to a layer (`graph = {0}`, `mask = {0}`, `route({0})`)",
+                        i.ident
+                    ),
+                ));
+                return None;
+            }
+        }
+        let inputs = std::mem::take(&mut self.inputs);
+        if self.several_outputs {
+            return self.several(decl, nodes, input, inputs);
         }
         self.call = Some(quote::ToTokens::to_token_stream(&decl.output.tokens));
         let mut ok = output.rank() == declared.rank();
@@ -117,17 +250,120 @@ impl<'a> Checker<'a> {
             ));
             return None;
         }
-        Some(Checked { nodes, input, output: declared, asserts: std::mem::take(&mut self.asserts) })
+        Some(Checked {
+            nodes,
+            input,
+            output: declared,
+            asserts: std::mem::take(&mut self.asserts),
+            fallible: self.fallible || !inputs.is_empty(),
+            per_sample_only: self.per_sample_only || inputs.iter().any(|i| i.kind == InputKind::Graph),
+            pooled: self.pooled,
+            inputs,
+            outputs: Vec::new(),
+        })
+    }
+
+    /// The outputs of a network with several: its last layer is `heads` with one branch per
+    /// declared output, in order, each producing the declared shape.
+    fn several(&mut self, decl: &NetworkDecl, nodes: Vec<Node>, input: Shape, inputs: Vec<InputInfo>) -> Option<Checked> {
+        let names: Vec<String> = decl.outputs.iter().map(|(n, _)| n.to_string()).collect();
+        let listing = names.iter().map(|n| format!("{n}: {{ .. }}")).collect::<Vec<_>>().join(", ");
+        let Some(heads) = nodes.last().and_then(|n| n.layer.heads()) else {
+            let last = nodes.last().map(|n| n.text.clone()).unwrap_or_default();
+            let span = decl.body.layers.last().map(|c| c.tokens.clone()).unwrap_or_default();
+            self.errors.push(syn::Error::new_spanned(
+                span,
+                format!("`{}` declares several outputs ({}), so its last layer must be `heads {{ {listing} }}`, not `{last}`", decl.name, names.join(", ")),
+            ));
+            return None;
+        };
+        let given: Vec<String> = heads.iter().map(|h| h.0.to_string()).collect();
+        let call = decl.body.layers.last().map(|c| c.tokens.clone()).unwrap_or_default();
+        if given != names {
+            self.errors.push(syn::Error::new_spanned(
+                call,
+                format!("`heads` has the branches ({}), but `{}` declares the outputs ({}); they must agree in names and order", given.join(", "), decl.name, names.join(", ")),
+            ));
+            return None;
+        }
+        let mut outputs = Vec::new();
+        for ((name, lit), (_, _, out)) in decl.outputs.iter().zip(heads) {
+            let want = shape_of(lit);
+            let mut ok = want.rank() == out.rank();
+            if ok {
+                for (a, b) in out.dims.iter().zip(&want.dims) {
+                    let msg = format!("the output `{name}` is declared {}, but its head produces {}", want.text(), out.text());
+                    match a.agree(b, &msg) {
+                        Agree::Yes => {}
+                        Agree::No => ok = false,
+                        Agree::Deferred(check) => {
+                            self.call = Some(lit.tokens.clone());
+                            self.assert(check)
+                        }
+                    }
+                }
+            }
+            if !ok {
+                self.errors.push(syn::Error::new_spanned(&lit.tokens, format!("the output `{name}` is declared {}, but its head `{name}: {{ .. }}` produces {}", want.text(), out.text())));
+                return None;
+            }
+            outputs.push((name.clone(), want));
+        }
+        let declared = outputs[0].1.clone();
+        Some(Checked {
+            nodes,
+            input,
+            output: declared,
+            asserts: std::mem::take(&mut self.asserts),
+            fallible: self.fallible || !inputs.is_empty(),
+            per_sample_only: self.per_sample_only || inputs.iter().any(|i| i.kind == InputKind::Graph),
+            pooled: self.pooled,
+            inputs,
+            outputs,
+        })
     }
 
     /// Check a sequence starting from `input`; `trail` is how the shapes got here (for
     /// messages). `None` once an error has been recorded.
     pub fn seq(&mut self, seq: &Seq, input: Shape, depth: usize, trail: String) -> Option<(Vec<Node>, Shape)> {
         let outer_depth = std::mem::replace(&mut self.depth, depth);
+        let branch_start = std::mem::replace(&mut self.branch_start, false);
         let mut nodes: Vec<Node> = Vec::new();
         let mut shape = input;
         let mut trail = trail;
-        for call in &seq.layers {
+        for (k, call) in seq.layers.iter().enumerate() {
+            if k == 0 && branch_start {
+                if let Some(id) = bare(call).filter(|id| self.inputs.iter().any(|i| i.ident == *id)) {
+                    let info = self.inputs.iter_mut().find(|i| i.ident == id).map(|i| {
+                        i.used = true;
+                        i.clone()
+                    })?;
+                    if info.kind != InputKind::Tensor {
+                        self.errors.push(syn::Error::new(id.span(), format!("a branch starts from a tensor input, but `{id}` is a {}", if info.kind == InputKind::Graph { "graph" } else { "mask" })));
+                        self.depth = outer_depth;
+                        return None;
+                    }
+                    let name = self.name_for(call)?;
+                    let mut out = info.shape.clone();
+                    out.producer = Some(format!("the input `{id}`"));
+                    trail = format!("{id}: {}", out.text());
+                    nodes.push(Node { name, text: id.to_string(), layer: Box::new(layers::InputStart { ident: id.clone() }), input: shape.clone(), output: out.clone(), depth });
+                    shape = out;
+                    continue;
+                }
+            }
+            if call.kind_text() == "heads" && !(depth == 0 && self.several_outputs && k + 1 == seq.layers.len()) {
+                self.errors.push(syn::Error::new_spanned(
+                    &call.tokens,
+                    if self.several_outputs {
+                        "`heads` must be the last layer of the network (one branch per declared output)".to_string()
+                    } else {
+                        "`heads` is the last layer of a network with several outputs, declared `-> (name: [..], ..)`; this network declares one".to_string()
+                    },
+                ));
+                self.depth = outer_depth;
+                return None;
+            }
             let Some(mut node) = self.layer(call, &shape, depth, &trail) else {
                 self.depth = outer_depth;
                 return None;
@@ -256,6 +492,51 @@ impl Node {
     /// The kind as shown in shape trails (`conv2d`).
     pub fn layer_label(&self) -> String {
         self.text.split(['(', ' ']).next().unwrap_or(&self.text).to_string()
+    }
+}
+
+/// `meta` in a branch: a call with no arguments, block or label.
+fn bare(call: &LayerCall) -> Option<Ident> {
+    if call.args.is_some() || call.block.is_some() || call.label.is_some() {
+        return None;
+    }
+    call.kind.get_ident().cloned()
+}
+
+fn branches_of(call: &LayerCall) -> Vec<&Seq> {
+    match &call.block {
+        Some(Block::Seq(s, _)) => vec![s],
+        Some(Block::Branches(b, _)) => b.iter().map(|(s, _)| s).collect(),
+        Some(Block::Named(b, _)) => b.iter().map(|(_, s, _)| s).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The inputs named as `route`'s selector (`route(z)`), anywhere in `seq`.
+fn selectors_of(seq: &Seq, out: &mut Vec<String>) {
+    for call in &seq.layers {
+        if call.kind_text() == "route" {
+            if let Some(crate::ast::Arg::Pos(crate::ast::Value::Path(p))) = call.args.as_ref().and_then(|a| a.items.first()) {
+                out.push(crate::shape::tidy(&quote::ToTokens::to_token_stream(p).to_string()));
+            }
+        }
+        for s in branches_of(call) {
+            selectors_of(s, out);
+        }
+    }
+}
+
+/// The inputs that start a branch whose next layer is `embedding` (`{ tokens, embedding(..) }`).
+fn embedding_feeds(seq: &Seq, out: &mut Vec<String>) {
+    for call in &seq.layers {
+        for s in branches_of(call) {
+            if let (Some(id), Some(next)) = (s.layers.first().and_then(bare), s.layers.get(1)) {
+                if next.kind_text() == "embedding" {
+                    out.push(id.to_string());
+                }
+            }
+            embedding_feeds(s, out);
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::ast::NetworkDecl;
+use crate::ast::{InputKind, NetworkDecl};
 use crate::check::{shape_of, Checked, Node};
 use crate::layers::Tree;
 use crate::runtime::{DFDX, LAYERS, TYPENET};
@@ -17,6 +17,23 @@ pub fn tree(nodes: &[Node]) -> TokenStream {
         return items.pop().unwrap_or_default();
     }
     nest(items)
+}
+
+/// [`tree`], each module's error made a `NetworkError` when `lift` (a network whose layers
+/// have different error types).
+fn tree_lifted(nodes: &[Node], lift: bool) -> TokenStream {
+    if !lift {
+        return tree(nodes);
+    }
+    let mut items: Vec<TokenStream> = nodes.iter().map(|node| {
+        let t = node.layer.tree(&Tree { node });
+        quote!(#LAYERS::Lift(#t))
+    }).collect();
+    match items.len() {
+        0 => quote!(#LAYERS::Lift(())),
+        1 => items.pop().unwrap_or_default(),
+        _ => nest(items),
+    }
 }
 
 /// Every node, nested ones included, in declaration order.
@@ -128,36 +145,177 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
 
     // Forward passes: one tree of modules over borrowed fields, written once in a local
     // macro; `forward` borrows the fields with `Eval`, `forward_mut` with `Train`. Unbatched
-    // and batched inputs run the same tree (every module takes both).
-    let tree = tree(&checked.nodes);
-    let tree_macro = format_ident!("__typenet_tree_of_{}", name);
+    // and batched inputs run the same tree (every module takes both). A network with several
+    // outputs has one tree per output (the trunk, then that output's head), each run on the
+    // inputs (see the README's Decisions: the trunk runs once per head, so every output
+    // carries the whole tape).
+    let lift = checked.fallible;
+    let tree_bodies: Vec<TokenStream> = match checked.nodes.split_last().and_then(|(l, trunk)| l.layer.heads().map(|h| (h, trunk))) {
+        Some((heads, trunk)) if !checked.outputs.is_empty() => heads
+            .iter()
+            .map(|(_, nodes, _)| {
+                let (t, h) = (tree_lifted(trunk, lift), tree_lifted(nodes, lift));
+                quote!((#t, #h))
+            })
+            .collect(),
+        _ => vec![tree_lifted(&checked.nodes, lift)],
+    };
+    let tree_macros: Vec<syn::Ident> = (0..tree_bodies.len()).map(|k| format_ident!("__typenet_tree_of_{}_{}", name, k)).collect();
     let tensor = quote!(#DFDX::tensor::Tensor);
+    let inputs = &checked.inputs;
+    // The macro's extra arguments: every input after the first, and the host copy of each
+    // `route` selector.
+    let mut mparams = Vec::new();
+    let mut margs = Vec::new();
+    for info in inputs.iter().skip(1) {
+        let v = format_ident!("__in_{}", info.ident);
+        mparams.push(quote!($#v:ident));
+        margs.push(quote!(#v));
+        if info.selector {
+            let v = format_ident!("__sel_{}", info.ident);
+            mparams.push(quote!($#v:ident));
+            margs.push(quote!(#v));
+        }
+    }
+    let error = if lift { quote!(#LAYERS::NetworkError) } else { quote!(D::Err) };
+    let several_in = !inputs.is_empty();
+    let graph_or_mask = inputs.iter().any(|i| i.kind != InputKind::Tensor);
     let imp = |train: bool, batched: bool| {
-        let (i, o) = if batched { (&in_b, &out_b) } else { (&in_ty, &out_ty) };
-        let head = quote!(impl<#impl_generics, T: #DFDX::tensor::Tape<E, D>>);
-        if train {
-            quote! {
-                #head #DFDX::nn::ModuleMut<#tensor<#i, E, D, T>> for #name<E, D> {
-                    type Output = #tensor<#o, E, D, T>;
-                    type Error = D::Err;
-                    fn try_forward_mut(&mut self, x: #tensor<#i, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> {
-                        #DFDX::nn::ModuleMut::try_forward_mut(&mut #tree_macro!(self, #LAYERS::Train, &mut), x)
+        let out_one = |s: &crate::shape::Shape| {
+            let o = if batched || checked.pooled { s.batched_ty() } else { s.ty() };
+            quote!(#tensor<#o, E, D, T>)
+        };
+        let o = if checked.outputs.is_empty() {
+            out_one(&checked.output)
+        } else {
+            let each = checked.outputs.iter().map(|(_, s)| out_one(s));
+            quote!((#(#each,)*))
+        };
+        let first_ty = {
+            let s = if batched { checked.input.batched_ty() } else { checked.input.ty() };
+            let dtype = if checked.input.index { quote!(usize) } else { quote!(E) };
+            quote!(#tensor<#s, #dtype, D, T>)
+        };
+        let in_ty = if several_in {
+            let tys = inputs.iter().enumerate().map(|(k, info)| match info.kind {
+                InputKind::Tensor => {
+                    let s = if batched { info.shape.batched_ty() } else { info.shape.ty() };
+                    let dtype = if info.index { quote!(usize) } else { quote!(E) };
+                    let tape = if k == 0 { quote!(T) } else { quote!(#DFDX::tensor::NoneTape) };
+                    quote!(#tensor<#s, #dtype, D, #tape>)
+                }
+                InputKind::Graph => quote!(&'__a #TYPENET::graph::Graph),
+                InputKind::Mask => quote!(&'__a #LAYERS::Mask),
+            });
+            quote!((#(#tys,)*))
+        } else {
+            first_ty
+        };
+        let vars: Vec<syn::Ident> = inputs.iter().map(|i| format_ident!("__in_{}", i.ident)).collect();
+        let first = format_ident!("__first");
+        let bind = if several_in {
+            let rest = &vars[1..];
+            quote!(let (mut #first, #(#rest,)*) = __inputs;)
+        } else {
+            quote!(let mut #first = __inputs;)
+        };
+        // Run-time axes shared between inputs (and the batch axis) must agree.
+        let mut axes: Vec<(String, Vec<TokenStream>)> = Vec::new();
+        let mut note = |axis: String, what: TokenStream| match axes.iter_mut().find(|(a, _)| *a == axis) {
+            Some((_, v)) => v.push(what),
+            None => axes.push((axis, vec![what])),
+        };
+        for (k, info) in inputs.iter().enumerate() {
+            let v = if k == 0 { quote!(#first) } else { let v = &vars[k]; quote!(#v) };
+            let label = info.ident.to_string();
+            match info.kind {
+                InputKind::Tensor => {
+                    let off = usize::from(batched);
+                    if batched {
+                        note("batch".into(), quote!((#label, #DFDX::shapes::Shape::concrete(#DFDX::shapes::HasShape::shape(&#v))[0])));
+                    }
+                    for (ax, d) in info.shape.dims.iter().enumerate() {
+                        if let crate::shape::Dim::Runtime(n) = d {
+                            let ax = ax + off;
+                            note(n.clone(), quote!((#label, #DFDX::shapes::Shape::concrete(#DFDX::shapes::HasShape::shape(&#v))[#ax])));
+                        }
                     }
                 }
-            }
-        } else {
-            quote! {
-                #head #DFDX::nn::Module<#tensor<#i, E, D, T>> for #name<E, D> {
-                    type Output = #tensor<#o, E, D, T>;
-                    type Error = D::Err;
-                    fn try_forward(&self, x: #tensor<#i, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> {
-                        #DFDX::nn::Module::try_forward(&#tree_macro!(self, #LAYERS::Eval, &), x)
+                InputKind::Graph => {
+                    if let Some(crate::shape::Dim::Runtime(n)) = info.shape.dims.first() {
+                        note(n.clone(), quote!((#label, #v.num_nodes())));
+                    }
+                }
+                InputKind::Mask => {
+                    if batched {
+                        note("batch".into(), quote!((#label, #v.shape().0)));
+                    }
+                    if let Some(crate::shape::Dim::Runtime(n)) = info.shape.dims.first() {
+                        note(n.clone(), quote!((#label, #v.shape().1)));
                     }
                 }
             }
         }
+        let checks = axes.iter().filter(|(_, v)| v.len() > 1).map(|(axis, v)| quote!(#LAYERS::NetworkError::agree(#axis, &[#(#v),*])?;));
+        let sels = inputs.iter().filter(|i| i.selector).map(|i| {
+            let (s, v) = (format_ident!("__sel_{}", i.ident), format_ident!("__in_{}", i.ident));
+            quote!(let #s: ::std::vec::Vec<usize> = #v.as_vec();)
+        });
+        let (trait_, method, mode, borrow, recv) = if train {
+            (quote!(#DFDX::nn::ModuleMut), quote!(try_forward_mut), quote!(#LAYERS::Train), quote!(&mut), quote!(&mut self))
+        } else {
+            (quote!(#DFDX::nn::Module), quote!(try_forward), quote!(#LAYERS::Eval), quote!(&), quote!(&self))
+        };
+        let n = tree_macros.len();
+        let runs = tree_macros.iter().enumerate().map(|(k, m)| {
+            let o = format_ident!("__out_{}", k);
+            let arg = if k + 1 == n {
+                quote!(#first)
+            } else {
+                // A copy of the first input on a fresh tape: the trunk runs once per output.
+                quote!({
+                    let (v, t) = #DFDX::tensor::SplitTape::split_tape(#first);
+                    #first = #DFDX::tensor::PutTape::put_tape(::core::clone::Clone::clone(&v), t);
+                    #DFDX::tensor::PutTape::put_tape(v, <T as ::core::default::Default>::default())
+                })
+            };
+            quote!(let #o = #trait_::#method(#borrow #m!(self, #(#margs,)* #mode, #borrow), #arg)?;)
+        });
+        let outs: Vec<syn::Ident> = (0..n).map(|k| format_ident!("__out_{}", k)).collect();
+        let result = if checked.outputs.is_empty() { quote!(#(#outs)*) } else { quote!((#(#outs,)*)) };
+        let lt = if graph_or_mask { quote!('__a,) } else { quote!() };
+        let head = quote!(impl<#lt #impl_generics, T: #DFDX::tensor::Tape<E, D>>);
+        let sig = if train { quote!(fn try_forward_mut) } else { quote!(fn try_forward) };
+        let tr = if train { quote!(#DFDX::nn::ModuleMut) } else { quote!(#DFDX::nn::Module) };
+        quote! {
+            #head #tr<#in_ty> for #name<E, D> {
+                type Output = #o;
+                type Error = #error;
+                #[allow(unused_mut, clippy::let_and_return)]
+                #sig(#recv, __inputs: #in_ty) -> ::core::result::Result<Self::Output, Self::Error> {
+                    #bind
+                    #(#checks)*
+                    #(#sels)*
+                    #(#runs)*
+                    ::core::result::Result::Ok(#result)
+                }
+            }
+        }
     };
-    let impls = [imp(false, false), imp(false, true), imp(true, false), imp(true, true)];
+    let mut impls = vec![imp(false, false), imp(true, false)];
+    if !checked.per_sample_only {
+        impls.push(imp(false, true));
+        impls.push(imp(true, true));
+    }
+    let tree_defs = tree_macros.iter().zip(&tree_bodies).map(|(m, body)| {
+        quote! {
+            #[doc(hidden)]
+            #[allow(unused_macros)]
+            macro_rules! #m {
+                ($s:ident, #(#mparams,)* $mode:path, $($borrow:tt)*) => { #body };
+            }
+        }
+    });
     let asserts = &checked.asserts;
     let marker = format_ident!("__marker");
 
@@ -176,11 +334,7 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
 
         #(#asserts)*
 
-        #[doc(hidden)]
-        #[allow(unused_macros)]
-        macro_rules! #tree_macro {
-            ($s:ident, $mode:path, $($borrow:tt)*) => { #tree };
-        }
+        #(#tree_defs)*
 
         impl<#impl_generics> #DFDX::nn::TensorCollection<E, D> for #name<E, D> {
             type To<E2: #DFDX::shapes::Dtype, D2: #DFDX::tensor_ops::Device<E2>> = #name<E2, D2>;

@@ -30,6 +30,13 @@ fn unresolved(nets: &ast::Networks, known: &check::Known, local: &[String]) -> O
                         return Some(p);
                     }
                 }
+                Some(ast::Block::Named(b, _)) => {
+                    for (_, s, _) in b {
+                        if let Some(p) = walk(s, known, local) {
+                            return Some(p);
+                        }
+                    }
+                }
                 Some(ast::Block::Branches(b, _)) => {
                     for (s, _) in b {
                         if let Some(p) = walk(s, known, local) {

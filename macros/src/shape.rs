@@ -157,11 +157,13 @@ pub struct Shape {
     /// Set by a bidirectional recurrent layer: the size of each direction's half of the
     /// last axis.
     pub bidirectional: Option<Dim>,
+    /// Holds `usize` indices (an index input), not floating-point values.
+    pub index: bool,
 }
 
 impl Shape {
     pub fn new(dims: Vec<Dim>) -> Shape {
-        Shape { dims, origin: None, producer: None, map: false, bidirectional: None }
+        Shape { dims, origin: None, producer: None, map: false, bidirectional: None, index: false }
     }
 
     pub fn rank(&self) -> usize {

@@ -17,7 +17,7 @@ fn body(call: &LayerCall, usage: &str) -> syn::Result<Seq> {
             Err(syn::Error::new(*span, format!("`{}` needs at least one layer in its block", call.kind_text())))
         }
         Some(Block::Seq(seq, _)) => Ok(seq.clone()),
-        Some(Block::Branches(_, span)) => Err(syn::Error::new(
+        Some(Block::Branches(_, span)) | Some(Block::Named(_, span)) => Err(syn::Error::new(
             *span,
             format!("`{}` takes one block of layers, not branches: `{usage}`", call.kind_text()),
         )),
@@ -32,12 +32,9 @@ fn branches(call: &LayerCall, usage: &str) -> syn::Result<Vec<Seq>> {
             if b.len() < 2 {
                 return Err(syn::Error::new(*span, format!("`{kind}` joins two or more branches: `{usage}`")));
             }
-            if let Some((_, s)) = b.iter().find(|(seq, _)| seq.layers.is_empty()) {
-                return Err(syn::Error::new(*s, format!("each branch of `{kind}` needs at least one layer")));
-            }
             Ok(b.iter().map(|(s, _)| s.clone()).collect())
         }
-        Some(Block::Seq(_, span)) => Err(syn::Error::new(*span, format!("`{kind}` takes branches, each in braces: `{usage}`"))),
+        Some(Block::Seq(_, span)) | Some(Block::Named(_, span)) => Err(syn::Error::new(*span, format!("`{kind}` takes branches, each in braces: `{usage}`"))),
         None => Err(syn::Error::new_spanned(&call.tokens, format!("`{kind}` needs its branches: `{usage}`"))),
     }
 }
@@ -255,7 +252,7 @@ impl Layer for Join {
     fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
         let kind = if self.concat { "concat" } else { "sum" };
         for seq in &self.seqs {
-            let (nodes, out) = cx.nested(seq, input.clone(), inner_trail(kind, input))?;
+            let (nodes, out) = cx.branch(seq, input.clone(), inner_trail(kind, input))?;
             self.nodes.push(nodes);
             self.outs.push(out);
         }

@@ -10,11 +10,16 @@ use crate::ast::LayerCall;
 use crate::check::{Checker, Node};
 use crate::shape::Shape;
 
+pub use inputs::InputStart;
+
 mod activation;
+mod attention;
 mod blocks;
 mod conv;
 mod dense;
 mod dropout;
+mod graph;
+mod inputs;
 mod last;
 mod network;
 mod norm;
@@ -61,6 +66,11 @@ pub trait Layer {
     fn reshapes(&self) -> bool {
         true
     }
+
+    /// `heads`: its branches, by output name, with their shapes.
+    fn heads(&self) -> Option<&[(syn::Ident, Vec<Node>, Shape)]> {
+        None
+    }
 }
 
 /// A layer's place in the network's tree of modules. The tree is the body of a
@@ -87,6 +97,19 @@ impl Tree<'_> {
         quote!($mode($($borrow)* $s.#name))
     }
 
+    /// Another declared input, as the tree's macro receives it: a tensor (clone it), a
+    /// `&Graph` or a `&Mask`.
+    pub fn input(name: &syn::Ident) -> TokenStream {
+        let v = quote::format_ident!("__in_{}", name);
+        quote!($#v)
+    }
+
+    /// The values of an index input on the host (`route`'s selector), as a `Vec<usize>`.
+    pub fn selector(name: &syn::Ident) -> TokenStream {
+        let v = quote::format_ident!("__sel_{}", name);
+        quote!($#v)
+    }
+
     /// A nested sequence: one module, or a tuple of them (dfdx runs a tuple in order).
     pub fn seq(nodes: &[Node]) -> TokenStream {
         crate::expand::tree(nodes)
@@ -105,6 +128,8 @@ pub enum Body {
     Seq,
     /// Two or more branches: `concat { { .. }, { .. } }`.
     Branches,
+    /// Named branches: `heads { mean: { .. }, log_var: { .. } }`.
+    Named,
 }
 
 /// One entry of the catalogue: everything the macro knows about a layer kind by name.
@@ -180,6 +205,16 @@ pub const KINDS: &[Kind] = kinds! {
     "lstm" "lstm(h)` or `lstm(f -> h, bidirectional = false)" None recurrent::parse_lstm => ["Lstm", "BiLstm"];
     "gru" "gru(h)` or `gru(f -> h, bidirectional = false)" None recurrent::parse_gru => ["Gru", "BiGru"];
     "last" "last" None last::parse => ["Last", "LastBidirectional"];
+    "embedding" "embedding(vocab, dim)" None attention::parse_embedding => ["Embedding"];
+    "positional" "positional(max = m)` or `positional(sinusoidal)" None attention::parse_positional => ["Positional", "Sinusoidal"];
+    "transpose" "transpose" None attention::parse_transpose => ["Transpose"];
+    "attention" "attention(heads = h, causal = false, mask = m)" None attention::parse_attention => ["Attention"];
+    "transformer" "transformer(heads = h, ff = 2048, norm_first = false, activation = relu, causal = false, mask = m)" None attention::parse_transformer => ["Transformer"];
+    "gcn" "gcn(out)` or `gcn(out, graph = g)" None graph::parse_gcn => ["Gcn"];
+    "graph_conv" "graph_conv(out, aggr = sum)` (`sum`, `mean` or `max`; `graph = g`" None graph::parse_graph_conv => ["GraphConv"];
+    "graph_pool" "graph_pool(sum)`, `graph_pool(mean)` or `graph_pool(max)" None graph::parse_graph_pool => ["GraphPool", "SumAggr", "MeanAggr", "MaxAggr"];
+    "route" "route(z) { { dense(1) }, { dense(1) } }" Branches graph::parse_route => ["Route"];
+    "heads" "heads { mean: { dense(8) }, log_var: { dense(8) } }" Named inputs::parse_heads => [];
 };
 
 /// Layers of the language (DSL §2) that this version of typenet does not provide yet.
@@ -203,6 +238,15 @@ pub fn parse(call: &LayerCall, cx: &Checker) -> syn::Result<Box<dyn Layer>> {
             &call.kind,
             format!("`{name}` is part of the language but not implemented in this version of typenet"),
         ));
+    }
+    if !cx.inputs.is_empty() && call.args.is_none() && call.block.is_none() {
+        let names: Vec<String> = cx.inputs.iter().map(|i| i.ident.to_string()).collect();
+        if let Some(s) = suggest(&name, names.iter().map(String::as_str)) {
+            return Err(syn::Error::new_spanned(
+                &call.kind,
+                format!("unknown layer or input `{kind}`; did you mean the input `{s}`? (a branch of `concat`, `sum` or `heads` may start from an input)"),
+            ));
+        }
     }
     let all = KINDS.iter().map(|k| k.name).chain(PLANNED.iter().copied());
     let msg = match suggest(&name, all) {
@@ -293,6 +337,17 @@ mod tests {
         ("gru", "[t, 2] -> [t, 3] { gru(3) }", &["Gru"]),
         ("last", "[t, 2] -> [2] { last }", &["Last"]),
         ("last", "[t, 2] -> [6] { gru(3, bidirectional = true), last }", &["BiGru", "LastBidirectional"]),
+        ("embedding", "[t] -> [t, 4] { embedding(10, 4) }", &["Embedding"]),
+        ("positional", "[t, 4] -> [t, 4] { positional(max = 8) }", &["Positional"]),
+        ("positional", "[t, 4] -> [t, 4] { positional(sinusoidal) }", &["Sinusoidal"]),
+        ("transpose", "[2, 3] -> [3, 2] { transpose }", &["Transpose"]),
+        ("attention", "[t, 4] -> [t, 4] { attention(heads = 2) }", &["Attention"]),
+        ("transformer", "[t, 4] -> [t, 4] { transformer(heads = 2, ff = 8) }", &["Transformer", "ReLU"]),
+        ("gcn", "(x: [n, 4], g: graph[n]) -> [n, 2] { gcn(2) }", &["Gcn"]),
+        ("graph_conv", "(x: [n, 4], g: graph[n]) -> [n, 2] { graph_conv(2, aggr = mean) }", &["GraphConv", "MeanAggr"]),
+        ("graph_pool", "(x: [n, 4], g: graph[n]) -> [4] { graph_pool(max) }", &["GraphPool", "MaxAggr"]),
+        ("route", "(x: [n, 4], z: [n]) -> [n, 1] { route(z) { { dense(1) }, { dense(1) } } }", &["Route", "Dense"]),
+        ("heads", "[4] -> (a: [2], b: [3]) { heads { a: { dense(2) }, b: { dense(3) } } }", &["Dense"]),
     ];
 
     /// The layer types that follow `layers ::` in an expansion (not the borrows `Eval` and
@@ -302,7 +357,7 @@ mod tests {
             .split("layers :: ")
             .skip(1)
             .map(|rest| rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>())
-            .filter(|t| t != "Eval" && t != "Train")
+            .filter(|t| !["Eval", "Train", "Lift", "With", "Input", "NetworkError", "Mask"].contains(&t.as_str()))
             .collect()
     }
 
@@ -328,6 +383,7 @@ mod tests {
         assert_eq!(suggest("desne", kinds()), Some("dense"));
         assert_eq!(suggest("dropot", kinds()), Some("dropout"));
         assert_eq!(suggest("batchnorm", kinds()), Some("batch_norm"));
-        assert_eq!(suggest("transformer", kinds()), None);
+        assert_eq!(suggest("transformr", kinds()), Some("transformer"));
+        assert_eq!(suggest("convolution", kinds()), None);
     }
 }

@@ -75,6 +75,10 @@ impl Layer for Recurrent {
                 input.text()
             ));
         }
+        if input.is_map() {
+            // A channels-first `[c, l]` map from a convolution: the message suggests `transpose`.
+            super::attention::sequence(kind, input)?;
+        }
         let f = &input.dims[1];
         if let Dim::Runtime(name) = f {
             return Err(format!(

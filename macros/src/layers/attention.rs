@@ -1,0 +1,319 @@
+//! Sequences of tokens (DSL §6): `embedding(vocab, dim)`, `positional(max = m)`,
+//! `positional(sinusoidal)`, `transpose`, `attention(heads = h, ..)` and
+//! `transformer(heads = h, ff = f, ..)`. Their runtime types (`Embedding`, `Positional`,
+//! `Sinusoidal`, `Transpose`, `Attention`, `Transformer`) check what only run time knows (an
+//! index out of range, a sequence longer than `max`, a mask of another size), so a network
+//! using them returns `NetworkError`.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::{Kind, Layer, Tree};
+use crate::args::{self, Args};
+use crate::ast::{InputKind, LayerCall, Value};
+use crate::check::{Checker, InputInfo};
+use crate::runtime::LAYERS;
+use crate::shape::{Dim, Shape};
+
+/// A sequence `[t, d]` of known width `d`: the width, or a message. A `[c, l]` map made by a
+/// convolution reads channels first: the message suggests `transpose`.
+pub fn sequence(layer: &str, input: &Shape) -> Result<Dim, String> {
+    if input.index {
+        return Err(format!("`{layer}` acts on a sequence of vectors `[t, d]`, but it is given the indices {}; start with `embedding(vocab, dim)`", input.text()));
+    }
+    if input.is_map() && input.rank() == 2 {
+        return Err(format!(
+            "`{layer}` reads a sequence `[t, d]` (steps first), but it is given the channels-first map {} made by `{}`; add `transpose` before it to read it as [{}, {}]",
+            input.text(),
+            input.producer.clone().unwrap_or_else(|| "a convolution".into()),
+            input.dims[1].text(),
+            input.dims[0].text()
+        ));
+    }
+    if input.rank() != 2 {
+        return Err(format!("`{layer}` acts on a sequence of vectors `[t, d]`, but it is given {}", input.text()));
+    }
+    if let Dim::Runtime(n) = &input.dims[1] {
+        return Err(format!("`{layer}` needs a width of known size, but the last axis of {} is the run-time axis `{n}`", input.text()));
+    }
+    Ok(input.dims[1].clone())
+}
+
+// ---------------------------------------------------------------------------------------
+// embedding
+
+pub struct Embedding {
+    kind: &'static Kind,
+    vocab: Dim,
+    dim: Dim,
+}
+
+pub fn parse_embedding(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let a = Args::new(call, kind.usage, 2, &[])?;
+    let vocab = args::dim(a.require(0, "its vocabulary size", kind.usage)?, "the vocabulary size of `embedding`")?;
+    let dim = args::dim(a.require(1, "its width", kind.usage)?, "the width of `embedding`")?;
+    Ok(Box::new(Embedding { kind, vocab, dim }))
+}
+
+impl Layer for Embedding {
+    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+        if !input.index {
+            return Err(format!(
+                "`embedding` looks up one row per index, so it needs an input of `usize` indices, but it is given floating-point data {}{}; \
+                 an input holds indices when `embedding` is the first layer after it",
+                input.text(),
+                input.producer.as_ref().map(|p| format!(" (made by `{p}`)")).unwrap_or_default()
+            ));
+        }
+        if input.rank() != 1 {
+            return Err(format!("`embedding` takes a sequence of indices `[t]`, but it is given {}", input.text()));
+        }
+        cx.fallible = true;
+        let mut dims = input.dims.clone();
+        dims.push(self.dim.clone());
+        Ok(Shape::new(dims))
+    }
+    fn field_ty(&self) -> Option<TokenStream> {
+        let (v, d, ty) = (self.vocab.arg(), self.dim.arg(), self.kind.ty(0));
+        Some(quote!(#ty<#v, #d, E, D>))
+    }
+    fn params(&self) -> TokenStream {
+        let (v, d) = (self.vocab.value(), self.dim.value());
+        quote!((#v * #d))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// positional
+
+pub struct Positional {
+    kind: &'static Kind,
+    /// `None`: sinusoidal.
+    max: Option<Dim>,
+    width: Option<Dim>,
+}
+
+pub fn parse_positional(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let a = Args::new(call, kind.usage, 1, &["max"])?;
+    match (a.pos(0), a.kw("max")) {
+        (Some(v), None) => {
+            args::choice(v, "positional encoding", &["sinusoidal"])?;
+            Ok(Box::new(Positional { kind, max: None, width: None }))
+        }
+        (None, Some(m)) => Ok(Box::new(Positional { kind, max: Some(args::dim(m, "the `max` of `positional`")?), width: None })),
+        _ => Err(syn::Error::new_spanned(&call.tokens, format!("`positional` is either learned or fixed: `{}`", kind.usage))),
+    }
+}
+
+impl Layer for Positional {
+    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+        let width = sequence("positional", input)?;
+        if let (Some(Dim::Known(max)), Dim::Known(t)) = (&self.max, &input.dims[0]) {
+            if t > max {
+                return Err(format!("`positional(max = {max})` covers {max} steps, but the sequence {} has {t}; raise `max` to at least {t}", input.text()));
+            }
+        }
+        cx.fallible = true;
+        self.width = Some(width);
+        Ok(input.clone())
+    }
+    fn field_ty(&self) -> Option<TokenStream> {
+        let (m, w, ty) = (self.max.as_ref()?.arg(), self.width.as_ref()?.arg(), self.kind.ty(0));
+        Some(quote!(#ty<#m, #w, E, D>))
+    }
+    fn module(&self) -> TokenStream {
+        let ty = self.kind.ty(1);
+        quote!(#ty)
+    }
+    fn params(&self) -> TokenStream {
+        match (&self.max, &self.width) {
+            (Some(m), Some(w)) => {
+                let (m, w) = (m.value(), w.value());
+                quote!((#m * #w))
+            }
+            _ => quote!(0usize),
+        }
+    }
+    fn reshapes(&self) -> bool {
+        false
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// transpose
+
+pub struct Transpose {
+    kind: &'static Kind,
+}
+
+pub fn parse_transpose(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    Args::new(call, kind.usage, 0, &[])?;
+    Ok(Box::new(Transpose { kind }))
+}
+
+impl Layer for Transpose {
+    fn infer(&mut self, input: &Shape, _: &mut Checker) -> Result<Shape, String> {
+        if input.rank() != 2 {
+            return Err(format!("`transpose` swaps the two axes of a `[a, b]` map or sequence, but it is given {}", input.text()));
+        }
+        let mut dims = input.dims.clone();
+        dims.swap(0, 1);
+        // A map `[c, l]` read as a sequence `[l, c]`; a sequence transposed is a map again.
+        let out = Shape::new(dims);
+        Ok(if input.is_map() { out } else { out.as_map() })
+    }
+    fn module(&self) -> TokenStream {
+        let ty = self.kind.ty(0);
+        quote!(#ty)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// attention and transformer
+
+pub struct Attention {
+    kind: &'static Kind,
+    transformer: bool,
+    heads: Dim,
+    ff: Dim,
+    causal: bool,
+    norm_first: bool,
+    gelu: bool,
+    mask: Option<syn::Path>,
+    mask_input: Option<InputInfo>,
+    width: Option<Dim>,
+}
+
+pub fn parse_attention(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    parse_seq_layer(call, kind, false)
+}
+
+pub fn parse_transformer(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    parse_seq_layer(call, kind, true)
+}
+
+fn parse_seq_layer(call: &LayerCall, kind: &'static Kind, transformer: bool) -> syn::Result<Box<dyn Layer>> {
+    let keys: &[&str] = if transformer { &["heads", "ff", "dropout", "norm_first", "activation", "causal", "mask"] } else { &["heads", "causal", "dropout", "mask"] };
+    let a = Args::new(call, kind.usage, 0, keys)?;
+    let Some(h) = a.kw("heads") else {
+        return Err(syn::Error::new_spanned(&call.tokens, format!("`{}` needs its number of heads: `{}`", call.kind_text(), kind.usage)));
+    };
+    let heads = args::dim(h, "the number of heads")?;
+    let ff = match a.kw("ff") {
+        Some(v) => args::dim(v, "the width of the feed-forward block (`ff`)")?,
+        None => Dim::Known(2048),
+    };
+    let flag = |k: &str| -> syn::Result<bool> { a.kw(k).map(|v| args::boolean(v, &format!("`{k}`"))).unwrap_or(Ok(false)) };
+    let (causal, norm_first) = (flag("causal")?, flag("norm_first")?);
+    let gelu = match a.kw("activation") {
+        Some(v) => args::choice(v, "activation", &["relu", "gelu"])? == "gelu",
+        None => false,
+    };
+    if let Some(v) = a.kw("dropout") {
+        let p = args::number(v, "the dropout probability")?;
+        let default = if transformer { 0.1 } else { 0.0 };
+        if (p - default).abs() > 1e-12 {
+            return Err(args::err(v, format!("this version of typenet builds `{}` with its default dropout {default}; other values are not supported yet", call.kind_text())));
+        }
+    }
+    let mask = match a.kw("mask") {
+        Some(Value::Path(p)) => Some(p.clone()),
+        Some(v) => return Err(args::err(v, "`mask = m` names a `mask[t]` input")),
+        None => None,
+    };
+    Ok(Box::new(Attention { kind, transformer, heads, ff, causal, norm_first, gelu, mask, mask_input: None, width: None }))
+}
+
+/// Head counts near `h` that divide `width`.
+fn nearest_divisors(width: usize, h: usize) -> Vec<usize> {
+    let mut below = (1..h).rev().find(|k| width % k == 0);
+    let above = (h + 1..=width).find(|k| width % k == 0);
+    if below == Some(h) {
+        below = None;
+    }
+    below.into_iter().chain(above).collect()
+}
+
+impl Layer for Attention {
+    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+        let layer = if self.transformer { "transformer" } else { "attention" };
+        let width = sequence(layer, input)?;
+        match (&width, &self.heads) {
+            (_, Dim::Known(0)) => return Err(format!("`{layer}` needs at least one head")),
+            (Dim::Known(w), Dim::Known(h)) if w % h != 0 => {
+                let near = nearest_divisors(*w, *h);
+                let near = near.iter().map(|k| format!("`heads = {k}`")).collect::<Vec<_>>().join(" or ");
+                return Err(format!(
+                    "`{layer}(heads = {h})` splits the width {w} into {h} heads, but {h} does not divide {w} ({w} = {} × {h} + {}); try {near}",
+                    w / h,
+                    w % h
+                ));
+            }
+            (Dim::Known(_), Dim::Known(_)) => {}
+            (w, h) => {
+                let (wv, hv) = (w.value(), h.value());
+                let msg = format!("`{layer}`: the number of heads {} must divide the width {}", h.text(), w.text());
+                cx.require_const(quote!(#hv > 0 && #wv % #hv == 0), &msg);
+            }
+        }
+        if let Some(m) = &self.mask {
+            let info = cx.input(m, &format!("`{layer}(mask = ..)`"), InputKind::Mask)?;
+            if info.kind != InputKind::Mask {
+                return Err(format!("`mask = {}` names a key-padding mask input `mask[t]`, but `{}` is declared {}", info.ident, info.ident, info.shape.text()));
+            }
+            if let (Some(a), b) = (info.shape.dims.first(), &input.dims[0]) {
+                if a.text() != b.text() {
+                    return Err(format!("the mask `{}` covers the axis `{}`, but the sequence {} has the axis `{}`", info.ident, a.text(), input.text(), b.text()));
+                }
+            }
+            self.mask_input = Some(info);
+        }
+        cx.fallible = true;
+        self.width = Some(width);
+        Ok(input.clone())
+    }
+    fn field_ty(&self) -> Option<TokenStream> {
+        let (w, h, c) = (self.width.as_ref()?.arg(), self.heads.arg(), self.causal);
+        if self.transformer {
+            let (f, nf, ty) = (self.ff.arg(), self.norm_first, self.kind.ty(0));
+            let act = if self.gelu { quote!(#LAYERS::GeLU) } else { quote!(#LAYERS::ReLU) };
+            Some(quote!(#ty<#w, #h, #f, E, D, #act, #nf, #c>))
+        } else {
+            let ty = self.kind.ty(0);
+            Some(quote!(#ty<#w, #h, E, D, #c>))
+        }
+    }
+    fn params(&self) -> TokenStream {
+        let Some(w) = &self.width else { return quote!(0usize) };
+        let w = w.value();
+        let attn = quote!((4 * #w * #w + 4 * #w));
+        if self.transformer {
+            let f = self.ff.value();
+            quote!((#attn + #w * #f + #f + #f * #w + #w + 4 * #w))
+        } else {
+            attn
+        }
+    }
+    fn tree(&self, t: &Tree) -> TokenStream {
+        let field = t.field();
+        match &self.mask_input {
+            Some(info) => {
+                let m = Tree::input(&info.ident);
+                quote!(#LAYERS::With(#field, #m))
+            }
+            None => field,
+        }
+    }
+    fn reshapes(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nearest_head_counts() {
+        assert_eq!(super::nearest_divisors(64, 5), vec![4, 8]);
+        assert_eq!(super::nearest_divisors(10, 3), vec![2, 5]);
+    }
+}

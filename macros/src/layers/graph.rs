@@ -1,0 +1,243 @@
+//! Graph layers (DSL §6): `gcn(out)`, `graph_conv(out, aggr = ..)`, and `route(z) { .. }`.
+//! A graph layer takes the network's graph input (`graph = g`, or the only one); its runtime
+//! type takes `(nodes, &Graph)` and the node axis is the tensor's leading axis (no batch).
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::{Kind, Layer, Tree};
+use crate::args::{self, Args};
+use crate::ast::{Block, InputKind, LayerCall, Seq, Value};
+use crate::check::{Checker, InputInfo, Node};
+use crate::runtime::LAYERS;
+use crate::shape::{Dim, Shape};
+
+/// The node features `[n, f]` of a graph layer: checks the rank, the feature axis and that the
+/// node axis is the graph's.
+fn nodes(layer: &str, input: &Shape, graph: &InputInfo) -> Result<Dim, String> {
+    if input.rank() != 2 {
+        return Err(format!("`{layer}` acts on node features `[n, f]`, but it is given {}", input.text()));
+    }
+    let n = graph.shape.dims.first().map(Dim::text).unwrap_or_default();
+    if input.dims[0].text() != n {
+        return Err(format!(
+            "`{layer}` acts on the nodes of the graph `{}` (axis `{n}`), but the leading axis of {} is `{}`",
+            graph.ident,
+            input.text(),
+            input.dims[0].text()
+        ));
+    }
+    if let Dim::Runtime(r) = &input.dims[1] {
+        return Err(format!("`{layer}` needs a feature axis of known size, but the last axis of {} is the run-time axis `{r}`", input.text()));
+    }
+    Ok(input.dims[1].clone())
+}
+
+fn graph_input(cx: &mut Checker, layer: &str, named: &Option<syn::Path>) -> Result<InputInfo, String> {
+    let info = match named {
+        Some(p) => cx.input(p, &format!("`{layer}(graph = ..)`"), InputKind::Graph)?,
+        None => cx.only_input(InputKind::Graph, layer, "a graph input `g: graph[n]`")?,
+    };
+    if info.kind != InputKind::Graph {
+        return Err(format!("`graph = {}` names a graph input `graph[n]`, but `{}` is declared {}", info.ident, info.ident, info.shape.text()));
+    }
+    cx.per_sample_only = true;
+    cx.fallible = true;
+    Ok(info)
+}
+
+fn graph_arg(a: &Args) -> syn::Result<Option<syn::Path>> {
+    match a.kw("graph") {
+        Some(Value::Path(p)) => Ok(Some(p.clone())),
+        Some(v) => Err(args::err(v, "`graph = g` names a graph input")),
+        None => Ok(None),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// gcn and graph_conv
+
+pub struct GraphLayer {
+    kind: &'static Kind,
+    conv: bool,
+    out: Dim,
+    aggr: &'static str,
+    graph_name: Option<syn::Path>,
+    graph: Option<InputInfo>,
+    input: Option<Dim>,
+}
+
+pub fn parse_gcn(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let a = Args::new(call, kind.usage, 1, &["graph"])?;
+    let out = args::dim(a.require(0, "its output size", kind.usage)?, "the output size of `gcn`")?;
+    Ok(Box::new(GraphLayer { kind, conv: false, out, aggr: "SumAggr", graph_name: graph_arg(&a)?, graph: None, input: None }))
+}
+
+pub fn parse_graph_conv(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let a = Args::new(call, kind.usage, 1, &["graph", "aggr"])?;
+    let out = args::dim(a.require(0, "its output size", kind.usage)?, "the output size of `graph_conv`")?;
+    let aggr = match a.kw("aggr") {
+        Some(v) => match args::choice(v, "aggregation", &["sum", "mean", "max"])?.as_str() {
+            "mean" => "MeanAggr",
+            "max" => "MaxAggr",
+            _ => "SumAggr",
+        },
+        None => "SumAggr",
+    };
+    Ok(Box::new(GraphLayer { kind, conv: true, out, aggr, graph_name: graph_arg(&a)?, graph: None, input: None }))
+}
+
+impl Layer for GraphLayer {
+    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+        let layer = if self.conv { "graph_conv" } else { "gcn" };
+        let g = graph_input(cx, layer, &self.graph_name)?;
+        self.input = Some(nodes(layer, input, &g)?);
+        self.graph = Some(g);
+        Ok(Shape::new(vec![input.dims[0].clone(), self.out.clone()]))
+    }
+    fn field_ty(&self) -> Option<TokenStream> {
+        let (i, o, ty) = (self.input.as_ref()?.arg(), self.out.arg(), self.kind.ty(0));
+        if self.conv {
+            let a = crate::runtime::layer(self.aggr);
+            Some(quote!(#ty<#i, #o, #a, E, D>))
+        } else {
+            Some(quote!(#ty<#i, #o, E, D>))
+        }
+    }
+    fn params(&self) -> TokenStream {
+        let (i, o) = (self.input.as_ref().map(Dim::value).unwrap_or_default(), self.out.value());
+        if self.conv {
+            quote!((2 * #i * #o + #o))
+        } else {
+            quote!((#i * #o + #o))
+        }
+    }
+    fn tree(&self, t: &Tree) -> TokenStream {
+        let field = t.field();
+        let g = self.graph.as_ref().map(|g| Tree::input(&g.ident)).unwrap_or_default();
+        quote!(#LAYERS::With(#field, #g))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// route
+
+pub struct Route {
+    kind: &'static Kind,
+    selector: syn::Path,
+    seqs: Vec<Seq>,
+    nodes: Vec<Vec<Node>>,
+    sel: Option<InputInfo>,
+}
+
+pub fn parse_route(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let a = Args::new(call, kind.usage, 1, &[])?;
+    let selector = match a.require(0, "the input that selects each element's branch", kind.usage)? {
+        Value::Path(p) => p.clone(),
+        v => return Err(args::err(v, format!("`route` names the index input that selects each element's branch: `{}`", kind.usage))),
+    };
+    let seqs = match &call.block {
+        Some(Block::Branches(b, span)) => {
+            if b.len() < 2 {
+                return Err(syn::Error::new(*span, format!("`route` chooses between two or more branches: `{}`", kind.usage)));
+            }
+            b.iter().map(|(s, _)| s.clone()).collect()
+        }
+        Some(Block::Seq(_, span)) | Some(Block::Named(_, span)) => {
+            return Err(syn::Error::new(*span, format!("`route` takes branches, each in braces: `{}`", kind.usage)))
+        }
+        None => return Err(syn::Error::new_spanned(&call.tokens, format!("`route` needs its branches: `{}`", kind.usage))),
+    };
+    Ok(Box::new(Route { kind, selector, seqs, nodes: Vec::new(), sel: None }))
+}
+
+impl Layer for Route {
+    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+        let sel = cx.input(&self.selector, "`route(..)`", InputKind::Tensor)?;
+        if sel.kind != InputKind::Tensor || sel.shape.rank() != 1 {
+            return Err(format!(
+                "`route({0})` selects a branch per element with one index each, `{0}: [n]`, but `{0}` is declared {1}{2}",
+                sel.ident,
+                if sel.kind == InputKind::Graph { "graph" } else if sel.kind == InputKind::Mask { "mask" } else { "" },
+                sel.shape.text()
+            ));
+        }
+        if input.rank() != 2 || !input.dims[0].is_runtime() {
+            return Err(format!("`route` acts on the elements of a set of feature vectors `[n, f]` (`n` a run-time axis), but it is given {}", input.text()));
+        }
+        if sel.shape.dims[0].text() != input.dims[0].text() {
+            return Err(format!(
+                "`route({})` has one index per element of the axis `{}`, but its input {} runs over `{}`",
+                sel.ident,
+                sel.shape.dims[0].text(),
+                input.text(),
+                input.dims[0].text()
+            ));
+        }
+        let inner = Shape::new(input.dims[1..].to_vec());
+        let mut outs: Vec<Shape> = Vec::new();
+        for seq in &self.seqs {
+            let (nodes, out) = cx.nested(seq, inner.clone(), format!("{} (inside `route`)", inner.text()))?;
+            self.nodes.push(nodes);
+            outs.push(out);
+        }
+        let first = outs[0].clone();
+        if outs.iter().any(|o| o.text() != first.text()) || first.rank() != 1 {
+            let listing = outs.iter().enumerate().map(|(i, s)| format!("branch {} gives {}", i + 1, s.text())).collect::<Vec<_>>().join(", ");
+            return Err(format!("every branch of `route` must produce the same vector shape (their rows are put back together), but {listing}"));
+        }
+        cx.per_sample_only = true;
+        cx.fallible = true;
+        self.sel = Some(sel);
+        Ok(Shape::new(vec![input.dims[0].clone(), first.dims[0].clone()]))
+    }
+    fn tree(&self, _: &Tree) -> TokenStream {
+        let ty = self.kind.ty(0);
+        let branches = self.nodes.iter().map(|n| Tree::seq(n));
+        let sel = self.sel.as_ref().map(|s| Tree::selector(&s.ident)).unwrap_or_default();
+        quote!(#LAYERS::With(#ty((#(#branches,)*)), &#sel[..]))
+    }
+    fn children(&self) -> Vec<&[Node]> {
+        self.nodes.iter().map(|n| n.as_slice()).collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// graph_pool
+
+pub struct GraphPool {
+    kind: &'static Kind,
+    aggr: &'static str,
+    graph_name: Option<syn::Path>,
+    graph: Option<InputInfo>,
+}
+
+pub fn parse_graph_pool(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let a = Args::new(call, kind.usage, 1, &["graph"])?;
+    let aggr = match args::choice(a.require(0, "its reduction", kind.usage)?, "reduction", &["sum", "mean", "max"])?.as_str() {
+        "mean" => "MeanAggr",
+        "max" => "MaxAggr",
+        _ => "SumAggr",
+    };
+    Ok(Box::new(GraphPool { kind, aggr, graph_name: graph_arg(&a)?, graph: None }))
+}
+
+impl Layer for GraphPool {
+    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+        let g = graph_input(cx, "graph_pool", &self.graph_name)?;
+        let f = nodes("graph_pool", input, &g)?;
+        // From here on the leading axis of the tensor counts the graphs of the batch.
+        cx.pooled = true;
+        self.graph = Some(g);
+        Ok(Shape::new(vec![f]))
+    }
+    fn module(&self) -> TokenStream {
+        let (ty, a) = (self.kind.ty(0), crate::runtime::layer(self.aggr));
+        quote!(<#ty<#a> as ::core::default::Default>::default())
+    }
+    fn tree(&self, _: &Tree) -> TokenStream {
+        let m = self.module();
+        let g = self.graph.as_ref().map(|g| Tree::input(&g.ident)).unwrap_or_default();
+        quote!(#LAYERS::With(#m, #g))
+    }
+}

@@ -1,0 +1,118 @@
+//! Several inputs and outputs through `network!` (DSL §6): forward shapes, the tape on a
+//! branch that starts from another input and on every output, run-time axes that disagree.
+
+use typenet::graph::Graph;
+use typenet::layers::NetworkError;
+use typenet::prelude::*;
+
+network! {
+    pub Fusion: (image: [1, 6, 6], meta: [3]) -> [2] {
+        conv2d(2, kernel = 3), relu, global_avg_pool,
+        concat { {}, { meta, dense(4), relu } },
+        dense(2),
+    }
+    pub Encoder: [6] -> (mean: [2], log_var: [3]) {
+        dense(4), relu,
+        heads { mean: { dense(2) }, log_var: { dense(3) } },
+    }
+    pub Atoms: (pos: [n, 3], z: [n]) -> [1] {
+        radial_basis(4, cutoff = 3.0),
+        route(z) { { dense(1) }, { dense(2), tanh, dense(1) } },
+        pool(sum),
+    }
+    pub Tiny: (x: [n, 3], g: graph[n]) -> [n, 2] { gcn(4), relu, gcn(2) }
+    pub Pooled: (x: [n, 3], g: graph[n]) -> [2] { gcn(4), graph_pool(mean), dense(2) }
+    pub Lm: [t] -> [t, 5] { embedding(5, 4), positional(max = 8), transformer(heads = 2, ff = 8, causal = true), dense(5) }
+}
+
+#[test]
+fn forward_shapes_batched_and_not() {
+    let dev = Cpu::seed_from_u64(0);
+    let f = Fusion::<f64, Cpu>::build(&dev);
+    let img: Tensor<(usize, Const<1>, Const<6>, Const<6>), f64, Cpu> = dev.sample_normal_like(&(3, Const, Const, Const));
+    let meta: Tensor<(usize, Const<3>), f64, Cpu> = dev.sample_normal_like(&(3, Const));
+    assert_eq!(f.forward((img, meta)).shape().concrete(), [3, 2]);
+    let y: Tensor<Rank1<2>, f64, Cpu> = f.forward((dev.sample_normal::<Rank3<1, 6, 6>>(), dev.sample_normal::<Rank1<3>>()));
+    assert!(y.as_vec().iter().all(|v| v.is_finite()));
+
+    let lm = Lm::<f32, Cpu>::build(&dev);
+    let tokens: Tensor<(usize,), usize, Cpu> = dev.tensor_from_vec(vec![0, 1, 4], (3,));
+    assert_eq!(lm.forward(tokens).shape().concrete(), [3, 5]);
+
+    let t = Tiny::<f32, Cpu>::build(&dev);
+    let g = Graph::undirected(4, &[(0, 1), (1, 2)]).unwrap();
+    let x: Tensor<(usize, Const<3>), f32, Cpu> = dev.sample_normal_like(&(4, Const));
+    assert_eq!(t.forward((x, &g)).shape().concrete(), [4, 2]);
+
+    // After `graph_pool`, one row per graph of the batch.
+    let p = Pooled::<f32, Cpu>::build(&dev);
+    let b = Graph::batch(&[Graph::undirected(2, &[(0, 1)]).unwrap(), Graph::undirected(3, &[(1, 2)]).unwrap()]);
+    let x: Tensor<(usize, Const<3>), f32, Cpu> = dev.sample_normal_like(&(5, Const));
+    let y: Tensor<(usize, Const<2>), f32, Cpu> = p.forward((x, &b));
+    assert_eq!(y.shape().concrete(), [2, 2]);
+}
+
+#[test]
+fn a_branch_from_another_input_trains() {
+    let dev = Cpu::seed_from_u64(1);
+    let f = Fusion::<f64, Cpu>::build(&dev);
+    let img: Tensor<Rank3<1, 6, 6>, f64, Cpu> = dev.sample_normal();
+    let meta: Tensor<Rank1<3>, f64, Cpu> = dev.sample_normal();
+    let g = f.forward((img.traced(f.alloc_grads()), meta)).sum().backward();
+    // Both the image path and the branch on `meta` receive gradients.
+    assert!(g.get(&f.conv2d_1.weight).as_vec().iter().any(|v| *v != 0.0));
+    assert!(g.get(&f.dense_1.weight).as_vec().iter().any(|v| *v != 0.0));
+}
+
+#[test]
+fn every_output_carries_the_tape() {
+    let dev = Cpu::seed_from_u64(2);
+    let e = Encoder::<f64, Cpu>::build(&dev);
+    let x: Tensor<Rank1<6>, f64, Cpu> = dev.sample_normal();
+    // A loss of one head alone: the trunk and that head train, the other head does not.
+    let (_, log_var) = e.forward(x.clone().traced(e.alloc_grads()));
+    let g = log_var.sum().backward();
+    assert!(g.get(&e.dense_1.weight).as_vec().iter().any(|v| *v != 0.0));
+    assert!(g.get(&e.dense_3.weight).as_vec().iter().any(|v| *v != 0.0));
+    assert!(g.get(&e.dense_2.weight).as_vec().iter().all(|v| *v == 0.0));
+    // Both heads, in either order, give the same gradients: the trunk's is the sum of both.
+    let (m, l) = e.forward(x.clone().traced(e.alloc_grads()));
+    let ab = (m.sum() + l.sum()).backward();
+    let (m, l) = e.forward(x.clone().traced(e.alloc_grads()));
+    let ba = (l.sum() + m.sum()).backward();
+    let (m, _) = e.forward(x.clone().traced(e.alloc_grads()));
+    let only_mean = m.sum().backward();
+    for (a, b) in ab.get(&e.dense_1.weight).as_vec().iter().zip(ba.get(&e.dense_1.weight).as_vec()) {
+        assert!((a - b).abs() < 1e-12);
+    }
+    let trunk: Vec<f64> = g.get(&e.dense_1.weight).as_vec().iter().zip(only_mean.get(&e.dense_1.weight).as_vec()).map(|(a, b)| a + b).collect();
+    for (a, b) in ab.get(&e.dense_1.weight).as_vec().iter().zip(trunk) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn run_time_axes_that_disagree_are_errors() {
+    let dev = Cpu::seed_from_u64(3);
+    let a = Atoms::<f64, Cpu>::build(&dev);
+    let pos: Tensor<(usize, Const<3>), f64, Cpu> = dev.sample_normal_like(&(5, Const));
+    let z: Tensor<(usize,), usize, Cpu> = dev.tensor_from_vec(vec![0, 1, 1, 0], (4,));
+    let e: NetworkError = a.try_forward((pos.clone(), z)).unwrap_err();
+    assert!(e.to_string().contains("`pos` has 5 and `z` has 4"), "{e}");
+    // An index with no branch is an error too, not a panic.
+    let z: Tensor<(usize,), usize, Cpu> = dev.tensor_from_vec(vec![0, 1, 2, 0, 1], (5,));
+    assert!(a.try_forward((pos.clone(), z)).is_err());
+    let z: Tensor<(usize,), usize, Cpu> = dev.tensor_from_vec(vec![0, 1, 1, 0, 1], (5,));
+    assert!(a.try_forward((pos, z)).unwrap().as_vec()[0].is_finite());
+
+    let t = Tiny::<f32, Cpu>::build(&dev);
+    let g = Graph::undirected(3, &[(0, 1)]).unwrap();
+    let x: Tensor<(usize, Const<3>), f32, Cpu> = dev.sample_normal_like(&(4, Const));
+    let e = t.try_forward((x, &g)).unwrap_err();
+    assert!(e.to_string().contains("`x` has 4 and `g` has 3"), "{e}");
+
+    let f = Fusion::<f32, Cpu>::build(&dev);
+    let img: Tensor<(usize, Const<1>, Const<6>, Const<6>), f32, Cpu> = dev.sample_normal_like(&(3, Const, Const, Const));
+    let meta: Tensor<(usize, Const<3>), f32, Cpu> = dev.sample_normal_like(&(2, Const));
+    assert!(f.try_forward((img, meta)).unwrap_err().to_string().contains("batch"));
+}

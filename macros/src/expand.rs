@@ -31,8 +31,8 @@ fn all_nodes<'a>(nodes: &'a [Node], out: &mut Vec<&'a Node>) {
 
 fn generics() -> (TokenStream, TokenStream) {
     (
-        quote!(E: #DFDX::shapes::Dtype = f32, D: #DFDX::tensor_ops::Device<E> = #DFDX::tensor::Cpu),
-        quote!(E: #TYPENET::Float, D: #TYPENET::Backend<E>),
+        quote!(__E: #DFDX::shapes::Dtype = f32, __D: #DFDX::tensor_ops::Device<__E> = #DFDX::tensor::Cpu),
+        quote!(__E: #TYPENET::Float, __D: #TYPENET::Backend<__E>),
     )
 }
 
@@ -54,37 +54,47 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
     let (in_b, out_b) = (input.batched_ty(), output.batched_ty());
 
     let Some(checked) = checked else {
-        // A stand-in: the declared interface, no layers. The errors explain the rest.
+        // A stand-in: the declared interface, no layers. The errors explain the rest. It has
+        // the derives, impls and hidden shape macro of a real network, so networks using it
+        // (in this invocation or another) get no follow-on errors.
+        let shape_macro = shape_macro(decl);
         return quote! {
+            #shape_macro
             #(#attrs)*
-            #vis struct #name<#struct_generics>(::core::marker::PhantomData<(E, D)>);
-            impl<#impl_generics> #TYPENET::Network for #name<E, D> {
+            #[derive(Clone, Debug)]
+            #vis struct #name<#struct_generics>(::core::marker::PhantomData<(__E, __D)>);
+            impl<#impl_generics> #TYPENET::Network for #name<__E, __D> {
                 type Input = #in_ty;
                 type Output = #out_ty;
                 const NUM_PARAMS: usize = 0;
                 fn layers() -> ::std::vec::Vec<#TYPENET::LayerRow> { ::std::vec::Vec::new() }
             }
-            impl<#impl_generics> #DFDX::nn::TensorCollection<E, D> for #name<E, D> {
+            impl<#impl_generics> #DFDX::nn::TensorCollection<__E, __D> for #name<__E, __D> {
                 type To<E2: #DFDX::shapes::Dtype, D2: #DFDX::tensor_ops::Device<E2>> = #name<E2, D2>;
-                fn iter_tensors<V: #DFDX::nn::ModuleVisitor<Self, E, D>>(visitor: &mut V)
+                fn iter_tensors<V: #DFDX::nn::ModuleVisitor<Self, __E, __D>>(visitor: &mut V)
                     -> ::core::result::Result<::core::option::Option<Self::To<V::E2, V::D2>>, V::Err> {
                     visitor.visit_fields((), |_| #name(::core::marker::PhantomData))
                 }
             }
-            impl<#impl_generics, T: #DFDX::tensor::Tape<E, D>> #DFDX::nn::Module<#DFDX::tensor::Tensor<#in_ty, E, D, T>> for #name<E, D> {
-                type Output = #DFDX::tensor::Tensor<#out_ty, E, D, T>;
-                type Error = D::Err;
-                fn try_forward(&self, _: #DFDX::tensor::Tensor<#in_ty, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> { ::core::unreachable!() }
+            impl<#impl_generics, __T: #DFDX::tensor::Tape<__E, __D>> #DFDX::nn::Module<#DFDX::tensor::Tensor<#in_ty, __E, __D, __T>> for #name<__E, __D> {
+                type Output = #DFDX::tensor::Tensor<#out_ty, __E, __D, __T>;
+                type Error = __D::Err;
+                fn try_forward(&self, _: #DFDX::tensor::Tensor<#in_ty, __E, __D, __T>) -> ::core::result::Result<Self::Output, __D::Err> { ::core::unreachable!() }
             }
-            impl<#impl_generics, T: #DFDX::tensor::Tape<E, D>> #DFDX::nn::Module<#DFDX::tensor::Tensor<#in_b, E, D, T>> for #name<E, D> {
-                type Output = #DFDX::tensor::Tensor<#out_b, E, D, T>;
-                type Error = D::Err;
-                fn try_forward(&self, _: #DFDX::tensor::Tensor<#in_b, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> { ::core::unreachable!() }
+            impl<#impl_generics, __T: #DFDX::tensor::Tape<__E, __D>> #DFDX::nn::Module<#DFDX::tensor::Tensor<#in_b, __E, __D, __T>> for #name<__E, __D> {
+                type Output = #DFDX::tensor::Tensor<#out_b, __E, __D, __T>;
+                type Error = __D::Err;
+                fn try_forward(&self, _: #DFDX::tensor::Tensor<#in_b, __E, __D, __T>) -> ::core::result::Result<Self::Output, __D::Err> { ::core::unreachable!() }
             }
-            impl<#impl_generics, T: #DFDX::tensor::Tape<E, D>> #DFDX::nn::ModuleMut<#DFDX::tensor::Tensor<#in_b, E, D, T>> for #name<E, D> {
-                type Output = #DFDX::tensor::Tensor<#out_b, E, D, T>;
-                type Error = D::Err;
-                fn try_forward_mut(&mut self, _: #DFDX::tensor::Tensor<#in_b, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> { ::core::unreachable!() }
+            impl<#impl_generics, __T: #DFDX::tensor::Tape<__E, __D>> #DFDX::nn::ModuleMut<#DFDX::tensor::Tensor<#in_b, __E, __D, __T>> for #name<__E, __D> {
+                type Output = #DFDX::tensor::Tensor<#out_b, __E, __D, __T>;
+                type Error = __D::Err;
+                fn try_forward_mut(&mut self, _: #DFDX::tensor::Tensor<#in_b, __E, __D, __T>) -> ::core::result::Result<Self::Output, __D::Err> { ::core::unreachable!() }
+            }
+            impl<#impl_generics, __T: #DFDX::tensor::Tape<__E, __D>> #DFDX::nn::ModuleMut<#DFDX::tensor::Tensor<#in_ty, __E, __D, __T>> for #name<__E, __D> {
+                type Output = #DFDX::tensor::Tensor<#out_ty, __E, __D, __T>;
+                type Error = __D::Err;
+                fn try_forward_mut(&mut self, _: #DFDX::tensor::Tensor<#in_ty, __E, __D, __T>) -> ::core::result::Result<Self::Output, __D::Err> { ::core::unreachable!() }
             }
         };
     };
@@ -134,23 +144,23 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
     let tensor = quote!(#DFDX::tensor::Tensor);
     let imp = |train: bool, batched: bool| {
         let (i, o) = if batched { (&in_b, &out_b) } else { (&in_ty, &out_ty) };
-        let head = quote!(impl<#impl_generics, T: #DFDX::tensor::Tape<E, D>>);
+        let head = quote!(impl<#impl_generics, __T: #DFDX::tensor::Tape<__E, __D>>);
         if train {
             quote! {
-                #head #DFDX::nn::ModuleMut<#tensor<#i, E, D, T>> for #name<E, D> {
-                    type Output = #tensor<#o, E, D, T>;
-                    type Error = D::Err;
-                    fn try_forward_mut(&mut self, x: #tensor<#i, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> {
+                #head #DFDX::nn::ModuleMut<#tensor<#i, __E, __D, __T>> for #name<__E, __D> {
+                    type Output = #tensor<#o, __E, __D, __T>;
+                    type Error = __D::Err;
+                    fn try_forward_mut(&mut self, x: #tensor<#i, __E, __D, __T>) -> ::core::result::Result<Self::Output, __D::Err> {
                         #DFDX::nn::ModuleMut::try_forward_mut(&mut #tree_macro!(self, #LAYERS::Train, &mut), x)
                     }
                 }
             }
         } else {
             quote! {
-                #head #DFDX::nn::Module<#tensor<#i, E, D, T>> for #name<E, D> {
-                    type Output = #tensor<#o, E, D, T>;
-                    type Error = D::Err;
-                    fn try_forward(&self, x: #tensor<#i, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> {
+                #head #DFDX::nn::Module<#tensor<#i, __E, __D, __T>> for #name<__E, __D> {
+                    type Output = #tensor<#o, __E, __D, __T>;
+                    type Error = __D::Err;
+                    fn try_forward(&self, x: #tensor<#i, __E, __D, __T>) -> ::core::result::Result<Self::Output, __D::Err> {
                         #DFDX::nn::Module::try_forward(&#tree_macro!(self, #LAYERS::Eval, &), x)
                     }
                 }
@@ -171,7 +181,7 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
         #vis struct #name<#struct_generics> {
             #(#field_defs)*
             #[doc(hidden)]
-            pub #marker: ::core::marker::PhantomData<(E, D)>,
+            pub #marker: ::core::marker::PhantomData<(__E, __D)>,
         }
 
         #(#asserts)*
@@ -182,15 +192,15 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
             ($s:ident, $mode:path, $($borrow:tt)*) => { #tree };
         }
 
-        impl<#impl_generics> #DFDX::nn::TensorCollection<E, D> for #name<E, D> {
+        impl<#impl_generics> #DFDX::nn::TensorCollection<__E, __D> for #name<__E, __D> {
             type To<E2: #DFDX::shapes::Dtype, D2: #DFDX::tensor_ops::Device<E2>> = #name<E2, D2>;
-            fn iter_tensors<V: #DFDX::nn::ModuleVisitor<Self, E, D>>(visitor: &mut V)
+            fn iter_tensors<V: #DFDX::nn::ModuleVisitor<Self, __E, __D>>(visitor: &mut V)
                 -> ::core::result::Result<::core::option::Option<Self::To<V::E2, V::D2>>, V::Err> {
                 visitor.visit_fields(#visit_tuple, |#pattern| #name { #(#names,)* #marker: ::core::marker::PhantomData })
             }
         }
 
-        impl<#impl_generics> #TYPENET::Network for #name<E, D> {
+        impl<#impl_generics> #TYPENET::Network for #name<__E, __D> {
             type Input = #in_ty;
             type Output = #out_ty;
             const NUM_PARAMS: usize = 0 #(+ #params)*;

@@ -198,6 +198,49 @@ mod tests {
         }
     }
 
+    /// Every integer of a valid declaration replaced, one at a time, by a size near
+    /// `usize::MAX`: never a panic (the "internal error"), and at most one error, never a
+    /// second spurious one from the stand-in network.
+    #[test]
+    fn sizes_near_usize_max_never_overflow() {
+        let valids = [
+            "pub Net: [4] -> [2] { dense(8), relu, dense(2, bias = false) }",
+            "pub Net: [t, 4] -> [t, 2] { each { dense(2) }, residual { relu }, concat { { relu }, { tanh } } }",
+            "pub Net: [4] -> [3] { residual(project) { dense(3) }, batch_norm, layer_norm }",
+            "pub Net: [2, 8, 8] -> [4] { conv2d(4, kernel = 3, padding = same, dilation = 2), max_pool2d(2, padding = 1), global_avg_pool }",
+            "pub Net: [2, 8, 8] -> [64] { conv2d(4, kernel = (3, 2), stride = (2, 1)), avg_pool2d(2), flatten, reshape([8, 8]), flatten }",
+            "pub Net: [1, 9] -> [2] { conv1d(2, kernel = 3, stride = 2), max_pool1d(2), flatten, dense(2) }",
+            "pub Net: [n, 3] -> [2] { radial_basis(4, cutoff = 2.0), set_dense(4), pool(sum), dense(2) }",
+            "pub Net: [t, 3] -> [2] { lstm(4, bidirectional = true), gru(3 -> 4), rnn(4), last, dense(2) }",
+        ];
+        let m = usize::MAX;
+        let bigs = [m.to_string(), (m - 1).to_string(), (m / 2).to_string(), (m / 2 + 1).to_string(), (1usize << 32).to_string()];
+        for valid in valids {
+            let words: Vec<String> = valid.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty()).map(String::from).collect();
+            for (i, _) in words.iter().enumerate() {
+                for big in &bigs {
+                    // Replace the i-th integer literal.
+                    let mut seen = 0;
+                    let mut text = String::new();
+                    let mut rest = valid;
+                    while let Some(start) = rest.find(|c: char| c.is_ascii_digit()) {
+                        let len = rest[start..].find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len() - start);
+                        text += &rest[..start];
+                        text += if seen == i { big } else { &rest[start..start + len] };
+                        seen += 1;
+                        rest = &rest[start + len..];
+                    }
+                    text += rest;
+                    let tokens: TokenStream = text.parse().unwrap();
+                    let result = std::panic::catch_unwind(|| expand_invocation(tokens));
+                    let out = result.unwrap_or_else(|_| panic!("panicked on: {text}")).to_string();
+                    assert!(!out.contains("internal error"), "{text}");
+                    assert!(out.matches("compile_error").count() <= 1, "more than one error for {text}: {out}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn valid_declarations_expand_without_errors() {
         for text in [

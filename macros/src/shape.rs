@@ -45,10 +45,9 @@ impl Dim {
     pub fn arg(&self) -> TokenStream {
         match self {
             Dim::Known(n) => quote!(#n),
-            Dim::Const { expr, .. } => match syn::parse2::<syn::Ident>(expr.clone()) {
-                Ok(id) => quote!(#id),
-                Err(_) => quote!({ #expr }),
-            },
+            // Always braced: `{ T }` is read as a value, so a constant named like a generic
+            // parameter (`T`, `E`, `D`) is not taken for the type parameter.
+            Dim::Const { expr, .. } => quote!({ #expr }),
             Dim::Runtime(_) => quote!(usize),
         }
     }
@@ -114,7 +113,13 @@ impl Dim {
     pub fn mul(&self, other: &Dim) -> Dim {
         match (self, other) {
             (Dim::Known(1), d) | (d, Dim::Known(1)) => d.clone(),
-            (Dim::Known(a), Dim::Known(b)) => Dim::Known(a * b),
+            // On overflow (sizes near `usize::MAX`) the product is left to rustc's const
+            // evaluation, which rejects it, rather than wrapping; layers check first for a
+            // spanned message.
+            (Dim::Known(a), Dim::Known(b)) => match a.checked_mul(*b) {
+                Some(n) => Dim::Known(n),
+                None => Dim::Const { expr: quote!((#a * #b)), text: format!("{a} × {b}") },
+            },
             (Dim::Runtime(a), b) | (b, Dim::Runtime(a)) => Dim::Runtime(format!("{a}·{}", b.text())),
             (a, b) => {
                 let (va, vb) = (a.value(), b.value());
@@ -126,7 +131,10 @@ impl Dim {
     /// `self + other`, folded when both are known.
     pub fn add(&self, other: &Dim) -> Dim {
         match (self, other) {
-            (Dim::Known(a), Dim::Known(b)) => Dim::Known(a + b),
+            (Dim::Known(a), Dim::Known(b)) => match a.checked_add(*b) {
+                Some(n) => Dim::Known(n),
+                None => Dim::Const { expr: quote!((#a + #b)), text: format!("{a} + {b}") },
+            },
             (Dim::Runtime(a), b) | (b, Dim::Runtime(a)) => Dim::Runtime(format!("{a}+{}", b.text())),
             (a, b) => {
                 let (va, vb) = (a.value(), b.value());
@@ -264,7 +272,8 @@ mod tests {
     fn types() {
         assert_eq!(Dim::Known(4).ty().to_string().replace(' ', ""), "::typenet::dfdx::shapes::Const<4usize>");
         assert_eq!(Dim::Runtime("t".into()).ty().to_string(), "usize");
-        assert_eq!(konst("HIDDEN").arg().to_string(), "HIDDEN");
+        // Braced, so a constant named `T` is not read as a generic type parameter.
+        assert_eq!(konst("HIDDEN").arg().to_string(), "{ HIDDEN }");
         assert_eq!(tidy("config :: WIDTH"), "config::WIDTH");
     }
 }

@@ -104,7 +104,8 @@ impl Dim {
                     }
                 }
                 let (va, vb) = (a.value(), b.value());
-                Agree::Deferred(quote!(if #va != #vb { ::core::panic!(#message) }))
+                let msg = deferred_message(message, [a, b]);
+                Agree::Deferred(quote!(if #va != #vb { ::core::panic!("{}", #msg.as_str()) }))
             }
         }
     }
@@ -145,6 +146,26 @@ impl Dim {
 }
 
 /// The variable the generated code binds to a run-time axis.
+/// A const assertion's message, built by `typenet::shapes::Msg`: the checker's `message` (never
+/// read as a format string), then the value of each constant: `… (HIDDEN = 32)`.
+fn deferred_message(message: &str, dims: [&Dim; 2]) -> TokenStream {
+    let shapes = crate::runtime::SHAPES;
+    let mut m = quote!(#shapes::Msg::new().s(#message));
+    let mut first = true;
+    for d in dims {
+        if let Dim::Const { text, .. } = d {
+            let (v, sep) = (d.value(), if first { " (" } else { ", " });
+            let label = format!("{sep}{text} = ");
+            m = quote!(#m.s(#label).n(#v));
+            first = false;
+        }
+    }
+    if !first {
+        m = quote!(#m.s(")"));
+    }
+    m
+}
+
 pub fn runtime_var(name: &str) -> syn::Ident {
     let clean: String = name.chars().map(|c| if c.is_alphanumeric() { c } else { '_' }).collect();
     quote::format_ident!("__dim_{}", clean)

@@ -166,6 +166,73 @@ pub const fn unwrap(v: Option<usize>, what: &str) -> usize {
     }
 }
 
+/// A message built at compile time, for `const` assertions whose message shows the value of
+/// a constant (`HIDDEN (= 32)`): `const` panics format only `&str`, so the digits are written
+/// here. Capacity 480 bytes; a longer message is cut at a character boundary.
+#[derive(Clone, Copy)]
+pub struct Msg {
+    buf: [u8; 480],
+    len: usize,
+}
+
+impl Msg {
+    /// An empty message.
+    pub const fn new() -> Msg {
+        Msg { buf: [0; 480], len: 0 }
+    }
+
+    /// Appends text.
+    pub const fn s(mut self, s: &str) -> Msg {
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() && self.len < self.buf.len() {
+            self.buf[self.len] = b[i];
+            self.len += 1;
+            i += 1;
+        }
+        // Never end inside a character.
+        while self.len > 0 && self.len < self.buf.len() && i < b.len() && (b[i] & 0xC0) == 0x80 {
+            self.len -= 1;
+            i -= 1;
+        }
+        self
+    }
+
+    /// Appends a number in decimal.
+    pub const fn n(mut self, mut v: usize) -> Msg {
+        let mut digits = [0u8; 20];
+        let mut k = 0;
+        loop {
+            digits[k] = b'0' + (v % 10) as u8;
+            k += 1;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        while k > 0 && self.len < self.buf.len() {
+            k -= 1;
+            self.buf[self.len] = digits[k];
+            self.len += 1;
+        }
+        self
+    }
+
+    /// The text so far.
+    pub const fn as_str(&self) -> &str {
+        match core::str::from_utf8(self.buf.split_at(self.len).0) {
+            Ok(s) => s,
+            Err(_) => "typenet: a size check failed",
+        }
+    }
+}
+
+impl Default for Msg {
+    fn default() -> Self {
+        Msg::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +264,14 @@ mod tests {
         assert_eq!(conv_params(m / 2, 2, 2), None);
         assert_eq!(recurrent_params(gates::LSTM, m / 4, 1, false), None);
         assert_eq!(dilated_span(m, 2), None);
+    }
+
+    #[test]
+    fn messages_show_values() {
+        const M: Msg = Msg::new().s("expects HIDDEN (= ").n(32).s(") – ").n(0).s(", ").n(usize::MAX);
+        assert_eq!(M.as_str(), "expects HIDDEN (= 32) – 0, 18446744073709551615");
+        let long = Msg::new().s(&"é".repeat(400));
+        assert!(long.as_str().chars().all(|c| c == 'é') && long.as_str().len() == 480);
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl<'a> Args<'a> {
                         if !keywords.contains(&name.as_str()) {
                             let alias = KEYWORD_ALIASES.iter().find(|(a, k)| *a == name && keywords.contains(k)).map(|(_, k)| *k);
                             let msg = match alias.or_else(|| suggest(&name, keywords.iter().copied())) {
-                                Some(s) if alias.is_some() => format!("`{kind}` has no argument `{name}`; typenet calls it `{s}`: `{usage}`"),
+                                Some(s) if alias.is_some() => format!("`{kind}` has no argument `{name}`; typenet calls it `{s}`"),
                                 Some(s) => format!("`{kind}` has no argument `{name}`; did you mean `{s}`?"),
                                 None if keywords.is_empty() => format!("`{kind}` takes no `key = value` arguments: `{usage}`"),
                                 None => format!(

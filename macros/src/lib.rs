@@ -19,7 +19,11 @@ mod shape;
 fn unresolved(nets: &ast::Networks, known: &check::Known, local: &[String]) -> Option<syn::Path> {
     fn walk(seq: &ast::Seq, known: &check::Known, local: &[String]) -> Option<syn::Path> {
         for call in &seq.layers {
-            let builtin = call.kind.get_ident().is_some_and(|i| i.to_string().starts_with(|c: char| c.is_lowercase() || c == '_'));
+            // PyTorch/Keras names (`Linear`) are answered by the catalogue, not looked up.
+            let builtin = call.kind.get_ident().is_some_and(|i| {
+                let s = i.to_string();
+                s.starts_with(|c: char| c.is_lowercase() || c == '_') || layers::framework_name(&s).is_some()
+            });
             let text = call.kind_text();
             if !builtin && !known.contains_key(&text) && !local.contains(&text) {
                 return Some(call.kind.clone());

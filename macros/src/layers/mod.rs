@@ -254,7 +254,7 @@ const FRAMEWORK_NAMES: &[(&str, &str)] = &[
 
 /// The DSL's name for a PyTorch or Keras layer name (`Linear`, `MaxPool2d`, `ReLU`, `LSTM`),
 /// or `None` when `name` is not one or is already spelled as the DSL spells it.
-fn framework_name(name: &str) -> Option<&'static str> {
+pub fn framework_name(name: &str) -> Option<&'static str> {
     let key: String = name.chars().filter(|c| *c != '_').flat_map(char::to_lowercase).collect();
     let dsl = FRAMEWORK_NAMES.iter().find(|(f, _)| *f == key).map(|(_, d)| *d);
     let dsl = dsl.or_else(|| KINDS.iter().map(|k| k.name).find(|k| k.replace('_', "") == key))?;

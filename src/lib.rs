@@ -29,6 +29,7 @@ pub mod data;
 pub mod init;
 pub mod layers;
 mod net;
+pub mod onnx;
 pub mod ops;
 pub mod train;
 

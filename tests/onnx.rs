@@ -4,8 +4,12 @@
 //! outputs) are also written there, for `tools/onnx_check.py` (ONNX Runtime).
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use tract_onnx::prelude::{tvec, Framework, InferenceModelExt, Tensor as TractTensor};
-use typenet::layers::*;
+use typenet::layers::{
+    AvgPool1D, AvgPool2D, BatchNorm, BiGru, BiLstm, BiRnn, BiRnnRelu, Conv1D, Conv2D, Dense, DenseNoBias, Dropout,
+    Each, Elu, Flatten, GeLU, GlobalAvgPool, GlobalMaxPool, Gru, Last, LastBidirectional, LayerNorm, LeakyReLU,
+    LogSoftmax, Lstm, MaxPool1D, MaxPool2D, PReLU, RadialBasis, ReLU, Rnn, RnnRelu, SetDense, SetMax, SetMean,
+    SetSum, SiLU, Sigmoid, Softmax, Softplus, Tanh,
+};
 use typenet::onnx::{export_with_to_bytes, Dim, Export, ExportError, Signature};
 use typenet::onnx::proto::ModelProto;
 use typenet::prelude::*;
@@ -15,6 +19,7 @@ type Cases<'a> = &'a [&'a [usize]];
 /// Exports `model`, runs it in tract for every full input shape in `cases` and compares the
 /// output with `run` (typenet's forward on the same data) to 1e-5.
 fn check<M: Export>(name: &str, model: &M, sig: &Signature, cases: Cases, run: impl Fn(Vec<f32>, &[usize]) -> Vec<f32>) {
+    use tract_onnx::prelude::*;
     let bytes = export_with_to_bytes(model, sig).unwrap_or_else(|e| panic!("{name}: {e}"));
     let plan = tract_onnx::onnx()
         .model_for_read(&mut &bytes[..])
@@ -27,7 +32,7 @@ fn check<M: Export>(name: &str, model: &M, sig: &Signature, cases: Cases, run: i
         let n: usize = shape.iter().product();
         let x: Vec<f32> = (0..n).map(|_| rng.gen_range(-2.0..2.0)).collect();
         let want = run(x.clone(), shape);
-        let input = TractTensor::from_shape(shape, &x).unwrap();
+        let input = Tensor::from_shape(shape, &x).unwrap();
         let out = plan.run(tvec!(input.into())).unwrap_or_else(|e| panic!("{name} {shape:?}: tract: {e:?}"));
         let got: Vec<f32> = out[0].to_array_view::<f32>().unwrap().iter().copied().collect();
         assert_eq!(got.len(), want.len(), "{name} {shape:?}: output sizes differ, out shape {:?}", out[0].shape());
@@ -86,7 +91,8 @@ fn norms_in_evaluation_mode() {
     let dev = Cpu::seed_from_u64(2);
     let mut m = <(Dense<3, 6>, BatchNorm<6>, LayerNorm<6>, Dense<6, 2>)>::build(&dev);
     m.1.running_mean = dev.sample_normal();
-    m.1.running_var = dev.sample_uniform().try_add(0.5).unwrap();
+    let var: Tensor<Rank1<6>, f32, Cpu> = dev.sample_uniform();
+    m.1.running_var = var.try_add(0.5f32).unwrap();
     m.1.weight = dev.sample_normal();
     m.1.bias = dev.sample_normal();
     m.2.weight = dev.sample_normal();
@@ -179,15 +185,15 @@ const SET_CASES: Cases = &[&[1, 1, 3], &[2, 3, 3], &[3, 6, 3]];
 #[test]
 fn set_layers() {
     let dev = Cpu::seed_from_u64(7);
-    let m = <(SetDense<3, 4>, ReLU, Each<(Dense<4, 5>, Tanh)>, SetDense<5, 5>, SetMax)>::build(&dev);
+    let m = (<(SetDense<3, 4>, ReLU, Each<(Dense<4, 5>, Tanh)>, SetDense<5, 5>)>::build(&dev), SetMax);
     let run = |x: Vec<f32>, s: &[usize]| m.forward(dev.tensor_from_vec(x, (s[0], s[1], Const::<3>))).as_vec();
     check("sets_max", &m, &set_sig(), SET_CASES, run);
 
-    let s = <(Each<Dense<3, 4>>, SetSum)>::build(&dev);
+    let s = (<Each<Dense<3, 4>>>::build(&dev), SetSum);
     let run = |x: Vec<f32>, sh: &[usize]| s.forward(dev.tensor_from_vec(x, (sh[0], sh[1], Const::<3>))).as_vec();
     check("sets_sum", &s, &set_sig(), SET_CASES, run);
 
-    let s = <(Dense<3, 2>, SetMean)>::build(&dev);
+    let s = (<Dense<3, 2>>::build(&dev), SetMean);
     let run = |x: Vec<f32>, sh: &[usize]| s.forward(dev.tensor_from_vec(x, (sh[0], sh[1], Const::<3>))).as_vec();
     check("sets_mean", &s, &set_sig(), SET_CASES, run);
 }
@@ -246,6 +252,6 @@ fn what_does_not_fit_is_an_error_naming_the_layer() {
     let e = export_with_to_bytes(&c, &fixed(&[1, 6, 6])).unwrap_err();
     assert!(e.to_string().contains("declared output size"), "{e}");
     // a set layer given a vector
-    let s = <(Dense<3, 3>, SetMax)>::build(&dev);
+    let s = (<Dense<3, 3>>::build(&dev), SetMax);
     assert!(export_with_to_bytes(&s, &fixed(&[3])).is_err());
 }

@@ -8,9 +8,10 @@ use typenet::layers::{
     AvgPool1D, AvgPool2D, BatchNorm, BiGru, BiLstm, BiRnn, BiRnnRelu, Conv1D, Conv2D, Dense, DenseNoBias, Dropout,
     Each, Elu, Flatten, GeLU, GlobalAvgPool, GlobalMaxPool, Gru, Last, LastBidirectional, LayerNorm, LeakyReLU,
     LogSoftmax, Lstm, MaxPool1D, MaxPool2D, PReLU, RadialBasis, ReLU, Rnn, RnnRelu, SetDense, SetMax, SetMean,
-    SetSum, SiLU, Sigmoid, Softmax, Softplus, Tanh,
+    SetSum, SiLU, Sigmoid, Softmax, Softplus, Tanh, HardTanh, Residual, ResidualProject, Sum, Concat, Attention,
+    Transformer, Positional, Sinusoidal, Transpose, Embedding,
 };
-use typenet::onnx::{export_with_to_bytes, Dim, Export, ExportError, Signature};
+use typenet::onnx::{export_to_bytes, export_with_to_bytes, Dim, Export, ExportError, ExportNetwork, Signature};
 use typenet::onnx::proto::ModelProto;
 use typenet::prelude::*;
 
@@ -185,11 +186,11 @@ const SET_CASES: Cases = &[&[1, 1, 3], &[2, 3, 3], &[3, 6, 3]];
 #[test]
 fn set_layers() {
     let dev = Cpu::seed_from_u64(7);
-    let m = (<(SetDense<3, 4>, ReLU, Each<(Dense<4, 5>, Tanh)>, SetDense<5, 5>)>::build(&dev), SetMax);
+    let m = (<(SetDense<3, 4>, ReLU, Each<(Dense<4, 5>, Tanh), 2>, SetDense<5, 5>)>::build(&dev), SetMax);
     let run = |x: Vec<f32>, s: &[usize]| m.forward(dev.tensor_from_vec(x, (s[0], s[1], Const::<3>))).as_vec();
     check("sets_max", &m, &set_sig(), SET_CASES, run);
 
-    let s = (<Each<Dense<3, 4>>>::build(&dev), SetSum);
+    let s = (<Each<Dense<3, 4>, 2>>::build(&dev), SetSum);
     let run = |x: Vec<f32>, sh: &[usize]| s.forward(dev.tensor_from_vec(x, (sh[0], sh[1], Const::<3>))).as_vec();
     check("sets_sum", &s, &set_sig(), SET_CASES, run);
 
@@ -231,7 +232,7 @@ fn initializers_are_named_by_typenet_keys() {
 #[test]
 fn radial_basis_of_points() {
     let dev = Cpu::seed_from_u64(10);
-    let m = (Each(<(Dense<3, 3>, Tanh)>::build(&dev)), RadialBasis::<4>::new(1.5), <SetDense<4, 2>>::build(&dev), SetSum);
+    let m = (Each::<_, 2>(<(Dense<3, 3>, Tanh)>::build(&dev)), RadialBasis::<4>::new(1.5), <SetDense<4, 2>>::build(&dev), SetSum);
     let run = |x: Vec<f32>, s: &[usize]| m.forward(dev.tensor_from_vec(x, (s[0], s[1], Const::<3>))).as_vec();
     check("radial_basis", &m, &set_sig(), SET_CASES, run);
 }
@@ -254,4 +255,118 @@ fn what_does_not_fit_is_an_error_naming_the_layer() {
     // a set layer given a vector
     let s = (<Dense<3, 3>>::build(&dev), SetMax);
     assert!(export_with_to_bytes(&s, &fixed(&[3])).is_err());
+}
+
+#[test]
+fn blocks_by_hand() {
+    let dev = Cpu::seed_from_u64(11);
+    let m = <(
+        Residual<(Dense<4, 4>, Tanh)>,
+        ResidualProject<(Dense<4, 3>, HardTanh), DenseNoBias<4, 3>>,
+        Sum<(Dense<3, 3>, Sigmoid, (Dense<3, 3>, ReLU))>,
+        Concat<(Dense<3, 2>, (Dense<3, 4>, Tanh)), 0, 1>,
+    )>::build(&dev);
+    let run = |x: Vec<f32>, s: &[usize]| m.forward(dev.tensor_from_vec(x, (s[0], Const::<4>))).as_vec();
+    check("blocks", &m, &fixed(&[4]), &[&[1, 4], &[3, 4]], run);
+    // on a sequence: concat on the last axis of [t, f], residual keeps a run-time axis
+    let c = <(Residual<Dense<3, 3>>, Concat<(Dense<3, 2>, Dense<3, 1>), 1, 2>)>::build(&dev);
+    let run = |x: Vec<f32>, s: &[usize]| c.forward(dev.tensor_from_vec(x, (s[0], s[1], Const::<3>))).as_vec();
+    check("blocks_sequence", &c, &sequence_sig(3), SEQ_CASES, run);
+    // each over sets of sequences: [n, t, 3], both run-time
+    let e = <Each<(Dense<3, 2>, Tanh), 3>>::build(&dev);
+    let sig = Signature::new(vec![Dim::Named("n".into()), Dim::Named("t".into()), Dim::Fixed(3)]);
+    let run = |x: Vec<f32>, s: &[usize]| e.forward(dev.tensor_from_vec(x, (s[0], s[1], s[2], Const::<3>))).as_vec();
+    check("each_rank3", &e, &sig, &[&[1, 1, 2, 3], &[2, 3, 4, 3]], run);
+}
+
+#[test]
+fn attention_family() {
+    let dev = Cpu::seed_from_u64(12);
+    let cases: Cases = &[&[1, 1, 8], &[2, 3, 8], &[3, 8, 8]];
+    // (the layers returning `LayerError` and those returning the device's error do not chain
+    // in one dfdx tuple)
+    let m = <(Positional<8, 8>, Attention<8, 2>, Transformer<8, 2, 16>)>::build(&dev);
+    let run = |x: Vec<f32>, s: &[usize]| m.forward(dev.tensor_from_vec(x, (s[0], s[1], Const::<8>))).as_vec();
+    check("attention", &m, &sequence_sig(8), cases, run);
+    let c = <(Attention<8, 4, f32, Cpu, true>, Transformer<8, 2, 8, f32, Cpu, GeLU, true, true>)>::build(&dev);
+    let run = |x: Vec<f32>, s: &[usize]| c.forward(dev.tensor_from_vec(x, (s[0], s[1], Const::<8>))).as_vec();
+    check("attention_causal", &c, &sequence_sig(8), cases, run);
+    let p2 = (Sinusoidal, Transpose);
+    let run = |x: Vec<f32>, s: &[usize]| p2.forward(dev.tensor_from_vec(x, (s[0], s[1], Const::<8>))).as_vec();
+    check("sinusoidal_transpose", &p2, &sequence_sig(8), &[&[1, 1, 8], &[2, 5, 8], &[1, 40, 8]], run);
+    // an embedding (index input) is an error naming it
+    let e = (<Embedding<5, 8>>::build(&dev), Sinusoidal);
+    let err = export_with_to_bytes(&e, &sequence_sig(8)).unwrap_err();
+    assert!(matches!(err, ExportError::Unsupported { .. }) && err.to_string().contains("Embedding at `0`"), "{err}");
+}
+
+network! {
+    /// LeNet-style, small.
+    SmallLeNet: [1, 12, 12] -> [3] {
+        conv2d(4, kernel = 3, padding = same), relu, max_pool2d(2),
+        conv2d(6, kernel = 3, stride = 2), batch_norm, relu,
+        flatten, dropout(0.5),
+        dense(8), relu, dense(3), log_softmax,
+    }
+
+    SeqNet: [t, 3] -> [2] { lstm(5), gru(4, bidirectional = true), last, dense(2) }
+
+    Inner: [4] -> [4] { dense(4), relu }
+
+    Blocks: [n, 3] -> [5] {
+        each { dense(4), tanh }, pool(mean),
+        Inner,
+        residual { dense(4), tanh },
+        residual(project) { dense(6), relu },
+        concat { { dense(2) }, { dense(3), relu } },
+        sum { { dense(5) }, { dense(5), sigmoid }, { relu, dense(5) } },
+    }
+}
+
+/// The initializers of an export are the weight keys of the model's own safetensors file.
+fn same_keys_as_safetensors<M: ExportNetwork + SaveToSafetensors>(m: &M, tag: &str) {
+    use prost::Message;
+    let bytes = export_to_bytes(m).unwrap();
+    let g = ModelProto::decode(&bytes[..]).unwrap().graph.unwrap();
+    let mut names: Vec<_> = g.initializer.iter().map(|t| t.name.clone()).collect();
+    names.sort();
+    let path = std::env::temp_dir().join(format!("typenet_onnx_{tag}_{}.safetensors", std::process::id()));
+    m.save_safetensors(&path).unwrap();
+    let st = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let st = safetensors::SafeTensors::deserialize(&st).unwrap();
+    let mut keys: Vec<_> = st.names().into_iter().cloned().collect();
+    keys.sort();
+    assert_eq!(names, keys, "{tag}");
+}
+
+#[test]
+fn networks_declared_with_the_macro() {
+    let dev = Cpu::seed_from_u64(13);
+    let mut m = SmallLeNet::<f32, Cpu>::build(&dev);
+    m.batch_norm_1.running_mean = dev.sample_normal();
+    let run = |x: Vec<f32>, s: &[usize]| {
+        m.forward(dev.tensor_from_vec(x, (s[0], Const::<1>, Const::<12>, Const::<12>))).as_vec()
+    };
+    check("net_lenet", &m, &SmallLeNet::<f32, Cpu>::signature(), &[&[1, 1, 12, 12], &[3, 1, 12, 12]], run);
+    same_keys_as_safetensors(&m, "lenet");
+
+    let s = SeqNet::<f32, Cpu>::build(&dev);
+    let sig = SeqNet::<f32, Cpu>::signature();
+    assert_eq!(sig.dims, vec![Dim::Named("t".into()), Dim::Fixed(3)]);
+    let run = |x: Vec<f32>, sh: &[usize]| s.forward(dev.tensor_from_vec(x, (sh[0], sh[1], Const::<3>))).as_vec();
+    check("net_lstm", &s, &sig, SEQ_CASES, run);
+    same_keys_as_safetensors(&s, "lstm");
+    // the input and output are named, the batch and `t` symbolic
+    use prost::Message;
+    let g = ModelProto::decode(&export_to_bytes(&s).unwrap()[..]).unwrap().graph.unwrap();
+    let dims = &g.input[0].r#type.as_ref().unwrap().tensor_type.as_ref().unwrap().shape.as_ref().unwrap().dim;
+    let params: Vec<_> = dims.iter().map(|d| d.dim_param.clone()).collect();
+    assert_eq!(params, [Some("batch".to_string()), Some("t".to_string()), None]);
+    assert_eq!((g.input[0].name.as_str(), g.output[0].name.as_str()), ("input", "output"));
+
+    let b = Blocks::<f32, Cpu>::build(&dev);
+    let run = |x: Vec<f32>, sh: &[usize]| b.forward(dev.tensor_from_vec(x, (sh[0], sh[1], Const::<3>))).as_vec();
+    check("net_blocks", &b, &Blocks::<f32, Cpu>::signature(), SET_CASES, run);
+    same_keys_as_safetensors(&b, "blocks");
 }

@@ -8,7 +8,7 @@ use quote::{format_ident, quote};
 use crate::ast::NetworkDecl;
 use crate::check::{shape_of, Checked, Node};
 use crate::layers::Tree;
-use crate::runtime::{DFDX, LAYERS, TYPENET};
+use crate::runtime::{DFDX, LAYERS, ONNX, TYPENET};
 
 /// The module of a sequence of layers: the one module, or a tuple of them in order.
 pub fn tree(nodes: &[Node]) -> TokenStream {
@@ -162,6 +162,7 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
     let marker = format_ident!("__marker");
 
     let shape_macro = shape_macro(decl);
+    let onnx = onnx_export(decl, &names, &in_ty, &tree_macro);
     quote! {
         #shape_macro
 
@@ -200,6 +201,42 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
         }
 
         #(#impls)*
+
+        #onnx
+    }
+}
+
+/// `typenet::onnx::Export` and `ExportNetwork` for a network: its tree of modules (the
+/// same macro as `forward`) over its fields, each wrapped in `Keyed` so that its weights
+/// keep the field's key; input `input`, output `output`, run-time axes named as declared.
+fn onnx_export(decl: &NetworkDecl, names: &[syn::Ident], in_ty: &TokenStream, tree_macro: &syn::Ident) -> TokenStream {
+    let name = &decl.name;
+    let (_, impl_generics) = generics();
+    let keys: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let params: Vec<syn::Ident> = (0..names.len()).map(|i| format_ident!("__F{}", i)).collect();
+    let axes: Vec<String> = decl
+        .input
+        .dims
+        .iter()
+        .filter_map(|d| match d {
+            crate::ast::DimLit::Runtime(id) => Some(id.to_string()),
+            _ => None,
+        })
+        .collect();
+    quote! {
+        impl<#impl_generics> #ONNX::Export for #name<E, D> {
+            fn export(&self, g: &mut #ONNX::Builder, x: #ONNX::Value) -> ::core::result::Result<#ONNX::Value, #ONNX::ExportError> {
+                #[allow(non_camel_case_types, dead_code)]
+                struct __Keyed<#(#params),*> { #(#names: #params,)* }
+                let __k = __Keyed { #(#names: #ONNX::Keyed(#keys, &self.#names),)* };
+                g.network(|g| #ONNX::Export::export(&#tree_macro!(__k, #LAYERS::Eval, &), g, x))
+            }
+        }
+        impl<#impl_generics> #ONNX::ExportNetwork for #name<E, D> {
+            fn signature() -> #ONNX::Signature {
+                #ONNX::Signature::of::<#in_ty>(&[#(#axes),*])
+            }
+        }
     }
 }
 

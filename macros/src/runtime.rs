@@ -27,6 +27,8 @@ paths! {
     LAYERS => { ::typenet::layers }
     /// Initialisation schemes (`typenet::init`).
     INIT => { ::typenet::init }
+    /// ONNX export (`typenet::onnx`): `Export` and `ExportNetwork` for every network.
+    ONNX => { ::typenet::onnx }
     /// Support code for generated code only (`typenet::__private`).
     PRIVATE => { ::typenet::__private }
 }

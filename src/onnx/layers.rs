@@ -39,7 +39,7 @@ fn same(x: &Value, name: String) -> Value {
 }
 
 /// `x·wᵀ (+ b)` on the last axis, `w` `[o, i]`.
-fn linear(g: &mut Builder, x: &Value, w: &str, b: Option<&str>, o: usize) -> Value {
+pub(super) fn linear(g: &mut Builder, x: &Value, w: &str, b: Option<&str>, o: usize) -> Value {
     let name = if x.rank() == 2 {
         let mut ins = vec![x.name.as_str(), w];
         ins.extend(b);
@@ -87,6 +87,15 @@ unary! {
     Sigmoid => "Sigmoid";
     Tanh => "Tanh";
     Softplus => "Softplus";
+}
+
+impl Export for HardTanh {
+    /// `Clip(x, -1, 1)`.
+    fn export(&self, g: &mut Builder, x: Value) -> Result<Value, ExportError> {
+        let (lo, hi) = (g.scalar(-1.0), g.scalar(1.0));
+        let y = g.node("Clip", &[&x.name, &lo, &hi], &[]);
+        Ok(same(&x, y))
+    }
 }
 
 impl Export for LeakyReLU {
@@ -565,40 +574,6 @@ impl<const I: usize, const O: usize, E: Float, D: Device<E>, Init> Export for Se
         let pooled = linear(g, &mean, &u, Some(&b), O);
         let y = g.node("Add", &[&each.name, &pooled.name], &[]);
         Ok(Value { name: y, dims: each.dims })
-    }
-}
-
-impl<M: Export> Export for Each<M> {
-    /// `[batch, n, ..a]` folded to `[batch·n, ..a]`, `M` (weights under `0`), unfolded to
-    /// `[batch, n, ..b]`.
-    fn export(&self, g: &mut Builder, x: Value) -> Result<Value, ExportError> {
-        let layer = g.layer_name("Each");
-        x.expect_rank(&layer, &[3, 4, 5])?;
-        let mut fold = vec![-1i64];
-        for i in 2..x.rank() {
-            fold.push(x.fixed(i, &layer)? as i64);
-        }
-        let fold = g.ints(&fold);
-        let flat = g.node("Reshape", &[&x.name, &fold], &[]);
-        let mut dims = vec![Dim::Named(format!("{}*{}", x.dims[0], x.dims[1]))];
-        dims.extend(x.dims[2..].iter().cloned());
-        let y = g.scoped("0", |g| self.0.export(g, Value { name: flat, dims }))?;
-        if y.rank() < 2 {
-            return Err(ExportError::shape(layer, "the inner block must keep the batch axis"));
-        }
-        let mut tail = vec![];
-        for i in 1..y.rank() {
-            tail.push(y.fixed(i, &layer)? as i64);
-        }
-        let shape = g.node("Shape", &[&x.name], &[]);
-        let (s0, s2, ax) = (g.ints(&[0]), g.ints(&[2]), g.ints(&[0]));
-        let bn = g.node("Slice", &[&shape, &s0, &s2, &ax], &[]);
-        let tail_c = g.ints(&tail);
-        let target = g.node("Concat", &[&bn, &tail_c], &[("axis", Attr::Int(0))]);
-        let out = g.node("Reshape", &[&y.name, &target], &[]);
-        let mut dims = x.dims[..2].to_vec();
-        dims.extend(y.dims[1..].iter().cloned());
-        Ok(Value { name: out, dims })
     }
 }
 

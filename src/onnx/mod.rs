@@ -19,8 +19,11 @@
 //! normalisation uses the running statistics). A layer that cannot be exported, or a shape
 //! that does not fit, is an [`ExportError`] naming the layer, never a wrong file.
 
+mod blocks;
 mod layers;
 pub mod proto;
+
+pub use blocks::{Branches, Keyed};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -190,6 +193,8 @@ pub struct Builder {
     initializers: Vec<TensorProto>,
     init_names: HashSet<String>,
     scope: Vec<String>,
+    /// The key prefix length of each network being exported (innermost last).
+    roots: Vec<usize>,
     counter: usize,
 }
 
@@ -222,6 +227,27 @@ impl Builder {
         self.scope.push(name.to_string());
         let r = f(self);
         self.scope.pop();
+        r
+    }
+
+    /// Runs `f` as the export of a network: [`Builder::keyed`] inside it names weights from
+    /// here (the network's own prefix), whatever blocks and tuples lie between.
+    pub fn network<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.roots.push(self.scope.len());
+        let r = f(self);
+        self.roots.pop();
+        r
+    }
+
+    /// Runs `f` with the key prefix of the field `name` of the innermost network being
+    /// exported (`dense_2`, `encoder.dense_1`): a network's struct keeps one flat field per
+    /// layer, so its weights' keys do not follow the tree of blocks.
+    pub fn keyed<R>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> R) -> R {
+        let saved = self.scope.clone();
+        self.scope.truncate(self.roots.last().copied().unwrap_or(0));
+        self.scope.push(name.to_string());
+        let r = f(self);
+        self.scope = saved;
         r
     }
 

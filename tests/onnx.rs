@@ -324,7 +324,7 @@ network! {
 }
 
 /// The initializers of an export are the weight keys of the model's own safetensors file.
-fn same_keys_as_safetensors<M: ExportNetwork + SaveToSafetensors>(m: &M, tag: &str) {
+fn same_keys_as_safetensors<M: ExportNetwork + SaveToSafetensors<f32, Cpu>>(m: &M, tag: &str) {
     use prost::Message;
     let bytes = export_to_bytes(m).unwrap();
     let g = ModelProto::decode(&bytes[..]).unwrap().graph.unwrap();

@@ -4,7 +4,7 @@ use dfdx::prelude::{Device, Shape};
 
 use super::{Attr, Builder, Dim, Export, ExportError, Value};
 use crate::layers::*;
-use crate::ops::conv::{out_len, pad_after};
+use crate::ops::floor::window::{out_len, pad_after};
 use crate::ops::rnn::CellKind;
 use crate::Float;
 

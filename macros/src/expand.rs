@@ -212,7 +212,10 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
 fn onnx_export(decl: &NetworkDecl, names: &[syn::Ident], in_ty: &TokenStream, tree_macro: &syn::Ident) -> TokenStream {
     let name = &decl.name;
     let (_, impl_generics) = generics();
-    let keys: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let keyed = names.iter().map(|n| {
+        let key = n.to_string();
+        quote!(#n: #ONNX::Keyed(#key, &self.#n))
+    });
     let params: Vec<syn::Ident> = (0..names.len()).map(|i| format_ident!("__F{}", i)).collect();
     let axes: Vec<String> = decl
         .input
@@ -228,7 +231,7 @@ fn onnx_export(decl: &NetworkDecl, names: &[syn::Ident], in_ty: &TokenStream, tr
             fn export(&self, g: &mut #ONNX::Builder, x: #ONNX::Value) -> ::core::result::Result<#ONNX::Value, #ONNX::ExportError> {
                 #[allow(non_camel_case_types, dead_code)]
                 struct __Keyed<#(#params),*> { #(#names: #params,)* }
-                let __k = __Keyed { #(#names: #ONNX::Keyed(#keys, &self.#names),)* };
+                let __k = __Keyed { #(#keyed,)* };
                 g.network(|g| #ONNX::Export::export(&#tree_macro!(__k, #LAYERS::Eval, &), g, x))
             }
         }

@@ -35,7 +35,7 @@ fn check<M: Export>(name: &str, model: &M, sig: &Signature, cases: Cases, run: i
         let want = run(x.clone(), shape);
         let input = Tensor::from_shape(shape, &x).unwrap();
         let out = plan.run(tvec!(input.into())).unwrap_or_else(|e| panic!("{name} {shape:?}: tract: {e:?}"));
-        let got: Vec<f32> = out[0].to_array_view::<f32>().unwrap().iter().copied().collect();
+        let got: Vec<f32> = out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect();
         assert_eq!(got.len(), want.len(), "{name} {shape:?}: output sizes differ, out shape {:?}", out[0].shape());
         assert_eq!(out[0].shape()[0], shape[0], "{name} {shape:?}: batch axis");
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
@@ -221,7 +221,7 @@ fn initializers_are_named_by_typenet_keys() {
     m.save_safetensors(&path).unwrap();
     let st = std::fs::read(&path).unwrap();
     let _ = std::fs::remove_file(&path);
-    let st = safetensors::SafeTensors::deserialize(&st).unwrap();
+    let st = ::safetensors::SafeTensors::deserialize(&st).unwrap();
     let mut keys: Vec<_> = st.names().into_iter().cloned().collect();
     keys.sort();
     assert_eq!(keys, names);
@@ -285,12 +285,19 @@ fn attention_family() {
     let cases: Cases = &[&[1, 1, 8], &[2, 3, 8], &[3, 8, 8]];
     // (the layers returning `LayerError` and those returning the device's error do not chain
     // in one dfdx tuple)
-    let m = <(Positional<8, 8>, Attention<8, 2>, Transformer<8, 2, 16>)>::build(&dev);
-    let run = |x: Vec<f32>, s: &[usize]| m.forward(dev.tensor_from_vec(x, (s[0], s[1], Const::<8>))).as_vec();
-    check("attention", &m, &sequence_sig(8), cases, run);
-    let c = <(Attention<8, 4, f32, Cpu, true>, Transformer<8, 2, 8, f32, Cpu, GeLU, true, true>)>::build(&dev);
-    let run = |x: Vec<f32>, s: &[usize]| c.forward(dev.tensor_from_vec(x, (s[0], s[1], Const::<8>))).as_vec();
-    check("attention_causal", &c, &sequence_sig(8), cases, run);
+    // (layers with different error types do not chain in one dfdx tuple: one at a time)
+    let sig = sequence_sig(8);
+    let in3 = |x: Vec<f32>, s: &[usize]| dev.tensor_from_vec(x, (s[0], s[1], Const::<8>));
+    let p = <Positional<8, 8>>::build(&dev);
+    check("positional", &p, &sig, cases, |x, s| p.forward(in3(x, s)).as_vec());
+    let a = <Attention<8, 2>>::build(&dev);
+    check("attention", &a, &sig, cases, |x, s| a.forward(in3(x, s)).as_vec());
+    let t = <Transformer<8, 2, 16>>::build(&dev);
+    check("transformer", &t, &sig, cases, |x, s| t.forward(in3(x, s)).as_vec());
+    let c = <Attention<8, 4, f32, Cpu, true>>::build(&dev);
+    check("attention_causal", &c, &sig, cases, |x, s| c.forward(in3(x, s)).as_vec());
+    let t = <Transformer<8, 2, 8, f32, Cpu, GeLU, true, true>>::build(&dev);
+    check("transformer_norm_first_gelu_causal", &t, &sig, cases, |x, s| t.forward(in3(x, s)).as_vec());
     let p2 = (Sinusoidal, Transpose);
     let run = |x: Vec<f32>, s: &[usize]| p2.forward(dev.tensor_from_vec(x, (s[0], s[1], Const::<8>))).as_vec();
     check("sinusoidal_transpose", &p2, &sequence_sig(8), &[&[1, 1, 8], &[2, 5, 8], &[1, 40, 8]], run);
@@ -334,7 +341,7 @@ fn same_keys_as_safetensors<M: ExportNetwork + SaveToSafetensors<f32, Cpu>>(m: &
     m.save_safetensors(&path).unwrap();
     let st = std::fs::read(&path).unwrap();
     let _ = std::fs::remove_file(&path);
-    let st = safetensors::SafeTensors::deserialize(&st).unwrap();
+    let st = ::safetensors::SafeTensors::deserialize(&st).unwrap();
     let mut keys: Vec<_> = st.names().into_iter().cloned().collect();
     keys.sort();
     assert_eq!(names, keys, "{tag}");

@@ -1,6 +1,6 @@
 //! [`Export`] for every typenet layer.
 
-use dfdx::prelude::{Device, Shape};
+use dfdx::prelude::Device;
 
 use super::{Attr, Builder, Dim, Export, ExportError, Value};
 use crate::layers::*;

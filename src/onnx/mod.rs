@@ -30,7 +30,7 @@ use std::fmt;
 use std::path::Path;
 
 use dfdx::prelude::{Device, Shape, Tensor};
-use num_traits::ToPrimitive;
+use dfdx::shapes::HasShape;
 use prost::Message;
 
 use crate::Float;

@@ -37,6 +37,9 @@ pub mod train;
 pub use dfdx;
 pub use net::{LayerRow, Network};
 pub use typenet_macros::network;
+/// The shape rules (output sizes, padding, parameter and gate counts) as `const fn`s, shared
+/// with the `network!` macro (the `typenet-shapes` crate).
+pub use typenet_shapes as shapes;
 
 use dfdx::prelude::{Device, Dtype};
 

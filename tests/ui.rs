@@ -5,4 +5,6 @@
 fn ui() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/*.rs");
+    // Declarations that must compile (hygiene: names that could clash with generated code).
+    t.pass("tests/ui/pass/*.rs");
 }

@@ -8,6 +8,18 @@ use crate::ast::{Arg, LayerCall, Value};
 use crate::layers::suggest;
 use crate::shape::Dim;
 
+/// PyTorch and Keras spellings of keyword arguments, with the DSL's name (suggested when the
+/// layer accepts it).
+const KEYWORD_ALIASES: &[(&str, &str)] = &[
+    ("kernel_size", "kernel"),
+    ("strides", "stride"),
+    ("dilation_rate", "dilation"),
+    ("use_bias", "bias"),
+    ("kernel_initializer", "init"),
+    ("nonlinearity", "activation"),
+    ("pool_size", "kernel"),
+];
+
 pub struct Args<'a> {
     pub call: &'a LayerCall,
     pos: Vec<&'a Value>,
@@ -33,7 +45,9 @@ impl<'a> Args<'a> {
                     Arg::Kw(k, v) => {
                         let name = k.to_string();
                         if !keywords.contains(&name.as_str()) {
-                            let msg = match suggest(&name, keywords.iter().copied()) {
+                            let alias = KEYWORD_ALIASES.iter().find(|(a, k)| *a == name && keywords.contains(k)).map(|(_, k)| *k);
+                            let msg = match alias.or_else(|| suggest(&name, keywords.iter().copied())) {
+                                Some(s) if alias.is_some() => format!("`{kind}` has no argument `{name}`; typenet calls it `{s}`"),
                                 Some(s) => format!("`{kind}` has no argument `{name}`; did you mean `{s}`?"),
                                 None if keywords.is_empty() => format!("`{kind}` takes no `key = value` arguments: `{usage}`"),
                                 None => format!(

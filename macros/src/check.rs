@@ -470,7 +470,7 @@ impl<'a> Checker<'a> {
     /// Require a condition on constants, checked by rustc (`cond` is a `bool` constant
     /// expression).
     pub fn require_const(&mut self, cond: TokenStream, message: &str) {
-        self.assert(quote::quote!(if !(#cond) { ::core::panic!(#message) }));
+        self.assert(quote::quote!(if !(#cond) { ::core::panic!("{}", #message) }));
     }
 
     fn assert(&mut self, check: TokenStream) {

@@ -48,8 +48,8 @@ fn all_nodes<'a>(nodes: &'a [Node], out: &mut Vec<&'a Node>) {
 
 fn generics() -> (TokenStream, TokenStream) {
     (
-        quote!(E: #DFDX::shapes::Dtype = f32, D: #DFDX::tensor_ops::Device<E> = #DFDX::tensor::Cpu),
-        quote!(E: #TYPENET::Float, D: #TYPENET::Backend<E>),
+        quote!(__E: #DFDX::shapes::Dtype = f32, __D: #DFDX::tensor_ops::Device<__E> = #DFDX::tensor::Cpu),
+        quote!(__E: #TYPENET::Float, __D: #TYPENET::Backend<__E>),
     )
 }
 
@@ -71,37 +71,47 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
     let (in_b, out_b) = (input.batched_ty(), output.batched_ty());
 
     let Some(checked) = checked else {
-        // A stand-in: the declared interface, no layers. The errors explain the rest.
+        // A stand-in: the declared interface, no layers. The errors explain the rest. It has
+        // the derives, impls and hidden shape macro of a real network, so networks using it
+        // (in this invocation or another) get no follow-on errors.
+        let shape_macro = shape_macro(decl);
         return quote! {
+            #shape_macro
             #(#attrs)*
-            #vis struct #name<#struct_generics>(::core::marker::PhantomData<(E, D)>);
-            impl<#impl_generics> #TYPENET::Network for #name<E, D> {
+            #[derive(Clone, Debug)]
+            #vis struct #name<#struct_generics>(::core::marker::PhantomData<(__E, __D)>);
+            impl<#impl_generics> #TYPENET::Network for #name<__E, __D> {
                 type Input = #in_ty;
                 type Output = #out_ty;
                 const NUM_PARAMS: usize = 0;
                 fn layers() -> ::std::vec::Vec<#TYPENET::LayerRow> { ::std::vec::Vec::new() }
             }
-            impl<#impl_generics> #DFDX::nn::TensorCollection<E, D> for #name<E, D> {
+            impl<#impl_generics> #DFDX::nn::TensorCollection<__E, __D> for #name<__E, __D> {
                 type To<E2: #DFDX::shapes::Dtype, D2: #DFDX::tensor_ops::Device<E2>> = #name<E2, D2>;
-                fn iter_tensors<V: #DFDX::nn::ModuleVisitor<Self, E, D>>(visitor: &mut V)
+                fn iter_tensors<V: #DFDX::nn::ModuleVisitor<Self, __E, __D>>(visitor: &mut V)
                     -> ::core::result::Result<::core::option::Option<Self::To<V::E2, V::D2>>, V::Err> {
                     visitor.visit_fields((), |_| #name(::core::marker::PhantomData))
                 }
             }
-            impl<#impl_generics, T: #DFDX::tensor::Tape<E, D>> #DFDX::nn::Module<#DFDX::tensor::Tensor<#in_ty, E, D, T>> for #name<E, D> {
-                type Output = #DFDX::tensor::Tensor<#out_ty, E, D, T>;
-                type Error = D::Err;
-                fn try_forward(&self, _: #DFDX::tensor::Tensor<#in_ty, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> { ::core::unreachable!() }
+            impl<#impl_generics, __T: #DFDX::tensor::Tape<__E, __D>> #DFDX::nn::Module<#DFDX::tensor::Tensor<#in_ty, __E, __D, __T>> for #name<__E, __D> {
+                type Output = #DFDX::tensor::Tensor<#out_ty, __E, __D, __T>;
+                type Error = __D::Err;
+                fn try_forward(&self, _: #DFDX::tensor::Tensor<#in_ty, __E, __D, __T>) -> ::core::result::Result<Self::Output, __D::Err> { ::core::unreachable!() }
             }
-            impl<#impl_generics, T: #DFDX::tensor::Tape<E, D>> #DFDX::nn::Module<#DFDX::tensor::Tensor<#in_b, E, D, T>> for #name<E, D> {
-                type Output = #DFDX::tensor::Tensor<#out_b, E, D, T>;
-                type Error = D::Err;
-                fn try_forward(&self, _: #DFDX::tensor::Tensor<#in_b, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> { ::core::unreachable!() }
+            impl<#impl_generics, __T: #DFDX::tensor::Tape<__E, __D>> #DFDX::nn::Module<#DFDX::tensor::Tensor<#in_b, __E, __D, __T>> for #name<__E, __D> {
+                type Output = #DFDX::tensor::Tensor<#out_b, __E, __D, __T>;
+                type Error = __D::Err;
+                fn try_forward(&self, _: #DFDX::tensor::Tensor<#in_b, __E, __D, __T>) -> ::core::result::Result<Self::Output, __D::Err> { ::core::unreachable!() }
             }
-            impl<#impl_generics, T: #DFDX::tensor::Tape<E, D>> #DFDX::nn::ModuleMut<#DFDX::tensor::Tensor<#in_b, E, D, T>> for #name<E, D> {
-                type Output = #DFDX::tensor::Tensor<#out_b, E, D, T>;
-                type Error = D::Err;
-                fn try_forward_mut(&mut self, _: #DFDX::tensor::Tensor<#in_b, E, D, T>) -> ::core::result::Result<Self::Output, D::Err> { ::core::unreachable!() }
+            impl<#impl_generics, __T: #DFDX::tensor::Tape<__E, __D>> #DFDX::nn::ModuleMut<#DFDX::tensor::Tensor<#in_b, __E, __D, __T>> for #name<__E, __D> {
+                type Output = #DFDX::tensor::Tensor<#out_b, __E, __D, __T>;
+                type Error = __D::Err;
+                fn try_forward_mut(&mut self, _: #DFDX::tensor::Tensor<#in_b, __E, __D, __T>) -> ::core::result::Result<Self::Output, __D::Err> { ::core::unreachable!() }
+            }
+            impl<#impl_generics, __T: #DFDX::tensor::Tape<__E, __D>> #DFDX::nn::ModuleMut<#DFDX::tensor::Tensor<#in_ty, __E, __D, __T>> for #name<__E, __D> {
+                type Output = #DFDX::tensor::Tensor<#out_ty, __E, __D, __T>;
+                type Error = __D::Err;
+                fn try_forward_mut(&mut self, _: #DFDX::tensor::Tensor<#in_ty, __E, __D, __T>) -> ::core::result::Result<Self::Output, __D::Err> { ::core::unreachable!() }
             }
         };
     };
@@ -177,13 +187,13 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
             margs.push(quote!(#v));
         }
     }
-    let error = if lift { quote!(#LAYERS::NetworkError) } else { quote!(D::Err) };
+    let error = if lift { quote!(#LAYERS::NetworkError) } else { quote!(__D::Err) };
     let several_in = !inputs.is_empty();
     let graph_or_mask = inputs.iter().any(|i| i.kind != InputKind::Tensor);
     let imp = |train: bool, batched: bool| {
         let out_one = |s: &crate::shape::Shape| {
             let o = if batched || checked.pooled { s.batched_ty() } else { s.ty() };
-            quote!(#tensor<#o, E, D, T>)
+            quote!(#tensor<#o, __E, __D, __T>)
         };
         let o = if checked.outputs.is_empty() {
             out_one(&checked.output)
@@ -193,16 +203,16 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
         };
         let first_ty = {
             let s = if batched { checked.input.batched_ty() } else { checked.input.ty() };
-            let dtype = if checked.input.index { quote!(usize) } else { quote!(E) };
-            quote!(#tensor<#s, #dtype, D, T>)
+            let dtype = if checked.input.index { quote!(usize) } else { quote!(__E) };
+            quote!(#tensor<#s, #dtype, __D, __T>)
         };
         let in_ty = if several_in {
             let tys = inputs.iter().enumerate().map(|(k, info)| match info.kind {
                 InputKind::Tensor => {
                     let s = if batched { info.shape.batched_ty() } else { info.shape.ty() };
-                    let dtype = if info.index { quote!(usize) } else { quote!(E) };
-                    let tape = if k == 0 { quote!(T) } else { quote!(#DFDX::tensor::NoneTape) };
-                    quote!(#tensor<#s, #dtype, D, #tape>)
+                    let dtype = if info.index { quote!(usize) } else { quote!(__E) };
+                    let tape = if k == 0 { quote!(__T) } else { quote!(#DFDX::tensor::NoneTape) };
+                    quote!(#tensor<#s, #dtype, __D, #tape>)
                 }
                 InputKind::Graph => quote!(&'__a #TYPENET::graph::Graph),
                 InputKind::Mask => quote!(&'__a #LAYERS::Mask),
@@ -276,7 +286,7 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
                 quote!({
                     let (v, t) = #DFDX::tensor::SplitTape::split_tape(#first);
                     #first = #DFDX::tensor::PutTape::put_tape(::core::clone::Clone::clone(&v), t);
-                    #DFDX::tensor::PutTape::put_tape(v, <T as ::core::default::Default>::default())
+                    #DFDX::tensor::PutTape::put_tape(v, <__T as ::core::default::Default>::default())
                 })
             };
             quote!(let #o = #trait_::#method(#borrow #m!(self, #(#margs,)* #mode, #borrow), #arg)?;)
@@ -284,11 +294,11 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
         let outs: Vec<syn::Ident> = (0..n).map(|k| format_ident!("__out_{}", k)).collect();
         let result = if checked.outputs.is_empty() { quote!(#(#outs)*) } else { quote!((#(#outs,)*)) };
         let lt = if graph_or_mask { quote!('__a,) } else { quote!() };
-        let head = quote!(impl<#lt #impl_generics, T: #DFDX::tensor::Tape<E, D>>);
+        let head = quote!(impl<#lt #impl_generics, __T: #DFDX::tensor::Tape<__E, __D>>);
         let sig = if train { quote!(fn try_forward_mut) } else { quote!(fn try_forward) };
         let tr = if train { quote!(#DFDX::nn::ModuleMut) } else { quote!(#DFDX::nn::Module) };
         quote! {
-            #head #tr<#in_ty> for #name<E, D> {
+            #head #tr<#in_ty> for #name<__E, __D> {
                 type Output = #o;
                 type Error = #error;
                 #[allow(unused_mut, clippy::let_and_return)]
@@ -329,22 +339,22 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
         #vis struct #name<#struct_generics> {
             #(#field_defs)*
             #[doc(hidden)]
-            pub #marker: ::core::marker::PhantomData<(E, D)>,
+            pub #marker: ::core::marker::PhantomData<(__E, __D)>,
         }
 
         #(#asserts)*
 
         #(#tree_defs)*
 
-        impl<#impl_generics> #DFDX::nn::TensorCollection<E, D> for #name<E, D> {
+        impl<#impl_generics> #DFDX::nn::TensorCollection<__E, __D> for #name<__E, __D> {
             type To<E2: #DFDX::shapes::Dtype, D2: #DFDX::tensor_ops::Device<E2>> = #name<E2, D2>;
-            fn iter_tensors<V: #DFDX::nn::ModuleVisitor<Self, E, D>>(visitor: &mut V)
+            fn iter_tensors<V: #DFDX::nn::ModuleVisitor<Self, __E, __D>>(visitor: &mut V)
                 -> ::core::result::Result<::core::option::Option<Self::To<V::E2, V::D2>>, V::Err> {
                 visitor.visit_fields(#visit_tuple, |#pattern| #name { #(#names,)* #marker: ::core::marker::PhantomData })
             }
         }
 
-        impl<#impl_generics> #TYPENET::Network for #name<E, D> {
+        impl<#impl_generics> #TYPENET::Network for #name<__E, __D> {
             type Input = #in_ty;
             type Output = #out_ty;
             const NUM_PARAMS: usize = 0 #(+ #params)*;

@@ -27,6 +27,8 @@ paths! {
     LAYERS => { ::typenet::layers }
     /// Initialisation schemes (`typenet::init`).
     INIT => { ::typenet::init }
+    /// The shape rules (`typenet::shapes`, the `typenet-shapes` crate the macro uses too).
+    SHAPES => { ::typenet::shapes }
     /// Support code for generated code only (`typenet::__private`).
     PRIVATE => { ::typenet::__private }
 }
@@ -41,4 +43,10 @@ pub fn layer(name: &str) -> TokenStream {
 pub fn init(name: &str) -> TokenStream {
     let id = syn::Ident::new(name, proc_macro2::Span::call_site());
     quote!(#INIT::#id)
+}
+
+/// A parameter count by a rule of `typenet::shapes` (`CALL` is `dense_params(i, o, true)`, …),
+/// as a `usize` constant expression that fails to compile on overflow.
+pub fn count(call: TokenStream) -> TokenStream {
+    quote!(#SHAPES::count(#SHAPES::#call))
 }

@@ -45,10 +45,9 @@ impl Dim {
     pub fn arg(&self) -> TokenStream {
         match self {
             Dim::Known(n) => quote!(#n),
-            Dim::Const { expr, .. } => match syn::parse2::<syn::Ident>(expr.clone()) {
-                Ok(id) => quote!(#id),
-                Err(_) => quote!({ #expr }),
-            },
+            // Always braced: `{ T }` is read as a value, so a constant named like a generic
+            // parameter (`T`, `E`, `D`) is not taken for the type parameter.
+            Dim::Const { expr, .. } => quote!({ #expr }),
             Dim::Runtime(_) => quote!(usize),
         }
     }
@@ -105,7 +104,8 @@ impl Dim {
                     }
                 }
                 let (va, vb) = (a.value(), b.value());
-                Agree::Deferred(quote!(if #va != #vb { ::core::panic!(#message) }))
+                let msg = deferred_message(message, [a, b]);
+                Agree::Deferred(quote!(if #va != #vb { ::core::panic!("{}", #msg.as_str()) }))
             }
         }
     }
@@ -114,7 +114,13 @@ impl Dim {
     pub fn mul(&self, other: &Dim) -> Dim {
         match (self, other) {
             (Dim::Known(1), d) | (d, Dim::Known(1)) => d.clone(),
-            (Dim::Known(a), Dim::Known(b)) => Dim::Known(a * b),
+            // On overflow (sizes near `usize::MAX`) the product is left to rustc's const
+            // evaluation, which rejects it, rather than wrapping; layers check first for a
+            // spanned message.
+            (Dim::Known(a), Dim::Known(b)) => match a.checked_mul(*b) {
+                Some(n) => Dim::Known(n),
+                None => Dim::Const { expr: quote!((#a * #b)), text: format!("{a} × {b}") },
+            },
             (Dim::Runtime(a), b) | (b, Dim::Runtime(a)) => Dim::Runtime(format!("{a}·{}", b.text())),
             (a, b) => {
                 let (va, vb) = (a.value(), b.value());
@@ -126,7 +132,10 @@ impl Dim {
     /// `self + other`, folded when both are known.
     pub fn add(&self, other: &Dim) -> Dim {
         match (self, other) {
-            (Dim::Known(a), Dim::Known(b)) => Dim::Known(a + b),
+            (Dim::Known(a), Dim::Known(b)) => match a.checked_add(*b) {
+                Some(n) => Dim::Known(n),
+                None => Dim::Const { expr: quote!((#a + #b)), text: format!("{a} + {b}") },
+            },
             (Dim::Runtime(a), b) | (b, Dim::Runtime(a)) => Dim::Runtime(format!("{a}+{}", b.text())),
             (a, b) => {
                 let (va, vb) = (a.value(), b.value());
@@ -137,6 +146,26 @@ impl Dim {
 }
 
 /// The variable the generated code binds to a run-time axis.
+/// A const assertion's message, built by `typenet::shapes::Msg`: the checker's `message` (never
+/// read as a format string), then the value of each constant: `… (HIDDEN = 32)`.
+fn deferred_message(message: &str, dims: [&Dim; 2]) -> TokenStream {
+    let shapes = crate::runtime::SHAPES;
+    let mut m = quote!(#shapes::Msg::new().s(#message));
+    let mut first = true;
+    for d in dims {
+        if let Dim::Const { text, .. } = d {
+            let (v, sep) = (d.value(), if first { " (" } else { ", " });
+            let label = format!("{sep}{text} = ");
+            m = quote!(#m.s(#label).n(#v));
+            first = false;
+        }
+    }
+    if !first {
+        m = quote!(#m.s(")"));
+    }
+    m
+}
+
 pub fn runtime_var(name: &str) -> syn::Ident {
     let clean: String = name.chars().map(|c| if c.is_alphanumeric() { c } else { '_' }).collect();
     quote::format_ident!("__dim_{}", clean)
@@ -266,7 +295,8 @@ mod tests {
     fn types() {
         assert_eq!(Dim::Known(4).ty().to_string().replace(' ', ""), "::typenet::dfdx::shapes::Const<4usize>");
         assert_eq!(Dim::Runtime("t".into()).ty().to_string(), "usize");
-        assert_eq!(konst("HIDDEN").arg().to_string(), "HIDDEN");
+        // Braced, so a constant named `T` is not read as a generic type parameter.
+        assert_eq!(konst("HIDDEN").arg().to_string(), "{ HIDDEN }");
         assert_eq!(tidy("config :: WIDTH"), "config::WIDTH");
     }
 }

@@ -9,20 +9,19 @@
 
 use dfdx::prelude::*;
 
-use crate::ops::floor::window::{out_len, Window2D};
+use crate::ops::floor::window::Window2D;
 use crate::ops::pool::{PoolKernel, PoolKind};
 
 const fn pool_axis(len: usize, k: usize, s: usize, p: usize, out: usize) -> usize {
     if k == 0 || s == 0 {
         panic!("pool: kernel and stride must be positive");
     }
-    if 2 * p > k {
+    if p > k / 2 {
         panic!("pool: padding must be at most half the kernel size");
     }
-    let o = out_len(len, k, s, p, 1);
-    if o == 0 {
+    let Some(o) = crate::shapes::pool_out(len, k, s, p) else {
         panic!("pool: the window shrinks the axis to 0");
-    }
+    };
     if o != out {
         panic!("pool: the declared output size does not match the input size, kernel, stride and padding");
     }

@@ -76,10 +76,11 @@ impl Layer for PRelu {
     }
     fn field_ty(&self) -> Option<TokenStream> {
         let ty = &self.ty;
-        Some(quote!(#ty<E, D>))
+        Some(quote!(#ty<__E, __D>))
     }
     fn params(&self) -> TokenStream {
-        quote!(1usize)
+        let shapes = crate::runtime::SHAPES;
+        quote!(#shapes::PRELU_PARAMS)
     }
     fn reshapes(&self) -> bool {
         false

@@ -75,7 +75,7 @@ impl Layer for Embedding {
     }
     fn field_ty(&self) -> Option<TokenStream> {
         let (v, d, ty) = (self.vocab.arg(), self.dim.arg(), self.kind.ty(0));
-        Some(quote!(#ty<#v, #d, E, D>))
+        Some(quote!(#ty<#v, #d, __E, __D>))
     }
     fn params(&self) -> TokenStream {
         let (v, d) = (self.vocab.value(), self.dim.value());
@@ -119,7 +119,7 @@ impl Layer for Positional {
     }
     fn field_ty(&self) -> Option<TokenStream> {
         let (m, w, ty) = (self.max.as_ref()?.arg(), self.width.as_ref()?.arg(), self.kind.ty(0));
-        Some(quote!(#ty<#m, #w, E, D>))
+        Some(quote!(#ty<#m, #w, __E, __D>))
     }
     fn module(&self) -> TokenStream {
         let ty = self.kind.ty(1);
@@ -277,10 +277,10 @@ impl Layer for Attention {
         if self.transformer {
             let (f, nf, ty) = (self.ff.arg(), self.norm_first, self.kind.ty(0));
             let act = if self.gelu { quote!(#LAYERS::GeLU) } else { quote!(#LAYERS::ReLU) };
-            Some(quote!(#ty<#w, #h, #f, E, D, #act, #nf, #c>))
+            Some(quote!(#ty<#w, #h, #f, __E, __D, #act, #nf, #c>))
         } else {
             let ty = self.kind.ty(0);
-            Some(quote!(#ty<#w, #h, E, D, #c>))
+            Some(quote!(#ty<#w, #h, __E, __D, #c>))
         }
     }
     fn params(&self) -> TokenStream {

@@ -120,6 +120,22 @@ pub fn parse_residual(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<
     Ok(Box::new(Residual { kind, seq: body(call, usage)?, project, nodes: Vec::new(), proj: None }))
 }
 
+/// The fix for a residual block that changes the shape: on a map whose spatial size changes,
+/// the padding that keeps it (a projection on the skip path cannot fix that); otherwise
+/// `residual(project)`.
+fn residual_hint(input: &Shape, out: &Shape) -> String {
+    let spatial_changes = input.is_map()
+        && out.rank() == input.rank()
+        && input.dims[1..].iter().zip(&out.dims[1..]).any(|(a, b)| matches!((a, b), (Dim::Known(x), Dim::Known(y)) if x != y));
+    if spatial_changes {
+        "its spatial size changes, which no projection on the skip path can fix: give the block's \
+         convolutions `padding = same` (stride 1) and its pools a stride of 1 to keep it"
+            .to_string()
+    } else {
+        "write `residual(project) { .. }` to add a learned projection on the skip path".to_string()
+    }
+}
+
 impl Layer for Residual {
     fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
         let (nodes, out) = cx.nested(&self.seq, input.clone(), inner_trail("residual", input))?;
@@ -127,10 +143,10 @@ impl Layer for Residual {
         let same_rank = out.rank() == input.rank();
         if !self.project {
             let msg = format!(
-                "`residual` adds its block's output to its input, so the block must keep the shape {}, but it produces {}; \
-                 write `residual(project) {{ .. }}` to add a learned projection on the skip path",
+                "`residual` adds its block's output to its input, so the block must keep the shape {}, but it produces {}; {}",
                 input.text(),
-                out.text()
+                out.text(),
+                residual_hint(input, &out)
             );
             if !same_rank {
                 return Err(msg);
@@ -181,15 +197,15 @@ impl Layer for Residual {
         Some(match self.proj.as_ref()? {
             Projection::Dense(i, o) => {
                 let (i, o, ty) = (i.arg(), o.arg(), self.kind.ty(2));
-                quote!(#ty<#i, #o, E, D>)
+                quote!(#ty<#i, #o, __E, __D>)
             }
             Projection::Conv(i, o, h, w) => {
                 let (i, o, h, w, ty) = (i.arg(), o.arg(), h.arg(), w.arg(), self.kind.ty(3));
-                quote!(#ty<#i, #o, 1, 1, 1, 1, 0, 0, 1, 1, #h, #w, E, D>)
+                quote!(#ty<#i, #o, 1, 1, 1, 1, 0, 0, 1, 1, #h, #w, __E, __D>)
             }
             Projection::Conv1(i, o, l) => {
                 let (i, o, l, ty) = (i.arg(), o.arg(), l.arg(), self.kind.ty(4));
-                quote!(#ty<#i, #o, 1, 1, 0, 1, #l, E, D>)
+                quote!(#ty<#i, #o, 1, 1, 0, 1, #l, __E, __D>)
             }
         })
     }

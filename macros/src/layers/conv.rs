@@ -16,6 +16,7 @@ use crate::args::{self, Args};
 use crate::ast::{LayerCall, Value};
 use crate::check::Checker;
 use crate::shape::{Dim, Shape};
+use typenet_shapes as shapes;
 
 /// Padding along one axis: a count, or `same` (resolved once the kernel is known).
 #[derive(Clone, Copy)]
@@ -148,6 +149,27 @@ pub(super) fn axis_name(axes: usize, i: usize) -> &'static str {
     }
 }
 
+/// One spatial axis of a convolution, by the shared rules in `typenet-shapes`: the padding
+/// before and the output length, or the message saying why the window does not fit.
+#[allow(clippy::too_many_arguments)]
+fn conv_axis(kind: &str, axis: &str, len: usize, k: usize, s: usize, pad: Pad, d: usize, input: &Shape) -> Result<(usize, usize), String> {
+    let too_big = || format!("`{kind}`'s sizes overflow `usize` (kernel {k}, dilation {d}, input {})", input.text());
+    let span = shapes::dilated_span(k, d).ok_or_else(too_big)?;
+    let (lo, hi) = match pad {
+        Pad::N(p) => (p, p),
+        Pad::Same => shapes::same_padding(k, d).ok_or_else(too_big)?,
+    };
+    let padded = shapes::padded(len, lo, hi).ok_or_else(too_big)?;
+    match shapes::window_out(len, k, s, lo, hi, d) {
+        Some(out) => Ok((lo, out)),
+        None => {
+            let dil = if d > 1 { format!(" (dilated to {span})") } else { String::new() };
+            let pad = if lo + hi > 0 { format!(" padded to {padded}") } else { String::new() };
+            Err(format!("`{kind}`'s kernel {k}{dil} is larger than the input's {axis} {len}{pad} (input {})", input.text()))
+        }
+    }
+}
+
 impl Layer for Conv {
     fn infer(&mut self, input: &Shape, _: &mut Checker) -> Result<Shape, String> {
         let kind = if self.axes == 1 { "conv1d" } else { "conv2d" };
@@ -156,23 +178,16 @@ impl Layer for Conv {
         self.resolved.clear();
         for (i, &len) in sizes.iter().enumerate() {
             let (k, s, d) = (self.win.kernel[i], self.win.stride[i], self.win.dilation[i]);
-            let span = d * (k - 1) + 1;
-            let (lo, hi) = match self.win.padding[i] {
-                Pad::N(p) => (p, p),
-                Pad::Same => (d * (k - 1) / 2, d * (k - 1) - d * (k - 1) / 2),
-            };
-            if len + lo + hi < span {
-                let dil = if d > 1 { format!(" (dilated to {span})") } else { String::new() };
-                let pad = if lo + hi > 0 { format!(" padded to {}", len + lo + hi) } else { String::new() };
-                return Err(format!(
-                    "`{kind}`'s kernel {k}{dil} is larger than the input's {} {len}{pad} (input {})",
-                    axis_name(self.axes, i),
-                    input.text()
-                ));
-            }
-            let out = (len + lo + hi - span) / s + 1;
+            let axis = axis_name(self.axes, i);
+            let (lo, out) = conv_axis(kind, axis, len, k, s, self.win.padding[i], d, input)?;
             self.resolved.push((lo, len, out));
             dims.push(Dim::Known(out));
+        }
+        let area = self.win.kernel.iter().try_fold(1usize, |a, k| a.checked_mul(*k));
+        if let (Dim::Known(i), Dim::Known(o)) = (&c, &self.out) {
+            if area.and_then(|a| shapes::conv_params(*i, *o, a)).is_none() {
+                return Err(format!("`{kind}` from {i} to {o} channels has more parameters than `usize` can count"));
+            }
         }
         self.input = Some(c);
         Ok(Shape::new(dims).as_map())
@@ -185,19 +200,19 @@ impl Layer for Conv {
         if self.axes == 1 {
             let (k, s, d) = (w.kernel[0], w.stride[0], w.dilation[0]);
             let (p, _, ol) = self.resolved[0];
-            Some(quote!(#ty<#i, #o, #k, #s, #p, #d, #ol, E, D, #init>))
+            Some(quote!(#ty<#i, #o, #k, #s, #p, #d, #ol, __E, __D, #init>))
         } else {
             let ([kh, kw], [sh, sw], [dh, dw]) = ([w.kernel[0], w.kernel[1]], [w.stride[0], w.stride[1]], [w.dilation[0], w.dilation[1]]);
             let ((ph, _, oh), (pw, _, ow)) = (self.resolved[0], self.resolved[1]);
-            Some(quote!(#ty<#i, #o, #kh, #kw, #sh, #sw, #ph, #pw, #dh, #dw, #oh, #ow, E, D, #init>))
+            Some(quote!(#ty<#i, #o, #kh, #kw, #sh, #sw, #ph, #pw, #dh, #dw, #oh, #ow, __E, __D, #init>))
         }
     }
 
     fn params(&self) -> TokenStream {
         let i = self.input.as_ref().map(Dim::value).unwrap_or_default();
         let o = self.out.value();
-        let area: usize = self.win.kernel.iter().product();
-        quote!((#o * #i * #area + #o))
+        let area = self.win.kernel.iter().try_fold(1usize, |a, k| a.checked_mul(*k)).unwrap_or(usize::MAX);
+        crate::runtime::count(quote!(conv_params(#i, #o, #area)))
     }
 }
 

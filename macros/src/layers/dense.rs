@@ -58,9 +58,10 @@ impl Layer for Dense {
         let Some(last) = input.dims.last() else {
             return Err("`dense` needs an input with a feature axis".into());
         };
-        if input.rank() > 3 {
+        if input.rank() > 2 || input.is_map() {
             return Err(format!(
-                "`dense` acts on vectors `[f]` or on the last axis of `[t, f]` sequences, but it is given {}; add `flatten` before it",
+                "`dense` acts on vectors `[f]` or on the last axis of `[t, f]` sequences, but it is given {}{}; add `flatten` before it",
+                if input.is_map() { "the feature map " } else { "" },
                 input.text()
             ));
         }
@@ -70,6 +71,11 @@ impl Layer for Dense {
         if let Some(declared) = &self.declared_in {
             let layer = format!("dense({} -> {})", declared.text(), self.out.text());
             cx.require_features(&layer, declared, input, "")?;
+        }
+        if let (Dim::Known(i), Dim::Known(o)) = (last, &self.out) {
+            if typenet_shapes::dense_params(*i, *o, self.bias).is_none() {
+                return Err(format!("`dense({i} -> {o})` has more parameters than `usize` can count"));
+            }
         }
         self.input = Some(last.clone());
         let mut dims = input.dims.clone();
@@ -81,15 +87,12 @@ impl Layer for Dense {
         let (i, o) = (self.input.as_ref()?.arg(), self.out.arg());
         let init = &self.init;
         let ty = &self.ty;
-        Some(quote!(#ty<#i, #o, E, D, #init>))
+        Some(quote!(#ty<#i, #o, __E, __D, #init>))
     }
 
     fn params(&self) -> TokenStream {
         let (i, o) = (self.input.as_ref().map(Dim::value).unwrap_or_default(), self.out.value());
-        if self.bias {
-            quote!((#i * #o + #o))
-        } else {
-            quote!((#i * #o))
-        }
+        let bias = self.bias;
+        crate::runtime::count(quote!(dense_params(#i, #o, #bias)))
     }
 }

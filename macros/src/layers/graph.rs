@@ -99,9 +99,9 @@ impl Layer for GraphLayer {
         let (i, o, ty) = (self.input.as_ref()?.arg(), self.out.arg(), self.kind.ty(0));
         if self.conv {
             let a = crate::runtime::layer(self.aggr);
-            Some(quote!(#ty<#i, #o, #a, E, D>))
+            Some(quote!(#ty<#i, #o, #a, __E, __D>))
         } else {
-            Some(quote!(#ty<#i, #o, E, D>))
+            Some(quote!(#ty<#i, #o, __E, __D>))
         }
     }
     fn params(&self) -> TokenStream {

@@ -35,7 +35,7 @@ pub trait Layer {
     /// compare are checked with `cx.require_eq`, which emits a compile-time assertion.
     fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String>;
 
-    /// The type of the struct field holding this layer's state (`E`, `D` in scope), or
+    /// The type of the struct field holding this layer's state (`__E`, `__D` in scope: the generated generic parameters have unlikely names so that a network or constant named `E`, `D` or `T` does not clash), or
     /// `None` for a stateless layer.
     fn field_ty(&self) -> Option<TokenStream> {
         None
@@ -223,6 +223,9 @@ const PLANNED: &[&str] = &[];
 /// Parse one layer call: a built-in kind, or another network used as a layer.
 pub fn parse(call: &LayerCall, cx: &Checker) -> syn::Result<Box<dyn Layer>> {
     let kind = call.kind_text();
+    if let Some(dsl) = call.kind.get_ident().and_then(|i| framework_name(&i.to_string())) {
+        return Err(syn::Error::new_spanned(&call.kind, format!("unknown layer `{kind}`; typenet calls it `{dsl}`")));
+    }
     let builtin = call.kind.get_ident().map(|i| i.to_string()).filter(|s| s.chars().next().is_some_and(|c| c.is_lowercase() || c == '_'));
     let Some(name) = builtin else {
         return network::parse(call, cx);
@@ -257,6 +260,49 @@ pub fn parse(call: &LayerCall, cx: &Checker) -> syn::Result<Box<dyn Layer>> {
         ),
     };
     Err(syn::Error::new_spanned(&call.kind, msg))
+}
+
+/// PyTorch and Keras layer names (compared in lower case, without `_`), with the DSL's name.
+/// Checked before a capitalised name is taken as another network, so `Linear` gets
+/// "typenet calls it `dense`" rather than rustc's "cannot find macro".
+const FRAMEWORK_NAMES: &[(&str, &str)] = &[
+    ("linear", "dense"),
+    ("lazylinear", "dense"),
+    ("conv1d", "conv1d"),
+    ("conv2d", "conv2d"),
+    ("maxpool1d", "max_pool1d"),
+    ("maxpool2d", "max_pool2d"),
+    ("maxpooling1d", "max_pool1d"),
+    ("maxpooling2d", "max_pool2d"),
+    ("avgpool1d", "avg_pool1d"),
+    ("avgpool2d", "avg_pool2d"),
+    ("averagepooling1d", "avg_pool1d"),
+    ("averagepooling2d", "avg_pool2d"),
+    ("globalaveragepooling1d", "global_avg_pool"),
+    ("globalaveragepooling2d", "global_avg_pool"),
+    ("globalmaxpooling1d", "global_max_pool"),
+    ("globalmaxpooling2d", "global_max_pool"),
+    ("adaptiveavgpool1d", "global_avg_pool"),
+    ("adaptiveavgpool2d", "global_avg_pool"),
+    ("adaptivemaxpool1d", "global_max_pool"),
+    ("adaptivemaxpool2d", "global_max_pool"),
+    ("batchnorm1d", "batch_norm"),
+    ("batchnorm2d", "batch_norm"),
+    ("batchnormalization", "batch_norm"),
+    ("layernormalization", "layer_norm"),
+    ("simplernn", "rnn"),
+    ("hardtanh", "hard_tanh"),
+    ("leakyrelu", "leaky_relu"),
+    ("logsoftmax", "log_softmax"),
+];
+
+/// The DSL's name for a PyTorch or Keras layer name (`Linear`, `MaxPool2d`, `ReLU`, `LSTM`),
+/// or `None` when `name` is not one or is already spelled as the DSL spells it.
+pub fn framework_name(name: &str) -> Option<&'static str> {
+    let key: String = name.chars().filter(|c| *c != '_').flat_map(char::to_lowercase).collect();
+    let dsl = FRAMEWORK_NAMES.iter().find(|(f, _)| *f == key).map(|(_, d)| *d);
+    let dsl = dsl.or_else(|| KINDS.iter().map(|k| k.name).find(|k| k.replace('_', "") == key))?;
+    (dsl != name).then_some(dsl)
 }
 
 /// The closest candidate within a small edit distance.
@@ -385,5 +431,15 @@ mod tests {
         assert_eq!(suggest("batchnorm", kinds()), Some("batch_norm"));
         assert_eq!(suggest("transformr", kinds()), Some("transformer"));
         assert_eq!(suggest("convolution", kinds()), None);
+    }
+
+    #[test]
+    fn framework_spellings_get_the_dsl_name() {
+        for (name, dsl) in [("Linear", "dense"), ("ReLU", "relu"), ("Conv2d", "conv2d"), ("Conv2D", "conv2d"), ("MaxPool2d", "max_pool2d"), ("LSTM", "lstm"), ("BatchNorm2d", "batch_norm"), ("Dropout", "dropout"), ("Flatten", "flatten"), ("GELU", "gelu"), ("linear", "dense")] {
+            assert_eq!(framework_name(name), Some(dsl), "{name}");
+        }
+        for name in ["dense", "conv2d", "Encoder", "Net"] {
+            assert_eq!(framework_name(name), None, "{name}");
+        }
     }
 }

@@ -52,10 +52,10 @@ impl Layer for Inner {
     }
     fn field_ty(&self) -> Option<TokenStream> {
         let p = &self.path;
-        Some(quote!(#p<E, D>))
+        Some(quote!(#p<__E, __D>))
     }
     fn params(&self) -> TokenStream {
         let p = &self.path;
-        quote!(<#p<E, D> as #TYPENET::Network>::NUM_PARAMS)
+        quote!(<#p<__E, __D> as #TYPENET::Network>::NUM_PARAMS)
     }
 }

@@ -53,11 +53,11 @@ impl Layer for Norm {
     fn field_ty(&self) -> Option<TokenStream> {
         let c = self.size.as_ref()?.arg();
         let ty = self.kind.ty(0);
-        Some(quote!(#ty<#c, E, D>))
+        Some(quote!(#ty<#c, __E, __D>))
     }
     fn params(&self) -> TokenStream {
         let c = self.size.as_ref().map(Dim::value).unwrap_or_default();
-        quote!((2 * #c))
+        crate::runtime::count(quote!(norm_params(#c)))
     }
     fn reshapes(&self) -> bool {
         false

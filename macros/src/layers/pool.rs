@@ -14,6 +14,7 @@ use crate::args::{self, Args};
 use crate::ast::LayerCall;
 use crate::check::Checker;
 use crate::shape::{Dim, Shape};
+use typenet_shapes as shapes;
 
 /// Windowed pools.
 pub struct Pool {
@@ -34,7 +35,7 @@ fn parse_pool(call: &LayerCall, kind: &'static Kind, axes: usize) -> syn::Result
     let padding = padding_arg(a.kw("padding"), axes, false)?;
     for (i, p) in padding.iter().enumerate() {
         if let Pad::N(p) = p {
-            if 2 * p > kernel[i] {
+            if *p > kernel[i] / 2 {
                 return Err(args::err(
                     a.kw("padding").unwrap(),
                     format!("pool padding must be at most half the kernel size ({} here), as in PyTorch", kernel[i] / 2),
@@ -63,15 +64,15 @@ impl Layer for Pool {
         for (i, &len) in sizes.iter().enumerate() {
             let (k, s) = (self.win.kernel[i], self.win.stride[i]);
             let Pad::N(p) = self.win.padding[i] else { unreachable!() };
-            if len + 2 * p < k {
-                let pad = if p > 0 { format!(" padded to {}", len + 2 * p) } else { String::new() };
+            let Some(out) = shapes::pool_out(len, k, s, p) else {
+                let padded = shapes::padded(len, p, p).map_or_else(|| "more than `usize::MAX`".to_string(), |n| n.to_string());
+                let pad = if p > 0 { format!(" padded to {padded}") } else { String::new() };
                 return Err(format!(
                     "`{kind}({k})` shrinks the {} {len}{pad} to 0 (input {})",
                     axis_name(self.axes, i),
                     input.text()
                 ));
-            }
-            let out = (len + 2 * p - k) / s + 1;
+            };
             self.resolved.push((p, out));
             dims.push(Dim::Known(out));
         }
@@ -110,6 +111,14 @@ impl Layer for GlobalPool {
             return Err(format!(
                 "`{kind}` takes a feature map `[c, ..spatial]` with 1 to 3 spatial axes, but it is given {}",
                 if input.rank() == 1 { "a vector".to_string() } else { input.text() }
+            ));
+        }
+        if let (2, Dim::Runtime(n)) = (input.rank(), &input.dims[0]) {
+            let op = if kind == "global_max_pool" { "max" } else { "mean" };
+            return Err(format!(
+                "`{kind}` pools a feature map `[c, ..spatial]` over its spatial axes, but {} is a sequence or set with the run-time length `{n}` \
+                 (making the length known would pool over the features instead); to pool over `{n}`, use `pool({op})`",
+                input.text()
             ));
         }
         if let Some(Dim::Runtime(n)) = input.dims.iter().find(|d| d.is_runtime()) {

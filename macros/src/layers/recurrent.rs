@@ -28,17 +28,17 @@ pub struct Recurrent {
 
 /// `rnn(h)`: runtime types `[Rnn, BiRnn, RnnRelu, BiRnnRelu]`.
 pub fn parse_rnn(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
-    parse(call, kind, 1, &["activation", "bidirectional"])
+    parse(call, kind, typenet_shapes::gates::RNN, &["activation", "bidirectional"])
 }
 
 /// `lstm(h)`: runtime types `[Lstm, BiLstm]`.
 pub fn parse_lstm(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
-    parse(call, kind, 4, &["bidirectional"])
+    parse(call, kind, typenet_shapes::gates::LSTM, &["bidirectional"])
 }
 
 /// `gru(h)`: runtime types `[Gru, BiGru]`.
 pub fn parse_gru(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
-    parse(call, kind, 3, &["bidirectional"])
+    parse(call, kind, typenet_shapes::gates::GRU, &["bidirectional"])
 }
 
 fn parse(call: &LayerCall, kind: &'static Kind, gates: usize, keywords: &[&str]) -> syn::Result<Box<dyn Layer>> {
@@ -90,6 +90,16 @@ impl Layer for Recurrent {
             let layer = format!("{kind}({} -> {})", declared.text(), self.hidden.text());
             cx.require_features(&layer, declared, input, " per step")?;
         }
+        if let (true, Dim::Known(h)) = (self.bidirectional, &self.hidden) {
+            if h.checked_mul(2).is_none() {
+                return Err(format!("a bidirectional `{kind}`'s output width 2 × {h} overflows `usize`"));
+            }
+        }
+        if let (Dim::Known(f), Dim::Known(h)) = (f, &self.hidden) {
+            if typenet_shapes::recurrent_params(self.gates, *f, *h, self.bidirectional).is_none() {
+                return Err(format!("`{kind}({f} -> {h})` has more parameters than `usize` can count"));
+            }
+        }
         self.input = Some(f.clone());
         let mut out = if self.bidirectional {
             let mut s = Shape::new(vec![input.dims[0].clone(), Dim::Known(2).mul(&self.hidden)]);
@@ -110,9 +120,9 @@ impl Layer for Recurrent {
         let ty = self.kind.ty(2 * usize::from(self.relu) + usize::from(self.bidirectional));
         if self.bidirectional {
             let o = Dim::Known(2).mul(&self.hidden).arg();
-            Some(quote!(#ty<#f, #h, #o, E, D>))
+            Some(quote!(#ty<#f, #h, #o, __E, __D>))
         } else {
-            Some(quote!(#ty<#f, #h, E, D>))
+            Some(quote!(#ty<#f, #h, __E, __D>))
         }
     }
 
@@ -120,7 +130,7 @@ impl Layer for Recurrent {
         let f = self.input.as_ref().map(Dim::value).unwrap_or_default();
         let h = self.hidden.value();
         let g = self.gates;
-        let dirs: usize = if self.bidirectional { 2 } else { 1 };
-        quote!((#dirs * #g * #h * (#f + #h + 2)))
+        let bi = self.bidirectional;
+        crate::runtime::count(quote!(recurrent_params(#g, #f, #h, #bi)))
     }
 }

@@ -47,6 +47,11 @@ impl Layer for Reshape {
         if input.rank() > 4 {
             return Err(format!("`{kind}` takes inputs of up to 4 axes, but it is given {}", input.text()));
         }
+        for (shape, what) in [(Some(input), "its input"), (self.target.as_ref().map(|d| Shape::new(d.clone())).as_ref(), "the new shape")] {
+            if shape.is_some_and(overflows) {
+                return Err(format!("`{kind}`: the number of elements of {what} {} overflows `usize`", shape.unwrap().text()));
+            }
+        }
         let numel = input.numel();
         let product = input.dims.iter().map(Dim::text).collect::<Vec<_>>().join(" × ");
         let out = match &self.target {
@@ -81,4 +86,12 @@ impl Layer for Reshape {
         let module = &self.ty;
         quote!(#module::<#ty>::default())
     }
+}
+
+/// Whether the product of a shape's known sizes overflows `usize`.
+fn overflows(shape: &Shape) -> bool {
+    shape.dims.iter().try_fold(1usize, |acc, d| match d {
+        Dim::Known(n) => acc.checked_mul(*n),
+        _ => Some(acc),
+    }).is_none()
 }

@@ -148,12 +148,12 @@ impl Layer for SetDense {
     fn field_ty(&self) -> Option<TokenStream> {
         let (i, o) = (self.input.as_ref()?.arg(), self.out.arg());
         let (init, ty) = (&self.init, &self.ty);
-        Some(quote!(#ty<#i, #o, E, D, #init>))
+        Some(quote!(#ty<#i, #o, __E, __D, #init>))
     }
 
     fn params(&self) -> TokenStream {
         let (i, o) = (self.input.as_ref().map(Dim::value).unwrap_or_default(), self.out.value());
-        quote!((2 * #i * #o + #o))
+        crate::runtime::count(quote!(set_dense_params(#i, #o)))
     }
 
     fn tree(&self, t: &Tree) -> TokenStream {

@@ -61,37 +61,21 @@ pub const fn out_len(len: usize, kernel: usize, stride: usize, padding: usize, d
     out_len_asym(len, kernel, stride, padding, padding, dilation)
 }
 
-/// [`out_len`] with different padding before (`lo`) and after (`hi`).
+/// [`out_len`] with different padding before (`lo`) and after (`hi`); the rule is
+/// [`crate::shapes::window_out`] (checked arithmetic), 0 where it has no output.
 pub const fn out_len_asym(len: usize, kernel: usize, stride: usize, lo: usize, hi: usize, dilation: usize) -> usize {
-    if kernel == 0 || stride == 0 || dilation == 0 {
-        return 0;
-    }
-    let span = dilation * (kernel - 1) + 1;
-    let padded = len + lo + hi;
-    if padded < span {
-        0
-    } else {
-        (padded - span) / stride + 1
+    match crate::shapes::window_out(len, kernel, stride, lo, hi, dilation) {
+        Some(n) => n,
+        None => 0,
     }
 }
 
 /// The padding after the input (bottom/right) that gives the declared output size `out`
 /// with padding `lo` before: `lo` itself (PyTorch's symmetric padding) when that fits, or,
-/// for `padding = same` (stride 1, `out == len`, `lo = ⌊dilation·(kernel−1)/2⌋`), the rest of
-/// `dilation·(kernel−1)` (PyTorch puts the extra element of an even kernel's padding after).
-/// `None` when neither fits: the declared output size is wrong.
+/// for `padding = same`, the rest of `dilation·(kernel−1)`; `None` when the declared output
+/// size is wrong. The rule is [`crate::shapes::pad_after`].
 pub const fn pad_after(len: usize, kernel: usize, stride: usize, lo: usize, dilation: usize, out: usize) -> Option<usize> {
-    if out > 0 && out_len(len, kernel, stride, lo, dilation) == out {
-        return Some(lo);
-    }
-    if kernel == 0 || dilation == 0 {
-        return None;
-    }
-    let total = dilation * (kernel - 1);
-    if stride == 1 && out == len && len > 0 && lo == total / 2 {
-        return Some(total - lo);
-    }
-    None
+    crate::shapes::pad_after(len, kernel, stride, lo, dilation, out)
 }
 
 /// Output indices `o` in `[lo, hi)` whose input index `o·stride + off` lies in `[0, len)`.

@@ -1,7 +1,7 @@
 //! The peers' `gcn_cora_sized_2708n_1433f_16h_7c` workload (`../shared/peers/bench_torch.py
 //! --all`): Kipf & Welling's two-layer GCN on a Cora-sized random graph (2708 nodes, 5278
 //! random undirected pairs = 10556 directed edges, plus self-loops), 1433 binary features (1.3%
-//! ones), 16 hidden, 7 classes, dropout 0.5 on the input and the hidden layer, cross-entropy
+//! ones), 16 hidden, 7 classes, dropout 0.5 (the `dropout` layer) on the input and the hidden layer, cross-entropy
 //! over the first 140 nodes, Adam (lr 1e-3), f32, full batch — one training step. Built from
 //! the runtime layers (`typenet::layers::Gcn`).
 //!
@@ -13,7 +13,7 @@
 use criterion::{criterion_group, Criterion, Throughput};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use typenet::graph::Graph;
-use typenet::layers::Gcn;
+use typenet::layers::{Dropout, Gcn};
 use typenet::ops::scatter::{aggregate, Aggr};
 use typenet::prelude::*;
 
@@ -35,13 +35,14 @@ fn bench(c: &mut Criterion) {
     let mut model = (Gcn::<1433, 16, f32, Cpu>::build(&dev), Gcn::<16, 7, f32, Cpu>::build(&dev));
     let mut opt = Adam::new(&model, AdamConfig { lr: 1e-3, ..Default::default() });
     let mut grads = model.alloc_grads();
+    let mut drop = Dropout { p: 0.5 };
     let mut group = c.benchmark_group("gcn_cora_sized_2708n_1433f_16h_7c");
     group.sample_size(30);
     group.bench_function("typenet train step", |b| {
         b.iter(|| {
             model.zero_grads(&mut grads);
-            let h = x.clone().trace(grads.clone()).dropout(0.5);
-            let h = model.0.try_forward((h, &g)).unwrap().relu().dropout(0.5);
+            let h = drop.forward_mut(x.clone().trace(grads.clone()));
+            let h = drop.forward_mut(model.0.try_forward((h, &g)).unwrap().relu());
             let out = model.1.try_forward((h, &g)).unwrap();
             let logits = out.slice((..140, ..)).realize::<(usize, Const<7>)>();
             let loss = cross_entropy_with_logits_loss(logits, y.clone());

@@ -58,12 +58,12 @@ impl<E> Float for E where
 /// the kernels it uses, e.g. `Conv2D` needs `ConvKernel`) (each kernel trait has a fast `Cpu` implementation and a generic path
 /// composed of dfdx ops for other devices).
 pub trait Backend<E: Dtype>:
-    Device<E> + ops::ConvKernel<E> + ops::DenseKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
+    Device<E> + ops::ConvKernel<E> + ops::DenseKernel<E> + ops::DropoutKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
     + ops::AttentionKernel<E> + ops::GraphKernel<E>
 {
 }
 impl<E: Dtype, D> Backend<E> for D where
-    D: Device<E> + ops::ConvKernel<E> + ops::DenseKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
+    D: Device<E> + ops::ConvKernel<E> + ops::DenseKernel<E> + ops::DropoutKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
     + ops::AttentionKernel<E> + ops::GraphKernel<E>
 {
 }

@@ -138,6 +138,22 @@ impl<const M: usize, const H: usize, E: Float, D: Device<E>, const C: bool> Tens
     }
 }
 
+/// A parameter as a `[rows, cols]` tensor of run-time sizes (same storage, same id).
+fn dyn2<R: ConstDim, C: ConstDim, E: Dtype, D: Storage<E>>(w: &Tensor<(R, C), E, D>) -> Tensor<(usize, usize), E, D> {
+    match w.clone().try_realize::<(usize, usize)>() {
+        Ok(w) => w,
+        Err(_) => unreachable!("realizing const dims as usize cannot fail"),
+    }
+}
+
+/// A parameter as a `[len]` tensor of run-time size (same storage, same id).
+fn dyn1<L: ConstDim, E: Dtype, D: Storage<E>>(b: &Tensor<(L,), E, D>) -> Tensor<(usize,), E, D> {
+    match b.clone().try_realize::<(usize,)>() {
+        Ok(b) => b,
+        Err(_) => unreachable!("realizing const dims as usize cannot fail"),
+    }
+}
+
 fn check_mask<DE>(mask: Option<&Mask>, b: usize, t: usize) -> Result<(), LayerError<DE>> {
     match mask {
         Some(m) if m.shape() != (b, t) => Err(LayerError::MaskMismatch { mask: m.shape(), input: (b, t) }),
@@ -160,16 +176,16 @@ impl<const M: usize, const H: usize, E: Float, D: Backend<E>, const C: bool> Att
         check_mask(mask, b, t)?;
         let n = b * t;
         let x = x.try_reshape_like(&(n, Const::<M>))?;
-        let qkv = x.try_matmul(self.in_proj_weight.retaped::<T>().try_permute::<_, Axes2<1, 0>>()?)?;
-        let qkv = qkv.try_add(self.in_proj_bias.retaped::<T>().try_broadcast_like::<_, Axis<0>>(&(n, Thrice::<M>))?)?;
+        // The projections go through the dense op (the GEMM door on `Cpu`, bias fused).
+        let x = x.try_reshape_like(&(n, M))?;
+        let qkv = D::dense_op(x, dyn2(&self.in_proj_weight), Some(dyn1(&self.in_proj_bias)))?;
         let qkv = qkv.try_reshape_like(&(b, t, 3 * M))?;
         let dropout = if train { self.dropout } else { 0.0 };
         let seed = if dropout > 0.0 { qkv.device().random_u64() } else { 0 };
         let spec = AttentionSpec { heads: H, causal: C, key_padding: mask.map(Mask::padding), dropout, seed };
         let y = <D as AttentionKernel<E>>::try_attention(qkv, &spec)?;
-        let y = y.try_reshape_like(&(n, Const::<M>))?;
-        let y = y.try_matmul(self.out_proj_weight.retaped::<T>().try_permute()?)?;
-        let y = y.try_add(self.out_proj_bias.retaped::<T>().try_broadcast_like(&(n, Const::<M>))?)?;
+        let y = y.try_reshape_like(&(n, M))?;
+        let y = D::dense_op(y, dyn2(&self.out_proj_weight), Some(dyn1(&self.out_proj_bias)))?;
         Ok(y.try_reshape_like(&shape)?)
     }
 }
@@ -294,7 +310,7 @@ impl<const M: usize, const H: usize, const F: usize, E: Float, D: Backend<E>, A:
 {
     fn drop<S: Shape, T: Tape<E, D>>(&self, x: Tensor<S, E, D, T>, train: bool) -> Result<Tensor<S, E, D, T>, D::Err> {
         if train && self.dropout > 0.0 {
-            x.try_dropout(self.dropout)
+            D::try_dropout_op(x, self.dropout)
         } else {
             Ok(x)
         }

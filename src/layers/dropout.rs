@@ -3,6 +3,7 @@
 
 use dfdx::prelude::*;
 
+use crate::ops::DropoutKernel;
 use crate::Float;
 
 /// `dropout(p)`. Unlike dfdx's `Dropout`, evaluation works on traced inputs too (gradients
@@ -36,14 +37,14 @@ impl<S: Shape, E: Float, D: Device<E>, T: Tape<E, D>> Module<Tensor<S, E, D, T>>
     }
 }
 
-impl<S: Shape, E: Float, D: Device<E>, T: Tape<E, D>> ModuleMut<Tensor<S, E, D, T>> for Dropout {
+impl<S: Shape, E: Float, D: DropoutKernel<E>, T: Tape<E, D>> ModuleMut<Tensor<S, E, D, T>> for Dropout {
     type Output = Tensor<S, E, D, T>;
     type Error = D::Err;
     fn try_forward_mut(&mut self, x: Tensor<S, E, D, T>) -> Result<Self::Output, D::Err> {
         if self.p == 0.0 {
             return Ok(x);
         }
-        x.try_dropout(self.p)
+        D::try_dropout_op(x, self.p)
     }
 }
 

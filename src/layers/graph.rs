@@ -30,6 +30,7 @@ use crate::graph::{device_err, Graph, GraphError};
 use crate::init::{GlorotUniform, InitScheme, TorchDefault};
 use crate::layers::{Dense, DenseNoBias};
 use crate::ops::scatter::{self, Aggr};
+use crate::ops::DenseKernel;
 use crate::{Backend, Float};
 
 /// A tensor over the nodes (or edges, or graphs) of a graph.
@@ -71,11 +72,19 @@ fn add_bias<const O: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     dev_err(y.try_add(dev_err(b.retaped::<T>().try_broadcast_like(&shape))?))
 }
 
-fn linear<const I: usize, const O: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+/// `x·Wᵀ` through the dense op (the GEMM door on `Cpu`).
+fn linear<const I: usize, const O: usize, E: Dtype, D: DenseKernel<E>, T: Tape<E, D>>(
     x: Nodes<I, E, D, T>,
     w: &Tensor<Rank2<O, I>, E, D>,
 ) -> Result<Nodes<O, E, D, T>, GraphError> {
-    dev_err(x.try_matmul(dev_err(w.retaped::<T>().try_permute())?))
+    let n = x.shape().0;
+    let x = dev_err(x.try_reshape_like(&(n, I)))?;
+    let w = match w.clone().try_realize::<(usize, usize)>() {
+        Ok(w) => w,
+        Err(_) => return Err(GraphError::Device("realize".into())),
+    };
+    let y = dev_err(D::dense_op(x, w, None))?;
+    dev_err(y.try_reshape_like(&(n, Const::<O>)))
 }
 
 // ---------------------------------------------------------------------------------------

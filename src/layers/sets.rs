@@ -26,6 +26,15 @@ macro_rules! set_pool {
 
         impl dfdx::nn::NonMutableModule for $name {}
 
+        // No parameters: the pool composes in dfdx tuples that are trained (`alloc_grads`,
+        // optimizers).
+        impl<E: Dtype, D: Device<E>> TensorCollection<E, D> for $name {
+            type To<E2: Dtype, D2: Device<E2>> = $name;
+            fn iter_tensors<V: ModuleVisitor<Self, E, D>>(_: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+                Ok(Some($name))
+            }
+        }
+
         set_pool!(@impl $name, $method,
             [A] (usize, Const<A>) => (Const<A>,), Axis<0>;
             [A, B] (usize, Const<A>, Const<B>) => (Const<A>, Const<B>), Axis<0>;

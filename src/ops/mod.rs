@@ -7,6 +7,7 @@
 pub mod attention;
 pub mod conv;
 pub mod dense;
+pub mod dropout;
 
 pub mod floor;
 pub mod pool;
@@ -17,6 +18,7 @@ pub mod rnn;
 pub use attention::{attention_composed, AttentionKernel, AttentionSpec};
 pub use conv::{conv1d, conv2d, ConvKernel};
 pub use dense::{dense, DenseKernel};
+pub use dropout::{dropout, DropoutKernel};
 
 pub use floor::buf::clear_scratch_buffers;
 pub use floor::Window2D;

@@ -31,6 +31,9 @@ where
     }
     let wv = if o * i > 0 { weight.as_vec() } else { Vec::new() };
 
+    // Mostly-zero inputs (bag-of-words features, a dropped-out sparse input): the forward
+    // product and the weight gradient visit the nonzeros only.
+    let sparse = if m * o * i >= SPARSE_MIN_WORK && wv.iter().all(|v| v.is_finite()) { SparseRows::of(&xv, m, i) } else { None };
     let mut yv = Buf::dirty(m * o);
     match &bias {
         Some(b) if m * o > 0 => {
@@ -41,8 +44,17 @@ where
         }
         _ => {}
     }
-    // y[m, o] = [bias +] x[m, i] · Wᵀ (Wᵀ[p, j] = w[j·i + p])
-    matmul((m, o, i), &mut yv, (o, 1), bias.is_some(), &xv, (i, 1), &wv, (1, i));
+    if let Some(sp) = &sparse {
+        if bias.is_none() {
+            yv.fill(E::zero());
+        }
+        sp.times_transposed(&wv, o, i, &mut yv);
+    } else {
+        // y[m, o] = [bias +] x[m, i] · Wᵀ (Wᵀ[p, j] = w[j·i + p])
+        matmul((m, o, i), &mut yv, (o, 1), bias.is_some(), &xv, (i, 1), &wv, (1, i));
+    }
+    // The sparse form replaces the saved input.
+    let xv = if sparse.is_some() { drop(xv); Buf::dirty(0) } else { xv };
     let y = to_tensor(x.device(), &yv, (m, o))?;
     drop(yv);
 
@@ -64,7 +76,10 @@ where
             {
                 // gW[o, i] += gyᵀ[o, m] · x[m, i]
                 let gw = grads.get_or_alloc_mut(&w_ghost)?;
-                matmul((o, i, m), gw, (i, 1), true, &gy, (1, o), &xv, (i, 1));
+                match &sparse {
+                    Some(sp) => sp.transposed_times(&gy, o, i, gw),
+                    None => matmul((o, i, m), gw, (i, 1), true, &gy, (1, o), &xv, (i, 1)),
+                }
             }
             if let Some(b_ghost) = &b_ghost {
                 let gb = grads.get_or_alloc_mut(b_ghost)?;
@@ -79,4 +94,80 @@ where
         });
     }
     Ok(y.put_tape(tape))
+}
+
+/// Products of at least this many multiply-adds check their input for sparsity.
+const SPARSE_MIN_WORK: usize = 1 << 20;
+
+/// An input with at most one nonzero in this many elements takes the sparse path.
+const SPARSE_RATIO: usize = 20;
+
+/// The nonzeros of a row-major `[m, i]` matrix, row by row (CSR).
+struct SparseRows<E> {
+    ptr: Vec<usize>,
+    col: Vec<u32>,
+    val: Vec<E>,
+}
+
+impl<E: GemmFloat> SparseRows<E> {
+    /// `None` when more than one element in [`SPARSE_RATIO`] is nonzero (NaN counts as
+    /// nonzero), found without reading past the first `m·i/SPARSE_RATIO + 1` nonzeros.
+    fn of(x: &[E], m: usize, i: usize) -> Option<Self> {
+        if i > u32::MAX as usize {
+            return None;
+        }
+        let limit = m * i / SPARSE_RATIO;
+        let (mut ptr, mut col, mut val) = (Vec::with_capacity(m + 1), Vec::new(), Vec::new());
+        ptr.push(0);
+        for row in x.chunks(i.max(1)).take(m) {
+            for (c, &v) in row.iter().enumerate() {
+                if v != E::zero() {
+                    col.push(c as u32);
+                    val.push(v);
+                }
+            }
+            if col.len() > limit {
+                return None;
+            }
+            ptr.push(col.len());
+        }
+        Some(SparseRows { ptr, col, val })
+    }
+
+    /// `y[m, o] += x · Wᵀ` with `w` `[o, i]` row-major.
+    fn times_transposed(&self, w: &[E], o: usize, i: usize, y: &mut [E]) {
+        // Wᵀ `[i, o]`: each nonzero adds one contiguous row.
+        let mut wt = vec![E::zero(); i * o];
+        for (r, row) in w.chunks(i).enumerate().take(o) {
+            for (c, &v) in row.iter().enumerate() {
+                wt[c * o + r] = v;
+            }
+        }
+        for (r, yr) in y.chunks_mut(o).enumerate().take(self.ptr.len() - 1) {
+            for k in self.ptr[r]..self.ptr[r + 1] {
+                let (c, v) = (self.col[k] as usize, self.val[k]);
+                for (a, &b) in yr.iter_mut().zip(&wt[c * o..(c + 1) * o]) {
+                    *a = *a + v * b;
+                }
+            }
+        }
+    }
+
+    /// `gw[o, i] += gyᵀ · x` with `gy` `[m, o]` row-major.
+    fn transposed_times(&self, gy: &[E], o: usize, i: usize, gw: &mut [E]) {
+        let mut gwt = vec![E::zero(); i * o];
+        for (r, g) in gy.chunks(o).enumerate().take(self.ptr.len() - 1) {
+            for k in self.ptr[r]..self.ptr[r + 1] {
+                let (c, v) = (self.col[k] as usize, self.val[k]);
+                for (a, &b) in gwt[c * o..(c + 1) * o].iter_mut().zip(g) {
+                    *a = *a + v * b;
+                }
+            }
+        }
+        for (r, row) in gw.chunks_mut(i).enumerate().take(o) {
+            for (c, a) in row.iter_mut().enumerate() {
+                *a = *a + gwt[c * o + r];
+            }
+        }
+    }
 }

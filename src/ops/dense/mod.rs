@@ -170,4 +170,32 @@ mod tests {
         let y = Cpu::dense_op(x, w, Some(b)).unwrap();
         assert_eq!(*y.shape(), (0, 2));
     }
+
+    #[test]
+    fn sparse_inputs_take_the_sparse_path_with_the_same_values_and_gradients() {
+        // 64 × 1024 → 16 is 2²⁰ multiply-adds, where the kernel checks for sparsity; 2% nonzeros.
+        let (m, i, o) = (64, 1024, 16);
+        let dev = Cpu::seed_from_u64(9);
+        let mut xv = vec![0.0f64; m * i];
+        for k in 0..m * i / 50 {
+            xv[(k * 7919) % (m * i)] = (k % 13) as f64 - 6.5;
+        }
+        let x: Tensor<Dyn2, f64, Cpu> = dev.tensor_from_vec(xv, (m, i));
+        let w: Tensor<Dyn2, f64, Cpu> = dev.sample_normal_like(&(o, i));
+        let r: Tensor<Dyn2, f64, Cpu> = dev.sample_normal_like(&(m, o));
+        for bias in [None, Some(dev.sample_normal_like(&(o,)))] {
+            let y = Cpu::dense_op(x.leaky_trace(), w.clone(), bias.clone()).unwrap();
+            let y2 = dense_generic(x.leaky_trace(), w.clone(), bias.clone()).unwrap();
+            for (a, c) in y.as_vec().iter().zip(&y2.as_vec()) {
+                assert!((a - c).abs() < 1e-10, "y {a} vs {c}");
+            }
+            let (ga, gb) = (loss(y, &r).backward(), loss(y2, &r).backward());
+            for (a, c) in ga.get(&w).as_vec().iter().zip(&gb.get(&w).as_vec()) {
+                assert!((a - c).abs() < 1e-9, "dW {a} vs {c}");
+            }
+            for (a, c) in ga.get(&x).as_vec().iter().zip(&gb.get(&x).as_vec()) {
+                assert!((a - c).abs() < 1e-10, "dx {a} vs {c}");
+            }
+        }
+    }
 }

@@ -1,0 +1,191 @@
+//! Dropout `y = m ⊙ x / (1−p)` with its own backward pass.
+//!
+//! [`DropoutKernel::try_dropout_op`] defaults to dfdx's `dropout` (any device). `Cpu` (f32,
+//! f64) overrides it for `0 < p < 1`: the keep mask is drawn from a counter-based generator
+//! (wyrand streams keyed by the device's seed and the 64-element block; 32 bits per element),
+//! in parallel over blocks, and kept as a bit set (`n/8` bytes) for the backward pass, instead
+//! of dfdx's one ChaCha draw per element replayed in the backward pass with the input kept
+//! alive. The mask differs from dfdx's for the same seed (both are uniform draws); it is
+//! reproducible for a seeded device (`Cpu::seed_from_u64`).
+
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+use crate::ops::floor::buf::{to_tensor, Buf, Scratch};
+
+/// Devices that can run [`DropoutKernel::try_dropout_op`]; any dfdx device implements it with
+/// an empty body (dfdx's `dropout`).
+pub trait DropoutKernel<E: Dtype>: Device<E> {
+    /// Zeroes each element with probability `p`, scaling the rest by `1/(1−p)`; the gradient
+    /// flows through the same mask.
+    fn try_dropout_op<S: Shape, T: Tape<E, Self>>(x: Tensor<S, E, Self, T>, p: f64) -> Result<Tensor<S, E, Self, T>, Self::Err> {
+        x.try_dropout(p)
+    }
+}
+
+macro_rules! cpu_dropout {
+    ($($e:ty),*) => {$(
+        impl DropoutKernel<$e> for Cpu {
+            fn try_dropout_op<S: Shape, T: Tape<$e, Self>>(x: Tensor<S, $e, Self, T>, p: f64) -> Result<Tensor<S, $e, Self, T>, CpuError> {
+                if !(p > 0.0 && p < 1.0) {
+                    return x.try_dropout(p);
+                }
+                let seed = x.device().random_u64();
+                cpu_dropout(x, p, seed)
+            }
+        }
+    )*};
+}
+cpu_dropout!(f32, f64);
+
+/// `x` dropped out with probability `p` (see [`DropoutKernel`]).
+pub fn dropout<S: Shape, E: Dtype, D: DropoutKernel<E>, T: Tape<E, D>>(x: Tensor<S, E, D, T>, p: f64) -> Result<Tensor<S, E, D, T>, D::Err> {
+    D::try_dropout_op(x, p)
+}
+
+/// 64-element blocks per parallel task.
+const CHUNK_WORDS: usize = 512;
+
+/// The keep mask of `n` elements: bit `j` of word `w` says whether element `64w + j` is kept
+/// (its 32-bit draw is at least `threshold`).
+fn keep_bits(seed: u64, n: usize, threshold: u32) -> Vec<u64> {
+    let mut bits = vec![0u64; n.div_ceil(64)];
+    let fill = |(c, chunk): (usize, &mut [u64])| {
+        for (k, w) in chunk.iter_mut().enumerate() {
+            let block = (c * CHUNK_WORDS + k) as u64;
+            // splitmix64's finaliser of (seed, block) starts the block's wyrand stream.
+            let mut s = seed ^ block.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            s = (s ^ (s >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            s = (s ^ (s >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            s ^= s >> 31;
+            let mut word = 0u64;
+            for j in 0..32 {
+                s = s.wrapping_add(0xa076_1d64_78bd_642f);
+                let t = (s as u128).wrapping_mul((s ^ 0xe703_7ed1_a0b4_28db) as u128);
+                let r = ((t >> 64) as u64) ^ (t as u64);
+                word |= (((r as u32) >= threshold) as u64) << (2 * j);
+                word |= ((((r >> 32) as u32) >= threshold) as u64) << (2 * j + 1);
+            }
+            *w = word;
+        }
+    };
+    if n >= 1 << 16 {
+        bits.par_chunks_mut(CHUNK_WORDS).enumerate().for_each(fill);
+    } else {
+        bits.chunks_mut(CHUNK_WORDS).enumerate().for_each(fill);
+    }
+    bits
+}
+
+/// `out[i] (+)= keep(i) ? a[i]·scale : 0`, in parallel for large slices.
+fn apply<E: Copy + Send + Sync + num_traits::Float>(out: &mut [E], a: &[E], bits: &[u64], scale: E, accumulate: bool) {
+    let body = |(w, (o, a)): (usize, (&mut [E], &[E]))| {
+        let word = bits[w];
+        for (j, (o, &a)) in o.iter_mut().zip(a).enumerate() {
+            let v = if (word >> j) & 1 == 1 { a * scale } else { E::zero() };
+            *o = if accumulate { *o + v } else { v };
+        }
+    };
+    if out.len() >= 1 << 16 {
+        out.par_chunks_mut(64).zip(a.par_chunks(64)).enumerate().for_each(body);
+    } else {
+        out.chunks_mut(64).zip(a.chunks(64)).enumerate().for_each(body);
+    }
+}
+
+/// The `Cpu` kernel with an explicit seed (`0 < p < 1`).
+pub(crate) fn cpu_dropout<S: Shape, E: Dtype + Scratch + num_traits::Float, T: Tape<E, Cpu>>(
+    x: Tensor<S, E, Cpu, T>,
+    p: f64,
+    seed: u64,
+) -> Result<Tensor<S, E, Cpu, T>, CpuError>
+where
+    Cpu: Device<E>,
+    <Cpu as Storage<E>>::Vec: std::ops::DerefMut<Target = Vec<E>>,
+{
+    let shape = *x.shape();
+    let n = shape.num_elements();
+    let x = x.try_contiguous()?;
+    let (x, mut tape) = x.split_tape();
+    // Draws below ⌈p·2³²⌉ drop (p < 1, so the threshold fits in u32 unless p rounds to 1).
+    let threshold = (p * 4294967296.0).ceil().min(u32::MAX as f64) as u32;
+    let bits = keep_bits(seed, n, threshold);
+    let scale = E::from_f64(1.0 / (1.0 - p)).unwrap();
+    let mut xv = Buf::<E>::dirty(n);
+    x.copy_into(&mut xv);
+    let mut yv = Buf::<E>::dirty(n);
+    apply(&mut yv, &xv, &bits, scale, false);
+    drop(xv);
+    let y = to_tensor(x.device(), &yv, shape)?;
+    drop(yv);
+    if T::OWNS_TAPE {
+        let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
+        let dev = x.device().clone();
+        drop(x);
+        tape.add_backward_op(move |grads| {
+            grads.try_alloc_for(&y_ghost)?;
+            let gy = std::mem::replace(grads.get_or_alloc_mut(&y_ghost)?, <Cpu as Storage<E>>::try_alloc_len(&dev, 0)?);
+            let gx = grads.get_or_alloc_mut(&x_ghost)?;
+            apply(gx, &gy, &bits, scale, true);
+            *grads.get_or_alloc_mut(&y_ghost)? = gy;
+            Ok(())
+        });
+    }
+    Ok(y.put_tape(tape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::radial_basis::assert_matches_finite_differences;
+
+    #[test]
+    fn keeps_about_one_minus_p_and_scales() {
+        let dev = Cpu::seed_from_u64(7);
+        for p in [0.1, 0.5, 0.9] {
+            let x: Tensor<(usize,), f32, Cpu> = dev.ones_like(&(20_000,));
+            let y = dropout(x, p).unwrap().as_vec();
+            let kept = y.iter().filter(|v| **v != 0.0).count() as f64 / 20_000.0;
+            assert!((kept - (1.0 - p)).abs() < 0.02, "p {p}: kept {kept}");
+            let s = (1.0 / (1.0 - p)) as f32;
+            assert!(y.iter().all(|v| *v == 0.0 || (*v - s).abs() < 1e-6), "p {p}");
+        }
+        // Consecutive calls draw different masks; p = 0 is the identity; p = 1 zeroes.
+        let x: Tensor<(usize,), f32, Cpu> = dev.ones_like(&(256,));
+        assert_ne!(dropout(x.clone(), 0.5).unwrap().as_vec(), dropout(x.clone(), 0.5).unwrap().as_vec());
+        assert_eq!(dropout(x.clone(), 0.0).unwrap().as_vec(), vec![1.0; 256]);
+        assert_eq!(dropout(x, 1.0).unwrap().as_vec(), vec![0.0; 256]);
+    }
+
+    #[test]
+    fn gradient_follows_the_mask_and_finite_differences() {
+        let dev = Cpu::seed_from_u64(8);
+        // Not a multiple of 64, non-contiguous input (a transpose).
+        let x: Tensor<(usize, usize), f64, Cpu> = dev.sample_normal_like(&(7, 13));
+        let w: Tensor<(usize, usize), f64, Cpu> = dev.sample_normal_like(&(13, 7));
+        let run = |v: Tensor<(usize, usize), f64, Cpu, OwnedTape<f64, Cpu>>| cpu_dropout(v.permute::<_, Axes2<1, 0>>(), 0.3, 42).unwrap();
+        let y = run(x.leaky_trace());
+        let yv = y.as_vec();
+        let g = (y * w.clone()).sum().backward();
+        let gx = g.get(&x).as_vec();
+        let xt = x.clone().permute::<_, Axes2<1, 0>>().as_vec();
+        let s = 1.0 / 0.7;
+        let mut dropped = 0;
+        for r in 0..7 {
+            for c in 0..13 {
+                // y[c, r] = keep·x[r, c]·s; dL/dx[r, c] = keep·s·w[c, r]
+                let (yi, xi) = (yv[c * 7 + r], xt[c * 7 + r]);
+                let keep = yi != 0.0;
+                dropped += usize::from(!keep);
+                if keep {
+                    assert!((yi - xi * s).abs() < 1e-12);
+                }
+                let expect = if keep { s * w.as_vec()[c * 7 + r] } else { 0.0 };
+                assert!((gx[r * 13 + c] - expect).abs() < 1e-12, "({r}, {c})");
+            }
+        }
+        assert!(dropped > 5 && dropped < 60, "{dropped} of 91 dropped");
+        let f = |v: &[f64]| (cpu_dropout(dev.tensor_from_vec(v.to_vec(), (7, 13)).permute::<_, Axes2<1, 0>>(), 0.3, 42).unwrap() * w.clone()).sum::<Rank0, _>().array();
+        assert_matches_finite_differences(&x.as_vec(), &gx, f);
+    }
+}

@@ -115,6 +115,32 @@ pub fn binary_cross_entropy<S: Shape, E: Float, D: Device<E>, T: Tape<E, D>>(
     try_bce(probs, target).unwrap()
 }
 
+/// The reparameterisation trick of a VAE: `mean + exp(log_var / 2) · eps`, a sample of
+/// `N(mean, exp(log_var))` through which gradients reach `mean` and `log_var`. `eps` is
+/// standard normal noise of the same shape (`dev.sample_normal_like(&shape)`), drawn by the
+/// caller so that a seeded device reproduces the run.
+pub fn reparameterize<S: Shape, E: Float, D: Device<E>, T: Tape<E, D> + Merge<T>>(
+    mean: Tensor<S, E, D, T>,
+    log_var: Tensor<S, E, D, T>,
+    eps: Tensor<S, E, D>,
+) -> Tensor<S, E, D, T> {
+    let half = E::from_f64(0.5).unwrap();
+    mean + (log_var * half).exp() * eps
+}
+
+/// The KL divergence of `N(mean, exp(log_var))` from the standard normal, summed over the
+/// latent axis and averaged over the batch: `½ · mean_b Σ_l (exp(lv) + m² − 1 − lv)` (the
+/// regulariser of a VAE's ELBO; `mean` and `log_var` are the encoder's two heads).
+pub fn gaussian_kl<B: Dim, const L: usize, E: Float, D: Device<E>, T: Tape<E, D> + Merge<T>>(
+    mean: Tensor<(B, Const<L>), E, D, T>,
+    log_var: Tensor<(B, Const<L>), E, D, T>,
+) -> Tensor<Rank0, E, D, T> {
+    let b = mean.shape().0.size().max(1);
+    let k = E::from_f64(0.5 / b as f64).unwrap();
+    let lv2 = log_var.retaped::<T>();
+    ((lv2.exp() - log_var) + mean.square() - E::ONE).sum() * k
+}
+
 /// Categorical cross-entropy on logits with one-hot (or soft) targets over the last axis:
 /// `−mean over samples of Σ_k t_k · log_softmax(x)_k`.
 pub fn cross_entropy_with_logits<S: Shape, E: Float, D: Device<E>, T: Tape<E, D>>(
@@ -331,5 +357,35 @@ mod tests {
         assert!((gw[0][0] - (0.1 + 0.02)).abs() < 1e-12);
         assert!((gw[0][1] - (-0.1 - 0.04)).abs() < 1e-12);
         assert!(Regularization::none().penalty::<_, f64, Cpu, NoneTape>(&m).unwrap().is_none());
+    }
+
+    #[test]
+    fn gaussian_kl_and_reparameterize_match_the_closed_forms() {
+        let dev = dev();
+        // KL per dimension ½(e^lv + m² − 1 − lv): (0.5, 0) → 0.125; (−1, ln 2) → ½(2 − ln 2).
+        let m: Tensor<Rank2<1, 2>, f64, _> = dev.tensor([[0.5, -1.0]]);
+        let lv: Tensor<Rank2<1, 2>, f64, _> = dev.tensor([[0.0, 2f64.ln()]]);
+        let kl = gaussian_kl(m.leaky_trace(), lv.leaky_trace());
+        let want = 0.125 + 0.5 * (2.0 - 2f64.ln());
+        assert!((kl.array() - want).abs() < 1e-12, "{}", kl.array());
+        let g = kl.backward();
+        // ∂/∂m = m, ∂/∂lv = ½(e^lv − 1)
+        assert_eq!(g.get(&m).array(), [[0.5, -1.0]]);
+        let gl = g.get(&lv).array();
+        assert!(gl[0][0].abs() < 1e-12 && (gl[0][1] - 0.5).abs() < 1e-12, "{gl:?}");
+        // Averaged over the batch: two copies of the row give the same value.
+        let m2: Tensor<(usize, Const<2>), f64, _> = dev.tensor_from_vec(vec![0.5, -1.0, 0.5, -1.0], (2, Const));
+        let lv2: Tensor<(usize, Const<2>), f64, _> = dev.tensor_from_vec(vec![0.0, 2f64.ln(), 0.0, 2f64.ln()], (2, Const));
+        assert!((gaussian_kl(m2, lv2).array() - want).abs() < 1e-12);
+
+        // z = m + e^{lv/2}·eps; ∂z/∂m = 1, ∂z/∂lv = ½e^{lv/2}·eps
+        let eps = dev.tensor([[2.0, -3.0]]);
+        let z = reparameterize(m.leaky_trace(), lv.leaky_trace(), eps);
+        let zv = z.array();
+        assert!((zv[0][0] - 2.5).abs() < 1e-12 && (zv[0][1] - (-1.0 - 3.0 * 2f64.sqrt())).abs() < 1e-12, "{zv:?}");
+        let g = z.sum().backward();
+        assert_eq!(g.get(&m).array(), [[1.0, 1.0]]);
+        let gl = g.get(&lv).array();
+        assert!((gl[0][0] - 1.0).abs() < 1e-12 && (gl[0][1] - (-1.5 * 2f64.sqrt())).abs() < 1e-12, "{gl:?}");
     }
 }

@@ -60,7 +60,7 @@ pub use fit::{
 };
 pub use loss::{
     binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy_with_class_indices,
-    cross_entropy_with_logits, mse, Loss, Regularization,
+    cross_entropy_with_logits, gaussian_kl, mse, reparameterize, Loss, Regularization,
 };
 pub use metrics::{accuracy, argmax_rows, ConfusionMatrix};
 pub use optim::{Adagrad, AdagradConfig, AnyOptimizer, LearningRate, OptimizerKind, RMSprop, RMSpropConfig};

@@ -11,7 +11,7 @@ use crate::check::{Checker, Node};
 use crate::shape::{Dim, Shape};
 use crate::runtime::PRIVATE;
 
-fn body(call: &LayerCall, usage: &str) -> syn::Result<Seq> {
+pub(crate) fn body(call: &LayerCall, usage: &str) -> syn::Result<Seq> {
     match &call.block {
         Some(Block::Seq(seq, span)) if seq.layers.is_empty() => {
             Err(syn::Error::new(*span, format!("`{}` needs at least one layer in its block", call.kind_text())))

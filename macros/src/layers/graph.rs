@@ -1,4 +1,5 @@
-//! Graph layers (DSL §6): `gcn(out)`, `graph_conv(out, aggr = ..)`, and `route(z) { .. }`.
+//! Graph layers (DSL §6): `gcn(out)`, `graph_conv(out, aggr = ..)`, `message_passing(aggr)
+//! { .. }`, `cfconv(out, rbf, cutoff, positions)`, `graph_pool(..)` and `route(z) { .. }`.
 //! A graph layer takes the network's graph input (`graph = g`, or the only one); its runtime
 //! type takes `(nodes, &Graph)` and the node axis is the tensor's leading axis (no batch).
 
@@ -8,6 +9,7 @@ use quote::quote;
 use super::{Kind, Layer, Tree};
 use crate::args::{self, Args};
 use crate::ast::{Block, InputKind, LayerCall, Seq, Value};
+use super::blocks::body;
 use crate::check::{Checker, InputInfo, Node};
 use crate::runtime::LAYERS;
 use crate::shape::{Dim, Shape};
@@ -116,6 +118,71 @@ impl Layer for GraphLayer {
         let field = t.field();
         let g = self.graph.as_ref().map(|g| Tree::input(&g.ident)).unwrap_or_default();
         quote!(#LAYERS::With(#field, #g))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// message_passing
+
+fn aggr_arg(a: &Args) -> syn::Result<&'static str> {
+    Ok(match a.kw("aggr").or_else(|| a.pos(0)) {
+        Some(v) => match args::choice(v, "aggregation", &["sum", "mean", "max"])?.as_str() {
+            "mean" => "MeanAggr",
+            "max" => "MaxAggr",
+            _ => "SumAggr",
+        },
+        None => "SumAggr",
+    })
+}
+
+pub struct MessagePassing {
+    kind: &'static Kind,
+    aggr: &'static str,
+    graph_name: Option<syn::Path>,
+    seq: Seq,
+    nodes: Vec<Node>,
+    graph: Option<InputInfo>,
+    width: Option<Dim>,
+}
+
+pub fn parse_message_passing(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let a = Args::new(call, kind.usage, 1, &["graph", "aggr"])?;
+    let aggr = aggr_arg(&a)?;
+    Ok(Box::new(MessagePassing { kind, aggr, graph_name: graph_arg(&a)?, seq: body(call, kind.usage)?, nodes: Vec::new(), graph: None, width: None }))
+}
+
+impl Layer for MessagePassing {
+    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+        let g = graph_input(cx, "message_passing", &self.graph_name)?;
+        let f = nodes("message_passing", input, &g)?;
+        // The message block sees [x_i, x_j, e_ij]: 2f + k, k the graph's edge features.
+        let width = match g.shape.dims.get(1) {
+            Some(Dim::Runtime(k)) => {
+                return Err(format!("`message_passing` needs the edge-feature width of `{}` at compile time, but it is the run-time axis `{k}`", g.ident))
+            }
+            Some(k) => f.add(&f).add(k),
+            None => f.add(&f),
+        };
+        let inner = Shape::new(vec![width.clone()]);
+        let trail = format!("{} (inside `message_passing`: [x_i, x_j{}] per edge)", inner.text(), if g.shape.dims.len() > 1 { ", e_ij" } else { "" });
+        let (nodes, out) = cx.nested(&self.seq, inner, trail)?;
+        if out.rank() != 1 || out.dims[0].is_runtime() {
+            return Err(format!("the block of `message_passing` maps each edge's `[x_i, x_j, e_ij]` to a message vector `[m]`, but it produces {}", out.text()));
+        }
+        self.nodes = nodes;
+        self.graph = Some(g);
+        self.width = Some(width);
+        Ok(Shape::new(vec![input.dims[0].clone(), out.dims[0].clone()]))
+    }
+    fn tree(&self, _: &Tree) -> TokenStream {
+        let (ty, a) = (self.kind.ty(0), crate::runtime::layer(self.aggr));
+        let c = self.width.as_ref().map(Dim::arg).unwrap_or_default();
+        let block = Tree::seq(&self.nodes);
+        let g = self.graph.as_ref().map(|g| Tree::input(&g.ident)).unwrap_or_default();
+        quote!(#LAYERS::With(#ty::<#c, _, #a>::new(#block), #g))
+    }
+    fn children(&self) -> Vec<&[Node]> {
+        vec![&self.nodes]
     }
 }
 

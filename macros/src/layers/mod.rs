@@ -212,6 +212,7 @@ pub const KINDS: &[Kind] = kinds! {
     "transformer" "transformer(heads = h, ff = 2048, norm_first = false, activation = relu, causal = false, mask = m)" None attention::parse_transformer => ["Transformer"];
     "gcn" "gcn(out)` or `gcn(out, graph = g)" None graph::parse_gcn => ["Gcn"];
     "graph_conv" "graph_conv(out, aggr = sum)` (`sum`, `mean` or `max`; `graph = g`" None graph::parse_graph_conv => ["GraphConv"];
+    "message_passing" "message_passing(aggr = sum) { dense(16), relu }` (`sum`, `mean` or `max`; `graph = g`" Seq graph::parse_message_passing => ["MessagePassing"];
     "graph_pool" "graph_pool(sum)`, `graph_pool(mean)` or `graph_pool(max)" None graph::parse_graph_pool => ["GraphPool", "SumAggr", "MeanAggr", "MaxAggr"];
     "route" "route(z) { { dense(1) }, { dense(1) } }" Branches graph::parse_route => ["Route"];
     "heads" "heads { mean: { dense(8) }, log_var: { dense(8) } }" Named inputs::parse_heads => [];
@@ -392,6 +393,7 @@ mod tests {
         ("gcn", "(x: [n, 4], g: graph[n]) -> [n, 2] { gcn(2) }", &["Gcn"]),
         ("graph_conv", "(x: [n, 4], g: graph[n]) -> [n, 2] { graph_conv(2, aggr = mean) }", &["GraphConv", "MeanAggr"]),
         ("graph_pool", "(x: [n, 4], g: graph[n]) -> [4] { graph_pool(max) }", &["GraphPool", "MaxAggr"]),
+        ("message_passing", "(x: [n, 4], g: graph[n, 2]) -> [n, 3] { message_passing(aggr = mean) { dense(3), relu } }", &["MessagePassing", "MeanAggr", "Dense", "ReLU"]),
         ("route", "(x: [n, 4], z: [n]) -> [n, 1] { route(z) { { dense(1) }, { dense(1) } } }", &["Route", "Dense"]),
         ("heads", "[4] -> (a: [2], b: [3]) { heads { a: { dense(2) }, b: { dense(3) } } }", &["Dense"]),
     ];

@@ -23,6 +23,8 @@ network! {
     pub Tiny: (x: [n, 3], g: graph[n]) -> [n, 2] { gcn(4), relu, gcn(2) }
     pub Pooled: (x: [n, 3], g: graph[n]) -> [2] { gcn(4), graph_pool(mean), dense(2) }
     pub Mp: (x: [n, 2], g: graph[n, 1]) -> [n, 3] { message_passing(aggr = sum) { dense(3), tanh } }
+    pub Cf: (x: [n, 2], p: [n, 3]) -> [n, 3] { cfconv(3, rbf = 6, cutoff = 2.5, positions = p) }
+    pub CfGraph: (x: [n, 2], p: [n, 3], g: graph[n]) -> [n, 3] { cfconv(3, rbf = 6, cutoff = 2.5, positions = p) }
     pub Lm: [t] -> [t, 5] { embedding(5, 4), positional(max = 8), transformer(heads = 2, ff = 8, causal = true), dense(5) }
 }
 
@@ -149,4 +151,42 @@ fn message_passing_runs_its_block_on_target_source_and_edge_features() {
     let loss = m.try_forward_mut((x.traced(grads), &g)).unwrap().square().sum();
     let grads = loss.backward();
     assert!(grads.get(&m.dense_1.weight).as_vec().iter().any(|v| v.abs() > 1e-6));
+}
+
+#[test]
+fn cfconv_takes_its_positions_input_and_the_declared_cutoff() {
+    let dev = Cpu::seed_from_u64(0);
+    let m = Cf::<f64, Cpu>::build(&dev);
+    // The declared cutoff, not the runtime default, in the built layer.
+    assert_eq!(m.cfconv_1.cutoff, 2.5);
+    let x: Tensor<(usize, Const<2>), f64, Cpu> = dev.sample_normal_like(&(4, Const));
+    let pv = vec![0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.2, 0.0, 3.0, 3.0, 3.0];
+    let p: Tensor<(usize, Const<3>), f64, Cpu> = dev.tensor_from_vec(pv.clone(), (4, Const));
+    let y = m.try_forward((x.clone(), p.clone())).unwrap().as_vec();
+    // The same layer run directly: every other point is a neighbour.
+    let direct = m.cfconv_1.try_forward((x.clone(), p.clone())).unwrap().as_vec();
+    assert_eq!(y, direct);
+    // The same with a complete graph input.
+    let edges: Vec<(usize, usize)> = (0..4).flat_map(|i| (0..4).filter(move |&j| j != i).map(move |j| (j, i))).collect();
+    let g = Graph::new(4, &edges).unwrap();
+    let mut mg = CfGraph::<f64, Cpu>::build(&dev);
+    mg.cfconv_1 = m.cfconv_1.clone();
+    let yg = mg.try_forward((x.clone(), p.clone(), &g)).unwrap().as_vec();
+    for (a, b) in y.iter().zip(&yg) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+    // The last point is beyond the cutoff of all others: only its own lin2 bias remains.
+    let bias = m.cfconv_1.lin2.bias.as_vec();
+    for o in 0..3 {
+        assert!((y[9 + o] - bias[o]).abs() < 1e-12);
+    }
+    // Gradients reach the positions (forces; a leaky gradient set keeps those of inputs):
+    // moving point 1 changes the output.
+    let loss = m.try_forward((x.clone().traced(Gradients::leaky()), p.clone())).unwrap().square().sum();
+    let grads = loss.backward();
+    let gp = grads.get(&p).as_vec();
+    assert!(gp[3..6].iter().any(|v| v.abs() > 1e-9), "{gp:?}");
+    // A node axis that is not the graph's is an Err.
+    let small = Graph::new(3, &[(0, 1)]).unwrap();
+    assert!(mg.try_forward((x, p, &small)).is_err());
 }

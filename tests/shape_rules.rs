@@ -39,6 +39,18 @@ network! {
     }
 }
 
+network! {
+    /// Graph layers (DSL §6): gcn, graph_conv, message_passing, cfconv.
+    pub Graphs: (x: [n, 4], p: [n, 3], g: graph[n, 2]) -> [2] {
+        gcn(5), graph_conv(4, aggr = max), message_passing { dense(3), tanh },
+        cfconv(3, rbf = 4, cutoff = 2.0, positions = p), graph_pool(sum), dense(2),
+    }
+    /// Tokens and attention: embedding, positional, attention, transformer.
+    pub Tokens: [t] -> [t, 4] {
+        embedding(7, 4), positional(max = 5), attention(heads = 2), transformer(heads = 2, ff = 8), dense(4),
+    }
+}
+
 fn check<N: Network + TensorCollection<f32, Cpu>>(m: &N) {
     assert_eq!(m.num_trainable_params(), N::NUM_PARAMS);
 }
@@ -51,6 +63,8 @@ fn num_params_is_what_is_allocated_for_every_layer_kind() {
     check(&Signal::<f32, Cpu>::build(&dev));
     check(&Sequences::<f32, Cpu>::build(&dev));
     check(&Sets::<f32, Cpu>::build(&dev));
+    check(&Graphs::<f32, Cpu>::build(&dev));
+    check(&Tokens::<f32, Cpu>::build(&dev));
     // By hand (PyTorch's layouts): LSTM(3 → 4·…) etc. are covered by the rule's own tests; one
     // independent figure here, so a rule and its caller cannot agree on a wrong count.
     // rnn(4): 4·3 + 4·4 + 2·4 = 36; bi relu rnn(4 → 4): 2·(4·4 + 4·4 + 8) = 80;

@@ -142,6 +142,11 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
             quote!(Self::module(#key, |s| &s.#f, |s| &mut s.#f))
         })
         .collect();
+    let inits: Vec<TokenStream> = fields.iter().map(|(n, _)| {
+        let f = &n.name;
+        let v = n.layer.build_field(quote!(#f));
+        if v.to_string() == f.to_string() { quote!(#f) } else { quote!(#f: #v) }
+    }).collect();
     let pattern = nest(names.iter().map(|n| quote!(#n)).collect());
     let visit_tuple = nest(visits);
 
@@ -350,7 +355,7 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
             type To<E2: #DFDX::shapes::Dtype, D2: #DFDX::tensor_ops::Device<E2>> = #name<E2, D2>;
             fn iter_tensors<V: #DFDX::nn::ModuleVisitor<Self, __E, __D>>(visitor: &mut V)
                 -> ::core::result::Result<::core::option::Option<Self::To<V::E2, V::D2>>, V::Err> {
-                visitor.visit_fields(#visit_tuple, |#pattern| #name { #(#names,)* #marker: ::core::marker::PhantomData })
+                visitor.visit_fields(#visit_tuple, |#pattern| #name { #(#inits,)* #marker: ::core::marker::PhantomData })
             }
         }
 

@@ -80,6 +80,44 @@ impl<X, A: Copy, M: ModuleMut<(X, A)>> ModuleMut<X> for With<M, A> {
     }
 }
 
+/// A layer given another tensor input `P` (cloned per call, joining the flowing tensor's
+/// tape, so gradients reach it too) and optionally a graph `G` beside the flowing tensor: `M`
+/// takes `(x, p)` when `G = ()`, `(x, p, g)` otherwise (`cfconv`'s positions).
+#[derive(Debug, Clone)]
+pub struct WithTensor<M, P, G = ()>(pub M, pub P, pub G);
+
+macro_rules! with_tensor_impls {
+    ($Trait:ident, $method:ident $(, $mut_:tt)?) => {
+        impl<M, S: Shape, S2: Shape, E: Dtype, D: Storage<E>, T: Tape<E, D>> $Trait<Tensor<S, E, D, T>>
+            for WithTensor<M, Tensor<S2, E, D>, ()>
+        where
+            M: $Trait<(Tensor<S, E, D, T>, Tensor<S2, E, D, T>)>,
+        {
+            type Output = M::Output;
+            type Error = M::Error;
+            fn $method(&$($mut_)? self, x: Tensor<S, E, D, T>) -> Result<Self::Output, M::Error> {
+                let p = self.1.retaped::<T>();
+                self.0.$method((x, p))
+            }
+        }
+
+        impl<'g, M, S: Shape, S2: Shape, E: Dtype, D: Storage<E>, T: Tape<E, D>> $Trait<Tensor<S, E, D, T>>
+            for WithTensor<M, Tensor<S2, E, D>, &'g crate::graph::Graph>
+        where
+            M: $Trait<(Tensor<S, E, D, T>, Tensor<S2, E, D, T>, &'g crate::graph::Graph)>,
+        {
+            type Output = M::Output;
+            type Error = M::Error;
+            fn $method(&$($mut_)? self, x: Tensor<S, E, D, T>) -> Result<Self::Output, M::Error> {
+                let p = self.1.retaped::<T>();
+                self.0.$method((x, p, self.2))
+            }
+        }
+    };
+}
+with_tensor_impls!(Module, try_forward);
+with_tensor_impls!(ModuleMut, try_forward_mut, mut);
+
 /// The first item of a branch that starts from another input (`{ meta, dense(8) }`): drops
 /// the flowing tensor's values, keeps its tape, and puts it on (a clone of) the input, so the
 /// branch's parameters receive their gradients.

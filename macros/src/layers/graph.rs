@@ -187,6 +187,88 @@ impl Layer for MessagePassing {
 }
 
 // ---------------------------------------------------------------------------------------
+// cfconv
+
+pub struct CfConv {
+    kind: &'static Kind,
+    out: Dim,
+    rbf: Dim,
+    cutoff: f64,
+    positions: syn::Path,
+    graph_name: Option<syn::Path>,
+    graph: Option<InputInfo>,
+    pos: Option<InputInfo>,
+    input: Option<Dim>,
+}
+
+pub fn parse_cfconv(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+    let a = Args::new(call, kind.usage, 1, &["rbf", "cutoff", "positions", "graph"])?;
+    let out = args::dim(a.require(0, "its output size", kind.usage)?, "the output size of `cfconv`")?;
+    let need = |key: &str| a.kw(key).ok_or_else(|| syn::Error::new_spanned(&call.tokens, format!("`cfconv` needs `{key} = ..`: `{}`", kind.usage)));
+    let rbf = args::dim(need("rbf")?, "the number of Gaussians of `cfconv`")?;
+    let c = need("cutoff")?;
+    let cutoff = args::number(c, "the cutoff radius")?;
+    if !(cutoff > 0.0 && cutoff.is_finite()) {
+        return Err(args::err(c, format!("the cutoff radius must be positive, not {cutoff}")));
+    }
+    let positions = match need("positions")? {
+        Value::Path(p) => p.clone(),
+        v => return Err(args::err(v, "`positions = p` names the input holding the points `[n, 3]`")),
+    };
+    Ok(Box::new(CfConv { kind, out, rbf, cutoff, positions, graph_name: graph_arg(&a)?, graph: None, pos: None, input: None }))
+}
+
+impl Layer for CfConv {
+    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+        let pos = cx.input(&self.positions, "`cfconv(positions = ..)`", InputKind::Tensor)?;
+        let dims: Vec<String> = pos.shape.dims.iter().map(Dim::text).collect();
+        if pos.kind != InputKind::Tensor || dims.len() != 2 || dims[1] != "3" {
+            return Err(format!("`cfconv` measures distances between 3-D points, so `positions = {0}` must be declared `{0}: [n, 3]`, but it is {1}", pos.ident, pos.shape.text()));
+        }
+        // Along a graph's edges when the network has one (or names it), else every other point.
+        let has_graph = cx.inputs.iter().any(|i| i.kind == InputKind::Graph);
+        let graph = if self.graph_name.is_some() || has_graph { Some(graph_input(cx, "cfconv", &self.graph_name)?) } else { None };
+        if input.rank() != 2 || input.dims[1].is_runtime() {
+            return Err(format!("`cfconv` acts on per-point features `[n, f]`, but it is given {}", input.text()));
+        }
+        if input.dims[0].text() != dims[0] {
+            return Err(format!("`cfconv` pairs each row of {} with a point of `{}` {}, but their leading axes `{}` and `{}` differ", input.text(), pos.ident, pos.shape.text(), input.dims[0].text(), dims[0]));
+        }
+        if let Some(g) = &graph {
+            nodes("cfconv", input, g)?;
+        }
+        cx.per_sample_only = true;
+        cx.fallible = true;
+        self.input = Some(input.dims[1].clone());
+        self.graph = graph;
+        self.pos = Some(pos);
+        Ok(Shape::new(vec![input.dims[0].clone(), self.out.clone()]))
+    }
+    fn field_ty(&self) -> Option<TokenStream> {
+        let (i, o, k, ty) = (self.input.as_ref()?.arg(), self.out.arg(), self.rbf.arg(), self.kind.ty(0));
+        Some(quote!(#ty<#i, #o, #k, __E, __D>))
+    }
+    fn build_field(&self, v: TokenStream) -> TokenStream {
+        let r = self.cutoff;
+        quote!({ let mut __l = #v; __l.cutoff = #r; __l })
+    }
+    fn params(&self) -> TokenStream {
+        // lin1 (no bias), lin2, filter network rbf → out → out.
+        let (i, o, k) = (self.input.as_ref().map(Dim::value).unwrap_or_default(), self.out.value(), self.rbf.value());
+        quote!((#i * #o + #o * #o + #o + #k * #o + #o + #o * #o + #o))
+    }
+    fn tree(&self, t: &Tree) -> TokenStream {
+        let field = t.field();
+        let p = self.pos.as_ref().map(|p| Tree::input(&p.ident)).unwrap_or_default();
+        let g = match &self.graph {
+            Some(g) => Tree::input(&g.ident),
+            None => quote!(()),
+        };
+        quote!(#LAYERS::WithTensor(#field, ::core::clone::Clone::clone(&#p), #g))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // route
 
 pub struct Route {

@@ -41,6 +41,13 @@ pub trait Layer {
         None
     }
 
+    /// The expression that finishes the field `v` when the network is built (or converted,
+    /// or loaded): the field itself, or it with the declaration's non-tensor settings applied
+    /// (`cfconv`'s cutoff).
+    fn build_field(&self, v: TokenStream) -> TokenStream {
+        v
+    }
+
     /// For a stateless layer: an expression constructing the module.
     fn module(&self) -> TokenStream {
         quote!(())
@@ -213,6 +220,7 @@ pub const KINDS: &[Kind] = kinds! {
     "gcn" "gcn(out)` or `gcn(out, graph = g)" None graph::parse_gcn => ["Gcn"];
     "graph_conv" "graph_conv(out, aggr = sum)` (`sum`, `mean` or `max`; `graph = g`" None graph::parse_graph_conv => ["GraphConv"];
     "message_passing" "message_passing(aggr = sum) { dense(16), relu }` (`sum`, `mean` or `max`; `graph = g`" Seq graph::parse_message_passing => ["MessagePassing"];
+    "cfconv" "cfconv(out, rbf = k, cutoff = r, positions = p)` (`graph = g`" None graph::parse_cfconv => ["CfConv"];
     "graph_pool" "graph_pool(sum)`, `graph_pool(mean)` or `graph_pool(max)" None graph::parse_graph_pool => ["GraphPool", "SumAggr", "MeanAggr", "MaxAggr"];
     "route" "route(z) { { dense(1) }, { dense(1) } }" Branches graph::parse_route => ["Route"];
     "heads" "heads { mean: { dense(8) }, log_var: { dense(8) } }" Named inputs::parse_heads => [];
@@ -394,6 +402,7 @@ mod tests {
         ("graph_conv", "(x: [n, 4], g: graph[n]) -> [n, 2] { graph_conv(2, aggr = mean) }", &["GraphConv", "MeanAggr"]),
         ("graph_pool", "(x: [n, 4], g: graph[n]) -> [4] { graph_pool(max) }", &["GraphPool", "MaxAggr"]),
         ("message_passing", "(x: [n, 4], g: graph[n, 2]) -> [n, 3] { message_passing(aggr = mean) { dense(3), relu } }", &["MessagePassing", "MeanAggr", "Dense", "ReLU"]),
+        ("cfconv", "(x: [n, 4], p: [n, 3]) -> [n, 2] { cfconv(2, rbf = 5, cutoff = 2.5, positions = p) }", &["CfConv"]),
         ("route", "(x: [n, 4], z: [n]) -> [n, 1] { route(z) { { dense(1) }, { dense(1) } } }", &["Route", "Dense"]),
         ("heads", "[4] -> (a: [2], b: [3]) { heads { a: { dense(2) }, b: { dense(3) } } }", &["Dense"]),
     ];
@@ -405,7 +414,7 @@ mod tests {
             .split("layers :: ")
             .skip(1)
             .map(|rest| rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>())
-            .filter(|t| !["Eval", "Train", "Lift", "With", "Input", "NetworkError", "Mask"].contains(&t.as_str()))
+            .filter(|t| !["Eval", "Train", "Lift", "With", "WithTensor", "Input", "NetworkError", "Mask"].contains(&t.as_str()))
             .collect()
     }
 

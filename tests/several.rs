@@ -25,6 +25,7 @@ network! {
     pub Mp: (x: [n, 2], g: graph[n, 1]) -> [n, 3] { message_passing(aggr = sum) { dense(3), tanh } }
     pub Cf: (x: [n, 2], p: [n, 3]) -> [n, 3] { cfconv(3, rbf = 6, cutoff = 2.5, positions = p) }
     pub CfGraph: (x: [n, 2], p: [n, 3], g: graph[n]) -> [n, 3] { cfconv(3, rbf = 6, cutoff = 2.5, positions = p) }
+    pub Drops: [t, 4] -> [t, 4] { transformer(heads = 2, ff = 8, dropout = 0), attention(heads = 2, dropout = 0.25), transformer(heads = 2, ff = 8) }
     pub Lm: [t] -> [t, 5] { embedding(5, 4), positional(max = 8), transformer(heads = 2, ff = 8, causal = true), dense(5) }
 }
 
@@ -189,4 +190,13 @@ fn cfconv_takes_its_positions_input_and_the_declared_cutoff() {
     // A node axis that is not the graph's is an Err.
     let small = Graph::new(3, &[(0, 1)]).unwrap();
     assert!(mg.try_forward((x, p, &small)).is_err());
+}
+
+#[test]
+fn declared_dropout_is_set_on_attention_layers() {
+    let m = Drops::<f32, Cpu>::build(&Cpu::default());
+    assert_eq!((m.transformer_1.dropout, m.transformer_1.self_attn.dropout), (0.0, 0.0));
+    assert_eq!(m.attention_1.dropout, 0.25);
+    // PyTorch's default where none is declared.
+    assert_eq!((m.transformer_2.dropout, m.transformer_2.self_attn.dropout), (0.1, 0.1));
 }

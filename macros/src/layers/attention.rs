@@ -182,6 +182,8 @@ pub struct Attention {
     mask: Option<syn::Path>,
     mask_input: Option<InputInfo>,
     width: Option<Dim>,
+    /// A declared dropout probability other than the runtime default.
+    dropout: Option<f64>,
 }
 
 pub fn parse_attention(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
@@ -209,19 +211,23 @@ fn parse_seq_layer(call: &LayerCall, kind: &'static Kind, transformer: bool) -> 
         Some(v) => args::choice(v, "activation", &["relu", "gelu"])? == "gelu",
         None => false,
     };
-    if let Some(v) = a.kw("dropout") {
-        let p = args::number(v, "the dropout probability")?;
-        let default = if transformer { 0.1 } else { 0.0 };
-        if (p - default).abs() > 1e-12 {
-            return Err(args::err(v, format!("this version of typenet builds `{}` with its default dropout {default}; other values are not supported yet", call.kind_text())));
+    let dropout = match a.kw("dropout") {
+        Some(v) => {
+            let p = args::number(v, "the dropout probability")?;
+            if !(0.0..1.0).contains(&p) {
+                return Err(args::err(v, format!("a dropout probability is at least 0 and below 1, not {p}")));
+            }
+            let default = if transformer { 0.1 } else { 0.0 };
+            ((p - default).abs() > 1e-12).then_some(p)
         }
-    }
+        None => None,
+    };
     let mask = match a.kw("mask") {
         Some(Value::Path(p)) => Some(p.clone()),
         Some(v) => return Err(args::err(v, "`mask = m` names a `mask[t]` input")),
         None => None,
     };
-    Ok(Box::new(Attention { kind, transformer, heads, ff, causal, norm_first, gelu, mask, mask_input: None, width: None }))
+    Ok(Box::new(Attention { kind, transformer, heads, ff, causal, norm_first, gelu, mask, mask_input: None, width: None, dropout }))
 }
 
 /// Head counts near `h` that divide `width`.
@@ -281,6 +287,15 @@ impl Layer for Attention {
         } else {
             let ty = self.kind.ty(0);
             Some(quote!(#ty<#w, #h, __E, __D, #c>))
+        }
+    }
+    fn build_field(&self, v: TokenStream) -> TokenStream {
+        match self.dropout {
+            // The transformer's probability applies to its attention weights too (PyTorch's
+            // `nn.TransformerEncoderLayer(dropout = p)`).
+            Some(p) if self.transformer => quote!({ let mut __l = #v; __l.dropout = #p; __l.self_attn.dropout = #p; __l }),
+            Some(p) => quote!({ let mut __l = #v; __l.dropout = #p; __l }),
+            None => v,
         }
     }
     fn params(&self) -> TokenStream {

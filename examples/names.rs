@@ -29,8 +29,9 @@ use std::io::Read;
 use std::time::Instant;
 
 use rand::prelude::*;
-use typenet::layers::{Dense, Embedding, Lstm, Positional, ReLU, Transformer};
+use typenet::layers::NetworkError;
 use typenet::prelude::*;
+use typenet::train::{Ctx, LossTensor, Step, Traced};
 
 /// The end (and start) mark is symbol 0, the letters a–z are 1..=26.
 const VOCAB: usize = 27;
@@ -40,61 +41,54 @@ const MAX_T: usize = MAX_LETTERS + 1;
 const BATCH: usize = 64;
 const STEPS: usize = 1500;
 const SEED: u64 = 0;
-
-type Tokens<T = NoneTape> = Tensor<(usize, usize), usize, Cpu, T>;
-type Logits<T = NoneTape> = Tensor<(usize, usize, Const<VOCAB>), f32, Cpu, T>;
-type BoxErr = Box<dyn Error>;
-
-/// A language model: next-symbol logits `[batch, t, 27]` for input symbols `[batch, t]`.
-trait Lm: TensorCollection<f32, Cpu> + Sized {
-    const NAME: &'static str;
-    const LR: f64;
-    fn build(dev: &Cpu) -> Self;
-    fn logits<T: Tape<f32, Cpu>>(&self, x: Tokens<T>) -> Result<Logits<T>, BoxErr>;
-}
-
-// ---- The models (the one place the architectures are written) -----------------------------
-// With `network!` taking token inputs these are
-// `network! { CharLm: [t] -> [t, 27] { embedding(27, 64), positional(max = 14),
-//      transformer(heads = 4, ff = 256, causal, dropout = 0) * 2, dense(27) } }` and
-// `network! { LstmLm: [t] -> [t, 27] { embedding(27, 32), lstm(128), dense(27) } }`.
 const DIM: usize = 64;
-type Block = Transformer<DIM, 4, 256, f32, Cpu, ReLU, false, true>;
-type TransformerLm = (Embedding<VOCAB, DIM>, Positional<MAX_T, DIM>, Block, Block, Dense<DIM, VOCAB>);
-
-impl Lm for TransformerLm {
-    const NAME: &'static str = "transformer";
-    const LR: f64 = 2e-3;
-    fn build(dev: &Cpu) -> Self {
-        let mut m: Self = (Embedding::build(dev), Positional::build(dev), Block::build(dev), Block::build(dev), Dense::build(dev));
-        for block in [&mut m.2, &mut m.3] {
-            block.dropout = 0.0;
-            block.self_attn.dropout = 0.0;
-        }
-        m
-    }
-    fn logits<T: Tape<f32, Cpu>>(&self, x: Tokens<T>) -> Result<Logits<T>, BoxErr> {
-        let h = self.1.try_forward(self.0.try_forward(x)?)?;
-        let h = self.3.try_forward(self.2.try_forward(h)?)?;
-        Ok(self.4.try_forward(h)?)
-    }
-}
-
 const EMB: usize = 32;
 const HIDDEN: usize = 128;
-type LstmLm = (Embedding<VOCAB, EMB>, Lstm<EMB, HIDDEN>, Dense<HIDDEN, VOCAB>);
 
-impl Lm for LstmLm {
-    const NAME: &'static str = "LSTM";
-    const LR: f64 = 5e-3;
-    fn build(dev: &Cpu) -> Self {
-        (Embedding::build(dev), Lstm::build(dev), Dense::build(dev))
+type Tokens = Tensor<(usize, usize), usize, Cpu>;
+type Logits = Tensor<(usize, usize, Const<VOCAB>), f32, Cpu>;
+type BoxErr = Box<dyn Error>;
+
+// ---- The models (the one place the architectures are written) -----------------------------
+network! {
+    /// A causal transformer language model.
+    pub CharLm: [t] -> [t, VOCAB] {
+        embedding(VOCAB, DIM), positional(max = MAX_T),
+        transformer(heads = 4, ff = 256, causal = true, dropout = 0),
+        transformer(heads = 4, ff = 256, causal = true, dropout = 0),
+        dense(VOCAB),
     }
-    fn logits<T: Tape<f32, Cpu>>(&self, x: Tokens<T>) -> Result<Logits<T>, BoxErr> {
-        let h = self.1.try_forward(self.0.try_forward(x)?)?;
-        Ok(self.2.try_forward(h)?)
-    }
+    /// An LSTM language model.
+    pub LstmLm: [t] -> [t, VOCAB] { embedding(VOCAB, EMB), lstm(HIDDEN), dense(VOCAB) }
 }
+
+/// A language model: next-symbol logits `[batch, t, 27]` for input symbols `[batch, t]`, in
+/// evaluation (`forward`) and in training (`forward_mut` on a traced input).
+trait Lm: TensorCollection<f32, Cpu> + Sized + Module<Tokens, Output = Logits, Error = NetworkError> {
+    const NAME: &'static str;
+    const LR: f64;
+    fn fresh(dev: &Cpu) -> Self;
+    /// The training loss of a batch, the tape started on the tokens.
+    fn train_loss(&mut self, ctx: &mut Ctx<f32, Cpu>, x: Tokens, y: Logits, count: usize) -> LossTensor<f32, Cpu>;
+}
+
+macro_rules! lm {
+    ($ty:ty, $name:expr, $lr:expr) => {
+        impl Lm for $ty {
+            const NAME: &'static str = $name;
+            const LR: f64 = $lr;
+            fn fresh(dev: &Cpu) -> Self {
+                <$ty>::build(dev)
+            }
+            fn train_loss(&mut self, ctx: &mut Ctx<f32, Cpu>, x: Tokens, y: Logits, count: usize) -> LossTensor<f32, Cpu> {
+                // Every symbol of a batch is below VOCAB, so the network cannot refuse it.
+                loss(self.try_forward_mut(ctx.input(x)).expect("symbols < 27"), y, count)
+            }
+        }
+    };
+}
+lm!(CharLm<f32, Cpu>, "transformer", 2e-3);
+lm!(LstmLm<f32, Cpu>, "LSTM", 5e-3);
 // -----------------------------------------------------------------------------------------
 
 /// The surnames as symbols 1..=26.
@@ -133,28 +127,39 @@ fn batch(dev: &Cpu, names: &[&Vec<usize>]) -> (Tokens, Logits, usize) {
 }
 
 /// Mean cross-entropy over the predictions marked in `target` (`count` of them).
-fn loss<T: Tape<f32, Cpu>>(logits: Logits<T>, target: Logits, count: usize) -> Tensor<Rank0, f32, Cpu, T> {
+fn loss(logits: Traced<(usize, usize, Const<VOCAB>), f32, Cpu>, target: Logits, count: usize) -> LossTensor<f32, Cpu> {
     (logits.log_softmax::<Axis<2>>() * target).sum::<Rank0, _>() * (-1.0 / count as f32)
 }
 
+/// The summed cross-entropy (nats) of the predictions marked in `target`, on the host.
+fn nll(logits: &[f32], target: &[f32]) -> f64 {
+    logits
+        .chunks(VOCAB)
+        .zip(target.chunks(VOCAB))
+        .filter_map(|(l, t)| t.iter().position(|&v| v == 1.0).map(|c| (l, c)))
+        .map(|(l, c)| {
+            let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let lse = max + l.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+            lse - l[c] as f64
+        })
+        .sum()
+}
+
 fn train<M: Lm>(dev: &Cpu, train: &[Vec<usize>], steps: usize) -> Result<M, BoxErr> {
-    let mut model = M::build(dev);
+    let mut model = M::fresh(dev);
     let mut opt = Adam::new(&model, AdamConfig { lr: M::LR, ..Default::default() });
     let mut rng = StdRng::seed_from_u64(SEED);
     let mut order: Vec<usize> = (0..train.len()).collect();
     order.shuffle(&mut rng);
-    let mut grads = model.alloc_grads();
+    let mut step_ = Step::new();
     let (mut avg, start) = (0.0, Instant::now());
     for step in 0..steps {
         let at = (step * BATCH) % (train.len() - BATCH);
         let names: Vec<&Vec<usize>> = order[at..at + BATCH].iter().map(|&i| &train[i]).collect();
         let (x, y, count) = batch(dev, &names);
         opt.cfg.lr = M::LR * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / steps as f64).cos());
-        let l = loss(model.logits(x.traced(grads))?, y, count);
-        avg = if step == 0 { l.array() } else { 0.98 * avg + 0.02 * l.array() };
-        grads = l.backward();
-        opt.update(&mut model, &grads)?;
-        model.zero_grads(&mut grads);
+        let l = step_.run(&mut model, &mut opt, |m, ctx| m.train_loss(ctx, x, y, count))?;
+        avg = if step == 0 { l } else { 0.98 * avg + 0.02 * l };
         if (step + 1) % (steps / 5).max(1) == 0 {
             println!("  {} step {:>5}: train loss {avg:.3} ({:.0} s)", M::NAME, step + 1, start.elapsed().as_secs_f64());
         }
@@ -168,7 +173,7 @@ fn evaluate<M: Lm>(dev: &Cpu, model: &M, test: &[Vec<usize>]) -> Result<f64, Box
     for chunk in test.chunks(512) {
         let names: Vec<&Vec<usize>> = chunk.iter().collect();
         let (x, y, count) = batch(dev, &names);
-        total += loss(model.logits(x)?, y, count).array() as f64 * count as f64;
+        total += nll(&model.try_forward(x)?.as_vec(), &y.as_vec());
         n += count;
     }
     Ok(total / n as f64)
@@ -180,7 +185,7 @@ fn generate<M: Lm>(dev: &Cpu, model: &M, k: usize, rng: &mut StdRng) -> Result<V
     let mut done = vec![false; k];
     for t in 1..=MAX_T {
         let x: Tokens = dev.tensor_from_vec(seqs.concat(), (k, t));
-        let logits = model.logits(x)?.as_vec();
+        let logits = model.try_forward(x)?.as_vec();
         for (b, seq) in seqs.iter_mut().enumerate() {
             let row = &logits[(b * t + t - 1) * VOCAB..(b * t + t) * VOCAB];
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -249,8 +254,8 @@ fn main() -> Result<(), BoxErr> {
 
     let dev = Cpu::seed_from_u64(SEED);
     let seen: std::collections::HashSet<&Vec<usize>> = train_set.iter().collect();
-    let tf = report::<TransformerLm>(&dev, (&train_set, &test), steps, &seen)?;
-    let lstm = report::<LstmLm>(&dev, (&train_set, &test), steps, &seen)?;
+    let tf = report::<CharLm<f32, Cpu>>(&dev, (&train_set, &test), steps, &seen)?;
+    let lstm = report::<LstmLm<f32, Cpu>>(&dev, (&train_set, &test), steps, &seen)?;
     println!("test cross-entropy (nats per symbol): unigram {unigram:.3}, transformer {tf:.3}, LSTM {lstm:.3}");
     Ok(())
 }

@@ -80,8 +80,13 @@ pub type LossTensor<E, D> = Tensor<Rank0, E, D, OwnedTape<E, D>>;
 
 impl<E: Dtype, D: Storage<E>> Ctx<E, D> {
     /// Starts recording on `x`: every result computed from the returned tensor, through any
-    /// model, is differentiated. Call it for each input of each forward pass.
-    pub fn input<S: Shape>(&mut self, x: Tensor<S, E, D>) -> Traced<S, E, D> {
+    /// model, is differentiated. Call it for each input of each forward pass. `x` may also be
+    /// an index tensor (`usize` tokens for a network that starts with `embedding`): the tape
+    /// then rides on it, as the network's first input.
+    pub fn input<S: Shape, U: Unit>(&mut self, x: Tensor<S, U, D>) -> Tensor<S, U, D, OwnedTape<E, D>>
+    where
+        D: Storage<U>,
+    {
         match self.grads.take() {
             // The first input carries the model's preallocated gradient buffers; later ones
             // start empty and are merged into it when their results are combined.

@@ -6,11 +6,21 @@
 //!
 //! `cargo run --release --example adding [T] [steps]` (defaults: T = 200, 3000 steps; `ADDING_LR` overrides Adam's learning rate 1e-2)
 
-use typenet::layers::{Dense, Last, Lstm, Rnn};
 use typenet::prelude::*;
+use typenet::train::{Ctx, LossTensor, Step};
 
 const HIDDEN: usize = 32;
 const BATCH: usize = 64;
+
+network! {
+    /// An LSTM read at its last step.
+    pub LstmNet: [t, 2] -> [1] { lstm(HIDDEN), last, dense(1) }
+    /// A plain tanh RNN of the same width.
+    pub RnnNet: [t, 2] -> [1] { rnn(HIDDEN), last, dense(1) }
+}
+
+type Seqs = Tensor<(usize, usize, Const<2>), f32, Cpu>;
+type Sums = Tensor<(usize, Const<1>), f32, Cpu>;
 
 fn lr() -> f64 {
     std::env::var("ADDING_LR").ok().and_then(|v| v.parse().ok()).unwrap_or(1e-2)
@@ -33,7 +43,7 @@ impl Rng {
     }
 }
 
-type Batch = (Tensor<(usize, usize, Const<2>), f32, Cpu>, Tensor<(usize, Const<1>), f32, Cpu>);
+type Batch = (Seqs, Sums);
 
 fn batch(
     dev: &Cpu,
@@ -56,36 +66,32 @@ fn batch(
     (dev.tensor_from_vec(x, (n, t, Const::<2>)), dev.tensor_from_vec(y, (n, Const::<1>)))
 }
 
-/// Train `model` for `steps` minibatches; returns the test MSE on 1000 fresh sequences.
-fn train<M>(name: &str, mut model: M, dev: &Cpu, t: usize, steps: usize) -> f32
-where
-    M: TensorCollection<f32, Cpu>
-        + ModuleMut<
-            Tensor<(usize, usize, Const<2>), f32, Cpu, OwnedTape<f32, Cpu>>,
-            Output = Tensor<(usize, Const<1>), f32, Cpu, OwnedTape<f32, Cpu>>,
-            Error = CpuError,
-        > + Module<Tensor<(usize, usize, Const<2>), f32, Cpu>, Output = Tensor<(usize, Const<1>), f32, Cpu>, Error = CpuError>,
-{
+/// Train `model` for `steps` minibatches with `loss` (the training pass) and evaluate with
+/// `eval`; returns the test MSE on 1000 fresh sequences.
+fn train<M: TensorCollection<f32, Cpu>>(
+    name: &str,
+    mut model: M,
+    dev: &Cpu,
+    (t, steps): (usize, usize),
+    loss: impl Fn(&mut M, &mut Ctx<f32, Cpu>, Seqs, Sums) -> LossTensor<f32, Cpu>,
+    eval: impl Fn(&M, Seqs) -> Sums,
+) -> f32 {
     let t0 = std::time::Instant::now();
     let mut opt = Adam::new(&model, AdamConfig { lr: lr(), ..Default::default() });
-    let mut grads = model.alloc_grads();
+    let mut step_ = Step::new();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut avg = 0.0;
     for step in 1..=steps {
         let (x, y) = batch(dev, &mut rng, BATCH, t);
-        let pred = model.forward_mut(x.traced(grads));
-        let loss = mse_loss(pred, y);
-        avg = if step == 1 { loss.array() } else { 0.95 * avg + 0.05 * loss.array() };
-        grads = loss.backward();
-        opt.update(&mut model, &grads).unwrap();
-        model.zero_grads(&mut grads);
+        let l = step_.run(&mut model, &mut opt, |m, ctx| loss(m, ctx, x, y)).expect("a finite loss") as f32;
+        avg = if step == 1 { l } else { 0.95 * avg + 0.05 * l };
         if step % 500 == 0 {
             println!("  {name:>4} step {step:>5}: train MSE (moving avg) {avg:.4}");
         }
     }
     let mut test_rng = Rng(12345);
     let (x, y) = batch(dev, &mut test_rng, 1000, t);
-    let mse = mse_loss(model.forward(x), y).array();
+    let mse = mse_loss(eval(&model, x), y).array();
     println!("  {name:>4}: test MSE {mse:.4} ({:.1} s)", t0.elapsed().as_secs_f64());
     mse
 }
@@ -96,11 +102,9 @@ fn main() {
     let steps: usize = args.next().map(|a| a.parse().expect("steps")).unwrap_or(3000);
     println!("adding problem, T = {t}, batch {BATCH}, {steps} Adam steps, hidden {HIDDEN}; baseline (predict 1.0) MSE ≈ 0.167");
     let dev = Cpu::seed_from_u64(0);
-    let lstm: (Lstm<2, HIDDEN, f32, Cpu>, Last, Dense<HIDDEN, 1, f32, Cpu>) =
-        (Lstm::build(&dev), Last, Dense::build(&dev));
-    let rnn: (Rnn<2, HIDDEN, f32, Cpu>, Last, Dense<HIDDEN, 1, f32, Cpu>) =
-        (Rnn::build(&dev), Last, Dense::build(&dev));
-    let a = train("lstm", lstm, &dev, t, steps);
-    let b = train("rnn", rnn, &dev, t, steps);
+    let lstm = LstmNet::<f32, Cpu>::build(&dev);
+    let rnn = RnnNet::<f32, Cpu>::build(&dev);
+    let a = train("lstm", lstm, &dev, (t, steps), |m, ctx, x, y| mse_loss(m.forward_mut(ctx.input(x)), y), |m, x| m.forward(x));
+    let b = train("rnn", rnn, &dev, (t, steps), |m, ctx, x, y| mse_loss(m.forward_mut(ctx.input(x)), y), |m, x| m.forward(x));
     println!("test MSE: LSTM {a:.4}, RNN {b:.4}, baseline 0.1667");
 }

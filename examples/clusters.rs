@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use rand::prelude::*;
 use typenet::prelude::*;
+use typenet::train::Step;
 
 const SIZES: std::ops::RangeInclusive<usize> = 4..=8;
 const PER_SIZE_TRAIN: usize = 240;
@@ -187,7 +188,7 @@ fn main() {
     };
     let mut model = Model::build(&dev);
     let mut opt = Adam::new(&model, AdamConfig { lr: 3e-3, ..Default::default() });
-    let mut grads = model.alloc_grads();
+    let mut step = Step::new();
     for epoch in 0..EPOCHS {
         // Cosine learning-rate decay from 3e-3 to 1e-4.
         let t = epoch as f64 / EPOCHS as f64;
@@ -196,12 +197,7 @@ fn main() {
         let bs = batches(&train, &mut rng);
         for idx in &bs {
             let (x, y) = stack(&dev, &train, idx, scale);
-            let pred = model.forward_mut(x.traced(grads));
-            let loss = mse_loss(pred, y);
-            total += loss.array();
-            grads = loss.backward();
-            opt.update(&mut model, &grads).expect("unused parameters");
-            model.zero_grads(&mut grads);
+            total += step.run(&mut model, &mut opt, |m, ctx| mse_loss(m.forward_mut(ctx.input(x)), y)).expect("a finite loss");
         }
         if epoch % 30 == 0 || epoch + 1 == EPOCHS {
             println!("epoch {epoch:3}: training MSE {:.5} (scaled units)", total / bs.len() as f64);

@@ -9,6 +9,7 @@
 
 use typenet::layers::{Dense, Last, Lstm};
 use typenet::prelude::*;
+use typenet::train::Step;
 
 const WINDOW: usize = 24;
 const HIDDEN: usize = 32;
@@ -70,7 +71,7 @@ fn main() {
     let dev = Cpu::seed_from_u64(0);
     let mut model: Model = (Lstm::build(&dev), Last, Dense::build(&dev));
     let mut opt = Adam::new(&model, AdamConfig { lr: 3e-3, ..Default::default() });
-    let mut grads = model.alloc_grads();
+    let mut step = Step::new();
     let mut rng_state = 0x2545_f491_4f6c_dd1du64;
     let mut order: Vec<usize> = (0..ntr).collect();
     for epoch in 0..EPOCHS {
@@ -91,12 +92,8 @@ fn main() {
             }
             let x = dev.tensor_from_vec(xb, (batch.len(), Const::<WINDOW>, Const::<1>));
             let y = dev.tensor_from_vec(yb, (batch.len(), Const::<1>));
-            let pred = model.forward_mut(x.traced(grads));
-            let loss = mse_loss(pred, y);
-            total += loss.array() * batch.len() as f32;
-            grads = loss.backward();
-            opt.update(&mut model, &grads).unwrap();
-            model.zero_grads(&mut grads);
+            let loss = step.run(&mut model, &mut opt, |m, ctx| mse_loss(m.forward_mut(ctx.input(x)), y)).expect("a finite loss");
+            total += loss as f32 * batch.len() as f32;
         }
         if epoch % 5 == 4 || epoch == 0 {
             let train_rmse = (total / ntr as f32).sqrt() * SCALE;

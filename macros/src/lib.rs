@@ -11,8 +11,10 @@ mod ast;
 mod check;
 mod expand;
 mod layers;
+mod names;
 mod runtime;
 mod shape;
+mod tree;
 
 /// The first layer path naming a network that is neither built in, nor declared in this
 /// invocation, nor already resolved.
@@ -147,8 +149,10 @@ fn expand_invocation(original: proc_macro2::TokenStream) -> proc_macro2::TokenSt
     }
     let mut out = proc_macro2::TokenStream::new();
     for n in &nets.0 {
-        let mut cx = check::Checker::new(&known, n.name.to_string());
-        let checked = cx.network(n);
+        let env = layers::Env { networks: &known, current: n.name.to_string(), inputs: n.inputs.iter().map(|i| i.name.to_string()).collect() };
+        let body = layers::parse_seq(&n.body, &env);
+        let mut cx = check::Checker::new();
+        let checked = cx.network(n, &body);
         let failed = !cx.errors.is_empty();
         errors.append(&mut cx.errors);
         out.extend(expand::network(n, if failed { None } else { checked }));

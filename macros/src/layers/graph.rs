@@ -2,13 +2,12 @@
 //! A graph layer takes the network's graph input (`graph = g`, or the only one); its runtime
 //! type takes `(nodes, &Graph)` and the node axis is the tensor's leading axis (no batch).
 
-use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::{Kind, Layer, Tree};
+use super::{Env, Kind};
 use crate::args::{self, Args};
-use crate::ast::{Block, InputKind, LayerCall, Seq, Value};
-use crate::check::{Checker, InputInfo, Node};
+use crate::ast::{Block, InputKind, LayerCall, Value};
+use crate::check::{tree_of, Built, Checker, Decl, InputInfo, Layer, LayerError};
 use crate::runtime::LAYERS;
 use crate::shape::{Dim, Shape};
 
@@ -63,17 +62,15 @@ pub struct GraphLayer {
     out: Dim,
     aggr: &'static str,
     graph_name: Option<syn::Path>,
-    graph: Option<InputInfo>,
-    input: Option<Dim>,
 }
 
-pub fn parse_gcn(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_gcn(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     let a = Args::new(call, kind.usage, 1, &["graph"])?;
     let out = args::dim(a.require(0, "its output size", kind.usage)?, "the output size of `gcn`")?;
-    Ok(Box::new(GraphLayer { kind, conv: false, out, aggr: "SumAggr", graph_name: graph_arg(&a)?, graph: None, input: None }))
+    Ok(Box::new(GraphLayer { kind, conv: false, out, aggr: "SumAggr", graph_name: graph_arg(&a)? }))
 }
 
-pub fn parse_graph_conv(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_graph_conv(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     let a = Args::new(call, kind.usage, 1, &["graph", "aggr"])?;
     let out = args::dim(a.require(0, "its output size", kind.usage)?, "the output size of `graph_conv`")?;
     let aggr = match a.kw("aggr") {
@@ -84,38 +81,26 @@ pub fn parse_graph_conv(call: &LayerCall, kind: &'static Kind) -> syn::Result<Bo
         },
         None => "SumAggr",
     };
-    Ok(Box::new(GraphLayer { kind, conv: true, out, aggr, graph_name: graph_arg(&a)?, graph: None, input: None }))
+    Ok(Box::new(GraphLayer { kind, conv: true, out, aggr, graph_name: graph_arg(&a)? }))
 }
 
 impl Layer for GraphLayer {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let layer = if self.conv { "graph_conv" } else { "gcn" };
         let g = graph_input(cx, layer, &self.graph_name)?;
-        self.input = Some(nodes(layer, input, &g)?);
-        self.graph = Some(g);
-        Ok(Shape::new(vec![input.dims[0].clone(), self.out.clone()]))
-    }
-    fn field_ty(&self) -> Option<TokenStream> {
-        let (i, o, ty) = (self.input.as_ref()?.arg(), self.out.arg(), self.kind.ty(0));
-        if self.conv {
+        let f = nodes(layer, input, &g)?;
+        let output = Shape::new(vec![input.dims[0].clone(), self.out.clone()]);
+        let (i, o, ty) = (f.arg(), self.out.arg(), self.kind.ty(0));
+        let field = if self.conv {
             let a = crate::runtime::layer(self.aggr);
-            Some(quote!(#ty<#i, #o, #a, __E, __D>))
+            quote!(#ty<#i, #o, #a, __E, __D>)
         } else {
-            Some(quote!(#ty<#i, #o, __E, __D>))
-        }
-    }
-    fn params(&self) -> TokenStream {
-        let (i, o) = (self.input.as_ref().map(Dim::value).unwrap_or_default(), self.out.value());
-        if self.conv {
-            quote!((2 * #i * #o + #o))
-        } else {
-            quote!((#i * #o + #o))
-        }
-    }
-    fn tree(&self, t: &Tree) -> TokenStream {
-        let field = t.field();
-        let g = self.graph.as_ref().map(|g| Tree::input(&g.ident)).unwrap_or_default();
-        quote!(#LAYERS::With(#field, #g))
+            quote!(#ty<#i, #o, __E, __D>)
+        };
+        let (i, o) = (f.value(), self.out.value());
+        let params = if self.conv { quote!((2 * #i * #o + #o)) } else { quote!((#i * #o + #o)) };
+        let (me, g) = (cx.field(), crate::tree::input(&g.ident));
+        Ok(Built::field(output, field, params).tree(quote!(#LAYERS::With(#me, #g))))
     }
 }
 
@@ -125,12 +110,10 @@ impl Layer for GraphLayer {
 pub struct Route {
     kind: &'static Kind,
     selector: syn::Path,
-    seqs: Vec<Seq>,
-    nodes: Vec<Vec<Node>>,
-    sel: Option<InputInfo>,
+    seqs: Vec<Vec<Decl>>,
 }
 
-pub fn parse_route(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_route(call: &LayerCall, kind: &'static Kind, env: &Env) -> syn::Result<Box<dyn Layer>> {
     let a = Args::new(call, kind.usage, 1, &[])?;
     let selector = match a.require(0, "the input that selects each element's branch", kind.usage)? {
         Value::Path(p) => p.clone(),
@@ -141,18 +124,18 @@ pub fn parse_route(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn
             if b.len() < 2 {
                 return Err(syn::Error::new(*span, format!("`route` chooses between two or more branches: `{}`", kind.usage)));
             }
-            b.iter().map(|(s, _)| s.clone()).collect()
+            b.iter().map(|(s, _)| super::parse_seq(s, env)).collect()
         }
         Some(Block::Seq(_, span)) | Some(Block::Named(_, span)) => {
             return Err(syn::Error::new(*span, format!("`route` takes branches, each in braces: `{}`", kind.usage)))
         }
         None => return Err(syn::Error::new_spanned(&call.tokens, format!("`route` needs its branches: `{}`", kind.usage))),
     };
-    Ok(Box::new(Route { kind, selector, seqs, nodes: Vec::new(), sel: None }))
+    Ok(Box::new(Route { kind, selector, seqs }))
 }
 
 impl Layer for Route {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let sel = cx.input(&self.selector, "`route(..)`", InputKind::Tensor)?;
         if sel.kind != InputKind::Tensor || sel.shape.rank() != 1 {
             return Err(format!(
@@ -160,10 +143,10 @@ impl Layer for Route {
                 sel.ident,
                 if sel.kind == InputKind::Graph { "graph" } else if sel.kind == InputKind::Mask { "mask" } else { "" },
                 sel.shape.text()
-            ));
+            ).into());
         }
         if input.rank() != 2 || !input.dims[0].is_runtime() {
-            return Err(format!("`route` acts on the elements of a set of feature vectors `[n, f]` (`n` a run-time axis), but it is given {}", input.text()));
+            return Err(format!("`route` acts on the elements of a set of feature vectors `[n, f]` (`n` a run-time axis), but it is given {}", input.text()).into());
         }
         if sel.shape.dims[0].text() != input.dims[0].text() {
             return Err(format!(
@@ -172,33 +155,29 @@ impl Layer for Route {
                 sel.shape.dims[0].text(),
                 input.text(),
                 input.dims[0].text()
-            ));
+            ).into());
         }
         let inner = Shape::new(input.dims[1..].to_vec());
         let mut outs: Vec<Shape> = Vec::new();
+        let mut children = Vec::new();
         for seq in &self.seqs {
             let (nodes, out) = cx.nested(seq, inner.clone(), format!("{} (inside `route`)", inner.text()))?;
-            self.nodes.push(nodes);
+            children.push(nodes);
             outs.push(out);
         }
         let first = outs[0].clone();
         if outs.iter().any(|o| o.text() != first.text()) || first.rank() != 1 {
             let listing = outs.iter().enumerate().map(|(i, s)| format!("branch {} gives {}", i + 1, s.text())).collect::<Vec<_>>().join(", ");
-            return Err(format!("every branch of `route` must produce the same vector shape (their rows are put back together), but {listing}"));
+            return Err(format!("every branch of `route` must produce the same vector shape (their rows are put back together), but {listing}").into());
         }
         cx.per_sample_only = true;
         cx.fallible = true;
-        self.sel = Some(sel);
-        Ok(Shape::new(vec![input.dims[0].clone(), first.dims[0].clone()]))
-    }
-    fn tree(&self, _: &Tree) -> TokenStream {
         let ty = self.kind.ty(0);
-        let branches = self.nodes.iter().map(|n| Tree::seq(n));
-        let sel = self.sel.as_ref().map(|s| Tree::selector(&s.ident)).unwrap_or_default();
-        quote!(#LAYERS::With(#ty((#(#branches,)*)), &#sel[..]))
-    }
-    fn children(&self) -> Vec<&[Node]> {
-        self.nodes.iter().map(|n| n.as_slice()).collect()
+        let branches = children.iter().map(|n| tree_of(n));
+        let sel = crate::tree::selector(&sel.ident);
+        let tree = quote!(#LAYERS::With(#ty((#(#branches,)*)), &#sel[..]));
+        let output = Shape::new(vec![input.dims[0].clone(), first.dims[0].clone()]);
+        Ok(Built::stateless(output, quote!(())).tree(tree).children(children))
     }
 }
 
@@ -209,35 +188,28 @@ pub struct GraphPool {
     kind: &'static Kind,
     aggr: &'static str,
     graph_name: Option<syn::Path>,
-    graph: Option<InputInfo>,
 }
 
-pub fn parse_graph_pool(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_graph_pool(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     let a = Args::new(call, kind.usage, 1, &["graph"])?;
     let aggr = match args::choice(a.require(0, "its reduction", kind.usage)?, "reduction", &["sum", "mean", "max"])?.as_str() {
         "mean" => "MeanAggr",
         "max" => "MaxAggr",
         _ => "SumAggr",
     };
-    Ok(Box::new(GraphPool { kind, aggr, graph_name: graph_arg(&a)?, graph: None }))
+    Ok(Box::new(GraphPool { kind, aggr, graph_name: graph_arg(&a)? }))
 }
 
 impl Layer for GraphPool {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let g = graph_input(cx, "graph_pool", &self.graph_name)?;
         let f = nodes("graph_pool", input, &g)?;
         // From here on the leading axis of the tensor counts the graphs of the batch.
         cx.pooled = true;
-        self.graph = Some(g);
-        Ok(Shape::new(vec![f]))
-    }
-    fn module(&self) -> TokenStream {
         let (ty, a) = (self.kind.ty(0), crate::runtime::layer(self.aggr));
-        quote!(<#ty<#a> as ::core::default::Default>::default())
-    }
-    fn tree(&self, _: &Tree) -> TokenStream {
-        let m = self.module();
-        let g = self.graph.as_ref().map(|g| Tree::input(&g.ident)).unwrap_or_default();
-        quote!(#LAYERS::With(#m, #g))
+        let m = quote!(<#ty<#a> as ::core::default::Default>::default());
+        let g = crate::tree::input(&g.ident);
+        let tree = quote!(#LAYERS::With(#m, #g));
+        Ok(Built::stateless(Shape::new(vec![f]), m).tree(tree))
     }
 }

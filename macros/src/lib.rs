@@ -1,7 +1,7 @@
 //! The `network!` macro of [typenet](https://docs.rs/typenet): a pipeline of small stages,
-//! parse (`ast`) → infer and check shapes (`check`) → expand (`expand`), with each layer
-//! kind described once in `layers`. Errors are spanned `syn::Error`s collected in one place;
-//! nothing panics.
+//! parse (`ast`, then `layers::parse_seq`) → check shapes (`check`, immutable records) →
+//! expand (`expand`), with each layer kind described once in `layers`. Errors are spanned
+//! `syn::Error`s collected in one place; nothing panics.
 
 
 use proc_macro::TokenStream;

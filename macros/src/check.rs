@@ -82,16 +82,29 @@ pub struct Built {
     pub reshapes: bool,
     /// `heads`: its branches' names and output shapes (their layers are `children`).
     pub heads: Option<Vec<(Ident, Shape)>>,
+    /// What the layer changes about the whole network.
+    pub effects: Effects,
+}
+
+/// What a layer changes about the whole network (the checker collects them over all layers).
+#[derive(Clone, Copy, Default)]
+pub struct Effects {
+    /// It checks its input at run time (its error is not the device's).
+    pub fallible: bool,
+    /// It takes only per-sample inputs (a graph's node axis, `route`).
+    pub per_sample_only: bool,
+    /// `graph_pool`: from here on the leading axis counts the graphs of the batch.
+    pub pooled: bool,
 }
 
 impl Built {
     /// A stateless layer computing `module`.
     pub fn stateless(output: Shape, module: TokenStream) -> Self {
-        Built { output, state: State::Stateless(module), params: quote!(0usize), tree: None, children: Vec::new(), reshapes: true, heads: None }
+        Built { output, state: State::Stateless(module), params: quote!(0usize), tree: None, children: Vec::new(), reshapes: true, heads: None, effects: Effects::default() }
     }
     /// A layer whose state is a field of type `ty` with `params` trainable parameters.
     pub fn field(output: Shape, ty: TokenStream, params: TokenStream) -> Self {
-        Built { output, state: State::Field(ty), params, tree: None, children: Vec::new(), reshapes: true, heads: None }
+        Built { output, state: State::Field(ty), params, tree: None, children: Vec::new(), reshapes: true, heads: None, effects: Effects::default() }
     }
     /// The layer keeps its input's shape (not shown in shape trails).
     pub fn keeps_shape(mut self) -> Self {
@@ -106,6 +119,26 @@ impl Built {
     /// Its nested sequences.
     pub fn children(mut self, children: Vec<Vec<Node>>) -> Self {
         self.children = children;
+        self
+    }
+    /// `heads`: the names and output shapes of its branches (the `children`, in order).
+    pub fn heads(mut self, heads: Vec<(Ident, Shape)>) -> Self {
+        self.heads = Some(heads);
+        self
+    }
+    /// It checks its input at run time: the network's error becomes `NetworkError`.
+    pub fn fallible(mut self) -> Self {
+        self.effects.fallible = true;
+        self
+    }
+    /// It takes per-sample inputs only (no batched `Module` impls).
+    pub fn per_sample_only(mut self) -> Self {
+        self.effects.per_sample_only = true;
+        self
+    }
+    /// `graph_pool`: the output's leading axis counts the graphs of the batch.
+    pub fn pools_graphs(mut self) -> Self {
+        self.effects.pooled = true;
         self
     }
 }
@@ -201,10 +234,8 @@ pub struct Checker {
     branch_start: bool,
     /// Whether the network declares several outputs.
     several_outputs: bool,
-    pub fallible: bool,
-    pub per_sample_only: bool,
-    /// A `graph_pool` ran: the output's leading axis counts the graphs.
-    pub pooled: bool,
+    /// What the layers checked so far change about the network.
+    effects: Effects,
 }
 
 pub fn shape_of(lit: &ShapeLit) -> Shape {
@@ -239,9 +270,7 @@ impl Checker {
             inputs: Vec::new(),
             branch_start: false,
             several_outputs: false,
-            fallible: false,
-            per_sample_only: false,
-            pooled: false,
+            effects: Effects::default(),
         }
     }
 
@@ -377,9 +406,9 @@ impl Checker {
             input,
             output: declared,
             asserts: std::mem::take(&mut self.asserts),
-            fallible: self.fallible || !inputs.is_empty(),
-            per_sample_only: self.per_sample_only || inputs.iter().any(|i| i.kind == InputKind::Graph),
-            pooled: self.pooled,
+            fallible: self.effects.fallible || !inputs.is_empty(),
+            per_sample_only: self.effects.per_sample_only || inputs.iter().any(|i| i.kind == InputKind::Graph),
+            pooled: self.effects.pooled,
             inputs,
             outputs: Vec::new(),
         })
@@ -437,9 +466,9 @@ impl Checker {
             input,
             output: declared,
             asserts: std::mem::take(&mut self.asserts),
-            fallible: self.fallible || !inputs.is_empty(),
-            per_sample_only: self.per_sample_only || inputs.iter().any(|i| i.kind == InputKind::Graph),
-            pooled: self.pooled,
+            fallible: self.effects.fallible || !inputs.is_empty(),
+            per_sample_only: self.effects.per_sample_only || inputs.iter().any(|i| i.kind == InputKind::Graph),
+            pooled: self.effects.pooled,
             inputs,
             outputs,
         })
@@ -538,6 +567,9 @@ impl Checker {
         self.site = outer_site;
         match result {
             Ok(b) => {
+                self.effects.fallible |= b.effects.fallible;
+                self.effects.per_sample_only |= b.effects.per_sample_only;
+                self.effects.pooled |= b.effects.pooled;
                 let tree = match (b.tree, &b.state) {
                     (Some(t), _) => t,
                     (None, State::Field(_)) => crate::tree::field(&name),

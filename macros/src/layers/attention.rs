@@ -55,7 +55,7 @@ pub fn parse_embedding(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::R
 }
 
 impl Layer for Embedding {
-    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
+    fn check(&self, input: &Shape, _: &mut Checker) -> Result<Built, LayerError> {
         if !input.index {
             return Err(format!(
                 "`embedding` looks up one row per index, so it needs an input of `usize` indices, but it is given floating-point data {}{}; \
@@ -67,13 +67,12 @@ impl Layer for Embedding {
         if input.rank() != 1 {
             return Err(format!("`embedding` takes a sequence of indices `[t]`, but it is given {}", input.text()).into());
         }
-        cx.fallible = true;
         let mut dims = input.dims.clone();
         dims.push(self.dim.clone());
         let (v, d, ty) = (self.vocab.arg(), self.dim.arg(), self.kind.ty(0));
         let field = quote!(#ty<#v, #d, __E, __D>);
         let (v, d) = (self.vocab.value(), self.dim.value());
-        Ok(Built::field(Shape::new(dims), field, quote!((#v * #d))))
+        Ok(Built::field(Shape::new(dims), field, quote!((#v * #d))).fallible())
     }
 }
 
@@ -99,14 +98,13 @@ pub fn parse_positional(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::
 }
 
 impl Layer for Positional {
-    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
+    fn check(&self, input: &Shape, _: &mut Checker) -> Result<Built, LayerError> {
         let width = sequence("positional", input)?;
         if let (Some(Dim::Known(max)), Dim::Known(t)) = (&self.max, &input.dims[0]) {
             if t > max {
                 return Err(format!("`positional(max = {max})` covers {max} steps, but the sequence {} has {t}; raise `max` to at least {t}", input.text()).into());
             }
         }
-        cx.fallible = true;
         let built = match &self.max {
             Some(m) => {
                 let (ma, wa, ty) = (m.arg(), width.arg(), self.kind.ty(0));
@@ -118,7 +116,7 @@ impl Layer for Positional {
                 Built::stateless(input.clone(), quote!(#ty))
             }
         };
-        Ok(built.keeps_shape())
+        Ok(built.keeps_shape().fallible())
     }
 }
 
@@ -247,7 +245,6 @@ impl Layer for Attention {
             }
             mask_input = Some(info);
         }
-        cx.fallible = true;
         let (w, h, c) = (width.arg(), self.heads.arg(), self.causal);
         let field = if self.transformer {
             let (f, nf, ty) = (self.ff.arg(), self.norm_first, self.kind.ty(0));
@@ -273,7 +270,7 @@ impl Layer for Attention {
             }
             None => me,
         };
-        Ok(Built::field(input.clone(), field, params).tree(tree).keeps_shape())
+        Ok(Built::field(input.clone(), field, params).tree(tree).keeps_shape().fallible())
     }
 }
 

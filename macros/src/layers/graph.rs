@@ -40,8 +40,6 @@ fn graph_input(cx: &mut Checker, layer: &str, named: &Option<syn::Path>) -> Resu
     if info.kind != InputKind::Graph {
         return Err(format!("`graph = {}` names a graph input `graph[n]`, but `{}` is declared {}", info.ident, info.ident, info.shape.text()));
     }
-    cx.per_sample_only = true;
-    cx.fallible = true;
     Ok(info)
 }
 
@@ -100,7 +98,7 @@ impl Layer for GraphLayer {
         let (i, o) = (f.value(), self.out.value());
         let params = if self.conv { quote!((2 * #i * #o + #o)) } else { quote!((#i * #o + #o)) };
         let (me, g) = (cx.field(), crate::tree::input(&g.ident));
-        Ok(Built::field(output, field, params).tree(quote!(#LAYERS::With(#me, #g))))
+        Ok(Built::field(output, field, params).tree(quote!(#LAYERS::With(#me, #g))).fallible().per_sample_only())
     }
 }
 
@@ -170,14 +168,12 @@ impl Layer for Route {
             let listing = outs.iter().enumerate().map(|(i, s)| format!("branch {} gives {}", i + 1, s.text())).collect::<Vec<_>>().join(", ");
             return Err(format!("every branch of `route` must produce the same vector shape (their rows are put back together), but {listing}").into());
         }
-        cx.per_sample_only = true;
-        cx.fallible = true;
         let ty = self.kind.ty(0);
         let branches = children.iter().map(|n| tree_of(n));
         let sel = crate::tree::selector(&sel.ident);
         let tree = quote!(#LAYERS::With(#ty((#(#branches,)*)), &#sel[..]));
         let output = Shape::new(vec![input.dims[0].clone(), first.dims[0].clone()]);
-        Ok(Built::stateless(output, quote!(())).tree(tree).children(children))
+        Ok(Built::stateless(output, quote!(())).tree(tree).children(children).fallible().per_sample_only())
     }
 }
 
@@ -204,12 +200,11 @@ impl Layer for GraphPool {
     fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let g = graph_input(cx, "graph_pool", &self.graph_name)?;
         let f = nodes("graph_pool", input, &g)?;
-        // From here on the leading axis of the tensor counts the graphs of the batch.
-        cx.pooled = true;
         let (ty, a) = (self.kind.ty(0), crate::runtime::layer(self.aggr));
         let m = quote!(<#ty<#a> as ::core::default::Default>::default());
         let g = crate::tree::input(&g.ident);
         let tree = quote!(#LAYERS::With(#m, #g));
-        Ok(Built::stateless(Shape::new(vec![f]), m).tree(tree))
+        // From here on the leading axis of the tensor counts the graphs of the batch.
+        Ok(Built::stateless(Shape::new(vec![f]), m).tree(tree).fallible().per_sample_only().pools_graphs())
     }
 }

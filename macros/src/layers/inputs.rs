@@ -38,8 +38,6 @@ impl Layer for Heads {
         }
         let output = heads.first().map(|d| d.1.clone()).unwrap_or_else(|| input.clone());
         // The expansion runs the trunk once per head (see `expand::network`).
-        let mut built = Built::stateless(output, quote!(())).tree(quote!(())).children(children);
-        built.heads = Some(heads);
-        Ok(built)
+        Ok(Built::stateless(output, quote!(())).tree(quote!(())).children(children).heads(heads))
     }
 }

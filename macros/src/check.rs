@@ -214,8 +214,6 @@ impl InputInfo {
     }
 }
 
-/// Declared shapes of the networks in this invocation, for composition.
-pub type Known = HashMap<String, (Shape, Shape)>;
 
 pub struct Checker {
     pub errors: Vec<syn::Error>,

@@ -18,8 +18,8 @@ mod tree;
 
 /// The first layer path naming a network that is neither built in, nor declared in this
 /// invocation, nor already resolved.
-fn unresolved(nets: &ast::Networks, known: &check::Known, local: &[String]) -> Option<syn::Path> {
-    fn walk(seq: &ast::Seq, known: &check::Known, local: &[String]) -> Option<syn::Path> {
+fn unresolved(nets: &ast::Networks, known: &layers::Known, local: &[String]) -> Option<syn::Path> {
+    fn walk(seq: &ast::Seq, known: &layers::Known, local: &[String]) -> Option<syn::Path> {
         for call in &seq.layers {
             // PyTorch/Keras names (`Linear`) are answered by the catalogue, not looked up.
             let builtin = call.kind.get_ident().is_some_and(|i| {
@@ -131,7 +131,7 @@ fn expand_invocation(original: proc_macro2::TokenStream) -> proc_macro2::TokenSt
         Ok(n) => n,
         Err(e) => return e.to_compile_error(),
     };
-    let mut known = check::Known::new();
+    let mut known = layers::Known::new();
     for (path, i, o) in &nets.1 {
         known.insert(path.clone(), (check::shape_of(i), check::shape_of(o)));
     }

@@ -12,7 +12,8 @@
 use proc_macro2::TokenStream;
 
 use crate::ast::{LayerCall, Seq};
-use crate::check::{Decl, Known, Layer};
+use crate::check::{Decl, Layer};
+use crate::shape::Shape;
 
 pub use crate::names::suggest;
 
@@ -31,6 +32,9 @@ mod pool;
 mod recurrent;
 mod reshape;
 mod sets;
+
+/// Declared shapes of the networks in this invocation, for composition.
+pub type Known = std::collections::HashMap<String, (Shape, Shape)>;
 
 /// What parsing needs to know about the invocation: the networks it can use as layers and
 /// the declared inputs (for suggestions).

@@ -5,7 +5,7 @@
 use quote::ToTokens;
 
 use crate::ast::{Arg, LayerCall, Value};
-use crate::layers::suggest;
+use crate::names::suggest;
 use crate::shape::Dim;
 
 /// PyTorch and Keras spellings of keyword arguments, with the DSL's name (suggested when the

@@ -1,27 +1,188 @@
-//! Stage 2: walk each declaration's layers, computing every intermediate shape from the
-//! literals. Every mistake becomes a spanned error in one collection; a sequence stops at its
-//! first error, so one mistake never cascades into errors about the layers after it.
+//! Stage 2: walk each declaration's parsed layers ([`Decl`]s, made by `layers::parse_seq`),
+//! computing every intermediate shape from the literals. Each layer's rule ([`Layer::check`])
+//! reads its parsed arguments (`&self`) and returns an immutable [`Built`] record, which
+//! becomes a [`Node`]: expansion reads only nodes. Every mistake becomes a spanned error in one
+//! collection; a sequence stops at its first error, so one mistake never cascades into errors
+//! about the layers after it.
+//!
+//! This module knows no layer kind: `layers/` depends on it (the [`Layer`] trait, the
+//! [`Checker`] context), never the reverse.
 
 use std::collections::{HashMap, HashSet};
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::Ident;
 
 use crate::ast::{Block, DimLit, InputKind, LayerCall, NetworkDecl, Seq, ShapeLit};
-use crate::layers::{self, Layer};
+use crate::runtime::LAYERS;
 use crate::shape::{Agree, Dim, Shape};
 
-/// A checked layer: its kind, its field/row name and its shapes.
+/// A parsed layer declaration of some kind: its validated arguments, immutable. Its rule
+/// computes the output shape and everything expansion needs, without changing the layer.
+pub trait Layer {
+    /// The layer's record for `input`, or an error saying what the layer expected and what it
+    /// was given (the checker adds the span and the shapes so far). Constants the macro
+    /// cannot compare are checked with `cx.require_eq`, which emits a compile-time assertion.
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError>;
+}
+
+/// One layer call after parsing: the call as written, and its layer or its parse error
+/// (reported when the checker reaches it, so errors keep the order of the declaration).
+pub struct Decl {
+    pub call: LayerCall,
+    pub layer: Result<Box<dyn Layer>, syn::Error>,
+}
+
+/// Why a layer's rule failed.
+#[derive(Debug)]
+pub enum LayerError {
+    /// What the layer expected and what it was given (the checker adds span and trail).
+    Message(String),
+    /// A nested sequence failed and already recorded its own error.
+    Reported,
+}
+
+impl From<String> for LayerError {
+    fn from(msg: String) -> Self {
+        LayerError::Message(msg)
+    }
+}
+
+impl From<&str> for LayerError {
+    fn from(msg: &str) -> Self {
+        LayerError::Message(msg.to_string())
+    }
+}
+
+/// Where a layer's state lives.
+#[derive(Clone)]
+pub enum State {
+    /// No state: the expression constructing its module.
+    Stateless(TokenStream),
+    /// A struct field of this type (`__E`, `__D` in scope: the generated generic parameters
+    /// have unlikely names so that a network or constant named `E`, `D` or `T` does not
+    /// clash).
+    Field(TokenStream),
+}
+
+/// What a layer's rule computes: the output shape and what expansion needs.
+pub struct Built {
+    pub output: Shape,
+    pub state: State,
+    /// Trainable parameters, as a `usize` constant expression.
+    pub params: TokenStream,
+    /// The module computing this layer in the network's tree (see `tree.rs`); `None`: the
+    /// layer's field, borrowed, or its stateless module.
+    pub tree: Option<TokenStream>,
+    /// Nested layer sequences (blocks), for fields, summaries and parameter counts.
+    pub children: Vec<Vec<Node>>,
+    /// Whether the layer can change the shape (shown in the shape trail of messages).
+    pub reshapes: bool,
+    /// `heads`: its branches' names and output shapes (their layers are `children`).
+    pub heads: Option<Vec<(Ident, Shape)>>,
+    /// What the layer changes about the whole network.
+    pub effects: Effects,
+    /// Statements on the built field `__l` that set the declaration's non-tensor settings
+    /// (`cfconv`'s cutoff, a dropout probability) when the network is built or converted.
+    pub finish: Option<TokenStream>,
+}
+
+/// What a layer changes about the whole network (the checker collects them over all layers).
+#[derive(Clone, Copy, Default)]
+pub struct Effects {
+    /// It checks its input at run time (its error is not the device's).
+    pub fallible: bool,
+    /// It takes only per-sample inputs (a graph's node axis, `route`).
+    pub per_sample_only: bool,
+    /// `graph_pool`: from here on the leading axis counts the graphs of the batch.
+    pub pooled: bool,
+}
+
+impl Built {
+    /// A stateless layer computing `module`.
+    pub fn stateless(output: Shape, module: TokenStream) -> Self {
+        Built { output, state: State::Stateless(module), params: quote!(0usize), tree: None, children: Vec::new(), reshapes: true, heads: None, effects: Effects::default(), finish: None }
+    }
+    /// A layer whose state is a field of type `ty` with `params` trainable parameters.
+    pub fn field(output: Shape, ty: TokenStream, params: TokenStream) -> Self {
+        Built { output, state: State::Field(ty), params, tree: None, children: Vec::new(), reshapes: true, heads: None, effects: Effects::default(), finish: None }
+    }
+    /// Statements run on the built field `__l` (see [`Built::finish`]).
+    pub fn finish(mut self, stmts: TokenStream) -> Self {
+        self.finish = Some(stmts);
+        self
+    }
+    /// The layer keeps its input's shape (not shown in shape trails).
+    pub fn keeps_shape(mut self) -> Self {
+        self.reshapes = false;
+        self
+    }
+    /// Its module in the tree, when not the plain field or module.
+    pub fn tree(mut self, tree: TokenStream) -> Self {
+        self.tree = Some(tree);
+        self
+    }
+    /// Its nested sequences.
+    pub fn children(mut self, children: Vec<Vec<Node>>) -> Self {
+        self.children = children;
+        self
+    }
+    /// `heads`: the names and output shapes of its branches (the `children`, in order).
+    pub fn heads(mut self, heads: Vec<(Ident, Shape)>) -> Self {
+        self.heads = Some(heads);
+        self
+    }
+    /// It checks its input at run time: the network's error becomes `NetworkError`.
+    pub fn fallible(mut self) -> Self {
+        self.effects.fallible = true;
+        self
+    }
+    /// It takes per-sample inputs only (no batched `Module` impls).
+    pub fn per_sample_only(mut self) -> Self {
+        self.effects.per_sample_only = true;
+        self
+    }
+    /// `graph_pool`: the output's leading axis counts the graphs of the batch.
+    pub fn pools_graphs(mut self) -> Self {
+        self.effects.pooled = true;
+        self
+    }
+}
+
+/// A checked layer: an immutable record of its name, shapes, state and code.
 pub struct Node {
     pub name: Ident,
     /// The call as written (`dense(400 -> 120)`).
     pub text: String,
-    pub layer: Box<dyn Layer>,
     pub input: Shape,
     pub output: Shape,
     pub depth: usize,
+    pub state: State,
+    pub params: TokenStream,
+    /// Its module in the network's tree.
+    pub tree: TokenStream,
+    pub children: Vec<Vec<Node>>,
+    pub reshapes: bool,
+    pub heads: Option<Vec<(Ident, Shape)>>,
+    /// See [`Built::finish`].
+    pub finish: Option<TokenStream>,
+}
+
+impl Node {
+    /// The type of its field, `None` for a stateless layer.
+    pub fn field_ty(&self) -> Option<&TokenStream> {
+        match &self.state {
+            State::Field(ty) => Some(ty),
+            State::Stateless(_) => None,
+        }
+    }
+}
+
+/// The module of a sequence of checked layers: the one module, or a tuple of them in order.
+pub fn tree_of(nodes: &[Node]) -> TokenStream {
+    crate::tree::seq(nodes.iter().map(|n| n.tree.clone()).collect())
 }
 
 /// A checked declaration, ready to expand.
@@ -63,19 +224,16 @@ impl InputInfo {
     }
 }
 
-/// Declared shapes of the networks in this invocation, for composition.
-pub type Known = HashMap<String, (Shape, Shape)>;
 
-pub struct Checker<'a> {
+pub struct Checker {
     pub errors: Vec<syn::Error>,
     pub asserts: Vec<TokenStream>,
-    pub networks: &'a Known,
-    /// The network being checked (a network may not contain itself).
-    pub current: String,
     counters: HashMap<String, usize>,
     names: HashSet<String>,
     /// The call being checked, for spans of deferred assertions.
     call: Option<TokenStream>,
+    /// The field name of the layer being checked.
+    site: Option<Ident>,
     /// The nesting depth of the sequence being checked (0 at top level).
     depth: usize,
     /// The declared inputs, when there are several.
@@ -84,10 +242,8 @@ pub struct Checker<'a> {
     branch_start: bool,
     /// Whether the network declares several outputs.
     several_outputs: bool,
-    pub fallible: bool,
-    pub per_sample_only: bool,
-    /// A `graph_pool` ran: the output's leading axis counts the graphs.
-    pub pooled: bool,
+    /// What the layers checked so far change about the network.
+    effects: Effects,
 }
 
 pub fn shape_of(lit: &ShapeLit) -> Shape {
@@ -103,23 +259,26 @@ pub fn shape_of(lit: &ShapeLit) -> Shape {
     )
 }
 
-impl<'a> Checker<'a> {
-    pub fn new(networks: &'a Known, current: String) -> Self {
+impl Default for Checker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Checker {
+    pub fn new() -> Self {
         Checker {
             errors: Vec::new(),
             asserts: Vec::new(),
-            networks,
-            current,
             counters: HashMap::new(),
             names: HashSet::new(),
             call: None,
+            site: None,
             depth: 0,
             inputs: Vec::new(),
             branch_start: false,
             several_outputs: false,
-            fallible: false,
-            per_sample_only: false,
-            pooled: false,
+            effects: Effects::default(),
         }
     }
 
@@ -134,7 +293,7 @@ impl<'a> Checker<'a> {
             return Err(format!("{role} names the input `{text}`, but the network has a single input; declare them all: `(x: [..], {text}: ..)`"));
         }
         let names: Vec<String> = self.inputs.iter().filter(|i| i.kind == kind).map(InputInfo::name).collect();
-        Err(match layers::suggest(&text, names.iter().map(String::as_str)) {
+        Err(match crate::names::suggest(&text, names.iter().map(String::as_str)) {
             Some(s) => format!("{role} names the input `{text}`, but there is no such input; did you mean `{s}`?"),
             None if names.is_empty() => format!("{role} names the input `{text}`, but the network has no such input"),
             None => format!("{role} names the input `{text}`, but there is no such input; the candidates are {}", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
@@ -161,7 +320,7 @@ impl<'a> Checker<'a> {
 
     /// Check a branch of `concat`, `sum` or `heads`: like [`Checker::nested`], but it may
     /// start from another input (`{ meta, dense(8) }`).
-    pub fn branch(&mut self, seq: &Seq, input: Shape, trail: String) -> Result<(Vec<Node>, Shape), String> {
+    pub fn branch(&mut self, seq: &[Decl], input: Shape, trail: String) -> Result<(Vec<Node>, Shape), LayerError> {
         self.branch_start = true;
         let r = self.nested(seq, input, trail);
         self.branch_start = false;
@@ -169,7 +328,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Check a whole declaration.
-    pub fn network(&mut self, decl: &NetworkDecl) -> Option<Checked> {
+    pub fn network(&mut self, decl: &NetworkDecl, body: &[Decl]) -> Option<Checked> {
         let mut input = shape_of(&decl.input);
         let declared = shape_of(&decl.output);
         self.several_outputs = !decl.outputs.is_empty();
@@ -198,7 +357,7 @@ impl<'a> Checker<'a> {
                 first.shape.index = true;
             }
         }
-        let (nodes, output) = self.seq(&decl.body, input.clone(), 0, input.text())?;
+        let (nodes, output) = self.seq(body, input.clone(), 0, input.text())?;
         if decl.body.layers.is_empty() {
             self.errors.push(syn::Error::new(decl.name.span(), format!("`{}` has no layers", decl.name)));
             return None;
@@ -255,9 +414,9 @@ impl<'a> Checker<'a> {
             input,
             output: declared,
             asserts: std::mem::take(&mut self.asserts),
-            fallible: self.fallible || !inputs.is_empty(),
-            per_sample_only: self.per_sample_only || inputs.iter().any(|i| i.kind == InputKind::Graph),
-            pooled: self.pooled,
+            fallible: self.effects.fallible || !inputs.is_empty(),
+            per_sample_only: self.effects.per_sample_only || inputs.iter().any(|i| i.kind == InputKind::Graph),
+            pooled: self.effects.pooled,
             inputs,
             outputs: Vec::new(),
         })
@@ -268,7 +427,7 @@ impl<'a> Checker<'a> {
     fn several(&mut self, decl: &NetworkDecl, nodes: Vec<Node>, input: Shape, inputs: Vec<InputInfo>) -> Option<Checked> {
         let names: Vec<String> = decl.outputs.iter().map(|(n, _)| n.to_string()).collect();
         let listing = names.iter().map(|n| format!("{n}: {{ .. }}")).collect::<Vec<_>>().join(", ");
-        let Some(heads) = nodes.last().and_then(|n| n.layer.heads()) else {
+        let Some(heads) = nodes.last().and_then(|n| n.heads.as_ref()) else {
             let last = nodes.last().map(|n| n.text.clone()).unwrap_or_default();
             let span = decl.body.layers.last().map(|c| c.tokens.clone()).unwrap_or_default();
             self.errors.push(syn::Error::new_spanned(
@@ -287,7 +446,7 @@ impl<'a> Checker<'a> {
             return None;
         }
         let mut outputs = Vec::new();
-        for ((name, lit), (_, _, out)) in decl.outputs.iter().zip(heads) {
+        for ((name, lit), (_, out)) in decl.outputs.iter().zip(heads) {
             let want = shape_of(lit);
             let mut ok = want.rank() == out.rank();
             if ok {
@@ -315,9 +474,9 @@ impl<'a> Checker<'a> {
             input,
             output: declared,
             asserts: std::mem::take(&mut self.asserts),
-            fallible: self.fallible || !inputs.is_empty(),
-            per_sample_only: self.per_sample_only || inputs.iter().any(|i| i.kind == InputKind::Graph),
-            pooled: self.pooled,
+            fallible: self.effects.fallible || !inputs.is_empty(),
+            per_sample_only: self.effects.per_sample_only || inputs.iter().any(|i| i.kind == InputKind::Graph),
+            pooled: self.effects.pooled,
             inputs,
             outputs,
         })
@@ -325,13 +484,14 @@ impl<'a> Checker<'a> {
 
     /// Check a sequence starting from `input`; `trail` is how the shapes got here (for
     /// messages). `None` once an error has been recorded.
-    pub fn seq(&mut self, seq: &Seq, input: Shape, depth: usize, trail: String) -> Option<(Vec<Node>, Shape)> {
+    pub fn seq(&mut self, seq: &[Decl], input: Shape, depth: usize, trail: String) -> Option<(Vec<Node>, Shape)> {
         let outer_depth = std::mem::replace(&mut self.depth, depth);
         let branch_start = std::mem::replace(&mut self.branch_start, false);
         let mut nodes: Vec<Node> = Vec::new();
         let mut shape = input;
         let mut trail = trail;
-        for (k, call) in seq.layers.iter().enumerate() {
+        for (k, decl) in seq.iter().enumerate() {
+            let call = &decl.call;
             if k == 0 && branch_start {
                 if let Some(id) = bare(call).filter(|id| self.inputs.iter().any(|i| i.ident == *id)) {
                     let info = self.inputs.iter_mut().find(|i| i.ident == id).map(|i| {
@@ -347,12 +507,28 @@ impl<'a> Checker<'a> {
                     let mut out = info.shape.clone();
                     out.producer = Some(format!("the input `{id}`"));
                     trail = format!("{id}: {}", out.text());
-                    nodes.push(Node { name, text: id.to_string(), layer: Box::new(layers::InputStart { ident: id.clone() }), input: shape.clone(), output: out.clone(), depth });
+                    // The branch runs on that input.
+                    let v = crate::tree::input(&id);
+                    let tree = quote!(#LAYERS::Input(::core::clone::Clone::clone(&#v)));
+                    nodes.push(Node {
+                        name,
+                        text: id.to_string(),
+                        input: shape.clone(),
+                        output: out.clone(),
+                        depth,
+                        state: State::Stateless(quote!(())),
+                        params: quote!(0usize),
+                        tree,
+                        children: Vec::new(),
+                        reshapes: true,
+                        heads: None,
+                        finish: None,
+                    });
                     shape = out;
                     continue;
                 }
             }
-            if call.kind_text() == "heads" && !(depth == 0 && self.several_outputs && k + 1 == seq.layers.len()) {
+            if call.kind_text() == "heads" && !(depth == 0 && self.several_outputs && k + 1 == seq.len()) {
                 self.errors.push(syn::Error::new_spanned(
                     &call.tokens,
                     if self.several_outputs {
@@ -364,11 +540,11 @@ impl<'a> Checker<'a> {
                 self.depth = outer_depth;
                 return None;
             }
-            let Some(mut node) = self.layer(call, &shape, depth, &trail) else {
+            let Some(mut node) = self.layer(decl, &shape, depth, &trail) else {
                 self.depth = outer_depth;
                 return None;
             };
-            if node.layer.reshapes() {
+            if node.reshapes {
                 trail = format!("{trail} → {} → {}", node.layer_label(), node.output.text());
                 node.output.producer = Some(node.layer_label());
             } else {
@@ -383,22 +559,48 @@ impl<'a> Checker<'a> {
         Some((nodes, shape))
     }
 
-    fn layer(&mut self, call: &LayerCall, input: &Shape, depth: usize, trail: &str) -> Option<Node> {
-        let mut layer = match layers::parse(call, self) {
+    fn layer(&mut self, decl: &Decl, input: &Shape, depth: usize, trail: &str) -> Option<Node> {
+        let call = &decl.call;
+        let layer = match &decl.layer {
             Ok(l) => l,
             Err(e) => {
-                self.errors.push(e);
+                self.errors.push(e.clone());
                 return None;
             }
         };
         let name = self.name_for(call)?;
         let outer = self.call.replace(call.tokens.clone());
-        let result = layer.infer(input, self);
+        let outer_site = self.site.replace(name.clone());
+        let result = layer.check(input, self);
         self.call = outer;
+        self.site = outer_site;
         match result {
-            Ok(output) => Some(Node { name, text: call.text(), layer, input: input.clone(), output, depth }),
-            Err(msg) if msg.is_empty() => None, // a nested sequence already reported its error
-            Err(msg) => {
+            Ok(b) => {
+                self.effects.fallible |= b.effects.fallible;
+                self.effects.per_sample_only |= b.effects.per_sample_only;
+                self.effects.pooled |= b.effects.pooled;
+                let tree = match (b.tree, &b.state) {
+                    (Some(t), _) => t,
+                    (None, State::Field(_)) => crate::tree::field(&name),
+                    (None, State::Stateless(m)) => m.clone(),
+                };
+                Some(Node {
+                    name,
+                    text: call.text(),
+                    input: input.clone(),
+                    output: b.output,
+                    depth,
+                    state: b.state,
+                    params: b.params,
+                    tree,
+                    children: b.children,
+                    reshapes: b.reshapes,
+                    heads: b.heads,
+                    finish: b.finish,
+                })
+            }
+            Err(LayerError::Reported) => None,
+            Err(LayerError::Message(msg)) => {
                 let note = if trail.contains('→') { trail.to_string() } else { format!("its input is {trail}") };
                 self.errors.push(syn::Error::new_spanned(&call.tokens, format!("{msg}\n  = note: {note}")));
                 None
@@ -438,10 +640,10 @@ impl<'a> Checker<'a> {
 
     /// Require two dimensions to agree: `Err(message)` when they certainly differ, a
     /// compile-time assertion spanned at the current layer when a constant is involved.
-    pub fn require_eq(&mut self, a: &Dim, b: &Dim, message: &str) -> Result<(), String> {
+    pub fn require_eq(&mut self, a: &Dim, b: &Dim, message: &str) -> Result<(), LayerError> {
         match a.agree(b, message) {
             Agree::Yes => Ok(()),
-            Agree::No => Err(message.to_string()),
+            Agree::No => Err(message.into()),
             Agree::Deferred(check) => {
                 self.assert(check);
                 Ok(())
@@ -452,7 +654,7 @@ impl<'a> Checker<'a> {
     /// Check a layer's declared input size (`dense(400 -> 120)`) against the last axis of its
     /// input, with the message every such layer gives: `` `dense(400 -> 120)` expects 400
     /// input features, but `flatten` produces 256 (= 16 × 4 × 4) ``.
-    pub fn require_features(&mut self, layer: &str, declared: &Dim, input: &Shape, per: &str) -> Result<(), String> {
+    pub fn require_features(&mut self, layer: &str, declared: &Dim, input: &Shape, per: &str) -> Result<(), LayerError> {
         let Some(last) = input.dims.last() else { return Ok(()) };
         let given = match &input.origin {
             Some(o) => format!("{} (= {o})", last.text()),
@@ -480,11 +682,17 @@ impl<'a> Checker<'a> {
     }
 
     /// Check a nested sequence (a block's body), one level deeper than the block.
-    pub fn nested(&mut self, seq: &Seq, input: Shape, trail: String) -> Result<(Vec<Node>, Shape), String> {
+    pub fn nested(&mut self, seq: &[Decl], input: Shape, trail: String) -> Result<(Vec<Node>, Shape), LayerError> {
         let outer = self.call.clone();
         let r = self.seq(seq, input, self.depth + 1, trail);
         self.call = outer;
-        r.ok_or_else(String::new)
+        r.ok_or(LayerError::Reported)
+    }
+
+    /// The field of the layer being checked, borrowed in the tree's mode (for a layer whose
+    /// module in the tree wraps its field).
+    pub fn field(&self) -> TokenStream {
+        self.site.as_ref().map(crate::tree::field).unwrap_or_default()
     }
 }
 
@@ -543,7 +751,7 @@ fn embedding_feeds(seq: &Seq, out: &mut Vec<String>) {
 /// `[1, 28, 28] → conv2d → [6, 28, 28] → …` for the nodes of a sequence.
 pub fn trail_of(start: &str, nodes: &[Node]) -> String {
     let mut t = start.to_string();
-    for n in nodes.iter().filter(|n| n.layer.reshapes()) {
+    for n in nodes.iter().filter(|n| n.reshapes) {
         t = format!("{t} → {} → {}", n.layer_label(), n.output.text());
     }
     t

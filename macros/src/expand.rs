@@ -6,27 +6,18 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use crate::ast::{InputKind, NetworkDecl};
-use crate::check::{shape_of, Checked, Node};
-use crate::layers::Tree;
+use crate::check::{shape_of, tree_of, Checked, Node};
 use crate::runtime::{DFDX, LAYERS, TYPENET};
+use crate::tree::nest;
 
-/// The module of a sequence of layers: the one module, or a tuple of them in order.
-pub fn tree(nodes: &[Node]) -> TokenStream {
-    let mut items: Vec<TokenStream> = nodes.iter().map(|node| node.layer.tree(&Tree { node })).collect();
-    if items.len() == 1 {
-        return items.pop().unwrap_or_default();
-    }
-    nest(items)
-}
-
-/// [`tree`], each module's error made a `NetworkError` when `lift` (a network whose layers
+/// [`tree_of`], each module's error made a `NetworkError` when `lift` (a network whose layers
 /// have different error types).
 fn tree_lifted(nodes: &[Node], lift: bool) -> TokenStream {
     if !lift {
-        return tree(nodes);
+        return tree_of(nodes);
     }
     let mut items: Vec<TokenStream> = nodes.iter().map(|node| {
-        let t = node.layer.tree(&Tree { node });
+        let t = &node.tree;
         quote!(#LAYERS::Lift(#t))
     }).collect();
     match items.len() {
@@ -40,7 +31,7 @@ fn tree_lifted(nodes: &[Node], lift: bool) -> TokenStream {
 fn all_nodes<'a>(nodes: &'a [Node], out: &mut Vec<&'a Node>) {
     for n in nodes {
         out.push(n);
-        for child in n.layer.children() {
+        for child in &n.children {
             all_nodes(child, out);
         }
     }
@@ -51,15 +42,6 @@ fn generics() -> (TokenStream, TokenStream) {
         quote!(__E: #DFDX::shapes::Dtype = f32, __D: #DFDX::tensor_ops::Device<__E> = #DFDX::tensor::Cpu),
         quote!(__E: #TYPENET::Float, __D: #TYPENET::Backend<__E>),
     )
-}
-
-/// Nested tuples of at most six (dfdx implements its field visitors for tuples up to six).
-fn nest(items: Vec<TokenStream>) -> TokenStream {
-    if items.len() <= 6 {
-        return quote!((#(#items,)*));
-    }
-    let chunks: Vec<TokenStream> = items.chunks(6).map(|c| quote!((#(#c,)*))).collect();
-    nest(chunks)
 }
 
 pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
@@ -118,7 +100,7 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
 
     let mut nodes = Vec::new();
     all_nodes(&checked.nodes, &mut nodes);
-    let fields: Vec<(&Node, TokenStream)> = nodes.iter().filter_map(|n| n.layer.field_ty().map(|t| (*n, t))).collect();
+    let fields: Vec<(&Node, &TokenStream)> = nodes.iter().filter_map(|n| n.field_ty().map(|t| (*n, t))).collect();
 
     // The struct, with rustdoc listing every layer.
     let mut doc = format!(
@@ -144,14 +126,16 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
         .collect();
     let inits: Vec<TokenStream> = fields.iter().map(|(n, _)| {
         let f = &n.name;
-        let v = n.layer.build_field(quote!(#f));
-        if v.to_string() == f.to_string() { quote!(#f) } else { quote!(#f: #v) }
+        match &n.finish {
+            Some(stmts) => quote!(#f: { let mut __l = #f; #stmts __l }),
+            None => quote!(#f),
+        }
     }).collect();
     let pattern = nest(names.iter().map(|n| quote!(#n)).collect());
     let visit_tuple = nest(visits);
 
     // Summary rows and parameter counts.
-    let params: Vec<TokenStream> = nodes.iter().map(|n| n.layer.params()).collect();
+    let params: Vec<&TokenStream> = nodes.iter().map(|n| &n.params).collect();
     let rows = nodes.iter().zip(&params).map(|(n, p)| {
         let (nm, text, depth) = (n.name.to_string(), n.text.clone(), n.depth);
         let shape = n.output.format_expr();
@@ -165,10 +149,10 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
     // inputs (see the README's Decisions: the trunk runs once per head, so every output
     // carries the whole tape).
     let lift = checked.fallible;
-    let tree_bodies: Vec<TokenStream> = match checked.nodes.split_last().and_then(|(l, trunk)| l.layer.heads().map(|h| (h, trunk))) {
+    let tree_bodies: Vec<TokenStream> = match checked.nodes.split_last().and_then(|(l, trunk)| l.heads.as_ref().map(|_| (&l.children, trunk))) {
         Some((heads, trunk)) if !checked.outputs.is_empty() => heads
             .iter()
-            .map(|(_, nodes, _)| {
+            .map(|nodes| {
                 let (t, h) = (tree_lifted(trunk, lift), tree_lifted(nodes, lift));
                 quote!((#t, #h))
             })

@@ -1,7 +1,7 @@
 //! The `network!` macro of [typenet](https://docs.rs/typenet): a pipeline of small stages,
-//! parse (`ast`) → infer and check shapes (`check`) → expand (`expand`), with each layer
-//! kind described once in `layers`. Errors are spanned `syn::Error`s collected in one place;
-//! nothing panics.
+//! parse (`ast`, then `layers::parse_seq`) → check shapes (`check`, immutable records) →
+//! expand (`expand`), with each layer kind described once in `layers`. Errors are spanned
+//! `syn::Error`s collected in one place; nothing panics.
 
 
 use proc_macro::TokenStream;
@@ -11,13 +11,15 @@ mod ast;
 mod check;
 mod expand;
 mod layers;
+mod names;
 mod runtime;
 mod shape;
+mod tree;
 
 /// The first layer path naming a network that is neither built in, nor declared in this
 /// invocation, nor already resolved.
-fn unresolved(nets: &ast::Networks, known: &check::Known, local: &[String]) -> Option<syn::Path> {
-    fn walk(seq: &ast::Seq, known: &check::Known, local: &[String]) -> Option<syn::Path> {
+fn unresolved(nets: &ast::Networks, known: &layers::Known, local: &[String]) -> Option<syn::Path> {
+    fn walk(seq: &ast::Seq, known: &layers::Known, local: &[String]) -> Option<syn::Path> {
         for call in &seq.layers {
             // PyTorch/Keras names (`Linear`) are answered by the catalogue, not looked up.
             let builtin = call.kind.get_ident().is_some_and(|i| {
@@ -129,7 +131,7 @@ fn expand_invocation(original: proc_macro2::TokenStream) -> proc_macro2::TokenSt
         Ok(n) => n,
         Err(e) => return e.to_compile_error(),
     };
-    let mut known = check::Known::new();
+    let mut known = layers::Known::new();
     for (path, i, o) in &nets.1 {
         known.insert(path.clone(), (check::shape_of(i), check::shape_of(o)));
     }
@@ -147,8 +149,10 @@ fn expand_invocation(original: proc_macro2::TokenStream) -> proc_macro2::TokenSt
     }
     let mut out = proc_macro2::TokenStream::new();
     for n in &nets.0 {
-        let mut cx = check::Checker::new(&known, n.name.to_string());
-        let checked = cx.network(n);
+        let env = layers::Env { networks: &known, current: n.name.to_string(), inputs: n.inputs.iter().map(|i| i.name.to_string()).collect() };
+        let body = layers::parse_seq(&n.body, &env);
+        let mut cx = check::Checker::new();
+        let checked = cx.network(n, &body);
         let failed = !cx.errors.is_empty();
         errors.append(&mut cx.errors);
         out.extend(expand::network(n, if failed { None } else { checked }));

@@ -3,10 +3,10 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::{Kind, Layer};
+use super::{Env, Kind};
 use crate::args::{self, Args};
 use crate::ast::LayerCall;
-use crate::check::Checker;
+use crate::check::{Built, Checker, Layer, LayerError};
 use crate::shape::Shape;
 
 /// A stateless element-wise layer: the module's constructor.
@@ -15,18 +15,18 @@ pub struct Activation {
 }
 
 /// An activation without arguments: the kind's runtime type, as a unit struct.
-pub fn parse(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     Args::new(call, kind.usage, 0, &[])?;
     Ok(Box::new(Activation { module: kind.ty(0) }))
 }
 
 /// `leaky_relu(a)`, default slope 0.01 (PyTorch's).
-pub fn parse_leaky_relu(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_leaky_relu(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     with_slope(call, kind, 0.01)
 }
 
 /// `elu(a)`, default 1.0 (PyTorch's).
-pub fn parse_elu(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_elu(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     with_slope(call, kind, 1.0)
 }
 
@@ -49,14 +49,8 @@ fn with_slope(call: &LayerCall, kind: &'static Kind, default: f64) -> syn::Resul
 }
 
 impl Layer for Activation {
-    fn infer(&mut self, input: &Shape, _: &mut Checker) -> Result<Shape, String> {
-        Ok(input.clone())
-    }
-    fn module(&self) -> TokenStream {
-        self.module.clone()
-    }
-    fn reshapes(&self) -> bool {
-        false
+    fn check(&self, input: &Shape, _: &mut Checker) -> Result<Built, LayerError> {
+        Ok(Built::stateless(input.clone(), self.module.clone()).keeps_shape())
     }
 }
 
@@ -65,24 +59,14 @@ pub struct PRelu {
     ty: TokenStream,
 }
 
-pub fn parse_prelu(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_prelu(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     Args::new(call, kind.usage, 0, &[])?;
     Ok(Box::new(PRelu { ty: kind.ty(0) }))
 }
 
 impl Layer for PRelu {
-    fn infer(&mut self, input: &Shape, _: &mut Checker) -> Result<Shape, String> {
-        Ok(input.clone())
-    }
-    fn field_ty(&self) -> Option<TokenStream> {
-        let ty = &self.ty;
-        Some(quote!(#ty<__E, __D>))
-    }
-    fn params(&self) -> TokenStream {
-        let shapes = crate::runtime::SHAPES;
-        quote!(#shapes::PRELU_PARAMS)
-    }
-    fn reshapes(&self) -> bool {
-        false
+    fn check(&self, input: &Shape, _: &mut Checker) -> Result<Built, LayerError> {
+        let (ty, shapes) = (&self.ty, crate::runtime::SHAPES);
+        Ok(Built::field(input.clone(), quote!(#ty<__E, __D>), quote!(#shapes::PRELU_PARAMS)).keeps_shape())
     }
 }

@@ -5,13 +5,12 @@
 //! index out of range, a sequence longer than `max`, a mask of another size), so a network
 //! using them returns `NetworkError`.
 
-use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::{Kind, Layer, Tree};
+use super::{Env, Kind};
 use crate::args::{self, Args};
 use crate::ast::{InputKind, LayerCall, Value};
-use crate::check::{Checker, InputInfo};
+use crate::check::{Built, Checker, Layer, LayerError};
 use crate::runtime::LAYERS;
 use crate::shape::{Dim, Shape};
 
@@ -48,7 +47,7 @@ pub struct Embedding {
     dim: Dim,
 }
 
-pub fn parse_embedding(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_embedding(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     let a = Args::new(call, kind.usage, 2, &[])?;
     let vocab = args::dim(a.require(0, "its vocabulary size", kind.usage)?, "the vocabulary size of `embedding`")?;
     let dim = args::dim(a.require(1, "its width", kind.usage)?, "the width of `embedding`")?;
@@ -56,30 +55,24 @@ pub fn parse_embedding(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box
 }
 
 impl Layer for Embedding {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, _: &mut Checker) -> Result<Built, LayerError> {
         if !input.index {
             return Err(format!(
                 "`embedding` looks up one row per index, so it needs an input of `usize` indices, but it is given floating-point data {}{}; \
                  an input holds indices when `embedding` is the first layer after it",
                 input.text(),
                 input.producer.as_ref().map(|p| format!(" (made by `{p}`)")).unwrap_or_default()
-            ));
+            ).into());
         }
         if input.rank() != 1 {
-            return Err(format!("`embedding` takes a sequence of indices `[t]`, but it is given {}", input.text()));
+            return Err(format!("`embedding` takes a sequence of indices `[t]`, but it is given {}", input.text()).into());
         }
-        cx.fallible = true;
         let mut dims = input.dims.clone();
         dims.push(self.dim.clone());
-        Ok(Shape::new(dims))
-    }
-    fn field_ty(&self) -> Option<TokenStream> {
         let (v, d, ty) = (self.vocab.arg(), self.dim.arg(), self.kind.ty(0));
-        Some(quote!(#ty<#v, #d, __E, __D>))
-    }
-    fn params(&self) -> TokenStream {
+        let field = quote!(#ty<#v, #d, __E, __D>);
         let (v, d) = (self.vocab.value(), self.dim.value());
-        quote!((#v * #d))
+        Ok(Built::field(Shape::new(dims), field, quote!((#v * #d))).fallible())
     }
 }
 
@@ -90,52 +83,40 @@ pub struct Positional {
     kind: &'static Kind,
     /// `None`: sinusoidal.
     max: Option<Dim>,
-    width: Option<Dim>,
 }
 
-pub fn parse_positional(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_positional(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     let a = Args::new(call, kind.usage, 1, &["max"])?;
     match (a.pos(0), a.kw("max")) {
         (Some(v), None) => {
             args::choice(v, "positional encoding", &["sinusoidal"])?;
-            Ok(Box::new(Positional { kind, max: None, width: None }))
+            Ok(Box::new(Positional { kind, max: None }))
         }
-        (None, Some(m)) => Ok(Box::new(Positional { kind, max: Some(args::dim(m, "the `max` of `positional`")?), width: None })),
+        (None, Some(m)) => Ok(Box::new(Positional { kind, max: Some(args::dim(m, "the `max` of `positional`")?) })),
         _ => Err(syn::Error::new_spanned(&call.tokens, format!("`positional` is either learned or fixed: `{}`", kind.usage))),
     }
 }
 
 impl Layer for Positional {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, _: &mut Checker) -> Result<Built, LayerError> {
         let width = sequence("positional", input)?;
         if let (Some(Dim::Known(max)), Dim::Known(t)) = (&self.max, &input.dims[0]) {
             if t > max {
-                return Err(format!("`positional(max = {max})` covers {max} steps, but the sequence {} has {t}; raise `max` to at least {t}", input.text()));
+                return Err(format!("`positional(max = {max})` covers {max} steps, but the sequence {} has {t}; raise `max` to at least {t}", input.text()).into());
             }
         }
-        cx.fallible = true;
-        self.width = Some(width);
-        Ok(input.clone())
-    }
-    fn field_ty(&self) -> Option<TokenStream> {
-        let (m, w, ty) = (self.max.as_ref()?.arg(), self.width.as_ref()?.arg(), self.kind.ty(0));
-        Some(quote!(#ty<#m, #w, __E, __D>))
-    }
-    fn module(&self) -> TokenStream {
-        let ty = self.kind.ty(1);
-        quote!(#ty)
-    }
-    fn params(&self) -> TokenStream {
-        match (&self.max, &self.width) {
-            (Some(m), Some(w)) => {
-                let (m, w) = (m.value(), w.value());
-                quote!((#m * #w))
+        let built = match &self.max {
+            Some(m) => {
+                let (ma, wa, ty) = (m.arg(), width.arg(), self.kind.ty(0));
+                let (mv, wv) = (m.value(), width.value());
+                Built::field(input.clone(), quote!(#ty<#ma, #wa, __E, __D>), quote!((#mv * #wv)))
             }
-            _ => quote!(0usize),
-        }
-    }
-    fn reshapes(&self) -> bool {
-        false
+            None => {
+                let ty = self.kind.ty(1);
+                Built::stateless(input.clone(), quote!(#ty))
+            }
+        };
+        Ok(built.keeps_shape().fallible())
     }
 }
 
@@ -146,25 +127,22 @@ pub struct Transpose {
     kind: &'static Kind,
 }
 
-pub fn parse_transpose(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_transpose(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     Args::new(call, kind.usage, 0, &[])?;
     Ok(Box::new(Transpose { kind }))
 }
 
 impl Layer for Transpose {
-    fn infer(&mut self, input: &Shape, _: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, _: &mut Checker) -> Result<Built, LayerError> {
         if input.rank() != 2 {
-            return Err(format!("`transpose` swaps the two axes of a `[a, b]` map or sequence, but it is given {}", input.text()));
+            return Err(format!("`transpose` swaps the two axes of a `[a, b]` map or sequence, but it is given {}", input.text()).into());
         }
         let mut dims = input.dims.clone();
         dims.swap(0, 1);
         // A map `[c, l]` read as a sequence `[l, c]`; a sequence transposed is a map again.
         let out = Shape::new(dims);
-        Ok(if input.is_map() { out } else { out.as_map() })
-    }
-    fn module(&self) -> TokenStream {
         let ty = self.kind.ty(0);
-        quote!(#ty)
+        Ok(Built::stateless(if input.is_map() { out } else { out.as_map() }, quote!(#ty)))
     }
 }
 
@@ -180,17 +158,15 @@ pub struct Attention {
     norm_first: bool,
     gelu: bool,
     mask: Option<syn::Path>,
-    mask_input: Option<InputInfo>,
-    width: Option<Dim>,
     /// A declared dropout probability other than the runtime default.
     dropout: Option<f64>,
 }
 
-pub fn parse_attention(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_attention(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     parse_seq_layer(call, kind, false)
 }
 
-pub fn parse_transformer(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_transformer(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     parse_seq_layer(call, kind, true)
 }
 
@@ -227,7 +203,7 @@ fn parse_seq_layer(call: &LayerCall, kind: &'static Kind, transformer: bool) -> 
         Some(v) => return Err(args::err(v, "`mask = m` names a `mask[t]` input")),
         None => None,
     };
-    Ok(Box::new(Attention { kind, transformer, heads, ff, causal, norm_first, gelu, mask, mask_input: None, width: None, dropout }))
+    Ok(Box::new(Attention { kind, transformer, heads, ff, causal, norm_first, gelu, mask, dropout }))
 }
 
 /// Head counts near `h` that divide `width`.
@@ -241,11 +217,11 @@ fn nearest_divisors(width: usize, h: usize) -> Vec<usize> {
 }
 
 impl Layer for Attention {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let layer = if self.transformer { "transformer" } else { "attention" };
         let width = sequence(layer, input)?;
         match (&width, &self.heads) {
-            (_, Dim::Known(0)) => return Err(format!("`{layer}` needs at least one head")),
+            (_, Dim::Known(0)) => return Err(format!("`{layer}` needs at least one head").into()),
             (Dim::Known(w), Dim::Known(h)) if w % h != 0 => {
                 let near = nearest_divisors(*w, *h);
                 let near = near.iter().map(|k| format!("`heads = {k}`")).collect::<Vec<_>>().join(" or ");
@@ -253,7 +229,7 @@ impl Layer for Attention {
                     "`{layer}(heads = {h})` splits the width {w} into {h} heads, but {h} does not divide {w} ({w} = {} × {h} + {}); try {near}",
                     w / h,
                     w % h
-                ));
+                ).into());
             }
             (Dim::Known(_), Dim::Known(_)) => {}
             (w, h) => {
@@ -262,65 +238,52 @@ impl Layer for Attention {
                 cx.require_const(quote!(#hv > 0 && #wv % #hv == 0), &msg);
             }
         }
+        let mut mask_input = None;
         if let Some(m) = &self.mask {
             let info = cx.input(m, &format!("`{layer}(mask = ..)`"), InputKind::Mask)?;
             if info.kind != InputKind::Mask {
-                return Err(format!("`mask = {}` names a key-padding mask input `mask[t]`, but `{}` is declared {}", info.ident, info.ident, info.shape.text()));
+                return Err(format!("`mask = {}` names a key-padding mask input `mask[t]`, but `{}` is declared {}", info.ident, info.ident, info.shape.text()).into());
             }
             if let (Some(a), b) = (info.shape.dims.first(), &input.dims[0]) {
                 if a.text() != b.text() {
-                    return Err(format!("the mask `{}` covers the axis `{}`, but the sequence {} has the axis `{}`", info.ident, a.text(), input.text(), b.text()));
+                    return Err(format!("the mask `{}` covers the axis `{}`, but the sequence {} has the axis `{}`", info.ident, a.text(), input.text(), b.text()).into());
                 }
             }
-            self.mask_input = Some(info);
+            mask_input = Some(info);
         }
-        cx.fallible = true;
-        self.width = Some(width);
-        Ok(input.clone())
-    }
-    fn field_ty(&self) -> Option<TokenStream> {
-        let (w, h, c) = (self.width.as_ref()?.arg(), self.heads.arg(), self.causal);
-        if self.transformer {
+        let (w, h, c) = (width.arg(), self.heads.arg(), self.causal);
+        let field = if self.transformer {
             let (f, nf, ty) = (self.ff.arg(), self.norm_first, self.kind.ty(0));
             let act = if self.gelu { quote!(#LAYERS::GeLU) } else { quote!(#LAYERS::ReLU) };
-            Some(quote!(#ty<#w, #h, #f, __E, __D, #act, #nf, #c>))
+            quote!(#ty<#w, #h, #f, __E, __D, #act, #nf, #c>)
         } else {
             let ty = self.kind.ty(0);
-            Some(quote!(#ty<#w, #h, __E, __D, #c>))
-        }
-    }
-    fn build_field(&self, v: TokenStream) -> TokenStream {
-        match self.dropout {
-            // The transformer's probability applies to its attention weights too (PyTorch's
-            // `nn.TransformerEncoderLayer(dropout = p)`).
-            Some(p) if self.transformer => quote!({ let mut __l = #v; __l.dropout = #p; __l.self_attn.dropout = #p; __l }),
-            Some(p) => quote!({ let mut __l = #v; __l.dropout = #p; __l }),
-            None => v,
-        }
-    }
-    fn params(&self) -> TokenStream {
-        let Some(w) = &self.width else { return quote!(0usize) };
-        let w = w.value();
+            quote!(#ty<#w, #h, __E, __D, #c>)
+        };
+        let w = width.value();
         let attn = quote!((4 * #w * #w + 4 * #w));
-        if self.transformer {
+        let params = if self.transformer {
             let f = self.ff.value();
             quote!((#attn + #w * #f + #f + #f * #w + #w + 4 * #w))
         } else {
             attn
-        }
-    }
-    fn tree(&self, t: &Tree) -> TokenStream {
-        let field = t.field();
-        match &self.mask_input {
+        };
+        let me = cx.field();
+        let tree = match &mask_input {
             Some(info) => {
-                let m = Tree::input(&info.ident);
-                quote!(#LAYERS::With(#field, #m))
+                let m = crate::tree::input(&info.ident);
+                quote!(#LAYERS::With(#me, #m))
             }
-            None => field,
-        }
-    }
-    fn reshapes(&self) -> bool {
-        false
+            None => me,
+        };
+        let built = Built::field(input.clone(), field, params).tree(tree).keeps_shape().fallible();
+        Ok(match self.dropout {
+            // The transformer's probability applies to its attention weights too (PyTorch's
+            // `nn.TransformerEncoderLayer(dropout = p)`).
+            Some(p) if self.transformer => built.finish(quote!(__l.dropout = #p; __l.self_attn.dropout = #p;)),
+            Some(p) => built.finish(quote!(__l.dropout = #p;)),
+            None => built,
+        })
     }
 }
 

@@ -4,19 +4,19 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::{Kind, Layer, Tree};
+use super::{Env, Kind};
 use crate::args::{self, Args};
-use crate::ast::{Block, LayerCall, Seq};
-use crate::check::{Checker, Node};
+use crate::ast::{Block, LayerCall};
+use crate::check::{tree_of, Built, Checker, Decl, Layer, LayerError};
 use crate::shape::{Dim, Shape};
 use crate::runtime::PRIVATE;
 
-pub(crate) fn body(call: &LayerCall, usage: &str) -> syn::Result<Seq> {
+pub(crate) fn body(call: &LayerCall, usage: &str, env: &Env) -> syn::Result<Vec<Decl>> {
     match &call.block {
         Some(Block::Seq(seq, span)) if seq.layers.is_empty() => {
             Err(syn::Error::new(*span, format!("`{}` needs at least one layer in its block", call.kind_text())))
         }
-        Some(Block::Seq(seq, _)) => Ok(seq.clone()),
+        Some(Block::Seq(seq, _)) => Ok(super::parse_seq(seq, env)),
         Some(Block::Branches(_, span)) | Some(Block::Named(_, span)) => Err(syn::Error::new(
             *span,
             format!("`{}` takes one block of layers, not branches: `{usage}`", call.kind_text()),
@@ -25,14 +25,14 @@ pub(crate) fn body(call: &LayerCall, usage: &str) -> syn::Result<Seq> {
     }
 }
 
-fn branches(call: &LayerCall, usage: &str) -> syn::Result<Vec<Seq>> {
+fn branches(call: &LayerCall, usage: &str, env: &Env) -> syn::Result<Vec<Vec<Decl>>> {
     let kind = call.kind_text();
     match &call.block {
         Some(Block::Branches(b, span)) => {
             if b.len() < 2 {
                 return Err(syn::Error::new(*span, format!("`{kind}` joins two or more branches: `{usage}`")));
             }
-            Ok(b.iter().map(|(s, _)| s.clone()).collect())
+            Ok(b.iter().map(|(s, _)| super::parse_seq(s, env)).collect())
         }
         Some(Block::Seq(_, span)) | Some(Block::Named(_, span)) => Err(syn::Error::new(*span, format!("`{kind}` takes branches, each in braces: `{usage}`"))),
         None => Err(syn::Error::new_spanned(&call.tokens, format!("`{kind}` needs its branches: `{usage}`"))),
@@ -49,40 +49,31 @@ fn inner_trail(kind: &str, input: &Shape) -> String {
 
 pub struct Each {
     kind: &'static Kind,
-    seq: Seq,
-    nodes: Vec<Node>,
+    seq: Vec<Decl>,
 }
 
-pub fn parse_each(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_each(call: &LayerCall, kind: &'static Kind, env: &Env) -> syn::Result<Box<dyn Layer>> {
     let usage = kind.usage;
     Args::new(call, usage, 0, &[])?;
-    Ok(Box::new(Each { kind, seq: body(call, usage)?, nodes: Vec::new() }))
+    Ok(Box::new(Each { kind, seq: body(call, usage, env)? }))
 }
 
 impl Layer for Each {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         if input.rank() < 2 {
             return Err(format!(
                 "`each` applies its block to every element of axis 0 of a set or sequence `[n, ..]`, but it is given the vector {}",
                 input.text()
-            ));
+            ).into());
         }
         let inner = Shape::new(input.dims[1..].to_vec());
         let (nodes, out) = cx.nested(&self.seq, inner.clone(), inner_trail("each", &inner))?;
-        self.nodes = nodes;
         let mut dims = vec![input.dims[0].clone()];
         dims.extend(out.dims.iter().cloned());
-        Ok(Shape::new(dims))
-    }
-
-    fn tree(&self, t: &Tree) -> TokenStream {
         // The set axis and the rank tell `Each` which axis is the batch.
-        let (ty, inner, rank) = (self.kind.ty(0), Tree::seq(&self.nodes), t.node.input.rank());
-        quote!(#ty::<_, #rank>(#inner))
-    }
-
-    fn children(&self) -> Vec<&[Node]> {
-        vec![&self.nodes]
+        let (ty, inner, rank) = (self.kind.ty(0), tree_of(&nodes), input.rank());
+        let tree = quote!(#ty::<_, #rank>(#inner));
+        Ok(Built::stateless(Shape::new(dims), quote!(())).tree(tree).children(vec![nodes]))
     }
 }
 
@@ -91,10 +82,8 @@ impl Layer for Each {
 
 pub struct Residual {
     kind: &'static Kind,
-    seq: Seq,
+    seq: Vec<Decl>,
     project: bool,
-    nodes: Vec<Node>,
-    proj: Option<Projection>,
 }
 
 /// The learned projection of `residual(project)` on the skip path.
@@ -107,7 +96,7 @@ enum Projection {
     Conv1(Dim, Dim, Dim),
 }
 
-pub fn parse_residual(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_residual(call: &LayerCall, kind: &'static Kind, env: &Env) -> syn::Result<Box<dyn Layer>> {
     let usage = kind.usage;
     let a = Args::new(call, usage, 1, &[])?;
     let project = match a.pos(0) {
@@ -117,7 +106,7 @@ pub fn parse_residual(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<
         }
         None => false,
     };
-    Ok(Box::new(Residual { kind, seq: body(call, usage)?, project, nodes: Vec::new(), proj: None }))
+    Ok(Box::new(Residual { kind, seq: body(call, usage, env)?, project }))
 }
 
 /// The fix for a residual block that changes the shape: on a map whose spatial size changes,
@@ -137,9 +126,8 @@ fn residual_hint(input: &Shape, out: &Shape) -> String {
 }
 
 impl Layer for Residual {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let (nodes, out) = cx.nested(&self.seq, input.clone(), inner_trail("residual", input))?;
-        self.nodes = nodes;
         let same_rank = out.rank() == input.rank();
         if !self.project {
             let msg = format!(
@@ -149,19 +137,21 @@ impl Layer for Residual {
                 residual_hint(input, &out)
             );
             if !same_rank {
-                return Err(msg);
+                return Err(msg.into());
             }
             for (a, b) in input.dims.iter().zip(&out.dims) {
                 cx.require_eq(a, b, &msg)?;
             }
-            return Ok(out);
+            let (ty, inner) = (self.kind.ty(0), tree_of(&nodes));
+            let tree = quote!(#ty(#inner));
+            return Ok(Built::stateless(out, quote!(())).tree(tree).children(vec![nodes]));
         }
         if !same_rank || input.rank() > 3 {
             return Err(format!(
                 "`residual(project)` needs the block to keep the rank of its input {}, but it produces {}",
                 input.text(),
                 out.text()
-            ));
+            ).into());
         }
         // Maps `[c, h, w]` are projected on channels by a 1×1 convolution; vectors and
         // sequences on the last axis by a dense layer. Every other axis must agree.
@@ -181,20 +171,16 @@ impl Layer for Residual {
         }
         let (i, o) = (input.dims[axis].clone(), out.dims[axis].clone());
         if map && input.dims.iter().any(Dim::is_runtime) || i.is_runtime() || o.is_runtime() {
-            return Err(format!("`residual(project)` needs sizes known at compile time, but it is given {}", input.text()));
+            return Err(format!("`residual(project)` needs sizes known at compile time, but it is given {}", input.text()).into());
         }
-        self.proj = Some(if map && input.rank() == 2 {
+        let proj = if map && input.rank() == 2 {
             Projection::Conv1(i, o, input.dims[1].clone())
         } else if map {
             Projection::Conv(i, o, input.dims[1].clone(), input.dims[2].clone())
         } else {
             Projection::Dense(i, o)
-        });
-        Ok(out)
-    }
-
-    fn field_ty(&self) -> Option<TokenStream> {
-        Some(match self.proj.as_ref()? {
+        };
+        let field = match &proj {
             Projection::Dense(i, o) => {
                 let (i, o, ty) = (i.arg(), o.arg(), self.kind.ty(2));
                 quote!(#ty<#i, #o, __E, __D>)
@@ -207,36 +193,20 @@ impl Layer for Residual {
                 let (i, o, l, ty) = (i.arg(), o.arg(), l.arg(), self.kind.ty(4));
                 quote!(#ty<#i, #o, 1, 1, 0, 1, #l, __E, __D>)
             }
-        })
-    }
-
-    fn params(&self) -> TokenStream {
-        match &self.proj {
-            Some(Projection::Dense(i, o)) => {
+        };
+        let params = match &proj {
+            Projection::Dense(i, o) => {
                 let (i, o) = (i.value(), o.value());
                 quote!((#i * #o))
             }
-            Some(Projection::Conv(i, o, ..) | Projection::Conv1(i, o, _)) => {
+            Projection::Conv(i, o, ..) | Projection::Conv1(i, o, _) => {
                 let (i, o) = (i.value(), o.value());
                 quote!((#i * #o + #o))
             }
-            None => quote!(0usize),
-        }
-    }
-
-    fn tree(&self, t: &Tree) -> TokenStream {
-        let inner = Tree::seq(&self.nodes);
-        if self.proj.is_some() {
-            let (ty, project) = (self.kind.ty(1), t.field());
-            quote!(#ty { block: #inner, project: #project })
-        } else {
-            let ty = self.kind.ty(0);
-            quote!(#ty(#inner))
-        }
-    }
-
-    fn children(&self) -> Vec<&[Node]> {
-        vec![&self.nodes]
+        };
+        let (ty, inner, project) = (self.kind.ty(1), tree_of(&nodes), cx.field());
+        let tree = quote!(#ty { block: #inner, project: #project });
+        Ok(Built::field(out, field, params).tree(tree).children(vec![nodes]))
     }
 }
 
@@ -246,54 +216,52 @@ impl Layer for Residual {
 pub struct Join {
     kind: &'static Kind,
     concat: bool,
-    seqs: Vec<Seq>,
-    nodes: Vec<Vec<Node>>,
-    outs: Vec<Shape>,
-    axis: usize,
+    seqs: Vec<Vec<Decl>>,
 }
 
-pub fn parse_concat(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_concat(call: &LayerCall, kind: &'static Kind, env: &Env) -> syn::Result<Box<dyn Layer>> {
     let usage = kind.usage;
     Args::new(call, usage, 0, &[])?;
-    Ok(Box::new(Join { kind, concat: true, seqs: branches(call, usage)?, nodes: Vec::new(), outs: Vec::new(), axis: 0 }))
+    Ok(Box::new(Join { kind, concat: true, seqs: branches(call, usage, env)? }))
 }
 
-pub fn parse_sum(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_sum(call: &LayerCall, kind: &'static Kind, env: &Env) -> syn::Result<Box<dyn Layer>> {
     let usage = kind.usage;
     Args::new(call, usage, 0, &[])?;
-    Ok(Box::new(Join { kind, concat: false, seqs: branches(call, usage)?, nodes: Vec::new(), outs: Vec::new(), axis: 0 }))
+    Ok(Box::new(Join { kind, concat: false, seqs: branches(call, usage, env)? }))
 }
 
 impl Layer for Join {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let kind = if self.concat { "concat" } else { "sum" };
+        let (mut children, mut outs) = (Vec::new(), Vec::new());
         for seq in &self.seqs {
             let (nodes, out) = cx.branch(seq, input.clone(), inner_trail(kind, input))?;
-            self.nodes.push(nodes);
-            self.outs.push(out);
+            children.push(nodes);
+            outs.push(out);
         }
-        let first = self.outs[0].clone();
-        let listing = self.outs.iter().enumerate().map(|(i, s)| format!("branch {} gives {}", i + 1, s.text())).collect::<Vec<_>>().join(", ");
-        if self.outs.iter().any(|s| s.rank() != first.rank()) {
-            return Err(format!("the branches of `{kind}` must produce shapes of the same rank, but {listing}"));
+        let first = outs[0].clone();
+        let listing = outs.iter().enumerate().map(|(i, s)| format!("branch {} gives {}", i + 1, s.text())).collect::<Vec<_>>().join(", ");
+        if outs.iter().any(|s| s.rank() != first.rank()) {
+            return Err(format!("the branches of `{kind}` must produce shapes of the same rank, but {listing}").into());
         }
         if self.concat && first.rank() > 3 {
-            return Err(format!("`concat` joins shapes of up to 3 axes, but {listing}"));
+            return Err(format!("`concat` joins shapes of up to 3 axes, but {listing}").into());
         }
         // Maps (`[c, h, w]`, and `[c, l]` from a convolution or pooling) join on channels;
         // vectors and sequences on the last axis.
-        let map = self.outs.iter().all(Shape::is_map);
-        self.axis = if self.concat && map { 0 } else { first.rank() - 1 };
-        let mut joined = first.dims[self.axis].clone();
-        for out in &self.outs[1..] {
+        let map = outs.iter().all(Shape::is_map);
+        let axis = if self.concat && map { 0 } else { first.rank() - 1 };
+        let mut joined = first.dims[axis].clone();
+        for out in &outs[1..] {
             for (ax, (a, b)) in first.dims.iter().zip(&out.dims).enumerate() {
-                if self.concat && ax == self.axis {
+                if self.concat && ax == axis {
                     continue;
                 }
                 let msg = if self.concat {
                     format!(
                         "the branches of `concat` are joined on axis {} and must agree on every other axis, but {listing} (they differ on axis {ax})",
-                        self.axis
+                        axis
                     )
                 } else {
                     format!("the branches of `sum` are added element-wise and must produce the same shape, but {listing}")
@@ -301,30 +269,27 @@ impl Layer for Join {
                 cx.require_eq(a, b, &msg)?;
             }
             if self.concat {
-                if out.dims[self.axis].is_runtime() || first.dims[self.axis].is_runtime() {
-                    return Err(format!("`concat` joins axis {} which must have a known size, but {listing}", self.axis));
+                if out.dims[axis].is_runtime() || first.dims[axis].is_runtime() {
+                    return Err(format!("`concat` joins axis {} which must have a known size, but {listing}", axis).into());
                 }
-                joined = joined.add(&out.dims[self.axis]);
+                joined = joined.add(&out.dims[axis]);
             }
         }
         let mut dims = first.dims.clone();
-        dims[self.axis] = joined;
+        dims[axis] = joined;
         let out = Shape::new(dims);
-        Ok(if map { out.as_map() } else { out })
-    }
-
-    fn tree(&self, t: &Tree) -> TokenStream {
+        let output = if map { out.as_map() } else { out };
         let ty = self.kind.ty(0);
-        let mut branches: Vec<TokenStream> = self.nodes.iter().map(|n| Tree::seq(n)).collect();
-        if self.concat {
+        let mut branches: Vec<TokenStream> = children.iter().map(|n| tree_of(n)).collect();
+        let tree = if self.concat {
             // Binary joins nested to the right; the joined axis comes out `usize` and is
             // realized to the size the checker computed.
-            let (axis, rank) = (self.axis, self.outs.first().map(Shape::rank).unwrap_or(1));
+            let rank = first.rank();
             let mut acc = branches.pop().unwrap_or_default();
             while let Some(b) = branches.pop() {
                 acc = quote!(#ty::<_, #axis, #rank>((#b, #acc)));
             }
-            let out = t.node.output.ty();
+            let out = output.ty();
             quote!((#acc, #PRIVATE::Realize::<#out>::default()))
         } else {
             // `Sum` takes up to six branches; more nest in the last place.
@@ -333,10 +298,7 @@ impl Layer for Join {
                 branches.push(quote!(#ty((#(#tail,)*))));
             }
             quote!(#ty((#(#branches,)*)))
-        }
-    }
-
-    fn children(&self) -> Vec<&[Node]> {
-        self.nodes.iter().map(|n| n.as_slice()).collect()
+        };
+        Ok(Built::stateless(output, quote!(())).tree(tree).children(children))
     }
 }

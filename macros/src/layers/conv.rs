@@ -11,10 +11,10 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 use super::dense::init_arg;
-use super::{Kind, Layer};
+use super::{Env, Kind};
 use crate::args::{self, Args};
 use crate::ast::{LayerCall, Value};
-use crate::check::Checker;
+use crate::check::{Built, Checker, Layer, LayerError};
 use crate::shape::{Dim, Shape};
 use typenet_shapes as shapes;
 
@@ -74,9 +74,6 @@ pub struct Conv {
     win: Window,
     init: TokenStream,
     ty: TokenStream,
-    /// After inference: input channels, (pad before, spatial in, spatial out) per axis.
-    input: Option<Dim>,
-    resolved: Vec<(usize, usize, usize)>,
 }
 
 fn parse_conv(call: &LayerCall, kind: &'static Kind, axes: usize) -> syn::Result<Box<dyn Layer>> {
@@ -99,14 +96,14 @@ fn parse_conv(call: &LayerCall, kind: &'static Kind, axes: usize) -> syn::Result
     if matches!(padding[0], Pad::Same) && stride.iter().any(|&s| s != 1) {
         return Err(args::err(a.kw("padding").unwrap(), "`padding = same` needs stride 1 (as in PyTorch)"));
     }
-    Ok(Box::new(Conv { axes, out, win: Window { kernel, stride, padding, dilation }, init: init_arg(&a)?, ty: kind.ty(0), input: None, resolved: vec![] }))
+    Ok(Box::new(Conv { axes, out, win: Window { kernel, stride, padding, dilation }, init: init_arg(&a)?, ty: kind.ty(0) }))
 }
 
-pub fn parse_conv1d(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_conv1d(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     parse_conv(call, kind, 1)
 }
 
-pub fn parse_conv2d(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_conv2d(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     parse_conv(call, kind, 2)
 }
 
@@ -171,48 +168,41 @@ fn conv_axis(kind: &str, axis: &str, len: usize, k: usize, s: usize, pad: Pad, d
 }
 
 impl Layer for Conv {
-    fn infer(&mut self, input: &Shape, _: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, _: &mut Checker) -> Result<Built, LayerError> {
         let kind = if self.axes == 1 { "conv1d" } else { "conv2d" };
         let (c, sizes) = spatial(kind, input, self.axes)?;
         let mut dims = vec![self.out.clone()];
-        self.resolved.clear();
+        // (pad before, spatial in, spatial out) per axis.
+        let mut resolved: Vec<(usize, usize, usize)> = Vec::new();
         for (i, &len) in sizes.iter().enumerate() {
             let (k, s, d) = (self.win.kernel[i], self.win.stride[i], self.win.dilation[i]);
             let axis = axis_name(self.axes, i);
             let (lo, out) = conv_axis(kind, axis, len, k, s, self.win.padding[i], d, input)?;
-            self.resolved.push((lo, len, out));
+            resolved.push((lo, len, out));
             dims.push(Dim::Known(out));
         }
         let area = self.win.kernel.iter().try_fold(1usize, |a, k| a.checked_mul(*k));
         if let (Dim::Known(i), Dim::Known(o)) = (&c, &self.out) {
             if area.and_then(|a| shapes::conv_params(*i, *o, a)).is_none() {
-                return Err(format!("`{kind}` from {i} to {o} channels has more parameters than `usize` can count"));
+                return Err(format!("`{kind}` from {i} to {o} channels has more parameters than `usize` can count").into());
             }
         }
-        self.input = Some(c);
-        Ok(Shape::new(dims).as_map())
-    }
-
-    fn field_ty(&self) -> Option<TokenStream> {
-        let (i, o) = (self.input.as_ref()?.arg(), self.out.arg());
+        let (i, o) = (c.arg(), self.out.arg());
         let (init, ty) = (&self.init, &self.ty);
         let w = &self.win;
-        if self.axes == 1 {
+        let field = if self.axes == 1 {
             let (k, s, d) = (w.kernel[0], w.stride[0], w.dilation[0]);
-            let (p, _, ol) = self.resolved[0];
-            Some(quote!(#ty<#i, #o, #k, #s, #p, #d, #ol, __E, __D, #init>))
+            let (p, _, ol) = resolved[0];
+            quote!(#ty<#i, #o, #k, #s, #p, #d, #ol, __E, __D, #init>)
         } else {
             let ([kh, kw], [sh, sw], [dh, dw]) = ([w.kernel[0], w.kernel[1]], [w.stride[0], w.stride[1]], [w.dilation[0], w.dilation[1]]);
-            let ((ph, _, oh), (pw, _, ow)) = (self.resolved[0], self.resolved[1]);
-            Some(quote!(#ty<#i, #o, #kh, #kw, #sh, #sw, #ph, #pw, #dh, #dw, #oh, #ow, __E, __D, #init>))
-        }
-    }
-
-    fn params(&self) -> TokenStream {
-        let i = self.input.as_ref().map(Dim::value).unwrap_or_default();
-        let o = self.out.value();
-        let area = self.win.kernel.iter().try_fold(1usize, |a, k| a.checked_mul(*k)).unwrap_or(usize::MAX);
-        crate::runtime::count(quote!(conv_params(#i, #o, #area)))
+            let ((ph, _, oh), (pw, _, ow)) = (resolved[0], resolved[1]);
+            quote!(#ty<#i, #o, #kh, #kw, #sh, #sw, #ph, #pw, #dh, #dw, #oh, #ow, __E, __D, #init>)
+        };
+        let (i, o) = (c.value(), self.out.value());
+        let area = area.unwrap_or(usize::MAX);
+        let params = crate::runtime::count(quote!(conv_params(#i, #o, #area)));
+        Ok(Built::field(Shape::new(dims).as_map(), field, params))
     }
 }
 

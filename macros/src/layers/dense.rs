@@ -3,10 +3,10 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::{Kind, Layer};
+use super::{Env, Kind};
 use crate::args::{self, Args};
 use crate::ast::{LayerCall, Value};
-use crate::check::Checker;
+use crate::check::{Built, Checker, Layer, LayerError};
 use crate::shape::{Dim, Shape};
 
 const INITS: &[(&str, &str)] = &[
@@ -25,7 +25,6 @@ pub struct Dense {
     init: TokenStream,
     /// The runtime type (with or without bias).
     ty: TokenStream,
-    input: Option<Dim>,
 }
 
 /// `init = ...` shared with every layer that has weights: the `typenet::init` scheme's type.
@@ -39,7 +38,7 @@ pub fn init_arg(a: &Args) -> syn::Result<TokenStream> {
     Ok(crate::runtime::init(ty))
 }
 
-pub fn parse(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     let a = Args::new(call, kind.usage, 1, &["bias", "init"])?;
     let v = a.require(0, "its output size", "dense(out)")?;
     let (declared_in, out) = match v {
@@ -50,11 +49,11 @@ pub fn parse(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer
         Some(b) => args::boolean(b, "`bias`")?,
         None => true,
     };
-    Ok(Box::new(Dense { declared_in, out, bias, init: init_arg(&a)?, ty: kind.ty(usize::from(!bias)), input: None }))
+    Ok(Box::new(Dense { declared_in, out, bias, init: init_arg(&a)?, ty: kind.ty(usize::from(!bias)) }))
 }
 
 impl Layer for Dense {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let Some(last) = input.dims.last() else {
             return Err("`dense` needs an input with a feature axis".into());
         };
@@ -63,10 +62,10 @@ impl Layer for Dense {
                 "`dense` acts on vectors `[f]` or on the last axis of `[t, f]` sequences, but it is given {}{}; add `flatten` before it",
                 if input.is_map() { "the feature map " } else { "" },
                 input.text()
-            ));
+            ).into());
         }
         if let Dim::Runtime(name) = last {
-            return Err(format!("`dense` needs a feature axis of known size, but the last axis of {} is the run-time axis `{name}`", input.text()));
+            return Err(format!("`dense` needs a feature axis of known size, but the last axis of {} is the run-time axis `{name}`", input.text()).into());
         }
         if let Some(declared) = &self.declared_in {
             let layer = format!("dense({} -> {})", declared.text(), self.out.text());
@@ -74,25 +73,15 @@ impl Layer for Dense {
         }
         if let (Dim::Known(i), Dim::Known(o)) = (last, &self.out) {
             if typenet_shapes::dense_params(*i, *o, self.bias).is_none() {
-                return Err(format!("`dense({i} -> {o})` has more parameters than `usize` can count"));
+                return Err(format!("`dense({i} -> {o})` has more parameters than `usize` can count").into());
             }
         }
-        self.input = Some(last.clone());
         let mut dims = input.dims.clone();
         *dims.last_mut().unwrap() = self.out.clone();
-        Ok(Shape::new(dims))
-    }
-
-    fn field_ty(&self) -> Option<TokenStream> {
-        let (i, o) = (self.input.as_ref()?.arg(), self.out.arg());
-        let init = &self.init;
-        let ty = &self.ty;
-        Some(quote!(#ty<#i, #o, __E, __D, #init>))
-    }
-
-    fn params(&self) -> TokenStream {
-        let (i, o) = (self.input.as_ref().map(Dim::value).unwrap_or_default(), self.out.value());
-        let bias = self.bias;
-        crate::runtime::count(quote!(dense_params(#i, #o, #bias)))
+        let (i, o, init, ty) = (last.arg(), self.out.arg(), &self.init, &self.ty);
+        let field = quote!(#ty<#i, #o, __E, __D, #init>);
+        let (i, o, bias) = (last.value(), self.out.value(), self.bias);
+        let params = crate::runtime::count(quote!(dense_params(#i, #o, #bias)));
+        Ok(Built::field(Shape::new(dims), field, params))
     }
 }

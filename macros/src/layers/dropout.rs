@@ -3,10 +3,10 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::{Kind, Layer};
+use super::{Env, Kind};
 use crate::args::{self, Args};
 use crate::ast::LayerCall;
-use crate::check::Checker;
+use crate::check::{Built, Checker, Layer, LayerError};
 use crate::shape::Shape;
 
 pub struct Dropout {
@@ -14,7 +14,7 @@ pub struct Dropout {
     ty: TokenStream,
 }
 
-pub fn parse(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     let a = Args::new(call, kind.usage, 1, &[])?;
     let v = a.require(0, "the probability of dropping an element", "dropout(0.5)")?;
     let p = args::number(v, "the dropout probability")?;
@@ -25,14 +25,8 @@ pub fn parse(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer
 }
 
 impl Layer for Dropout {
-    fn infer(&mut self, input: &Shape, _: &mut Checker) -> Result<Shape, String> {
-        Ok(input.clone())
-    }
-    fn module(&self) -> TokenStream {
+    fn check(&self, input: &Shape, _: &mut Checker) -> Result<Built, LayerError> {
         let (p, ty) = (self.p, &self.ty);
-        quote!(#ty { p: #p })
-    }
-    fn reshapes(&self) -> bool {
-        false
+        Ok(Built::stateless(input.clone(), quote!(#ty { p: #p })).keeps_shape())
     }
 }

@@ -3,14 +3,13 @@
 //! A graph layer takes the network's graph input (`graph = g`, or the only one); its runtime
 //! type takes `(nodes, &Graph)` and the node axis is the tensor's leading axis (no batch).
 
-use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::{Kind, Layer, Tree};
-use crate::args::{self, Args};
-use crate::ast::{Block, InputKind, LayerCall, Seq, Value};
 use super::blocks::body;
-use crate::check::{Checker, InputInfo, Node};
+use super::{Env, Kind};
+use crate::args::{self, Args};
+use crate::ast::{Block, InputKind, LayerCall, Value};
+use crate::check::{tree_of, Built, Checker, Decl, InputInfo, Layer, LayerError};
 use crate::runtime::LAYERS;
 use crate::shape::{Dim, Shape};
 
@@ -43,8 +42,6 @@ fn graph_input(cx: &mut Checker, layer: &str, named: &Option<syn::Path>) -> Resu
     if info.kind != InputKind::Graph {
         return Err(format!("`graph = {}` names a graph input `graph[n]`, but `{}` is declared {}", info.ident, info.ident, info.shape.text()));
     }
-    cx.per_sample_only = true;
-    cx.fallible = true;
     Ok(info)
 }
 
@@ -65,17 +62,15 @@ pub struct GraphLayer {
     out: Dim,
     aggr: &'static str,
     graph_name: Option<syn::Path>,
-    graph: Option<InputInfo>,
-    input: Option<Dim>,
 }
 
-pub fn parse_gcn(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_gcn(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     let a = Args::new(call, kind.usage, 1, &["graph"])?;
     let out = args::dim(a.require(0, "its output size", kind.usage)?, "the output size of `gcn`")?;
-    Ok(Box::new(GraphLayer { kind, conv: false, out, aggr: "SumAggr", graph_name: graph_arg(&a)?, graph: None, input: None }))
+    Ok(Box::new(GraphLayer { kind, conv: false, out, aggr: "SumAggr", graph_name: graph_arg(&a)? }))
 }
 
-pub fn parse_graph_conv(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_graph_conv(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     let a = Args::new(call, kind.usage, 1, &["graph", "aggr"])?;
     let out = args::dim(a.require(0, "its output size", kind.usage)?, "the output size of `graph_conv`")?;
     let aggr = match a.kw("aggr") {
@@ -86,38 +81,26 @@ pub fn parse_graph_conv(call: &LayerCall, kind: &'static Kind) -> syn::Result<Bo
         },
         None => "SumAggr",
     };
-    Ok(Box::new(GraphLayer { kind, conv: true, out, aggr, graph_name: graph_arg(&a)?, graph: None, input: None }))
+    Ok(Box::new(GraphLayer { kind, conv: true, out, aggr, graph_name: graph_arg(&a)? }))
 }
 
 impl Layer for GraphLayer {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let layer = if self.conv { "graph_conv" } else { "gcn" };
         let g = graph_input(cx, layer, &self.graph_name)?;
-        self.input = Some(nodes(layer, input, &g)?);
-        self.graph = Some(g);
-        Ok(Shape::new(vec![input.dims[0].clone(), self.out.clone()]))
-    }
-    fn field_ty(&self) -> Option<TokenStream> {
-        let (i, o, ty) = (self.input.as_ref()?.arg(), self.out.arg(), self.kind.ty(0));
-        if self.conv {
+        let f = nodes(layer, input, &g)?;
+        let output = Shape::new(vec![input.dims[0].clone(), self.out.clone()]);
+        let (i, o, ty) = (f.arg(), self.out.arg(), self.kind.ty(0));
+        let field = if self.conv {
             let a = crate::runtime::layer(self.aggr);
-            Some(quote!(#ty<#i, #o, #a, __E, __D>))
+            quote!(#ty<#i, #o, #a, __E, __D>)
         } else {
-            Some(quote!(#ty<#i, #o, __E, __D>))
-        }
-    }
-    fn params(&self) -> TokenStream {
-        let (i, o) = (self.input.as_ref().map(Dim::value).unwrap_or_default(), self.out.value());
-        if self.conv {
-            quote!((2 * #i * #o + #o))
-        } else {
-            quote!((#i * #o + #o))
-        }
-    }
-    fn tree(&self, t: &Tree) -> TokenStream {
-        let field = t.field();
-        let g = self.graph.as_ref().map(|g| Tree::input(&g.ident)).unwrap_or_default();
-        quote!(#LAYERS::With(#field, #g))
+            quote!(#ty<#i, #o, __E, __D>)
+        };
+        let (i, o) = (f.value(), self.out.value());
+        let params = if self.conv { quote!((2 * #i * #o + #o)) } else { quote!((#i * #o + #o)) };
+        let (me, g) = (cx.field(), crate::tree::input(&g.ident));
+        Ok(Built::field(output, field, params).tree(quote!(#LAYERS::With(#me, #g))).fallible().per_sample_only())
     }
 }
 
@@ -139,26 +122,23 @@ pub struct MessagePassing {
     kind: &'static Kind,
     aggr: &'static str,
     graph_name: Option<syn::Path>,
-    seq: Seq,
-    nodes: Vec<Node>,
-    graph: Option<InputInfo>,
-    width: Option<Dim>,
+    seq: Vec<Decl>,
 }
 
-pub fn parse_message_passing(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_message_passing(call: &LayerCall, kind: &'static Kind, env: &Env) -> syn::Result<Box<dyn Layer>> {
     let a = Args::new(call, kind.usage, 1, &["graph", "aggr"])?;
     let aggr = aggr_arg(&a)?;
-    Ok(Box::new(MessagePassing { kind, aggr, graph_name: graph_arg(&a)?, seq: body(call, kind.usage)?, nodes: Vec::new(), graph: None, width: None }))
+    Ok(Box::new(MessagePassing { kind, aggr, graph_name: graph_arg(&a)?, seq: body(call, kind.usage, env)? }))
 }
 
 impl Layer for MessagePassing {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let g = graph_input(cx, "message_passing", &self.graph_name)?;
         let f = nodes("message_passing", input, &g)?;
         // The message block sees [x_i, x_j, e_ij]: 2f + k, k the graph's edge features.
         let width = match g.shape.dims.get(1) {
             Some(Dim::Runtime(k)) => {
-                return Err(format!("`message_passing` needs the edge-feature width of `{}` at compile time, but it is the run-time axis `{k}`", g.ident))
+                return Err(format!("`message_passing` needs the edge-feature width of `{}` at compile time, but it is the run-time axis `{k}`", g.ident).into())
             }
             Some(k) => f.add(&f).add(k),
             None => f.add(&f),
@@ -167,22 +147,14 @@ impl Layer for MessagePassing {
         let trail = format!("{} (inside `message_passing`: [x_i, x_j{}] per edge)", inner.text(), if g.shape.dims.len() > 1 { ", e_ij" } else { "" });
         let (nodes, out) = cx.nested(&self.seq, inner, trail)?;
         if out.rank() != 1 || out.dims[0].is_runtime() {
-            return Err(format!("the block of `message_passing` maps each edge's `[x_i, x_j, e_ij]` to a message vector `[m]`, but it produces {}", out.text()));
+            return Err(format!("the block of `message_passing` maps each edge's `[x_i, x_j, e_ij]` to a message vector `[m]`, but it produces {}", out.text()).into());
         }
-        self.nodes = nodes;
-        self.graph = Some(g);
-        self.width = Some(width);
-        Ok(Shape::new(vec![input.dims[0].clone(), out.dims[0].clone()]))
-    }
-    fn tree(&self, _: &Tree) -> TokenStream {
-        let (ty, a) = (self.kind.ty(0), crate::runtime::layer(self.aggr));
-        let c = self.width.as_ref().map(Dim::arg).unwrap_or_default();
-        let block = Tree::seq(&self.nodes);
-        let g = self.graph.as_ref().map(|g| Tree::input(&g.ident)).unwrap_or_default();
-        quote!(#LAYERS::With(#ty::<#c, _, #a>::new(#block), #g))
-    }
-    fn children(&self) -> Vec<&[Node]> {
-        vec![&self.nodes]
+        let (ty, a, c) = (self.kind.ty(0), crate::runtime::layer(self.aggr), width.arg());
+        let block = tree_of(&nodes);
+        let gi = crate::tree::input(&g.ident);
+        let tree = quote!(#LAYERS::With(#ty::<#c, _, #a>::new(#block), #gi));
+        let output = Shape::new(vec![input.dims[0].clone(), out.dims[0].clone()]);
+        Ok(Built::stateless(output, quote!(())).tree(tree).children(vec![nodes]).fallible().per_sample_only())
     }
 }
 
@@ -196,12 +168,9 @@ pub struct CfConv {
     cutoff: f64,
     positions: syn::Path,
     graph_name: Option<syn::Path>,
-    graph: Option<InputInfo>,
-    pos: Option<InputInfo>,
-    input: Option<Dim>,
 }
 
-pub fn parse_cfconv(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_cfconv(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     let a = Args::new(call, kind.usage, 1, &["rbf", "cutoff", "positions", "graph"])?;
     let out = args::dim(a.require(0, "its output size", kind.usage)?, "the output size of `cfconv`")?;
     let need = |key: &str| a.kw(key).ok_or_else(|| syn::Error::new_spanned(&call.tokens, format!("`cfconv` needs `{key} = ..`: `{}`", kind.usage)));
@@ -215,56 +184,43 @@ pub fn parse_cfconv(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dy
         Value::Path(p) => p.clone(),
         v => return Err(args::err(v, "`positions = p` names the input holding the points `[n, 3]`")),
     };
-    Ok(Box::new(CfConv { kind, out, rbf, cutoff, positions, graph_name: graph_arg(&a)?, graph: None, pos: None, input: None }))
+    Ok(Box::new(CfConv { kind, out, rbf, cutoff, positions, graph_name: graph_arg(&a)? }))
 }
 
 impl Layer for CfConv {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let pos = cx.input(&self.positions, "`cfconv(positions = ..)`", InputKind::Tensor)?;
         let dims: Vec<String> = pos.shape.dims.iter().map(Dim::text).collect();
         if pos.kind != InputKind::Tensor || dims.len() != 2 || dims[1] != "3" {
-            return Err(format!("`cfconv` measures distances between 3-D points, so `positions = {0}` must be declared `{0}: [n, 3]`, but it is {1}", pos.ident, pos.shape.text()));
+            return Err(format!("`cfconv` measures distances between 3-D points, so `positions = {0}` must be declared `{0}: [n, 3]`, but it is {1}", pos.ident, pos.shape.text()).into());
         }
         // Along a graph's edges when the network has one (or names it), else every other point.
         let has_graph = cx.inputs.iter().any(|i| i.kind == InputKind::Graph);
         let graph = if self.graph_name.is_some() || has_graph { Some(graph_input(cx, "cfconv", &self.graph_name)?) } else { None };
         if input.rank() != 2 || input.dims[1].is_runtime() {
-            return Err(format!("`cfconv` acts on per-point features `[n, f]`, but it is given {}", input.text()));
+            return Err(format!("`cfconv` acts on per-point features `[n, f]`, but it is given {}", input.text()).into());
         }
         if input.dims[0].text() != dims[0] {
-            return Err(format!("`cfconv` pairs each row of {} with a point of `{}` {}, but their leading axes `{}` and `{}` differ", input.text(), pos.ident, pos.shape.text(), input.dims[0].text(), dims[0]));
+            return Err(format!("`cfconv` pairs each row of {} with a point of `{}` {}, but their leading axes `{}` and `{}` differ", input.text(), pos.ident, pos.shape.text(), input.dims[0].text(), dims[0]).into());
         }
         if let Some(g) = &graph {
             nodes("cfconv", input, g)?;
         }
-        cx.per_sample_only = true;
-        cx.fallible = true;
-        self.input = Some(input.dims[1].clone());
-        self.graph = graph;
-        self.pos = Some(pos);
-        Ok(Shape::new(vec![input.dims[0].clone(), self.out.clone()]))
-    }
-    fn field_ty(&self) -> Option<TokenStream> {
-        let (i, o, k, ty) = (self.input.as_ref()?.arg(), self.out.arg(), self.rbf.arg(), self.kind.ty(0));
-        Some(quote!(#ty<#i, #o, #k, __E, __D>))
-    }
-    fn build_field(&self, v: TokenStream) -> TokenStream {
-        let r = self.cutoff;
-        quote!({ let mut __l = #v; __l.cutoff = #r; __l })
-    }
-    fn params(&self) -> TokenStream {
+        let f = input.dims[1].clone();
+        let (i, o, k, ty) = (f.arg(), self.out.arg(), self.rbf.arg(), self.kind.ty(0));
+        let field = quote!(#ty<#i, #o, #k, __E, __D>);
         // lin1 (no bias), lin2, filter network rbf → out → out.
-        let (i, o, k) = (self.input.as_ref().map(Dim::value).unwrap_or_default(), self.out.value(), self.rbf.value());
-        quote!((#i * #o + #o * #o + #o + #k * #o + #o + #o * #o + #o))
-    }
-    fn tree(&self, t: &Tree) -> TokenStream {
-        let field = t.field();
-        let p = self.pos.as_ref().map(|p| Tree::input(&p.ident)).unwrap_or_default();
-        let g = match &self.graph {
-            Some(g) => Tree::input(&g.ident),
+        let (i, o, k) = (f.value(), self.out.value(), self.rbf.value());
+        let params = quote!((#i * #o + #o * #o + #o + #k * #o + #o + #o * #o + #o));
+        let (me, p) = (cx.field(), crate::tree::input(&pos.ident));
+        let g = match &graph {
+            Some(g) => crate::tree::input(&g.ident),
             None => quote!(()),
         };
-        quote!(#LAYERS::WithTensor(#field, ::core::clone::Clone::clone(&#p), #g))
+        let tree = quote!(#LAYERS::WithTensor(#me, ::core::clone::Clone::clone(&#p), #g));
+        let r = self.cutoff;
+        let output = Shape::new(vec![input.dims[0].clone(), self.out.clone()]);
+        Ok(Built::field(output, field, params).tree(tree).fallible().per_sample_only().finish(quote!(__l.cutoff = #r;)))
     }
 }
 
@@ -274,12 +230,10 @@ impl Layer for CfConv {
 pub struct Route {
     kind: &'static Kind,
     selector: syn::Path,
-    seqs: Vec<Seq>,
-    nodes: Vec<Vec<Node>>,
-    sel: Option<InputInfo>,
+    seqs: Vec<Vec<Decl>>,
 }
 
-pub fn parse_route(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_route(call: &LayerCall, kind: &'static Kind, env: &Env) -> syn::Result<Box<dyn Layer>> {
     let a = Args::new(call, kind.usage, 1, &[])?;
     let selector = match a.require(0, "the input that selects each element's branch", kind.usage)? {
         Value::Path(p) => p.clone(),
@@ -290,18 +244,18 @@ pub fn parse_route(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn
             if b.len() < 2 {
                 return Err(syn::Error::new(*span, format!("`route` chooses between two or more branches: `{}`", kind.usage)));
             }
-            b.iter().map(|(s, _)| s.clone()).collect()
+            b.iter().map(|(s, _)| super::parse_seq(s, env)).collect()
         }
         Some(Block::Seq(_, span)) | Some(Block::Named(_, span)) => {
             return Err(syn::Error::new(*span, format!("`route` takes branches, each in braces: `{}`", kind.usage)))
         }
         None => return Err(syn::Error::new_spanned(&call.tokens, format!("`route` needs its branches: `{}`", kind.usage))),
     };
-    Ok(Box::new(Route { kind, selector, seqs, nodes: Vec::new(), sel: None }))
+    Ok(Box::new(Route { kind, selector, seqs }))
 }
 
 impl Layer for Route {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let sel = cx.input(&self.selector, "`route(..)`", InputKind::Tensor)?;
         if sel.kind != InputKind::Tensor || sel.shape.rank() != 1 {
             return Err(format!(
@@ -309,10 +263,10 @@ impl Layer for Route {
                 sel.ident,
                 if sel.kind == InputKind::Graph { "graph" } else if sel.kind == InputKind::Mask { "mask" } else { "" },
                 sel.shape.text()
-            ));
+            ).into());
         }
         if input.rank() != 2 || !input.dims[0].is_runtime() {
-            return Err(format!("`route` acts on the elements of a set of feature vectors `[n, f]` (`n` a run-time axis), but it is given {}", input.text()));
+            return Err(format!("`route` acts on the elements of a set of feature vectors `[n, f]` (`n` a run-time axis), but it is given {}", input.text()).into());
         }
         if sel.shape.dims[0].text() != input.dims[0].text() {
             return Err(format!(
@@ -321,33 +275,27 @@ impl Layer for Route {
                 sel.shape.dims[0].text(),
                 input.text(),
                 input.dims[0].text()
-            ));
+            ).into());
         }
         let inner = Shape::new(input.dims[1..].to_vec());
         let mut outs: Vec<Shape> = Vec::new();
+        let mut children = Vec::new();
         for seq in &self.seqs {
             let (nodes, out) = cx.nested(seq, inner.clone(), format!("{} (inside `route`)", inner.text()))?;
-            self.nodes.push(nodes);
+            children.push(nodes);
             outs.push(out);
         }
         let first = outs[0].clone();
         if outs.iter().any(|o| o.text() != first.text()) || first.rank() != 1 {
             let listing = outs.iter().enumerate().map(|(i, s)| format!("branch {} gives {}", i + 1, s.text())).collect::<Vec<_>>().join(", ");
-            return Err(format!("every branch of `route` must produce the same vector shape (their rows are put back together), but {listing}"));
+            return Err(format!("every branch of `route` must produce the same vector shape (their rows are put back together), but {listing}").into());
         }
-        cx.per_sample_only = true;
-        cx.fallible = true;
-        self.sel = Some(sel);
-        Ok(Shape::new(vec![input.dims[0].clone(), first.dims[0].clone()]))
-    }
-    fn tree(&self, _: &Tree) -> TokenStream {
         let ty = self.kind.ty(0);
-        let branches = self.nodes.iter().map(|n| Tree::seq(n));
-        let sel = self.sel.as_ref().map(|s| Tree::selector(&s.ident)).unwrap_or_default();
-        quote!(#LAYERS::With(#ty((#(#branches,)*)), &#sel[..]))
-    }
-    fn children(&self) -> Vec<&[Node]> {
-        self.nodes.iter().map(|n| n.as_slice()).collect()
+        let branches = children.iter().map(|n| tree_of(n));
+        let sel = crate::tree::selector(&sel.ident);
+        let tree = quote!(#LAYERS::With(#ty((#(#branches,)*)), &#sel[..]));
+        let output = Shape::new(vec![input.dims[0].clone(), first.dims[0].clone()]);
+        Ok(Built::stateless(output, quote!(())).tree(tree).children(children).fallible().per_sample_only())
     }
 }
 
@@ -358,35 +306,27 @@ pub struct GraphPool {
     kind: &'static Kind,
     aggr: &'static str,
     graph_name: Option<syn::Path>,
-    graph: Option<InputInfo>,
 }
 
-pub fn parse_graph_pool(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_graph_pool(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     let a = Args::new(call, kind.usage, 1, &["graph"])?;
     let aggr = match args::choice(a.require(0, "its reduction", kind.usage)?, "reduction", &["sum", "mean", "max"])?.as_str() {
         "mean" => "MeanAggr",
         "max" => "MaxAggr",
         _ => "SumAggr",
     };
-    Ok(Box::new(GraphPool { kind, aggr, graph_name: graph_arg(&a)?, graph: None }))
+    Ok(Box::new(GraphPool { kind, aggr, graph_name: graph_arg(&a)? }))
 }
 
 impl Layer for GraphPool {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let g = graph_input(cx, "graph_pool", &self.graph_name)?;
         let f = nodes("graph_pool", input, &g)?;
-        // From here on the leading axis of the tensor counts the graphs of the batch.
-        cx.pooled = true;
-        self.graph = Some(g);
-        Ok(Shape::new(vec![f]))
-    }
-    fn module(&self) -> TokenStream {
         let (ty, a) = (self.kind.ty(0), crate::runtime::layer(self.aggr));
-        quote!(<#ty<#a> as ::core::default::Default>::default())
-    }
-    fn tree(&self, _: &Tree) -> TokenStream {
-        let m = self.module();
-        let g = self.graph.as_ref().map(|g| Tree::input(&g.ident)).unwrap_or_default();
-        quote!(#LAYERS::With(#m, #g))
+        let m = quote!(<#ty<#a> as ::core::default::Default>::default());
+        let g = crate::tree::input(&g.ident);
+        let tree = quote!(#LAYERS::With(#m, #g));
+        // From here on the leading axis of the tensor counts the graphs of the batch.
+        Ok(Built::stateless(Shape::new(vec![f]), m).tree(tree).fallible().per_sample_only().pools_graphs())
     }
 }

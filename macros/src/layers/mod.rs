@@ -1,16 +1,21 @@
-//! The layer catalogue. Each kind lives in one file here describing its syntax and argument
-//! validation (`parse`), its shape rule (`Layer::infer`), its parameters (`field_ty`,
-//! `params`) and its generated code (`module`/`forward`). Adding a layer is one entry in
-//! [`KINDS`] plus its file.
+//! The layer catalogue and the parse stage. Each kind lives in one file here describing its
+//! syntax and argument validation (`parse`: a call → an immutable [`Layer`] holding its
+//! arguments) and its shape rule ([`Layer::check`]: the arguments and an input shape → a
+//! [`Built`](crate::check::Built) record with the output shape, the field type or the
+//! stateless module, the parameter count and the module in the tree). Adding a layer is one
+//! entry in [`KINDS`] plus its file.
+//!
+//! Dependencies: this folder uses `check` (the [`Layer`] trait and the checker's context),
+//! `ast`, `args`, `shape`, `tree`, `runtime` and `names`; nothing here uses `expand`, and
+//! `check` uses nothing here.
 
 use proc_macro2::TokenStream;
-use quote::quote;
 
-use crate::ast::LayerCall;
-use crate::check::{Checker, Node};
+use crate::ast::{LayerCall, Seq};
+use crate::check::{Decl, Layer};
 use crate::shape::Shape;
 
-pub use inputs::InputStart;
+pub use crate::names::suggest;
 
 mod activation;
 mod attention;
@@ -28,103 +33,28 @@ mod recurrent;
 mod reshape;
 mod sets;
 
-/// A parsed, validated layer of some kind.
-pub trait Layer {
-    /// The output shape for `input`, or a message saying what the layer expected and what it
-    /// was given (the checker adds the span and the shapes so far). Constants the macro cannot
-    /// compare are checked with `cx.require_eq`, which emits a compile-time assertion.
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String>;
+/// Declared shapes of the networks in this invocation, for composition.
+pub type Known = std::collections::HashMap<String, (Shape, Shape)>;
 
-    /// The type of the struct field holding this layer's state (`__E`, `__D` in scope: the generated generic parameters have unlikely names so that a network or constant named `E`, `D` or `T` does not clash), or
-    /// `None` for a stateless layer.
-    fn field_ty(&self) -> Option<TokenStream> {
-        None
-    }
-
-    /// The expression that finishes the field `v` when the network is built (or converted,
-    /// or loaded): the field itself, or it with the declaration's non-tensor settings applied
-    /// (`cfconv`'s cutoff).
-    fn build_field(&self, v: TokenStream) -> TokenStream {
-        v
-    }
-
-    /// For a stateless layer: an expression constructing the module.
-    fn module(&self) -> TokenStream {
-        quote!(())
-    }
-
-    /// Trainable parameters, as a `usize` constant expression.
-    fn params(&self) -> TokenStream {
-        quote!(0usize)
-    }
-
-    /// The module computing this layer, as an expression in the network's tree (see
-    /// [`Tree`]): by default the layer's field, borrowed, or its stateless module.
-    fn tree(&self, t: &Tree) -> TokenStream {
-        t.module(self)
-    }
-
-    /// Nested layer sequences (blocks), for fields, summaries and parameter counts.
-    fn children(&self) -> Vec<&[Node]> {
-        Vec::new()
-    }
-
-    /// Whether the layer can change the shape (shown in the shape trail of messages).
-    fn reshapes(&self) -> bool {
-        true
-    }
-
-    /// `heads`: its branches, by output name, with their shapes.
-    fn heads(&self) -> Option<&[(syn::Ident, Vec<Node>, Shape)]> {
-        None
-    }
+/// What parsing needs to know about the invocation: the networks it can use as layers and
+/// the declared inputs (for suggestions).
+pub struct Env<'a> {
+    pub networks: &'a Known,
+    /// The network being parsed (a network may not contain itself).
+    pub current: String,
+    /// The names of its declared inputs, when there are several.
+    pub inputs: Vec<String>,
 }
 
-/// A layer's place in the network's tree of modules. The tree is the body of a
-/// `macro_rules!` the expansion defines once and calls for `forward` and `forward_mut`:
-/// `$s` is the network, `$mode` the borrow (`Eval` or `Train`) and `$($borrow)*` `&` or
-/// `&mut`, so a field is `$mode($($borrow)* $s.NAME)` and the tree is written once.
-pub struct Tree<'a> {
-    pub node: &'a Node,
+/// Parses one call of a kind (its arguments and block, nested sequences included) into a
+/// layer ready for checking.
+pub type ParseFn = fn(&LayerCall, &'static Kind, &Env) -> syn::Result<Box<dyn Layer>>;
+
+/// Parse a sequence of layer calls. A call that does not parse keeps its error, which the
+/// checker reports when it reaches the call (a sequence stops at its first error).
+pub fn parse_seq(seq: &Seq, env: &Env) -> Vec<Decl> {
+    seq.layers.iter().map(|call| Decl { call: call.clone(), layer: parse(call, env) }).collect()
 }
-
-impl Tree<'_> {
-    /// The layer's field, borrowed, or (stateless) its module.
-    pub fn module(&self, layer: &(impl Layer + ?Sized)) -> TokenStream {
-        if layer.field_ty().is_some() {
-            self.field()
-        } else {
-            layer.module()
-        }
-    }
-
-    /// This node's field, borrowed in the tree's mode.
-    pub fn field(&self) -> TokenStream {
-        let name = &self.node.name;
-        quote!($mode($($borrow)* $s.#name))
-    }
-
-    /// Another declared input, as the tree's macro receives it: a tensor (clone it), a
-    /// `&Graph` or a `&Mask`.
-    pub fn input(name: &syn::Ident) -> TokenStream {
-        let v = quote::format_ident!("__in_{}", name);
-        quote!($#v)
-    }
-
-    /// The values of an index input on the host (`route`'s selector), as a `Vec<usize>`.
-    pub fn selector(name: &syn::Ident) -> TokenStream {
-        let v = quote::format_ident!("__sel_{}", name);
-        quote!($#v)
-    }
-
-    /// A nested sequence: one module, or a tuple of them (dfdx runs a tuple in order).
-    pub fn seq(nodes: &[Node]) -> TokenStream {
-        crate::expand::tree(nodes)
-    }
-}
-
-/// Parses one call of a kind (its arguments and block) into a layer ready for checking.
-pub type ParseFn = fn(&LayerCall, &'static Kind) -> syn::Result<Box<dyn Layer>>;
 
 /// What a kind takes in braces after its name and arguments.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -230,20 +160,20 @@ pub const KINDS: &[Kind] = kinds! {
 const PLANNED: &[&str] = &[];
 
 /// Parse one layer call: a built-in kind, or another network used as a layer.
-pub fn parse(call: &LayerCall, cx: &Checker) -> syn::Result<Box<dyn Layer>> {
+pub fn parse(call: &LayerCall, env: &Env) -> syn::Result<Box<dyn Layer>> {
     let kind = call.kind_text();
     if let Some(dsl) = call.kind.get_ident().and_then(|i| framework_name(&i.to_string())) {
         return Err(syn::Error::new_spanned(&call.kind, format!("unknown layer `{kind}`; typenet calls it `{dsl}`")));
     }
     let builtin = call.kind.get_ident().map(|i| i.to_string()).filter(|s| s.chars().next().is_some_and(|c| c.is_lowercase() || c == '_'));
     let Some(name) = builtin else {
-        return network::parse(call, cx);
+        return network::parse(call, env);
     };
     if let Some(kind) = KINDS.iter().find(|k| k.name == name) {
         if call.block.is_some() && kind.body == Body::None {
             return Err(syn::Error::new_spanned(&call.tokens, format!("`{name}` takes no `{{ .. }}` block")));
         }
-        return (kind.parse)(call, kind);
+        return (kind.parse)(call, kind, env);
     }
     if PLANNED.contains(&name.as_str()) {
         return Err(syn::Error::new_spanned(
@@ -251,9 +181,8 @@ pub fn parse(call: &LayerCall, cx: &Checker) -> syn::Result<Box<dyn Layer>> {
             format!("`{name}` is part of the language but not implemented in this version of typenet"),
         ));
     }
-    if !cx.inputs.is_empty() && call.args.is_none() && call.block.is_none() {
-        let names: Vec<String> = cx.inputs.iter().map(|i| i.ident.to_string()).collect();
-        if let Some(s) = suggest(&name, names.iter().map(String::as_str)) {
+    if !env.inputs.is_empty() && call.args.is_none() && call.block.is_none() {
+        if let Some(s) = suggest(&name, env.inputs.iter().map(String::as_str)) {
             return Err(syn::Error::new_spanned(
                 &call.kind,
                 format!("unknown layer or input `{kind}`; did you mean the input `{s}`? (a branch of `concat`, `sum` or `heads` may start from an input)"),
@@ -312,31 +241,6 @@ pub fn framework_name(name: &str) -> Option<&'static str> {
     let dsl = FRAMEWORK_NAMES.iter().find(|(f, _)| *f == key).map(|(_, d)| *d);
     let dsl = dsl.or_else(|| KINDS.iter().map(|k| k.name).find(|k| k.replace('_', "") == key))?;
     (dsl != name).then_some(dsl)
-}
-
-/// The closest candidate within a small edit distance.
-pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1) + 1;
-    candidates
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let sub = prev[j - 1] + usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
 //! Another network used as a layer: its declared `INPUT -> OUTPUT`.
 
-use proc_macro2::TokenStream;
 use quote::{quote, ToTokens};
 
-use super::Layer;
+use super::Env;
 use crate::args::Args;
 use crate::ast::LayerCall;
-use crate::check::Checker;
+use crate::check::{Built, Checker, Layer, LayerError};
 use crate::shape::Shape;
 use crate::runtime::TYPENET;
 
@@ -17,16 +16,16 @@ pub struct Inner {
     input: Shape,
 }
 
-pub fn parse(call: &LayerCall, cx: &Checker) -> syn::Result<Box<dyn Layer>> {
+pub fn parse(call: &LayerCall, env: &Env) -> syn::Result<Box<dyn Layer>> {
     let name = call.kind.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
     Args::new(call, &name, 0, &[])?;
     if call.block.is_some() {
         return Err(syn::Error::new_spanned(&call.tokens, format!("the network `{name}` takes no `{{ .. }}` block")));
     }
-    if name == cx.current {
+    if name == env.current {
         return Err(syn::Error::new_spanned(&call.kind, format!("`{name}` cannot contain itself")));
     }
-    let Some((input, output)) = cx.networks.get(&call.kind_text()).or_else(|| cx.networks.get(&name)) else {
+    let Some((input, output)) = env.networks.get(&call.kind_text()).or_else(|| env.networks.get(&name)) else {
         return Err(syn::Error::new_spanned(
             &call.kind,
             format!(
@@ -40,22 +39,15 @@ pub fn parse(call: &LayerCall, cx: &Checker) -> syn::Result<Box<dyn Layer>> {
 }
 
 impl Layer for Inner {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let msg = format!("the network `{}` takes {}, but it is given {}", self.name, self.input.text(), input.text());
         if input.rank() != self.input.rank() {
-            return Err(msg);
+            return Err(msg.into());
         }
         for (a, b) in self.input.dims.iter().zip(&input.dims) {
             cx.require_eq(a, b, &msg)?;
         }
-        Ok(self.output.clone())
-    }
-    fn field_ty(&self) -> Option<TokenStream> {
         let p = &self.path;
-        Some(quote!(#p<__E, __D>))
-    }
-    fn params(&self) -> TokenStream {
-        let p = &self.path;
-        quote!(<#p<__E, __D> as #TYPENET::Network>::NUM_PARAMS)
+        Ok(Built::field(self.output.clone(), quote!(#p<__E, __D>), quote!(<#p<__E, __D> as #TYPENET::Network>::NUM_PARAMS)))
     }
 }

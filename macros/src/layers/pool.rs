@@ -5,14 +5,13 @@
 //! Shape rule: `out = (len + 2·padding − kernel) / stride + 1` (floor); an axis that would
 //! shrink to 0 is an error.
 
-use proc_macro2::TokenStream;
 use quote::quote;
 
 use super::conv::{axis_name, padding_arg, per_axis, spatial, Pad, Window};
-use super::{Kind, Layer};
+use super::{Env, Kind};
 use crate::args::{self, Args};
 use crate::ast::LayerCall;
-use crate::check::Checker;
+use crate::check::{Built, Checker, Layer, LayerError};
 use crate::shape::{Dim, Shape};
 use typenet_shapes as shapes;
 
@@ -21,7 +20,6 @@ pub struct Pool {
     kind: &'static Kind,
     axes: usize,
     win: Window,
-    resolved: Vec<(usize, usize)>,
 }
 
 fn parse_pool(call: &LayerCall, kind: &'static Kind, axes: usize) -> syn::Result<Box<dyn Layer>> {
@@ -43,24 +41,24 @@ fn parse_pool(call: &LayerCall, kind: &'static Kind, axes: usize) -> syn::Result
             }
         }
     }
-    Ok(Box::new(Pool { kind, axes, win: Window { kernel, stride, padding, dilation: vec![1; axes] }, resolved: vec![] }))
+    Ok(Box::new(Pool { kind, axes, win: Window { kernel, stride, padding, dilation: vec![1; axes] } }))
 }
 
 /// `max_pool1d`, `avg_pool1d`.
-pub fn parse_pool1d(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_pool1d(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     parse_pool(call, kind, 1)
 }
 /// `max_pool2d`, `avg_pool2d`.
-pub fn parse_pool2d(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_pool2d(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     parse_pool(call, kind, 2)
 }
 
 impl Layer for Pool {
-    fn infer(&mut self, input: &Shape, _: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, _: &mut Checker) -> Result<Built, LayerError> {
         let kind = self.kind.name;
         let (c, sizes) = spatial(kind, input, self.axes)?;
         let mut dims = vec![c];
-        self.resolved.clear();
+        let mut resolved = Vec::new();
         for (i, &len) in sizes.iter().enumerate() {
             let (k, s) = (self.win.kernel[i], self.win.stride[i]);
             let Pad::N(p) = self.win.padding[i] else { unreachable!() };
@@ -71,26 +69,23 @@ impl Layer for Pool {
                     "`{kind}({k})` shrinks the {} {len}{pad} to 0 (input {})",
                     axis_name(self.axes, i),
                     input.text()
-                ));
+                ).into());
             };
-            self.resolved.push((p, out));
+            resolved.push((p, out));
             dims.push(Dim::Known(out));
         }
-        Ok(Shape::new(dims).as_map())
-    }
-
-    fn module(&self) -> TokenStream {
         let w = &self.win;
         let ty = self.kind.ty(0);
-        if self.axes == 1 {
+        let module = if self.axes == 1 {
             let (k, s) = (w.kernel[0], w.stride[0]);
-            let (p, ol) = self.resolved[0];
+            let (p, ol) = resolved[0];
             quote!(#ty::<#k, #s, #p, #ol>)
         } else {
             let ([kh, kw], [sh, sw]) = ([w.kernel[0], w.kernel[1]], [w.stride[0], w.stride[1]]);
-            let ((ph, oh), (pw, ow)) = (self.resolved[0], self.resolved[1]);
+            let ((ph, oh), (pw, ow)) = (resolved[0], resolved[1]);
             quote!(#ty::<#kh, #kw, #sh, #sw, #ph, #pw, #oh, #ow>)
-        }
+        };
+        Ok(Built::stateless(Shape::new(dims).as_map(), module))
     }
 }
 
@@ -99,19 +94,19 @@ pub struct GlobalPool {
     kind: &'static Kind,
 }
 
-pub fn parse_global(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_global(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     Args::new(call, kind.usage, 0, &[])?;
     Ok(Box::new(GlobalPool { kind }))
 }
 
 impl Layer for GlobalPool {
-    fn infer(&mut self, input: &Shape, _: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, _: &mut Checker) -> Result<Built, LayerError> {
         let kind = self.kind.name;
         if input.rank() < 2 || input.rank() > 4 {
             return Err(format!(
                 "`{kind}` takes a feature map `[c, ..spatial]` with 1 to 3 spatial axes, but it is given {}",
                 if input.rank() == 1 { "a vector".to_string() } else { input.text() }
-            ));
+            ).into());
         }
         if let (2, Dim::Runtime(n)) = (input.rank(), &input.dims[0]) {
             let op = if kind == "global_max_pool" { "max" } else { "mean" };
@@ -119,15 +114,11 @@ impl Layer for GlobalPool {
                 "`{kind}` pools a feature map `[c, ..spatial]` over its spatial axes, but {} is a sequence or set with the run-time length `{n}` \
                  (making the length known would pool over the features instead); to pool over `{n}`, use `pool({op})`",
                 input.text()
-            ));
+            ).into());
         }
         if let Some(Dim::Runtime(n)) = input.dims.iter().find(|d| d.is_runtime()) {
-            return Err(format!("`{kind}` needs every size known at compile time, but {} has the run-time axis `{n}`", input.text()));
+            return Err(format!("`{kind}` needs every size known at compile time, but {} has the run-time axis `{n}`", input.text()).into());
         }
-        Ok(Shape::new(vec![input.dims[0].clone()]))
-    }
-
-    fn module(&self) -> TokenStream {
-        self.kind.ty(0)
+        Ok(Built::stateless(Shape::new(vec![input.dims[0].clone()]), self.kind.ty(0)))
     }
 }

@@ -6,13 +6,12 @@
 //! bidirectional output records its direction size so that a following `last` takes the
 //! forward direction's final step and the backward direction's first.
 
-use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::{Kind, Layer};
+use super::{Env, Kind};
 use crate::args::{self, Args};
 use crate::ast::{LayerCall, Value};
-use crate::check::Checker;
+use crate::check::{Built, Checker, Layer, LayerError};
 use crate::shape::{Dim, Shape};
 
 pub struct Recurrent {
@@ -23,21 +22,20 @@ pub struct Recurrent {
     hidden: Dim,
     relu: bool,
     bidirectional: bool,
-    input: Option<Dim>,
 }
 
 /// `rnn(h)`: runtime types `[Rnn, BiRnn, RnnRelu, BiRnnRelu]`.
-pub fn parse_rnn(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_rnn(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     parse(call, kind, typenet_shapes::gates::RNN, &["activation", "bidirectional"])
 }
 
 /// `lstm(h)`: runtime types `[Lstm, BiLstm]`.
-pub fn parse_lstm(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_lstm(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     parse(call, kind, typenet_shapes::gates::LSTM, &["bidirectional"])
 }
 
 /// `gru(h)`: runtime types `[Gru, BiGru]`.
-pub fn parse_gru(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_gru(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     parse(call, kind, typenet_shapes::gates::GRU, &["bidirectional"])
 }
 
@@ -58,11 +56,11 @@ fn parse(call: &LayerCall, kind: &'static Kind, gates: usize, keywords: &[&str])
         Some(b) => args::boolean(b, "`bidirectional`")?,
         None => false,
     };
-    Ok(Box::new(Recurrent { kind, gates, declared_in, hidden, relu, bidirectional, input: None }))
+    Ok(Box::new(Recurrent { kind, gates, declared_in, hidden, relu, bidirectional }))
 }
 
 impl Layer for Recurrent {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let kind = self.kind.name;
         if input.rank() != 2 {
             let hint = if input.rank() == 1 {
@@ -73,7 +71,7 @@ impl Layer for Recurrent {
             return Err(format!(
                 "`{kind}` runs over a sequence of feature vectors `[t, f]`, but it is given {}{hint}",
                 input.text()
-            ));
+            ).into());
         }
         if input.is_map() {
             // A channels-first `[c, l]` map from a convolution: the message suggests `transpose`.
@@ -84,7 +82,7 @@ impl Layer for Recurrent {
             return Err(format!(
                 "`{kind}` needs a feature axis of known size, but the last axis of {} is the run-time axis `{name}`",
                 input.text()
-            ));
+            ).into());
         }
         if let Some(declared) = &self.declared_in {
             let layer = format!("{kind}({} -> {})", declared.text(), self.hidden.text());
@@ -92,15 +90,14 @@ impl Layer for Recurrent {
         }
         if let (true, Dim::Known(h)) = (self.bidirectional, &self.hidden) {
             if h.checked_mul(2).is_none() {
-                return Err(format!("a bidirectional `{kind}`'s output width 2 × {h} overflows `usize`"));
+                return Err(format!("a bidirectional `{kind}`'s output width 2 × {h} overflows `usize`").into());
             }
         }
         if let (Dim::Known(f), Dim::Known(h)) = (f, &self.hidden) {
             if typenet_shapes::recurrent_params(self.gates, *f, *h, self.bidirectional).is_none() {
-                return Err(format!("`{kind}({f} -> {h})` has more parameters than `usize` can count"));
+                return Err(format!("`{kind}({f} -> {h})` has more parameters than `usize` can count").into());
             }
         }
-        self.input = Some(f.clone());
         let mut out = if self.bidirectional {
             let mut s = Shape::new(vec![input.dims[0].clone(), Dim::Known(2).mul(&self.hidden)]);
             s.bidirectional = Some(self.hidden.clone());
@@ -110,27 +107,17 @@ impl Layer for Recurrent {
             Shape::new(vec![input.dims[0].clone(), self.hidden.clone()])
         };
         out.producer = None;
-        Ok(out)
-    }
-
-    fn field_ty(&self) -> Option<TokenStream> {
-        let f = self.input.as_ref()?.arg();
-        let h = self.hidden.arg();
+        let (f_arg, h) = (f.arg(), self.hidden.arg());
         // The catalogue lists `[plain, bidirectional, (relu, bidirectional relu)]`.
         let ty = self.kind.ty(2 * usize::from(self.relu) + usize::from(self.bidirectional));
-        if self.bidirectional {
+        let field = if self.bidirectional {
             let o = Dim::Known(2).mul(&self.hidden).arg();
-            Some(quote!(#ty<#f, #h, #o, __E, __D>))
+            quote!(#ty<#f_arg, #h, #o, __E, __D>)
         } else {
-            Some(quote!(#ty<#f, #h, __E, __D>))
-        }
-    }
-
-    fn params(&self) -> TokenStream {
-        let f = self.input.as_ref().map(Dim::value).unwrap_or_default();
-        let h = self.hidden.value();
-        let g = self.gates;
-        let bi = self.bidirectional;
-        crate::runtime::count(quote!(recurrent_params(#g, #f, #h, #bi)))
+            quote!(#ty<#f_arg, #h, __E, __D>)
+        };
+        let (f, h, g, bi) = (f.value(), self.hidden.value(), self.gates, self.bidirectional);
+        let params = crate::runtime::count(quote!(recurrent_params(#g, #f, #h, #bi)));
+        Ok(Built::field(out, field, params))
     }
 }

@@ -3,25 +3,24 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::{Kind, Layer};
+use super::{Env, Kind};
 use crate::args::{self, Args};
 use crate::ast::{LayerCall, Value};
-use crate::check::Checker;
+use crate::check::{Built, Checker, Layer, LayerError};
 use crate::shape::{Dim, Shape};
 
 pub struct Reshape {
     /// `None` for `flatten` (the target is the input's element count).
     target: Option<Vec<Dim>>,
-    out: Option<Shape>,
     ty: TokenStream,
 }
 
-pub fn parse_flatten(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_flatten(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     Args::new(call, kind.usage, 0, &[])?;
-    Ok(Box::new(Reshape { target: None, out: None, ty: kind.ty(0) }))
+    Ok(Box::new(Reshape { target: None, ty: kind.ty(0) }))
 }
 
-pub fn parse_reshape(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_reshape(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     let usage = kind.usage;
     let a = Args::new(call, usage, 1, &[])?;
     let v = a.require(0, "the new shape", usage)?;
@@ -32,24 +31,24 @@ pub fn parse_reshape(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<d
         return Err(args::err(v, "the new shape needs at least one dimension"));
     }
     let dims = items.iter().map(|d| args::dim(d, "a dimension of `reshape`")).collect::<syn::Result<Vec<_>>>()?;
-    Ok(Box::new(Reshape { target: Some(dims), out: None, ty: kind.ty(0) }))
+    Ok(Box::new(Reshape { target: Some(dims), ty: kind.ty(0) }))
 }
 
 impl Layer for Reshape {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let kind = if self.target.is_some() { "reshape" } else { "flatten" };
         if let Some(Dim::Runtime(n)) = input.dims.iter().find(|d| d.is_runtime()) {
             return Err(format!(
                 "`{kind}` needs every size known at compile time, but {} has the run-time axis `{n}`; to apply it to each element, use `each {{ {kind} }}`",
                 input.text()
-            ));
+            ).into());
         }
         if input.rank() > 4 {
-            return Err(format!("`{kind}` takes inputs of up to 4 axes, but it is given {}", input.text()));
+            return Err(format!("`{kind}` takes inputs of up to 4 axes, but it is given {}", input.text()).into());
         }
         for (shape, what) in [(Some(input), "its input"), (self.target.as_ref().map(|d| Shape::new(d.clone())).as_ref(), "the new shape")] {
             if shape.is_some_and(overflows) {
-                return Err(format!("`{kind}`: the number of elements of {what} {} overflows `usize`", shape.unwrap().text()));
+                return Err(format!("`{kind}`: the number of elements of {what} {} overflows `usize`", shape.unwrap().text()).into());
             }
         }
         let numel = input.numel();
@@ -78,13 +77,8 @@ impl Layer for Reshape {
                 target
             }
         };
-        self.out = Some(out.clone());
-        Ok(out)
-    }
-    fn module(&self) -> TokenStream {
-        let ty = self.out.as_ref().map(Shape::ty).unwrap_or_default();
-        let module = &self.ty;
-        quote!(#module::<#ty>::default())
+        let (ty, module) = (out.ty(), &self.ty);
+        Ok(Built::stateless(out, quote!(#module::<#ty>::default())))
     }
 }
 

@@ -7,17 +7,16 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::{Kind, Layer, Tree};
+use super::{Env, Kind};
 use crate::args::{self, Args};
 use crate::ast::{LayerCall, Value};
-use crate::check::Checker;
+use crate::check::{Built, Checker, Layer, LayerError};
 use crate::shape::{Dim, Shape};
 use crate::runtime::PRIVATE;
 
 /// `module` (a layer whose runtime type needs a `usize` set axis) on an input whose set axis
 /// may have a known size: realized to `usize` before and back after.
-fn with_runtime_set_axis(t: &Tree, module: TokenStream) -> TokenStream {
-    let (input, output) = (&t.node.input, &t.node.output);
+fn with_runtime_set_axis(input: &Shape, output: &Shape, module: TokenStream) -> TokenStream {
     if input.dims[0].is_runtime() {
         return module;
     }
@@ -61,7 +60,7 @@ pub struct Pool {
 /// The reductions, in the order of the catalogue's runtime types.
 const REDUCTIONS: [&str; 3] = ["sum", "mean", "max"];
 
-pub fn parse_pool(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_pool(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     let usage = kind.usage;
     let a = Args::new(call, usage, 1, &[])?;
     let v = a.require(0, "the reduction (`sum`, `mean` or `max`)", usage)?;
@@ -79,32 +78,26 @@ impl Pool {
 }
 
 impl Layer for Pool {
-    fn infer(&mut self, input: &Shape, _: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, _: &mut Checker) -> Result<Built, LayerError> {
         if input.rank() < 2 {
             return Err(format!(
                 "`pool({})` reduces axis 0 of a set or sequence `[n, ..]`, but it is given the vector {}",
                 self.op,
                 input.text()
-            ));
+            ).into());
         }
         if input.rank() > 5 {
-            return Err(format!("`pool` takes inputs of up to 5 axes, but it is given {}", input.text()));
+            return Err(format!("`pool` takes inputs of up to 5 axes, but it is given {}", input.text()).into());
         }
-        Ok(Shape::new(input.dims[1..].to_vec()))
-    }
-
-    fn module(&self) -> TokenStream {
-        self.ty.clone()
-    }
-
-    fn tree(&self, t: &Tree) -> TokenStream {
-        if Self::has_module(&t.node.input) {
-            return t.module(self);
+        let output = Shape::new(input.dims[1..].to_vec());
+        let built = Built::stateless(output.clone(), self.ty.clone());
+        if Self::has_module(input) {
+            return Ok(built);
         }
         // Any other shape: the reduction on the set axis, for any dimension types.
         let op = REDUCTIONS.iter().position(|r| *r == self.op).unwrap_or(0) as u8;
-        let out = t.node.output.ty();
-        quote!(#PRIVATE::ReduceSet::<#out, #op>::default())
+        let out = output.ty();
+        Ok(built.tree(quote!(#PRIVATE::ReduceSet::<#out, #op>::default())))
     }
 }
 
@@ -116,10 +109,9 @@ pub struct SetDense {
     out: Dim,
     init: TokenStream,
     ty: TokenStream,
-    input: Option<Dim>,
 }
 
-pub fn parse_set_dense(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_set_dense(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     let usage = kind.usage;
     let a = Args::new(call, usage, 1, &["init"])?;
     let v = a.require(0, "its output size", "set_dense(out)")?;
@@ -130,34 +122,25 @@ pub fn parse_set_dense(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box
         ),
         _ => (None, args::dim(v, "the output size of `set_dense`")?),
     };
-    Ok(Box::new(SetDense { declared_in, out, init: super::dense::init_arg(&a)?, ty: kind.ty(0), input: None }))
+    Ok(Box::new(SetDense { declared_in, out, init: super::dense::init_arg(&a)?, ty: kind.ty(0) }))
 }
 
 impl Layer for SetDense {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         set_of_vectors("set_dense", input)?;
         let last = &input.dims[1];
         if let Some(declared) = &self.declared_in {
             let layer = format!("set_dense({} -> {})", declared.text(), self.out.text());
             cx.require_features(&layer, declared, input, "")?;
         }
-        self.input = Some(last.clone());
-        Ok(Shape::new(vec![input.dims[0].clone(), self.out.clone()]))
-    }
-
-    fn field_ty(&self) -> Option<TokenStream> {
-        let (i, o) = (self.input.as_ref()?.arg(), self.out.arg());
+        let output = Shape::new(vec![input.dims[0].clone(), self.out.clone()]);
+        let (i, o) = (last.arg(), self.out.arg());
         let (init, ty) = (&self.init, &self.ty);
-        Some(quote!(#ty<#i, #o, __E, __D, #init>))
-    }
-
-    fn params(&self) -> TokenStream {
-        let (i, o) = (self.input.as_ref().map(Dim::value).unwrap_or_default(), self.out.value());
-        crate::runtime::count(quote!(set_dense_params(#i, #o)))
-    }
-
-    fn tree(&self, t: &Tree) -> TokenStream {
-        with_runtime_set_axis(t, t.module(self))
+        let field = quote!(#ty<#i, #o, __E, __D, #init>);
+        let (i, o) = (last.value(), self.out.value());
+        let params = crate::runtime::count(quote!(set_dense_params(#i, #o)));
+        let tree = with_runtime_set_axis(input, &output, cx.field());
+        Ok(Built::field(output, field, params).tree(tree))
     }
 }
 
@@ -176,7 +159,7 @@ enum Cutoff {
     Const(syn::Path),
 }
 
-pub fn parse_radial_basis(call: &LayerCall, kind: &'static Kind) -> syn::Result<Box<dyn Layer>> {
+pub fn parse_radial_basis(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     let usage = kind.usage;
     let a = Args::new(call, usage, 1, &["cutoff"])?;
     let v = a.require(0, "the number of radial functions", "radial_basis(16, cutoff = 5.0)")?;
@@ -201,10 +184,10 @@ pub fn parse_radial_basis(call: &LayerCall, kind: &'static Kind) -> syn::Result<
 }
 
 impl Layer for RadialBasis {
-    fn infer(&mut self, input: &Shape, cx: &mut Checker) -> Result<Shape, String> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let msg = format!("`radial_basis` takes a set of 3-D points `[n, 3]`, but it is given {}", input.text());
         if input.rank() != 2 || input.dims[1].is_runtime() {
-            return Err(msg);
+            return Err(msg.into());
         }
         cx.require_eq(&Dim::Known(3), &input.dims[1], &msg)?;
         if let Cutoff::Const(p) = &self.cutoff {
@@ -218,10 +201,7 @@ impl Layer for RadialBasis {
                 &format!("the cutoff radius of `radial_basis` must be positive, but `{text}` is not"),
             );
         }
-        Ok(Shape::new(vec![input.dims[0].clone(), self.count.clone()]))
-    }
-
-    fn module(&self) -> TokenStream {
+        let output = Shape::new(vec![input.dims[0].clone(), self.count.clone()]);
         let count = self.count.arg();
         let cutoff = match &self.cutoff {
             Cutoff::Number(r) => quote!(#r),
@@ -232,10 +212,8 @@ impl Layer for RadialBasis {
             }),
         };
         let ty = &self.ty;
-        quote!(#ty::<#count>::new(#cutoff))
-    }
-
-    fn tree(&self, t: &Tree) -> TokenStream {
-        with_runtime_set_axis(t, t.module(self))
+        let module = quote!(#ty::<#count>::new(#cutoff));
+        let tree = with_runtime_set_axis(input, &output, module.clone());
+        Ok(Built::stateless(output, module).tree(tree))
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use typenet::data::{digits, Standardizer};
 use typenet::prelude::*;
-use typenet::train::{evaluate, fit, ConfusionMatrix, EarlyStopping, FitConfig};
+use typenet::train::{evaluate, fit, save, ConfusionMatrix, EarlyStopping, FitConfig};
 
 network! {
     /// Two 3×3 convolutions that keep the 8×8 size, a 2×2 max pool, a dense head.
@@ -44,6 +44,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let acc = eval.accuracy.unwrap_or(0.0);
     println!("test loss {:.4}, test accuracy {acc:.4}", eval.loss);
     println!("{}", ConfusionMatrix::new(10, test.labels.as_ref().unwrap(), &eval.predicted));
+    // The weights and the same model as ONNX, side by side.
+    let path = std::env::temp_dir().join("typenet-digits-cnn.safetensors");
+    save(&model, &path)?;
+    let onnx = path.with_extension("onnx");
+    typenet::onnx::export(&model, &onnx)?;
+    println!("saved to {} and {} (input `input` [batch, 1, 8, 8])", path.display(), onnx.display());
     println!("total time {:.2?}", start.elapsed());
     Ok(())
 }

@@ -64,7 +64,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let b = predict(&reloaded, &test, 256)?;
     assert_eq!(a, b, "the reloaded model must agree with the trained one");
     println!("saved to {} and reloaded: identical outputs on all {} test samples", path.display(), test.len());
-    let _ = std::fs::remove_file(&path);
+    // The same model as ONNX, next to the weights (see the README's ONNX section).
+    let onnx = path.with_extension("onnx");
+    typenet::onnx::export(&model, &onnx)?;
+    println!("ONNX: {} (input `input` [batch, 64], output `output` [batch, 10])", onnx.display());
 
     println!("total time {:.2?}", start.elapsed());
     if acc < 0.95 {

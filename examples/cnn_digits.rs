@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use typenet::data::{digits, Standardizer};
 use typenet::prelude::*;
-use typenet::train::{evaluate, fit, ConfusionMatrix, EarlyStopping, FitConfig};
+use typenet::train::{evaluate, fit, predict, save, ConfusionMatrix, EarlyStopping, FitConfig};
 
 network! {
     /// Two 3×3 convolutions that keep the 8×8 size, a 2×2 max pool, a dense head.
@@ -44,6 +44,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let acc = eval.accuracy.unwrap_or(0.0);
     println!("test loss {:.4}, test accuracy {acc:.4}", eval.loss);
     println!("{}", ConfusionMatrix::new(10, test.labels.as_ref().unwrap(), &eval.predicted));
+    // The weights and the same model as ONNX, side by side.
+    let path = std::env::temp_dir().join("typenet-digits-cnn.safetensors");
+    save(&model, &path)?;
+    let onnx = path.with_extension("onnx");
+    typenet::onnx::export(&model, &onnx)?;
+    let out = predict(&model, &test, 256)?;
+    write_cases(&onnx.with_extension("json"), &[test.len(), 1, 8, 8], &test.inputs, &out.values)?;
+    println!("saved to {} and {} (input `input` [batch, 1, 8, 8])", path.display(), onnx.display());
     println!("total time {:.2?}", start.elapsed());
     Ok(())
+}
+
+/// The test split and the model's outputs for it, in the format of `tools/onnx_check.py`
+/// (`python tools/onnx_check.py FILE.onnx` runs the file in ONNX Runtime on these inputs).
+fn write_cases(path: &std::path::Path, shape: &[usize], inputs: &[f32], outputs: &[f32]) -> std::io::Result<()> {
+    let list = |v: &[f32]| v.iter().map(|f| format!("{f:e}")).collect::<Vec<_>>().join(",");
+    let json = format!("[{{\"shape\": {shape:?}, \"input\": [{}], \"output\": [{}]}}]", list(inputs), list(outputs));
+    std::fs::write(path, json)
 }

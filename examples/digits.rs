@@ -64,11 +64,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let b = predict(&reloaded, &test, 256)?;
     assert_eq!(a, b, "the reloaded model must agree with the trained one");
     println!("saved to {} and reloaded: identical outputs on all {} test samples", path.display(), test.len());
-    let _ = std::fs::remove_file(&path);
+    // The same model as ONNX, next to the weights (see the README's ONNX section).
+    let onnx = path.with_extension("onnx");
+    typenet::onnx::export(&model, &onnx)?;
+    println!("ONNX: {} (input `input` [batch, 64], output `output` [batch, 10])", onnx.display());
+    write_cases(&onnx.with_extension("json"), &[test.len(), 64], &test.inputs, &a.values)?;
 
     println!("total time {:.2?}", start.elapsed());
     if acc < 0.95 {
         return Err(format!("test accuracy {acc:.4} is below 0.95").into());
     }
     Ok(())
+}
+
+/// The test split and the model's outputs for it, in the format of `tools/onnx_check.py`
+/// (`python tools/onnx_check.py FILE.onnx` runs the file in ONNX Runtime on these inputs).
+fn write_cases(path: &std::path::Path, shape: &[usize], inputs: &[f32], outputs: &[f32]) -> std::io::Result<()> {
+    let list = |v: &[f32]| v.iter().map(|f| format!("{f:e}")).collect::<Vec<_>>().join(",");
+    let json = format!("[{{\"shape\": {shape:?}, \"input\": [{}], \"output\": [{}]}}]", list(inputs), list(outputs));
+    std::fs::write(path, json)
 }

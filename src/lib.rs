@@ -31,6 +31,7 @@ pub mod graph;
 pub mod init;
 pub mod layers;
 mod net;
+pub mod onnx;
 pub mod ops;
 pub mod train;
 

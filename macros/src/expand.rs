@@ -7,7 +7,7 @@ use quote::{format_ident, quote};
 
 use crate::ast::{InputKind, NetworkDecl};
 use crate::check::{shape_of, tree_of, Checked, Node};
-use crate::runtime::{DFDX, LAYERS, TYPENET};
+use crate::runtime::{DFDX, LAYERS, ONNX, TYPENET};
 use crate::tree::nest;
 
 /// [`tree_of`], each module's error made a `NetworkError` when `lift` (a network whose layers
@@ -319,6 +319,7 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
     let marker = format_ident!("__marker");
 
     let shape_macro = shape_macro(decl);
+    let onnx = onnx_export(decl, &checked, &names, &tree_macros);
     quote! {
         #shape_macro
 
@@ -353,6 +354,56 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
         }
 
         #(#impls)*
+
+        #onnx
+    }
+}
+
+/// `typenet::onnx::Export` and `ExportNetwork` for a network: its tree of modules (the
+/// same macro as `forward`) over its fields, each wrapped in `Keyed` so that its weights
+/// keep the field's key; input `input`, output `output`, run-time axes named as declared.
+/// A network with several inputs or outputs exports as an `Err` naming the feature.
+fn onnx_export(decl: &NetworkDecl, checked: &Checked, names: &[syn::Ident], tree_macros: &[syn::Ident]) -> TokenStream {
+    let name = &decl.name;
+    let (_, impl_generics) = generics();
+    let in_ty = checked.input.ty();
+    let body = if !checked.inputs.is_empty() || !checked.outputs.is_empty() || tree_macros.len() != 1 {
+        let what = format!("network `{name}`");
+        quote!(::core::result::Result::Err(#ONNX::ExportError::unsupported(#what, "several inputs or outputs are not exported yet")))
+    } else {
+        let tree_macro = &tree_macros[0];
+        let keyed = names.iter().map(|n| {
+            let key = n.to_string();
+            quote!(#n: #ONNX::Keyed(#key, &self.#n))
+        });
+        let params: Vec<syn::Ident> = (0..names.len()).map(|i| format_ident!("__F{}", i)).collect();
+        quote! {
+            #[allow(non_camel_case_types, dead_code)]
+            struct __Keyed<#(#params),*> { #(#names: #params,)* }
+            let __k = __Keyed { #(#keyed,)* };
+            g.network(|g| #ONNX::Export::export(&#tree_macro!(__k, #LAYERS::Eval, &), g, x))
+        }
+    };
+    let axes: Vec<String> = decl
+        .input
+        .dims
+        .iter()
+        .filter_map(|d| match d {
+            crate::ast::DimLit::Runtime(id) => Some(id.to_string()),
+            _ => None,
+        })
+        .collect();
+    quote! {
+        impl<#impl_generics> #ONNX::Export for #name<__E, __D> {
+            fn export(&self, g: &mut #ONNX::Builder, x: #ONNX::Value) -> ::core::result::Result<#ONNX::Value, #ONNX::ExportError> {
+                #body
+            }
+        }
+        impl<#impl_generics> #ONNX::ExportNetwork for #name<__E, __D> {
+            fn signature() -> #ONNX::Signature {
+                #ONNX::Signature::of::<#in_ty>(&[#(#axes),*])
+            }
+        }
     }
 }
 

@@ -29,6 +29,8 @@ paths! {
     INIT => { ::typenet::init }
     /// The shape rules (`typenet::shapes`, the `typenet-shapes` crate the macro uses too).
     SHAPES => { ::typenet::shapes }
+    /// ONNX export (`typenet::onnx`): `Export` and `ExportNetwork` for every network.
+    ONNX => { ::typenet::onnx }
     /// Support code for generated code only (`typenet::__private`).
     PRIVATE => { ::typenet::__private }
 }

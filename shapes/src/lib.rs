@@ -233,6 +233,63 @@ impl Default for Msg {
     }
 }
 
+// ---------------------------------------------------------------- work (issue 14, item 4)
+//
+// Multiply–accumulates of ONE sample's forward pass, counted as torchinfo's "Mult-Adds":
+// the products of a weight with an input (matrix products and convolutions); bias additions,
+// activations, pooling and normalisation count 0. `positions` is the product of the axes a
+// layer is applied along (1 for `dense` on `[f]`, `t` for `dense` on `[t, f]`, the output
+// area for a convolution). `None` when a count overflows `usize`.
+
+/// `dense(i -> o)` applied at `positions` places: `i·o` products each.
+pub const fn dense_macs(i: usize, o: usize, positions: usize) -> Option<usize> {
+    tri!(i.checked_mul(o)).checked_mul(positions)
+}
+
+/// A convolution from `i` to `o` channels with a kernel of `area` elements (product of the
+/// kernel sizes), producing `out_positions` output positions (product of the output sizes).
+pub const fn conv_macs(i: usize, o: usize, area: usize, out_positions: usize) -> Option<usize> {
+    tri!(tri!(i.checked_mul(o)).checked_mul(area)).checked_mul(out_positions)
+}
+
+/// A recurrent layer over `t` steps: per step and direction `gates·h·(f + h)` (the input and
+/// the hidden products; the gates' element-wise products are not counted).
+pub const fn recurrent_macs(gates: usize, f: usize, h: usize, t: usize, bidirectional: bool) -> Option<usize> {
+    let per = tri!(tri!(gates.checked_mul(h)).checked_mul(tri!(f.checked_add(h))));
+    let all = tri!(per.checked_mul(t));
+    if bidirectional {
+        all.checked_mul(2)
+    } else {
+        Some(all)
+    }
+}
+
+/// `set_dense(i -> o)` over `n` elements: `weight` on every element, `weight_pool` once on the
+/// pooled set.
+pub const fn set_dense_macs(i: usize, o: usize, n: usize) -> Option<usize> {
+    tri!(i.checked_mul(o)).checked_mul(tri!(n.checked_add(1)))
+}
+
+/// Self-attention of model width `m` over `t` positions: the four `m × m` projections at every
+/// position (`4·t·m²`), the scores and the weighted sum (`2·t²·m`, the heads splitting `m`).
+pub const fn attention_macs(t: usize, m: usize) -> Option<usize> {
+    let proj = tri!(tri!(tri!(m.checked_mul(m)).checked_mul(t)).checked_mul(4));
+    let mix = tri!(tri!(tri!(t.checked_mul(t)).checked_mul(m)).checked_mul(2));
+    proj.checked_add(mix)
+}
+
+/// The number of elements of a per-sample shape (a layer's output): the activation memory of
+/// one sample is the sum over the layers of this times the element size.
+pub const fn elements(dims: &[usize]) -> Option<usize> {
+    let mut n: usize = 1;
+    let mut k = 0;
+    while k < dims.len() {
+        n = tri!(n.checked_mul(dims[k]));
+        k += 1;
+    }
+    Some(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +338,43 @@ mod tests {
         // torch.nn.LSTM(3, 5): 4·5·(3 + 5 + 2) = 200
         assert_eq!(recurrent_params(gates::LSTM, 3, 5, false), Some(200));
         assert_eq!(recurrent_params(gates::GRU, 3, 5, true), Some(300));
+    }
+
+    #[test]
+    fn lenet5_work_by_hand() {
+        // The DSL's LeNet-5 on [1, 28, 28], by hand:
+        //   conv2d(6, kernel = 5, padding = 2): 6×28×28 outputs × 1·5·5   = 117,600
+        //   conv2d(16, kernel = 5) on 6×14×14: 16×10×10 outputs × 6·5·5  = 240,000
+        //   dense(400 -> 120): 48,000; dense(120 -> 84): 10,080; dense(84 -> 10): 840
+        //   total 117,600 + 240,000 + 48,000 + 10,080 + 840             = 416,520
+        let conv1 = conv_macs(1, 6, 25, 28 * 28).unwrap();
+        let conv2 = conv_macs(6, 16, 25, 10 * 10).unwrap();
+        assert_eq!((conv1, conv2), (117_600, 240_000));
+        let dense = [(400, 120), (120, 84), (84, 10)].map(|(i, o)| dense_macs(i, o, 1).unwrap());
+        assert_eq!(dense, [48_000, 10_080, 840]);
+        assert_eq!(conv1 + conv2 + dense.iter().sum::<usize>(), 416_520);
+        // activations: conv, relu (6×28×28 each), pool 6×14×14, conv, relu (16×10×10 each),
+        // pool and flatten (400 each), dense+relu 120 twice, 84 twice, 10 = 15,002 values
+        let outs: [&[usize]; 12] = [
+            &[6, 28, 28], &[6, 28, 28], &[6, 14, 14], &[16, 10, 10], &[16, 10, 10], &[16, 5, 5],
+            &[400], &[120], &[120], &[84], &[84], &[10],
+        ];
+        let total: usize = outs.iter().map(|d| elements(d).unwrap()).sum();
+        assert_eq!(total, 2 * 4704 + 1176 + 2 * 1600 + 2 * 400 + 2 * 120 + 2 * 84 + 10);
+        assert_eq!(total, 15_002);
+    }
+
+    #[test]
+    fn work_of_the_other_families() {
+        // torch.nn.LSTM(3, 5) over 7 steps: 4·5·(3 + 5)·7 = 1,120 per direction
+        assert_eq!(recurrent_macs(gates::LSTM, 3, 5, 7, false), Some(1120));
+        assert_eq!(recurrent_macs(gates::GRU, 3, 5, 7, true), Some(2 * 3 * 5 * 8 * 7));
+        assert_eq!(dense_macs(4, 3, 5), Some(60));
+        assert_eq!(set_dense_macs(4, 3, 5), Some(72));
+        // t = 2, m = 4: 4·2·16 + 2·4·4 = 128 + 32
+        assert_eq!(attention_macs(2, 4), Some(160));
+        assert_eq!(dense_macs(usize::MAX, 2, 1), None);
+        assert_eq!(elements(&[]), Some(1));
+        assert_eq!(elements(&[usize::MAX, 2]), None);
     }
 }

@@ -1,0 +1,559 @@
+//! Export to [ONNX](https://onnx.ai): `typenet::onnx::export(&model, path)`.
+//!
+//! Every typenet layer implements [`Export`], which appends the layer's ONNX nodes to a
+//! [`Builder`] and returns the value it produces; a tuple of layers exports as the chain of
+//! its members, as dfdx's tuples run. A network declared with `network!` also implements
+//! [`ExportNetwork`] (its input's per-sample shape and the names of its axes), which is what
+//! [`export`] and [`export_to_bytes`] take; anything else that implements [`Export`] (a
+//! hand-composed tuple) is exported with [`export_with`] / [`export_with_to_bytes`] and a
+//! [`Signature`] given by the caller.
+//!
+//! The file: opset 17 of the default domain (`ai.onnx`), IR version 8, element type `float`
+//! (weights of an `f64` model are rounded to `f32`). The input is batched: its first axis is
+//! the symbolic dimension `batch`, followed by the per-sample axes (run-time axes symbolic,
+//! named by the signature). Weights are initializers named by their typenet keys
+//! (`dense_1.weight`, `0.weight` for a tuple's first member), with the shapes typenet stores
+//! them in — so a layer whose ONNX operator wants another layout (the recurrent layers, whose
+//! gates ONNX orders differently) rearranges them with graph nodes, which runtimes fold into
+//! constants once. Layers evaluate as `forward` does (dropout is the identity, batch
+//! normalisation uses the running statistics). A layer that cannot be exported, or a shape
+//! that does not fit, is an [`ExportError`] naming the layer, never a wrong file.
+
+mod blocks;
+mod layers;
+pub mod proto;
+
+pub use blocks::{Branches, Keyed};
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+
+use dfdx::prelude::{Device, Shape, Tensor};
+use dfdx::shapes::HasShape;
+use prost::Message;
+
+use crate::Float;
+use proto::*;
+
+/// The opset of the default domain the exporter writes (ONNX 1.12, 2022). It is the first
+/// with `LayerNormalization`; everything else used (`GRU` with `linear_before_reset`,
+/// `Softmax` over one axis, `Split` with a `split` input, `Unsqueeze`/`ReduceSum` with `axes`
+/// inputs) is in it, and ONNX Runtime, tract and onnx.js-era runtimes all accept it.
+pub const OPSET: i64 = 17;
+/// The IR version that goes with [`OPSET`] 17.
+pub const IR_VERSION: i64 = 8;
+
+/// One axis of a value in the graph: a size known at export time or a symbolic one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Dim {
+    /// A size fixed at export time.
+    Fixed(usize),
+    /// A size known only at run time, named (`batch`, `t`, `n`).
+    Named(String),
+}
+
+impl Dim {
+    /// The fixed size, if any.
+    pub fn fixed(&self) -> Option<usize> {
+        match self {
+            Dim::Fixed(n) => Some(*n),
+            Dim::Named(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dim::Fixed(n) => write!(f, "{n}"),
+            Dim::Named(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// A value in the graph under construction: its name and its (batched) shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value {
+    /// The ONNX name of the value.
+    pub name: String,
+    /// Its shape, batch axis first.
+    pub dims: Vec<Dim>,
+}
+
+impl Value {
+    /// The rank.
+    pub fn rank(&self) -> usize {
+        self.dims.len()
+    }
+    /// `dims[i]` as a fixed size, or an error naming `layer`.
+    pub fn fixed(&self, i: usize, layer: &str) -> Result<usize, ExportError> {
+        self.dims.get(i).and_then(Dim::fixed).ok_or_else(|| {
+            ExportError::shape(layer, format!("axis {i} of the input {} must have a fixed size", shape_str(&self.dims)))
+        })
+    }
+    /// An error unless the rank is one of `ranks`.
+    pub fn expect_rank(&self, layer: &str, ranks: &[usize]) -> Result<(), ExportError> {
+        if ranks.contains(&self.rank()) {
+            Ok(())
+        } else {
+            Err(ExportError::shape(
+                layer,
+                format!("expected an input of rank {ranks:?} (batch axis included), got {}", shape_str(&self.dims)),
+            ))
+        }
+    }
+}
+
+pub(crate) fn shape_str(dims: &[Dim]) -> String {
+    let v: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", v.join(", "))
+}
+
+/// Why an export failed.
+#[derive(Debug)]
+pub enum ExportError {
+    /// The layer has no ONNX counterpart (yet).
+    Unsupported {
+        /// The layer (type and, where known, its key).
+        layer: String,
+        /// Why.
+        reason: String,
+    },
+    /// The value a layer receives does not have a shape it accepts.
+    Shape {
+        /// The layer (type and, where known, its key).
+        layer: String,
+        /// What does not fit.
+        reason: String,
+    },
+    /// Writing the file failed.
+    Io(std::io::Error),
+}
+
+impl ExportError {
+    /// An [`ExportError::Unsupported`].
+    pub fn unsupported(layer: impl Into<String>, reason: impl Into<String>) -> Self {
+        ExportError::Unsupported { layer: layer.into(), reason: reason.into() }
+    }
+    /// An [`ExportError::Shape`].
+    pub fn shape(layer: impl Into<String>, reason: impl Into<String>) -> Self {
+        ExportError::Shape { layer: layer.into(), reason: reason.into() }
+    }
+}
+
+impl fmt::Display for ExportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExportError::Unsupported { layer, reason } => write!(f, "ONNX export: `{layer}` cannot be exported: {reason}"),
+            ExportError::Shape { layer, reason } => write!(f, "ONNX export: `{layer}`: {reason}"),
+            ExportError::Io(e) => write!(f, "ONNX export: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ExportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ExportError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for ExportError {
+    fn from(e: std::io::Error) -> Self {
+        ExportError::Io(e)
+    }
+}
+
+/// An ONNX attribute value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attr {
+    /// `int`.
+    Int(i64),
+    /// `float`.
+    Float(f32),
+    /// `ints`.
+    Ints(Vec<i64>),
+    /// `floats`.
+    Floats(Vec<f32>),
+    /// `string`.
+    Str(String),
+    /// `strings`.
+    Strs(Vec<String>),
+}
+
+/// Collects the nodes and initializers of a graph. Layers add nodes with [`Builder::node`],
+/// weights with [`Builder::weight`] (named by the current key prefix, see
+/// [`Builder::scoped`]) and constants with [`Builder::const_i64`] / [`Builder::const_f32`].
+#[derive(Debug, Default)]
+pub struct Builder {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+    init_names: HashSet<String>,
+    scope: Vec<String>,
+    /// The key prefix length of each network being exported (innermost last).
+    roots: Vec<usize>,
+    counter: usize,
+}
+
+impl Builder {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current key prefix (`dense_1`, `block.0`), empty at the top level.
+    pub fn prefix(&self) -> String {
+        self.scope.join(".")
+    }
+
+    /// `key` under the current prefix (`dense_1.weight`).
+    pub fn key(&self, key: &str) -> String {
+        if self.scope.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.prefix())
+        }
+    }
+
+    /// Runs `f` with `name` appended to the key prefix (a field of a network, a member of a
+    /// tuple), so that the weights `f` adds are named `name.weight` and so on.
+    pub fn scoped<R>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> R) -> R {
+        if name.is_empty() {
+            return f(self);
+        }
+        self.scope.push(name.to_string());
+        let r = f(self);
+        self.scope.pop();
+        r
+    }
+
+    /// Runs `f` as the export of a network: [`Builder::keyed`] inside it names weights from
+    /// here (the network's own prefix), whatever blocks and tuples lie between.
+    pub fn network<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.roots.push(self.scope.len());
+        let r = f(self);
+        self.roots.pop();
+        r
+    }
+
+    /// Runs `f` with the key prefix of the field `name` of the innermost network being
+    /// exported (`dense_2`, `encoder.dense_1`): a network's struct keeps one flat field per
+    /// layer, so its weights' keys do not follow the tree of blocks.
+    pub fn keyed<R>(&mut self, name: &str, f: impl FnOnce(&mut Self) -> R) -> R {
+        let saved = self.scope.clone();
+        self.scope.truncate(self.roots.last().copied().unwrap_or(0));
+        self.scope.push(name.to_string());
+        let r = f(self);
+        self.scope = saved;
+        r
+    }
+
+    /// A layer's name for error messages: `ty` with the key prefix (`Conv2D at conv_1`).
+    pub fn layer_name(&self, ty: &str) -> String {
+        if self.scope.is_empty() {
+            ty.to_string()
+        } else {
+            format!("{ty} at `{}`", self.prefix())
+        }
+    }
+
+    fn fresh(&mut self, what: &str) -> String {
+        self.counter += 1;
+        let p = self.prefix();
+        if p.is_empty() {
+            format!("/{what}_{}", self.counter)
+        } else {
+            format!("/{p}/{what}_{}", self.counter)
+        }
+    }
+
+    /// Adds the tensor `t` as an initializer named `key` under the current prefix, with
+    /// `t`'s shape; returns its name.
+    pub fn weight<S: Shape, E: Float, D: Device<E>>(&mut self, key: &str, t: &Tensor<S, E, D>) -> Result<String, ExportError> {
+        let name = self.key(key);
+        let data: Vec<f32> = t.as_vec().into_iter().map(|v| v.to_f32().unwrap_or(f32::NAN)).collect();
+        if data.iter().any(|v| !v.is_finite()) {
+            return Err(ExportError::shape(name, "the tensor holds a value that is not finite in f32"));
+        }
+        let dims: Vec<i64> = t.shape().concrete().into_iter().map(|d| d as i64).collect();
+        self.add_initializer(name.clone(), dims, data)?;
+        Ok(name)
+    }
+
+    fn add_initializer(&mut self, name: String, dims: Vec<i64>, data: Vec<f32>) -> Result<(), ExportError> {
+        if !self.init_names.insert(name.clone()) {
+            return Err(ExportError::shape(name, "two weights have the same key"));
+        }
+        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.initializers.push(TensorProto { dims, data_type: data_type::FLOAT, name, raw_data: raw, ..Default::default() });
+        Ok(())
+    }
+
+    /// A constant `int64` tensor of shape `dims` (a `Constant` node); returns its name.
+    pub fn const_i64(&mut self, values: &[i64], dims: &[usize]) -> String {
+        let t = TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: data_type::INT64,
+            int64_data: values.to_vec(),
+            ..Default::default()
+        };
+        self.constant(t)
+    }
+
+    /// A constant `int64` vector.
+    pub fn ints(&mut self, values: &[i64]) -> String {
+        self.const_i64(values, &[values.len()])
+    }
+
+    /// A constant `float` tensor of shape `dims` (a `Constant` node); returns its name.
+    pub fn const_f32(&mut self, values: &[f32], dims: &[usize]) -> String {
+        let t = TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: data_type::FLOAT,
+            float_data: values.to_vec(),
+            ..Default::default()
+        };
+        self.constant(t)
+    }
+
+    /// A constant `float` scalar.
+    pub fn scalar(&mut self, v: f32) -> String {
+        self.const_f32(&[v], &[])
+    }
+
+    fn constant(&mut self, t: TensorProto) -> String {
+        let out = self.fresh("Constant");
+        self.nodes.push(NodeProto {
+            input: vec![],
+            output: vec![out.clone()],
+            name: out.clone(),
+            op_type: "Constant".into(),
+            attribute: vec![AttributeProto { name: "value".into(), t: Some(t), r#type: attribute_type::TENSOR, ..Default::default() }],
+        });
+        out
+    }
+
+    /// Adds a node `op(inputs) {attrs}` with one output; returns the output's name. An empty
+    /// input name is an omitted optional input.
+    pub fn node(&mut self, op: &str, inputs: &[&str], attrs: &[(&str, Attr)]) -> String {
+        self.node_n(op, inputs, 1, attrs).remove(0)
+    }
+
+    /// As [`Builder::node`] with `n` outputs.
+    pub fn node_n(&mut self, op: &str, inputs: &[&str], n: usize, attrs: &[(&str, Attr)]) -> Vec<String> {
+        let name = self.fresh(op);
+        let outputs: Vec<String> = if n == 1 { vec![name.clone()] } else { (0..n).map(|i| format!("{name}:{i}")).collect() };
+        let attribute = attrs
+            .iter()
+            .map(|(k, v)| {
+                let mut a = AttributeProto { name: k.to_string(), ..Default::default() };
+                match v {
+                    Attr::Int(i) => (a.i, a.r#type) = (*i, attribute_type::INT),
+                    Attr::Float(f) => (a.f, a.r#type) = (*f, attribute_type::FLOAT),
+                    Attr::Ints(v) => (a.ints, a.r#type) = (v.clone(), attribute_type::INTS),
+                    Attr::Floats(v) => (a.floats, a.r#type) = (v.clone(), attribute_type::FLOATS),
+                    Attr::Str(s) => (a.s, a.r#type) = (s.clone().into_bytes(), attribute_type::STRING),
+                    Attr::Strs(v) => {
+                        (a.strings, a.r#type) = (v.iter().map(|s| s.clone().into_bytes()).collect(), attribute_type::STRINGS)
+                    }
+                }
+                a
+            })
+            .collect();
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.clone(),
+            name,
+            op_type: op.to_string(),
+            attribute,
+        });
+        outputs
+    }
+
+    /// Finishes the graph: `input` is the graph's input, `output` the value to return.
+    fn finish(mut self, input: &Value, output: Value, output_name: &str) -> ModelProto {
+        let last = self.node("Identity", &[&output.name], &[]);
+        // rename the final Identity's output to the declared output name
+        if let Some(n) = self.nodes.last_mut() {
+            n.output = vec![output_name.to_string()];
+        }
+        let _ = last;
+        let graph = GraphProto {
+            node: self.nodes,
+            name: "typenet".into(),
+            initializer: self.initializers,
+            input: vec![value_info(&input.name, &input.dims)],
+            output: vec![value_info(output_name, &output.dims)],
+        };
+        ModelProto {
+            ir_version: IR_VERSION,
+            producer_name: "typenet".into(),
+            producer_version: env!("CARGO_PKG_VERSION").into(),
+            doc_string: String::new(),
+            graph: Some(graph),
+            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        }
+    }
+}
+
+fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => Dimension { dim_value: Some(*n as i64), dim_param: None },
+            Dim::Named(s) => Dimension { dim_value: None, dim_param: Some(s.clone()) },
+        })
+        .collect();
+    ValueInfoProto {
+        name: name.to_string(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor { elem_type: data_type::FLOAT, shape: Some(TensorShapeProto { dim }) }),
+        }),
+    }
+}
+
+/// A module that can be written as ONNX nodes.
+pub trait Export {
+    /// Appends the nodes computing `self` on `x` (batched: axis 0 is the batch) to `g` and
+    /// returns the result. Weights go in with [`Builder::weight`] under the current prefix.
+    fn export(&self, g: &mut Builder, x: Value) -> Result<Value, ExportError>;
+}
+
+impl<M: Export + ?Sized> Export for &M {
+    fn export(&self, g: &mut Builder, x: Value) -> Result<Value, ExportError> {
+        (**self).export(g, x)
+    }
+}
+
+macro_rules! tuple_export {
+    ($([$($m:ident $i:tt),+])*) => {$(
+        /// The chain of the members, as dfdx runs a tuple; member `i`'s weights are under `i`.
+        impl<$($m: Export),+> Export for ($($m,)+) {
+            fn export(&self, g: &mut Builder, x: Value) -> Result<Value, ExportError> {
+                $(let x = g.scoped(stringify!($i), |g| self.$i.export(g, x))?;)+
+                Ok(x)
+            }
+        }
+    )*};
+}
+tuple_export!(
+    [M0 0]
+    [M0 0, M1 1]
+    [M0 0, M1 1, M2 2]
+    [M0 0, M1 1, M2 2, M3 3]
+    [M0 0, M1 1, M2 2, M3 3, M4 4]
+    [M0 0, M1 1, M2 2, M3 3, M4 4, M5 5]
+);
+
+/// Names and per-sample shape of a model's input, and its output's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    /// The input's name (`input`).
+    pub input: String,
+    /// The input's per-sample axes (the batch axis `batch` is added in front).
+    pub dims: Vec<Dim>,
+    /// The output's name (`output`).
+    pub output: String,
+}
+
+impl Signature {
+    /// An input named `input` with per-sample axes `dims`, an output named `output`.
+    pub fn new(dims: impl Into<Vec<Dim>>) -> Self {
+        Signature { input: "input".into(), dims: dims.into(), output: "output".into() }
+    }
+
+    /// The signature of a per-sample shape type `S` (`(Const<1>, Const<28>, Const<28>)`,
+    /// `(usize, Const<8>)`): its `usize` axes take the names `names` in order (`n0`, `n1`, ..
+    /// where `names` runs out).
+    pub fn of<S: ExportShape>(names: &[&str]) -> Self {
+        let mut k = 0;
+        let dims = S::export_dims()
+            .into_iter()
+            .map(|d| match d {
+                Some(n) => Dim::Fixed(n),
+                None => {
+                    let name = names.get(k).map(|s| s.to_string()).unwrap_or_else(|| format!("n{k}"));
+                    k += 1;
+                    Dim::Named(name)
+                }
+            })
+            .collect::<Vec<_>>();
+        Signature::new(dims)
+    }
+
+    /// The same with other input and output names.
+    pub fn named(mut self, input: &str, output: &str) -> Self {
+        self.input = input.into();
+        self.output = output.into();
+        self
+    }
+}
+
+/// A dfdx dimension type as an ONNX axis: `Const<N>` is `Some(N)`, `usize` is `None`.
+pub trait ExportDim {
+    /// The fixed size, if the type has one.
+    fn export_dim() -> Option<usize>;
+}
+impl ExportDim for usize {
+    fn export_dim() -> Option<usize> {
+        None
+    }
+}
+impl<const N: usize> ExportDim for dfdx::shapes::Const<N> {
+    fn export_dim() -> Option<usize> {
+        Some(N)
+    }
+}
+
+/// A dfdx shape type as ONNX axes (see [`ExportDim`]).
+pub trait ExportShape {
+    /// One entry per axis.
+    fn export_dims() -> Vec<Option<usize>>;
+}
+macro_rules! export_shape {
+    ($([$($d:ident),*])*) => {$(
+        impl<$($d: ExportDim),*> ExportShape for ($($d,)*) {
+            fn export_dims() -> Vec<Option<usize>> {
+                vec![$($d::export_dim()),*]
+            }
+        }
+    )*};
+}
+export_shape!([] [A] [A, B] [A, B, C] [A, B, C, F] [A, B, C, F, G]);
+
+/// A network that knows its own input: what `network!` implements, so that [`export`] needs
+/// nothing but the model.
+pub trait ExportNetwork: Export {
+    /// The input's names and per-sample shape, and the output's name.
+    fn signature() -> Signature;
+}
+
+/// Exports `model` with the input described by `sig` to ONNX bytes.
+pub fn export_with_to_bytes<M: Export + ?Sized>(model: &M, sig: &Signature) -> Result<Vec<u8>, ExportError> {
+    let mut dims = vec![Dim::Named("batch".into())];
+    dims.extend(sig.dims.iter().cloned());
+    let input = Value { name: sig.input.clone(), dims };
+    let mut g = Builder::new();
+    let out = model.export(&mut g, input.clone())?;
+    Ok(g.finish(&input, out, &sig.output).encode_to_vec())
+}
+
+/// Exports `model` with the input described by `sig` to the file `path`.
+pub fn export_with<M: Export + ?Sized>(model: &M, sig: &Signature, path: impl AsRef<Path>) -> Result<(), ExportError> {
+    let bytes = export_with_to_bytes(model, sig)?;
+    std::fs::write(path, bytes)?;
+    Ok(())
+}
+
+/// Exports a network (declared with `network!`) to ONNX bytes.
+pub fn export_to_bytes<M: ExportNetwork>(model: &M) -> Result<Vec<u8>, ExportError> {
+    export_with_to_bytes(model, &M::signature())
+}
+
+/// Exports a network (declared with `network!`) to the file `path` (`model.onnx`).
+pub fn export<M: ExportNetwork>(model: &M, path: impl AsRef<Path>) -> Result<(), ExportError> {
+    export_with(model, &M::signature(), path)
+}

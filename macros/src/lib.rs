@@ -276,7 +276,7 @@ mod tests {
     /// declarations expanded to 10,325 and 16,211 bytes of tokens; then 8,175 and 9,141; now 9,265
     /// and 10,525 (the generated generics are `__E`/`__D`/`__T`, and the const assertions carry
     /// the sizes into their messages); with the ONNX export impl (which reuses the forward's
-    /// tree macro) 10,412 and about 11,700.
+    /// tree macro) 10,412 and 11,765.
     #[test]
     fn expansion_is_small() {
         for (text, bound) in [

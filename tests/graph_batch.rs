@@ -12,6 +12,11 @@ network! {
         graph_pool(sum),
         dense(2),
     }
+    pub Atoms: (pos: [n, 3], z: [n]) -> [1] {
+        radial_basis(4, cutoff = 3.0),
+        route(z) { { dense(1) }, { dense(2), tanh, dense(1) } },
+        pool(sum),
+    }
 }
 
 type Rows<const W: usize> = Tensor<(usize, Const<W>), f64, Cpu>;
@@ -73,4 +78,21 @@ fn a_batch_of_molecules_of_different_sizes_equals_each_alone() {
     }
     // The rows differ between molecules (the check above is not trivially satisfied).
     assert!((alone[0][0] - alone[1][0]).abs() > 1e-6 && (alone[1][0] - alone[2][0]).abs() > 1e-6, "{alone:?}");
+}
+
+#[test]
+fn route_runs_a_sample_without_one_of_its_species() {
+    let dev = Cpu::seed_from_u64(12);
+    let model = Atoms::<f64, Cpu>::build(&dev);
+    let pos: Rows<3> = dev.tensor_from_vec(vec![0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.2, 0.0], (3, Const));
+    // Only species 0: branch 1 has no rows (dfdx's gather panicked on the empty index).
+    let only0: Tensor<(usize,), usize, Cpu> = dev.tensor_from_vec(vec![0, 0, 0], (3,));
+    let e = model.try_forward((pos.clone(), only0)).unwrap().as_vec()[0];
+    // The same as the sum of branch 0 over the radial descriptors.
+    let g = model.radial_basis_1.forward(pos.clone());
+    let want = model.route_1.0 .0.forward(g).sum::<Rank0, _>().array();
+    assert!((e - want).abs() < 1e-12, "{e} vs {want}");
+    let only1: Tensor<(usize,), usize, Cpu> = dev.tensor_from_vec(vec![1, 1, 1], (3,));
+    let grads = model.try_forward((pos.clone().leaky_trace(), only1)).unwrap().sum::<Rank0, _>().backward();
+    assert!(grads.get(&pos).as_vec().iter().all(|v| v.is_finite()));
 }

@@ -22,17 +22,26 @@
 //!   yet), so it cannot tell an A neighbour from a B neighbour at the same distance: its
 //!   error floor on a two-species potential is set by that, not by training.
 //!
-//! Measured on this machine (2 shared cores), `cargo run --release --example schnet`,
-//! 1500 training / 375 test clusters:
+//! Measured on this machine (2 shared cores, load from other builds),
+//! `cargo run --release --example schnet` (148 s in all), 1500 training / 375 test clusters,
+//! test energies in [−7.96, −0.65] ε with standard deviation 1.570 ε; a least-squares fit on
+//! the counts of A and B atoms has MAE 0.710 ε. Forces: cosine similarity and relative RMS
+//! error of all force components of the test set against the analytic forces; invariance:
+//! the largest relative energy change over every test cluster rotated, translated and
+//! permuted with its species.
 //!
 //! ```text
-//! model               params  train s  test MAE (ε)  MAE/std  force cos  invariance Δ (rel.)
-//! SchNet                                                                                   
-//! BP + route                                                                               
+//! model        params  train s  test MAE (ε)  MAE/std  force cos  force rel. RMS  invariance Δ (rel., max)
+//! SchNet        15585      101        0.1183    0.075     0.9576           0.289     3.4e-14
+//! BP + route     3778       46        0.1402    0.089     0.9497           0.336     2.0e-14
 //! ```
 //!
-//! (the atom-count baseline — mean per-atom energy of each species times the counts — and the
-//! energy spread are printed by the run.)
+//! Honest notes: both models train on energies only (no force loss: that needs a second
+//! derivative); SchNet gets 60 epochs at lr 2e-3, BP 200 at 3e-3 (it is ~7× cheaper per
+//! epoch). SchNet's interaction blocks are a plain stack, not PyG's residual `h + block(h)`:
+//! `residual { cfconv(..), dense(..) }` does not compile yet (the block's layers are not
+//! given one error type: `GraphError` vs the device's error). With 40 BP
+//! epochs and SchNet at 1e-3 for 60 the figures were 0.182 / 0.154 ε MAE, cos 0.932 / 0.946.
 
 use std::time::Instant;
 
@@ -45,7 +54,7 @@ const PER_SIZE_TEST: usize = 75;
 /// Clusters per optimizer step (gradients accumulated over them one by one).
 const BATCH: usize = 16;
 const EPOCHS_SCHNET: usize = 60;
-const EPOCHS_BP: usize = 40;
+const EPOCHS_BP: usize = 200;
 
 /// ε and σ of species A (0) and B (1).
 const EPS: [f64; 2] = [1.0, 0.5];
@@ -237,7 +246,7 @@ type SchNetModel = SchNet<f64, Cpu>;
 type BpModel = PerElement<f64, Cpu>;
 
 // The tape rides on each network's first input: `z` for SchNet, `pos` for the BP network.
-energy_model!(SchNetModel, "SchNet", 1e-3,
+energy_model!(SchNetModel, "SchNet", 2e-3,
     |m, pos, z| m.try_forward((z, pos)),
     |m, pos, z, g| m.try_forward((z.clone().traced(g), pos.clone())), pos);
 energy_model!(BpModel, "BP + route", 3e-3,
@@ -255,9 +264,9 @@ struct Report {
     invariance: f64,
 }
 
-fn run<M: EnergyModel>(dev: &Cpu, train: &[(Cluster, f64)], test: &[(Cluster, f64)], scale: f64, epochs: usize) -> Report
+fn run<M>(dev: &Cpu, train: &[(Cluster, f64)], test: &[(Cluster, f64)], scale: f64, epochs: usize) -> Report
 where
-    M: TensorCollection<f64, Cpu> + ZeroGrads<f64, Cpu>,
+    M: EnergyModel + TensorCollection<f64, Cpu> + ZeroGrads<f64, Cpu>,
 {
     let start = Instant::now();
     let mut rng = StdRng::seed_from_u64(7);

@@ -464,7 +464,9 @@ fn route_assemble<const O: usize, E: Float, D: Backend<E>, T: Tape<E, D>>(
     dev: &D,
 ) -> Result<Nodes<O, E, D, T>, GraphError> {
     let mut parts = parts.into_iter();
-    let mut all = parts.next().expect("route has a branch");
+    let Some(mut all) = parts.next() else {
+        return Err(GraphError::Device("route of an empty set (no rows)".into()));
+    };
     for p in parts {
         all = dev_err((all, p).try_concat_along(Axis::<0>))?;
     }
@@ -504,9 +506,13 @@ macro_rules! route_impl {
                 let dev = x.device().clone();
                 let mut parts = Vec::new();
                 $(
-                    let idx = dev_err(dev.try_tensor_from_vec(groups[$k].clone(), (groups[$k].len(),)))?;
-                    let xk = dev_err(x.retaped::<T>().try_gather(idx))?;
-                    parts.push(dev_err(self.0.$k.try_forward(xk))?.try_realize::<(usize, usize)>().map_err(|_| GraphError::Device("realize".into()))?);
+                    // A species absent from this sample: its branch does not run (dfdx's
+                    // gather panics on an empty index).
+                    if !groups[$k].is_empty() {
+                        let idx = dev_err(dev.try_tensor_from_vec(groups[$k].clone(), (groups[$k].len(),)))?;
+                        let xk = dev_err(x.retaped::<T>().try_gather(idx))?;
+                        parts.push(dev_err(self.0.$k.try_forward(xk))?.try_realize::<(usize, usize)>().map_err(|_| GraphError::Device("realize".into()))?);
+                    }
                 )+
                 // Keep x's tape (the branches' inputs were retaped).
                 let (x, tape) = x.split_tape();
@@ -530,9 +536,13 @@ macro_rules! route_impl {
                 let dev = x.device().clone();
                 let mut parts = Vec::new();
                 $(
-                    let idx = dev_err(dev.try_tensor_from_vec(groups[$k].clone(), (groups[$k].len(),)))?;
-                    let xk = dev_err(x.retaped::<T>().try_gather(idx))?;
-                    parts.push(dev_err(self.0.$k.try_forward_mut(xk))?.try_realize::<(usize, usize)>().map_err(|_| GraphError::Device("realize".into()))?);
+                    // A species absent from this sample: its branch does not run (dfdx's
+                    // gather panics on an empty index).
+                    if !groups[$k].is_empty() {
+                        let idx = dev_err(dev.try_tensor_from_vec(groups[$k].clone(), (groups[$k].len(),)))?;
+                        let xk = dev_err(x.retaped::<T>().try_gather(idx))?;
+                        parts.push(dev_err(self.0.$k.try_forward_mut(xk))?.try_realize::<(usize, usize)>().map_err(|_| GraphError::Device("realize".into()))?);
+                    }
                 )+
                 let (x, tape) = x.split_tape();
                 drop(x);

@@ -86,3 +86,37 @@ fn other_forms_build_and_train() {
     let y: Tensor<Rank1<5>, f64, Cpu> = s.forward(dev.sample_normal::<Rank2<2, 20>>());
     assert!(y.as_vec().iter().all(|v| v.is_finite()));
 }
+
+/// Spatial sizes given as constants: the macro cannot fold them, so the output sizes are
+/// constant expressions rustc evaluates (and checks against the declared output).
+mod img {
+    pub const C: usize = 1;
+    pub const H: usize = 12;
+    pub const W: usize = 10;
+    pub const L: usize = 9;
+}
+
+network! {
+    pub ConstConv: [img::C, img::H, img::W] -> [2, 5, 4] { conv2d(2, kernel = 3), relu, max_pool2d(2) }
+    pub IntConv: [1, 12, 10] -> [2, 5, 4] { conv2d(2, kernel = 3), relu, max_pool2d(2) }
+    pub ConstSeq: [img::C, img::L] -> [3] { conv1d(3, kernel = 3, stride = 2, padding = 1), avg_pool1d(5), flatten, dense(3) }
+}
+
+#[test]
+fn conv_and_pool_over_constant_spatial_sizes() {
+    // The same seed builds the same weights: the constant-sized network computes what the
+    // integer-sized one does.
+    let a = ConstConv::<f64, Cpu>::build(&Cpu::seed_from_u64(3));
+    let b = IntConv::<f64, Cpu>::build(&Cpu::seed_from_u64(3));
+    assert_eq!(<ConstConv as Network>::NUM_PARAMS, <IntConv as Network>::NUM_PARAMS);
+    let dev = Cpu::seed_from_u64(4);
+    let x: Tensor<(Const<1>, Const<12>, Const<10>), f64, Cpu> = dev.sample_normal();
+    let y: Tensor<(Const<2>, Const<5>, Const<4>), f64, Cpu> = a.forward(x.clone());
+    assert_eq!(y.as_vec(), b.forward(x).as_vec());
+    // (9 + 2·1 − 3) / 2 + 1 = 5 positions, pooled to 1 and flattened to 3 features.
+    let s = ConstSeq::<f64, Cpu>::build(&dev);
+    assert_eq!(<ConstSeq as Network>::NUM_PARAMS, 3 * 3 + 3 + 3 * 3 + 3);
+    let xs: Tensor<(usize, Const<1>, Const<9>), f64, Cpu> = dev.sample_normal_like(&(2usize, Const, Const));
+    let z: Tensor<(usize, Const<3>), f64, Cpu> = s.forward(xs);
+    assert_eq!(z.shape().0, 2);
+}

@@ -279,3 +279,22 @@ fn hard_tanh_clamps_with_pytorch_gradient() {
     let y: Tensor<(usize, Const<7>), f64, Cpu> = L::HardTanh.forward(x.broadcast_like(&(2usize, Const)));
     assert_eq!(y.as_vec()[7..], [-1.0, -1.0, -0.5, 0.0, 0.5, 1.0, 1.0]);
 }
+
+network! {
+    /// Declared over a sequence axis named `t` ...
+    pub TimeEnc: [t, 8] -> [t, 3] { dense(3), tanh }
+    /// ... and used where the caller names it `s`: run-time axis names are local to a
+    /// declaration.
+    pub SeqUser: [s, 8] -> [s, 2] { TimeEnc, dense(2), each { relu } }
+}
+
+#[test]
+fn runtime_axis_names_are_local_to_a_declaration() {
+    let dev = Cpu::seed_from_u64(21);
+    let m = SeqUser::<f64, Cpu>::build(&dev);
+    let x: Tensor<(usize, Const<8>), f64, Cpu> = dev.sample_normal_like(&(4usize, Const));
+    let y: Tensor<(usize, Const<2>), f64, Cpu> = m.forward(x.clone());
+    assert_eq!(y.shape().0, 4);
+    let want = m.dense_1.forward(m.time_enc_1.forward(x)).relu();
+    assert_close("renamed axis", &y.as_vec(), &want.as_vec(), 1e-12);
+}

@@ -411,15 +411,28 @@ fn onnx_export(decl: &NetworkDecl, checked: &Checked, names: &[syn::Ident], tree
 /// `network!` in another invocation or module learns this network's declared shapes.
 fn shape_macro(decl: &NetworkDecl) -> TokenStream {
     let name = &decl.name;
-    let hidden = format_ident!("__typenet_shape_of_{}", name);
     let (i, o) = (&decl.input.tokens, &decl.output.tokens);
-    let vis = match decl.vis {
-        syn::Visibility::Inherited => quote!(),
-        _ => quote!(pub(crate)),
+    // A `pub` network is usable as a layer from other crates: its macro is exported (at the
+    // crate root, under a name made unique by the declaration's place in the crate's source)
+    // and re-exported next to the struct. Others keep a crate-local macro.
+    let exported = matches!(decl.vis, syn::Visibility::Public(_));
+    let hidden = if exported {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        format!("{:?} {name} {i} {o}", name.span()).hash(&mut h);
+        format_ident!("__typenet_shape_of_{}_{:016x}", name, h.finish())
+    } else {
+        format_ident!("__typenet_shape_of_{}", name)
+    };
+    let (vis, export) = match decl.vis {
+        syn::Visibility::Inherited => (quote!(), quote!()),
+        syn::Visibility::Public(_) => (quote!(pub), quote!(#[macro_export])),
+        _ => (quote!(pub(crate)), quote!()),
     };
     quote! {
         #[doc(hidden)]
         #[allow(unused_macros)]
+        #export
         macro_rules! #hidden {
             (@typenet_shape ($($p:tt)*) ; $($rest:tt)*) => {
                 #TYPENET::network! { @known ($($p)*) : #i -> #o ; $($rest)* }

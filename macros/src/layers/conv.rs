@@ -5,7 +5,8 @@
 //! `out = (len + 2·padding − dilation·(kernel − 1) − 1) / stride + 1`; an error when the
 //! (dilated) kernel is larger than the padded input, or when applied to a vector.
 //! The macro computes the output sizes (the layer types carry them as const generics), so
-//! spatial sizes must be integers the macro knows.
+//! spatial sizes are integers the macro knows or constants (`img::H`), whose output sizes are
+//! constant expressions (`{ img::H - 4 }` in effect) checked by rustc.
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -15,6 +16,7 @@ use super::{Env, Kind};
 use crate::args::{self, Args};
 use crate::ast::{LayerCall, Value};
 use crate::check::{Built, Checker, Layer, LayerError};
+use crate::runtime::SHAPES;
 use crate::shape::{Dim, Shape};
 use typenet_shapes as shapes;
 
@@ -108,7 +110,7 @@ pub fn parse_conv2d(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Resu
 }
 
 /// The spatial sizes of `input` for a layer over `axes` spatial axes after a channel axis.
-pub(super) fn spatial(kind: &str, input: &Shape, axes: usize) -> Result<(Dim, Vec<usize>), String> {
+pub(super) fn spatial(kind: &str, input: &Shape, axes: usize) -> Result<(Dim, Vec<Dim>), String> {
     let want = if axes == 1 { "`[c, l]`" } else { "`[c, h, w]`" };
     if input.rank() != axes + 1 {
         let what = match input.rank() {
@@ -117,23 +119,42 @@ pub(super) fn spatial(kind: &str, input: &Shape, axes: usize) -> Result<(Dim, Ve
         };
         return Err(format!("`{kind}` takes a feature map {want}, but it is given {what}"));
     }
-    let mut sizes = Vec::new();
+    // Integers, or constants (`img::H`): the output size of a constant one is a constant
+    // expression rustc evaluates, with a compile-time assertion that the window fits.
     for d in &input.dims[1..] {
-        match d {
-            Dim::Known(n) => sizes.push(*n),
-            other => {
-                return Err(format!(
-                    "`{kind}` needs spatial sizes the macro knows (integers), but {} has `{}`",
-                    input.text(),
-                    other.text()
-                ))
-            }
+        if let Dim::Runtime(n) = d {
+            return Err(format!(
+                "`{kind}` needs spatial sizes known at compile time (integers or constants), but {} has the run-time axis `{n}`",
+                input.text()
+            ));
         }
     }
     if let Dim::Runtime(n) = &input.dims[0] {
         return Err(format!("`{kind}` needs a channel axis of known size, but in {} it is the run-time axis `{n}`", input.text()));
     }
-    Ok((input.dims[0].clone(), sizes))
+    Ok((input.dims[0].clone(), input.dims[1..].to_vec()))
+}
+
+/// The output length of a window over a constant length `len` (a `Dim::Const`), as a
+/// constant expression by the rule `call` of `typenet::shapes` (`None` when the window does
+/// not fit, which the assertion `cx` gets reports with `message`; the size is then 0 so that
+/// nothing else fails). `lo + hi` is the padding, `span` the (dilated) kernel.
+pub(super) fn const_window(cx: &mut Checker, len: &Dim, call: TokenStream, (lo, hi, span, stride): (usize, usize, usize, usize), message: &str) -> Dim {
+    cx.require_const(quote!(#call.is_some()), message);
+    let text = {
+        let (add, sub) = ((lo + hi) as i128, span as i128);
+        let body = match add - sub + 1 {
+            _ if stride != 1 => format!("({} - {}) / {stride} + 1", len.text(), sub - add),
+            0 => len.text(),
+            d if d > 0 => format!("{} + {d}", len.text()),
+            d => format!("{} - {}", len.text(), -d),
+        };
+        if body == len.text() { body } else { format!("({body})") }
+    };
+    Dim::Const {
+        expr: quote!(match #call { ::core::option::Option::Some(n) => n, ::core::option::Option::None => 0 }),
+        text,
+    }
 }
 
 const AXIS: [&str; 2] = ["height", "width"];
@@ -168,18 +189,37 @@ fn conv_axis(kind: &str, axis: &str, len: usize, k: usize, s: usize, pad: Pad, d
 }
 
 impl Layer for Conv {
-    fn check(&self, input: &Shape, _: &mut Checker) -> Result<Built, LayerError> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let kind = if self.axes == 1 { "conv1d" } else { "conv2d" };
         let (c, sizes) = spatial(kind, input, self.axes)?;
         let mut dims = vec![self.out.clone()];
-        // (pad before, spatial in, spatial out) per axis.
-        let mut resolved: Vec<(usize, usize, usize)> = Vec::new();
-        for (i, &len) in sizes.iter().enumerate() {
+        // (pad before, spatial out) per axis.
+        let mut resolved: Vec<(usize, Dim)> = Vec::new();
+        for (i, len) in sizes.iter().enumerate() {
             let (k, s, d) = (self.win.kernel[i], self.win.stride[i], self.win.dilation[i]);
             let axis = axis_name(self.axes, i);
-            let (lo, out) = conv_axis(kind, axis, len, k, s, self.win.padding[i], d, input)?;
-            resolved.push((lo, len, out));
-            dims.push(Dim::Known(out));
+            let out = match len {
+                Dim::Known(len) => {
+                    let (lo, out) = conv_axis(kind, axis, *len, k, s, self.win.padding[i], d, input)?;
+                    (lo, Dim::Known(out))
+                }
+                _ => {
+                    let too_big = || format!("`{kind}`'s sizes overflow `usize` (kernel {k}, dilation {d}, input {})", input.text());
+                    let span = shapes::dilated_span(k, d).ok_or_else(too_big)?;
+                    let (lo, hi) = match self.win.padding[i] {
+                        Pad::N(p) => (p, p),
+                        Pad::Same => shapes::same_padding(k, d).ok_or_else(too_big)?,
+                    };
+                    let v = len.value();
+                    let call = quote!(#SHAPES::window_out(#v, #k, #s, #lo, #hi, #d));
+                    let dil = if d > 1 { format!(" (dilated to {span})") } else { String::new() };
+                    let pad = if lo + hi > 0 { format!(" padded by {}", lo + hi) } else { String::new() };
+                    let msg = format!("`{kind}`'s kernel {k}{dil} is larger than the input's {axis} {}{pad} (input {})", len.text(), input.text());
+                    (lo, const_window(cx, len, call, (lo, hi, span, s), &msg))
+                }
+            };
+            dims.push(out.1.clone());
+            resolved.push(out);
         }
         let area = self.win.kernel.iter().try_fold(1usize, |a, k| a.checked_mul(*k));
         if let (Dim::Known(i), Dim::Known(o)) = (&c, &self.out) {
@@ -192,11 +232,11 @@ impl Layer for Conv {
         let w = &self.win;
         let field = if self.axes == 1 {
             let (k, s, d) = (w.kernel[0], w.stride[0], w.dilation[0]);
-            let (p, _, ol) = resolved[0];
+            let (p, ol) = (resolved[0].0, resolved[0].1.arg());
             quote!(#ty<#i, #o, #k, #s, #p, #d, #ol, __E, __D, #init>)
         } else {
             let ([kh, kw], [sh, sw], [dh, dw]) = ([w.kernel[0], w.kernel[1]], [w.stride[0], w.stride[1]], [w.dilation[0], w.dilation[1]]);
-            let ((ph, _, oh), (pw, _, ow)) = (resolved[0], resolved[1]);
+            let ((ph, oh), (pw, ow)) = ((resolved[0].0, resolved[0].1.arg()), (resolved[1].0, resolved[1].1.arg()));
             quote!(#ty<#i, #o, #kh, #kw, #sh, #sw, #ph, #pw, #dh, #dw, #oh, #ow, __E, __D, #init>)
         };
         let (i, o) = (c.value(), self.out.value());

@@ -6,7 +6,7 @@ use super::Env;
 use crate::args::Args;
 use crate::ast::LayerCall;
 use crate::check::{Built, Checker, Layer, LayerError};
-use crate::shape::Shape;
+use crate::shape::{Dim, Shape};
 use crate::runtime::TYPENET;
 
 pub struct Inner {
@@ -44,10 +44,29 @@ impl Layer for Inner {
         if input.rank() != self.input.rank() {
             return Err(msg.into());
         }
+        // Run-time axis names are local to a declaration: the sub-network's `t` matches any
+        // run-time axis of the caller at the same position (the same name twice must meet the
+        // same axis twice), and its output's run-time axes take the caller's names back.
+        let mut renamed: Vec<(String, Dim)> = Vec::new();
         for (a, b) in self.input.dims.iter().zip(&input.dims) {
-            cx.require_eq(a, b, &msg)?;
+            match (a, b) {
+                (Dim::Runtime(own), Dim::Runtime(theirs)) => match renamed.iter().find(|(n, _)| n == own) {
+                    Some((_, Dim::Runtime(bound))) if bound != theirs => return Err(msg.into()),
+                    Some(_) => {}
+                    None => renamed.push((own.clone(), b.clone())),
+                },
+                _ => cx.require_eq(a, b, &msg)?,
+            }
+        }
+        let mut output = self.output.clone();
+        for d in &mut output.dims {
+            if let Dim::Runtime(own) = d {
+                if let Some((_, theirs)) = renamed.iter().find(|(n, _)| n == own) {
+                    *d = theirs.clone();
+                }
+            }
         }
         let p = &self.path;
-        Ok(Built::field(self.output.clone(), quote!(#p<__E, __D>), quote!(<#p<__E, __D> as #TYPENET::Network>::NUM_PARAMS)))
+        Ok(Built::field(output, quote!(#p<__E, __D>), quote!(<#p<__E, __D> as #TYPENET::Network>::NUM_PARAMS)))
     }
 }

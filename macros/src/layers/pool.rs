@@ -7,11 +7,12 @@
 
 use quote::quote;
 
-use super::conv::{axis_name, padding_arg, per_axis, spatial, Pad, Window};
+use super::conv::{axis_name, const_window, padding_arg, per_axis, spatial, Pad, Window};
 use super::{Env, Kind};
 use crate::args::{self, Args};
 use crate::ast::LayerCall;
 use crate::check::{Built, Checker, Layer, LayerError};
+use crate::runtime::SHAPES;
 use crate::shape::{Dim, Shape};
 use typenet_shapes as shapes;
 
@@ -54,35 +55,48 @@ pub fn parse_pool2d(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Resu
 }
 
 impl Layer for Pool {
-    fn check(&self, input: &Shape, _: &mut Checker) -> Result<Built, LayerError> {
+    fn check(&self, input: &Shape, cx: &mut Checker) -> Result<Built, LayerError> {
         let kind = self.kind.name;
         let (c, sizes) = spatial(kind, input, self.axes)?;
         let mut dims = vec![c];
         let mut resolved = Vec::new();
-        for (i, &len) in sizes.iter().enumerate() {
+        for (i, len) in sizes.iter().enumerate() {
             let (k, s) = (self.win.kernel[i], self.win.stride[i]);
             let Pad::N(p) = self.win.padding[i] else { unreachable!() };
-            let Some(out) = shapes::pool_out(len, k, s, p) else {
-                let padded = shapes::padded(len, p, p).map_or_else(|| "more than `usize::MAX`".to_string(), |n| n.to_string());
-                let pad = if p > 0 { format!(" padded to {padded}") } else { String::new() };
-                return Err(format!(
-                    "`{kind}({k})` shrinks the {} {len}{pad} to 0 (input {})",
-                    axis_name(self.axes, i),
-                    input.text()
-                ).into());
+            let out = match len {
+                Dim::Known(len) => {
+                    let len = *len;
+                    let Some(out) = shapes::pool_out(len, k, s, p) else {
+                        let padded = shapes::padded(len, p, p).map_or_else(|| "more than `usize::MAX`".to_string(), |n| n.to_string());
+                        let pad = if p > 0 { format!(" padded to {padded}") } else { String::new() };
+                        return Err(format!(
+                            "`{kind}({k})` shrinks the {} {len}{pad} to 0 (input {})",
+                            axis_name(self.axes, i),
+                            input.text()
+                        ).into());
+                    };
+                    Dim::Known(out)
+                }
+                _ => {
+                    let v = len.value();
+                    let call = quote!(#SHAPES::pool_out(#v, #k, #s, #p));
+                    let pad = if p > 0 { format!(" padded by {}", 2 * p) } else { String::new() };
+                    let msg = format!("`{kind}({k})` shrinks the {} {}{pad} to 0 (input {})", axis_name(self.axes, i), len.text(), input.text());
+                    const_window(cx, len, call, (p, p, k, s), &msg)
+                }
             };
-            resolved.push((p, out));
-            dims.push(Dim::Known(out));
+            dims.push(out.clone());
+            resolved.push((p, out.arg()));
         }
         let w = &self.win;
         let ty = self.kind.ty(0);
         let module = if self.axes == 1 {
             let (k, s) = (w.kernel[0], w.stride[0]);
-            let (p, ol) = resolved[0];
+            let (p, ol) = resolved[0].clone();
             quote!(#ty::<#k, #s, #p, #ol>)
         } else {
             let ([kh, kw], [sh, sw]) = ([w.kernel[0], w.kernel[1]], [w.stride[0], w.stride[1]]);
-            let ((ph, oh), (pw, ow)) = (resolved[0], resolved[1]);
+            let ((ph, oh), (pw, ow)) = (resolved[0].clone(), resolved[1].clone());
             quote!(#ty::<#kh, #kw, #sh, #sw, #ph, #pw, #oh, #ow>)
         };
         Ok(Built::stateless(Shape::new(dims).as_map(), module))

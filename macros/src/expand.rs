@@ -95,6 +95,9 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
                 type Error = __D::Err;
                 fn try_forward_mut(&mut self, _: #DFDX::tensor::Tensor<#in_ty, __E, __D, __T>) -> ::core::result::Result<Self::Output, __D::Err> { ::core::unreachable!() }
             }
+            impl<#impl_generics> #ONNX::Export for #name<__E, __D> {
+                fn export(&self, _: &mut #ONNX::Builder, _: #ONNX::Value) -> ::core::result::Result<#ONNX::Value, #ONNX::ExportError> { ::core::unreachable!() }
+            }
         };
     };
 

@@ -409,17 +409,7 @@ impl Checker {
             ));
             return None;
         }
-        Some(Checked {
-            nodes,
-            input,
-            output: declared,
-            asserts: std::mem::take(&mut self.asserts),
-            fallible: self.effects.fallible || !inputs.is_empty(),
-            per_sample_only: self.effects.per_sample_only || inputs.iter().any(|i| i.kind == InputKind::Graph),
-            pooled: self.effects.pooled,
-            inputs,
-            outputs: Vec::new(),
-        })
+        Some(self.checked(nodes, input, declared, inputs, Vec::new()))
     }
 
     /// The outputs of a network with several: its last layer is `heads` with one branch per
@@ -469,17 +459,7 @@ impl Checker {
             outputs.push((name.clone(), want));
         }
         let declared = outputs[0].1.clone();
-        Some(Checked {
-            nodes,
-            input,
-            output: declared,
-            asserts: std::mem::take(&mut self.asserts),
-            fallible: self.effects.fallible || !inputs.is_empty(),
-            per_sample_only: self.effects.per_sample_only || inputs.iter().any(|i| i.kind == InputKind::Graph),
-            pooled: self.effects.pooled,
-            inputs,
-            outputs,
-        })
+        Some(self.checked(nodes, input, declared, inputs, outputs))
     }
 
     /// Check a sequence starting from `input`; `trail` is how the shapes got here (for
@@ -679,6 +659,21 @@ impl Checker {
         let span = self.call.as_ref().map(|c| c.span()).unwrap_or_else(proc_macro2::Span::call_site);
         let check = respan(check, span);
         self.asserts.push(quote_spanned!(span=> const _: () = { #check };));
+    }
+
+    /// The checked declaration: its nodes, shapes and what its layers change about it.
+    fn checked(&mut self, nodes: Vec<Node>, input: Shape, output: Shape, inputs: Vec<InputInfo>, outputs: Vec<(Ident, Shape)>) -> Checked {
+        Checked {
+            nodes,
+            input,
+            output,
+            asserts: std::mem::take(&mut self.asserts),
+            fallible: self.effects.fallible || !inputs.is_empty(),
+            per_sample_only: self.effects.per_sample_only || inputs.iter().any(|i| i.kind == InputKind::Graph),
+            pooled: self.effects.pooled,
+            inputs,
+            outputs,
+        }
     }
 
     /// Check a nested sequence (a block's body), one level deeper than the block.

@@ -168,6 +168,8 @@ pub struct Node {
     pub heads: Option<Vec<(Ident, Shape)>>,
     /// See [`Built::finish`].
     pub finish: Option<TokenStream>,
+    /// It or a layer inside it checks its input at run time (its error is a `NetworkError`).
+    pub fallible: bool,
 }
 
 impl Node {
@@ -183,6 +185,38 @@ impl Node {
 /// The module of a sequence of checked layers: the one module, or a tuple of them in order.
 pub fn tree_of(nodes: &[Node]) -> TokenStream {
     crate::tree::seq(nodes.iter().map(|n| n.tree.clone()).collect())
+}
+
+/// The modules of a block's sequences (one per branch) and whether the block is fallible.
+/// When a layer inside checks its input at run time, every module of the block is wrapped in
+/// `Lift` so they share one error type (`NetworkError`): a block's children must agree on it.
+pub fn block_trees(lists: &[Vec<Node>]) -> (Vec<TokenStream>, bool) {
+    let fallible = lists.iter().flatten().any(|n| n.fallible);
+    let trees = lists
+        .iter()
+        .map(|nodes| crate::tree::seq(nodes.iter().map(|n| lift_if(n.tree.clone(), fallible)).collect()))
+        .collect();
+    (trees, fallible)
+}
+
+/// `module` with its error made a `NetworkError` when `lift`.
+pub fn lift_if(module: TokenStream, lift: bool) -> TokenStream {
+    if lift {
+        quote!(#LAYERS::Lift(#module))
+    } else {
+        module
+    }
+}
+
+impl Built {
+    /// Marked fallible when `yes` (a block with a fallible layer inside).
+    pub fn fallible_if(self, yes: bool) -> Self {
+        if yes {
+            self.fallible()
+        } else {
+            self
+        }
+    }
 }
 
 /// A checked declaration, ready to expand.
@@ -503,6 +537,7 @@ impl Checker {
                         reshapes: true,
                         heads: None,
                         finish: None,
+                        fallible: false,
                     });
                     shape = out;
                     continue;
@@ -577,6 +612,7 @@ impl Checker {
                     reshapes: b.reshapes,
                     heads: b.heads,
                     finish: b.finish,
+                    fallible: b.effects.fallible,
                 })
             }
             Err(LayerError::Reported) => None,

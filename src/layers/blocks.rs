@@ -82,29 +82,31 @@ macro_rules! residual_impls {
     ($Trait:ident, $method:ident $(, $mut_:tt)?) => {
         impl<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, M> $Trait<Tensor<S, E, D, T>> for Residual<M>
         where
-            M: $Trait<Tensor<S, E, D, T>, Output = Tensor<S, E, D, T>, Error = D::Err>,
+            M: $Trait<Tensor<S, E, D, T>, Output = Tensor<S, E, D, T>>,
+            D::Err: Into<M::Error>,
         {
             type Output = Tensor<S, E, D, T>;
-            type Error = D::Err;
-            fn $method(&$($mut_)? self, x: Tensor<S, E, D, T>) -> Result<Self::Output, D::Err> {
+            type Error = M::Error;
+            fn $method(&$($mut_)? self, x: Tensor<S, E, D, T>) -> Result<Self::Output, M::Error> {
                 let skip = x.with_empty_tape();
-                self.0.$method(x)?.try_add(skip)
+                self.0.$method(x)?.try_add(skip).map_err(Into::into)
             }
         }
 
         impl<S: Shape, O: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, M, P> $Trait<Tensor<S, E, D, T>>
             for ResidualProject<M, P>
         where
-            M: $Trait<Tensor<S, E, D, T>, Output = Tensor<O, E, D, T>, Error = D::Err>,
-            P: $Trait<Tensor<S, E, D, T>, Output = Tensor<O, E, D, T>, Error = D::Err>,
+            M: $Trait<Tensor<S, E, D, T>, Output = Tensor<O, E, D, T>>,
+            P: $Trait<Tensor<S, E, D, T>, Output = Tensor<O, E, D, T>, Error = M::Error>,
+            D::Err: Into<M::Error>,
         {
             type Output = Tensor<O, E, D, T>;
-            type Error = D::Err;
-            fn $method(&$($mut_)? self, x: Tensor<S, E, D, T>) -> Result<Self::Output, D::Err> {
+            type Error = M::Error;
+            fn $method(&$($mut_)? self, x: Tensor<S, E, D, T>) -> Result<Self::Output, M::Error> {
                 let skip = x.with_empty_tape();
                 let y = self.block.$method(x)?;
                 let skip = self.project.$method(skip)?;
-                y.try_add(skip)
+                y.try_add(skip).map_err(Into::into)
             }
         }
     };
@@ -144,25 +146,26 @@ pub struct Sum<B>(pub B);
 
 macro_rules! sum_impls {
     ($Trait:ident, $method:ident, [$($mut_:tt)?], [$($B:ident $i:tt),+], $L:ident $l:tt) => {
-        impl<S: Shape, O: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, $($B,)+ $L> $Trait<Tensor<S, E, D, T>>
+        impl<S: Shape, O: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, Er: std::fmt::Debug, $($B,)+ $L> $Trait<Tensor<S, E, D, T>>
             for Sum<($($B,)+ $L)>
         where
-            $($B: $Trait<Tensor<S, E, D, T>, Output = Tensor<O, E, D, T>, Error = D::Err>,)+
-            $L: $Trait<Tensor<S, E, D, T>, Output = Tensor<O, E, D, T>, Error = D::Err>,
+            $($B: $Trait<Tensor<S, E, D, T>, Output = Tensor<O, E, D, T>, Error = Er>,)+
+            $L: $Trait<Tensor<S, E, D, T>, Output = Tensor<O, E, D, T>, Error = Er>,
+            D::Err: Into<Er>,
         {
             type Output = Tensor<O, E, D, T>;
-            type Error = D::Err;
-            fn $method(&$($mut_)? self, x: Tensor<S, E, D, T>) -> Result<Self::Output, D::Err> {
+            type Error = Er;
+            fn $method(&$($mut_)? self, x: Tensor<S, E, D, T>) -> Result<Self::Output, Er> {
                 let ys = ($(self.0.$i.$method(x.with_empty_tape())?,)+);
                 let last = self.0.$l.$method(x)?;
                 let acc = ys.0;
                 $(let acc = sum_impls!(@add acc, ys, $i);)+
-                acc.try_add(last)
+                acc.try_add(last).map_err(Into::into)
             }
         }
     };
     (@add $acc:ident, $ys:ident, 0) => { $acc };
-    (@add $acc:ident, $ys:ident, $i:tt) => { $acc.try_add($ys.$i)? };
+    (@add $acc:ident, $ys:ident, $i:tt) => { $acc.try_add($ys.$i).map_err(Into::into)? };
 }
 
 macro_rules! sum_arities {
@@ -241,16 +244,17 @@ macro_rules! concat_impls {
         impl<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, B0, B1, const AXIS: usize, const RANK: usize>
             $Trait<Tensor<S, E, D, T>> for Concat<(B0, B1), AXIS, RANK>
         where
-            B0: $Trait<Tensor<S, E, D, T>, Error = D::Err>,
-            B1: $Trait<Tensor<S, E, D, T>, Error = D::Err>,
+            B0: $Trait<Tensor<S, E, D, T>>,
+            B1: $Trait<Tensor<S, E, D, T>, Error = B0::Error>,
             B0::Output: JoinAlong<B1::Output, AXIS, RANK, Err = D::Err>,
+            D::Err: Into<B0::Error>,
         {
             type Output = <B0::Output as JoinAlong<B1::Output, AXIS, RANK>>::Output;
-            type Error = D::Err;
-            fn $method(&$($mut_)? self, x: Tensor<S, E, D, T>) -> Result<Self::Output, D::Err> {
+            type Error = B0::Error;
+            fn $method(&$($mut_)? self, x: Tensor<S, E, D, T>) -> Result<Self::Output, B0::Error> {
                 let a = self.0 .0.$method(x.with_empty_tape())?;
                 let b = self.0 .1.$method(x)?;
-                a.try_join(b)
+                a.try_join(b).map_err(Into::into)
             }
         }
     };
@@ -319,32 +323,34 @@ macro_rules! each_impls {
         impl<M, N: Dim, $($a: Dim,)+ E: Dtype, D: Device<E>, T: Tape<E, D>> $Trait<Tensor<(N, $($a,)+), E, D, T>>
             for Each<M, $rank>
         where
-            M: $Trait<Tensor<(usize, $($a,)+), E, D, T>, Error = D::Err>,
+            M: $Trait<Tensor<(usize, $($a,)+), E, D, T>>,
             M::Output: Unfold<N, Err = D::Err>,
+            D::Err: Into<M::Error>,
         {
             type Output = <M::Output as Unfold<N>>::One;
-            type Error = D::Err;
+            type Error = M::Error;
             #[allow(non_snake_case)]
-            fn $method(&$($mut_)? self, x: Tensor<(N, $($a,)+), E, D, T>) -> Result<Self::Output, D::Err> {
+            fn $method(&$($mut_)? self, x: Tensor<(N, $($a,)+), E, D, T>) -> Result<Self::Output, M::Error> {
                 let (n, $($a,)+) = *x.shape();
-                let folded = x.try_reshape_like(&(n.size(), $($a,)+))?;
-                self.0.$method(folded)?.try_unfold(n)
+                let folded = x.try_reshape_like(&(n.size(), $($a,)+)).map_err(Into::into)?;
+                self.0.$method(folded)?.try_unfold(n).map_err(Into::into)
             }
         }
 
         impl<M, N: Dim, $($a: Dim,)+ E: Dtype, D: Device<E>, T: Tape<E, D>> $Trait<Tensor<(usize, N, $($a,)+), E, D, T>>
             for Each<M, $rank>
         where
-            M: $Trait<Tensor<(usize, $($a,)+), E, D, T>, Error = D::Err>,
+            M: $Trait<Tensor<(usize, $($a,)+), E, D, T>>,
             M::Output: Unfold<N, Err = D::Err>,
+            D::Err: Into<M::Error>,
         {
             type Output = <M::Output as Unfold<N>>::Batch;
-            type Error = D::Err;
+            type Error = M::Error;
             #[allow(non_snake_case)]
-            fn $method(&$($mut_)? self, x: Tensor<(usize, N, $($a,)+), E, D, T>) -> Result<Self::Output, D::Err> {
+            fn $method(&$($mut_)? self, x: Tensor<(usize, N, $($a,)+), E, D, T>) -> Result<Self::Output, M::Error> {
                 let (b, n, $($a,)+) = *x.shape();
-                let folded = x.try_reshape_like(&(b * n.size(), $($a,)+))?;
-                self.0.$method(folded)?.try_unfold_batch(b, n)
+                let folded = x.try_reshape_like(&(b * n.size(), $($a,)+)).map_err(Into::into)?;
+                self.0.$method(folded)?.try_unfold_batch(b, n).map_err(Into::into)
             }
         }
     };

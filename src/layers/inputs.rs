@@ -18,6 +18,12 @@ impl std::fmt::Display for NetworkError {
 
 impl std::error::Error for NetworkError {}
 
+impl From<dfdx::tensor::CpuError> for NetworkError {
+    fn from(e: dfdx::tensor::CpuError) -> Self {
+        NetworkError(e.to_string())
+    }
+}
+
 impl NetworkError {
     /// `Err` unless every input agrees on the run-time axis `axis`: `sizes` holds each
     /// input's name and its size along that axis.

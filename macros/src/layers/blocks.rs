@@ -1,13 +1,12 @@
 //! Blocks: `each { .. }`, `residual { .. }`, `residual(project) { .. }`,
 //! `concat { {..}, {..} }` and `sum { {..}, {..} }`.
 
-use proc_macro2::TokenStream;
 use quote::quote;
 
 use super::{Env, Kind};
 use crate::args::{self, Args};
 use crate::ast::{Block, LayerCall};
-use crate::check::{tree_of, Built, Checker, Decl, Layer, LayerError};
+use crate::check::{block_trees, lift_if, Built, Checker, Decl, Layer, LayerError};
 use crate::shape::{Dim, Shape};
 use crate::runtime::PRIVATE;
 
@@ -71,9 +70,11 @@ impl Layer for Each {
         let mut dims = vec![input.dims[0].clone()];
         dims.extend(out.dims.iter().cloned());
         // The set axis and the rank tell `Each` which axis is the batch.
-        let (ty, inner, rank) = (self.kind.ty(0), tree_of(&nodes), input.rank());
+        let children = vec![nodes];
+        let (mut trees, fallible) = block_trees(&children);
+        let (ty, inner, rank) = (self.kind.ty(0), trees.pop().unwrap_or_default(), input.rank());
         let tree = quote!(#ty::<_, #rank>(#inner));
-        Ok(Built::stateless(Shape::new(dims), quote!(())).tree(tree).children(vec![nodes]))
+        Ok(Built::stateless(Shape::new(dims), quote!(())).tree(tree).children(children).fallible_if(fallible))
     }
 }
 
@@ -142,9 +143,11 @@ impl Layer for Residual {
             for (a, b) in input.dims.iter().zip(&out.dims) {
                 cx.require_eq(a, b, &msg)?;
             }
-            let (ty, inner) = (self.kind.ty(0), tree_of(&nodes));
+            let children = vec![nodes];
+            let (mut trees, fallible) = block_trees(&children);
+            let (ty, inner) = (self.kind.ty(0), trees.pop().unwrap_or_default());
             let tree = quote!(#ty(#inner));
-            return Ok(Built::stateless(out, quote!(())).tree(tree).children(vec![nodes]));
+            return Ok(Built::stateless(out, quote!(())).tree(tree).children(children).fallible_if(fallible));
         }
         if !same_rank || input.rank() > 3 {
             return Err(format!(
@@ -204,9 +207,11 @@ impl Layer for Residual {
                 quote!((#i * #o + #o))
             }
         };
-        let (ty, inner, project) = (self.kind.ty(1), tree_of(&nodes), cx.field());
+        let children = vec![nodes];
+        let (mut trees, fallible) = block_trees(&children);
+        let (ty, inner, project) = (self.kind.ty(1), trees.pop().unwrap_or_default(), lift_if(cx.field(), fallible));
         let tree = quote!(#ty { block: #inner, project: #project });
-        Ok(Built::field(out, field, params).tree(tree).children(vec![nodes]))
+        Ok(Built::field(out, field, params).tree(tree).children(children).fallible_if(fallible))
     }
 }
 
@@ -280,7 +285,7 @@ impl Layer for Join {
         let out = Shape::new(dims);
         let output = if map { out.as_map() } else { out };
         let ty = self.kind.ty(0);
-        let mut branches: Vec<TokenStream> = children.iter().map(|n| tree_of(n)).collect();
+        let (mut branches, fallible) = block_trees(&children);
         let tree = if self.concat {
             // Binary joins nested to the right; the joined axis comes out `usize` and is
             // realized to the size the checker computed.
@@ -290,7 +295,8 @@ impl Layer for Join {
                 acc = quote!(#ty::<_, #axis, #rank>((#b, #acc)));
             }
             let out = output.ty();
-            quote!((#acc, #PRIVATE::Realize::<#out>::default()))
+            let realize = lift_if(quote!(#PRIVATE::Realize::<#out>::default()), fallible);
+            quote!((#acc, #realize))
         } else {
             // `Sum` takes up to six branches; more nest in the last place.
             while branches.len() > 6 {
@@ -299,6 +305,6 @@ impl Layer for Join {
             }
             quote!(#ty((#(#branches,)*)))
         };
-        Ok(Built::stateless(output, quote!(())).tree(tree).children(children))
+        Ok(Built::stateless(output, quote!(())).tree(tree).children(children).fallible_if(fallible))
     }
 }

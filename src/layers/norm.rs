@@ -3,6 +3,8 @@
 
 use dfdx::prelude::*;
 
+use crate::ops::LayerNormKernel;
+
 use crate::Float;
 
 /// `batch_norm` over `C` channels, as PyTorch's `BatchNorm1d`/`BatchNorm2d` (keys `weight`,
@@ -160,34 +162,44 @@ impl<const M: usize, E: Float, D: Device<E>> TensorCollection<E, D> for LayerNor
     }
 }
 
-impl<const M: usize, E: Float, D: Device<E>, T: Tape<E, D>> Module<Tensor<(Const<M>,), E, D, T>> for LayerNorm<M, E, D> {
+impl<const M: usize, E: Float, D: Storage<E>> LayerNorm<M, E, D> {
+    /// `x` as `[rows, M]` rows through the layer-norm op (the device's fused kernel).
+    fn rows<S: Shape, T: Tape<E, D>>(&self, x: Tensor<S, E, D, T>) -> Result<Tensor<S, E, D, T>, D::Err>
+    where
+        D: LayerNormKernel<E>,
+    {
+        let shape = *x.shape();
+        let rows = shape.num_elements() / M;
+        let (w, b) = (self.weight.clone().try_realize::<(usize,)>(), self.bias.clone().try_realize::<(usize,)>());
+        let (Ok(w), Ok(b)) = (w, b) else { unreachable!("realizing a const dim as usize cannot fail") };
+        let y = crate::ops::layer_norm(x.try_reshape_like(&(rows, M))?, w, b, self.epsilon)?;
+        y.try_reshape_like(&shape)
+    }
+}
+
+impl<const M: usize, E: Float, D: LayerNormKernel<E>, T: Tape<E, D>> Module<Tensor<(Const<M>,), E, D, T>> for LayerNorm<M, E, D> {
     type Output = Tensor<(Const<M>,), E, D, T>;
     type Error = D::Err;
     fn try_forward(&self, x: Tensor<(Const<M>,), E, D, T>) -> Result<Self::Output, D::Err> {
-        x.try_normalize::<Axis<0>>(self.epsilon)?
-            .try_mul(self.weight.retaped::<T>())?
-            .try_add(self.bias.retaped::<T>())
+        self.rows(x)
     }
 }
 
 macro_rules! layer_norm_impls {
-    ($([$($pre:ident),*] => $ax:ty;)*) => {$(
-        impl<$($pre: Dim,)* const M: usize, E: Float, D: Device<E>, T: Tape<E, D>>
+    ($([$($pre:ident),*];)*) => {$(
+        impl<$($pre: Dim,)* const M: usize, E: Float, D: LayerNormKernel<E>, T: Tape<E, D>>
             Module<Tensor<($($pre,)* Const<M>,), E, D, T>> for LayerNorm<M, E, D>
         {
             type Output = Tensor<($($pre,)* Const<M>,), E, D, T>;
             type Error = D::Err;
             fn try_forward(&self, x: Tensor<($($pre,)* Const<M>,), E, D, T>) -> Result<Self::Output, D::Err> {
-                let shape = *x.shape();
-                x.try_normalize::<$ax>(self.epsilon)?
-                    .try_mul(self.weight.retaped::<T>().try_broadcast_like(&shape)?)?
-                    .try_add(self.bias.retaped::<T>().try_broadcast_like(&shape)?)
+                self.rows(x)
             }
         }
     )*};
 }
 layer_norm_impls! {
-    [A] => Axis<1>;
-    [A, B] => Axis<2>;
-    [A, B, C] => Axis<3>;
+    [A];
+    [A, B];
+    [A, B, C];
 }

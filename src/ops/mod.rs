@@ -10,6 +10,7 @@ pub mod dense;
 pub mod dropout;
 
 pub mod floor;
+pub mod layer_norm;
 pub mod pool;
 pub mod radial_basis;
 pub mod scatter;
@@ -22,6 +23,7 @@ pub use dropout::{dropout, DropoutKernel};
 
 pub use floor::buf::clear_scratch_buffers;
 pub use floor::Window2D;
+pub use layer_norm::{layer_norm, layer_norm_composed, LayerNormKernel};
 pub use pool::{global_pool, pool1d, pool2d, PoolKernel, PoolKind};
 pub use radial_basis::{radial_basis_composed, RadialBasisKernel, RadialBasisParams};
 pub use scatter::{Aggr, GraphKernel};

@@ -179,7 +179,8 @@ impl Layer for Residual {
         }
         // Maps `[c, h, w]` are projected on channels by a 1×1 convolution; vectors and
         // sequences on the last axis by a dense layer. Every other axis must agree.
-        let map = input.is_map();
+        // A block of convolutions on a `[c, l]` input reads it as a map (its output is one).
+        let map = input.is_map() || (out.map && out.rank() == 2);
         let axis = if map { 0 } else { input.rank() - 1 };
         let what = if map { "channels" } else { "last axis" };
         let msg = format!(

@@ -1,0 +1,7 @@
+use typenet::prelude::*;
+
+network! {
+    pub Net: [n, n] -> [n, n] { relu }
+}
+
+fn main() {}

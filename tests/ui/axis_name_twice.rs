@@ -1,7 +1,0 @@
-use typenet::prelude::*;
-
-network! {
-    pub Net: [n, n] -> [n, n] { relu }
-}
-
-fn main() {}

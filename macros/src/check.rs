@@ -440,6 +440,25 @@ impl Checker {
         }
         if !ok {
             let last = nodes.last().map(|n| n.text.clone()).unwrap_or_default();
+            // `dense` on `[a, f]` keeps axis 0; a declared vector equal to the rest means a
+            // missing `flatten` before it: reported at the `dense`.
+            if let (Some(node), Some(call)) = (nodes.last(), decl.body.layers.last()) {
+                let texts = |s: &Shape| s.dims.iter().map(Dim::text).collect::<Vec<_>>();
+                if node.layer_label() == "dense" && node.input.rank() == 2 && output.rank() == declared.rank() + 1 && texts(&output)[1..] == texts(&declared)[..] {
+                    self.errors.push(syn::Error::new_spanned(
+                        &call.tokens,
+                        format!(
+                            "`{}` is declared to produce {}, but its last layer `{last}` acts on the last axis of {} and produces {}; add `flatten` before it so that it maps all {} values",
+                            decl.name,
+                            declared.text(),
+                            node.input.text(),
+                            output.text(),
+                            node.input.numel().text()
+                        ) + &format!("\n  = note: {}", trail_of(&input.text(), &nodes)),
+                    ));
+                    return None;
+                }
+            }
             self.errors.push(syn::Error::new_spanned(
                 &decl.output.tokens,
                 format!(

@@ -228,7 +228,8 @@ pub fn const_message(message: &str, must: &[Atom], known: &[Atom]) -> TokenStrea
 /// The end of the first mention of the constant `text` in `message` as a whole path, outside
 /// `code` spans (where `dense(HIDDEN -> 2)` quotes the declaration as written).
 fn first_mention(message: &str, text: &str) -> Option<usize> {
-    let path_char = |c: char| c.is_alphanumeric() || c == '_' || c == ':';
+    // `-` too: `D` in `3-D` is not the constant `D`.
+    let path_char = |c: char| c.is_alphanumeric() || c == '_' || c == ':' || c == '-';
     message.match_indices(text).map(|(i, _)| (i, i + text.len())).find(|&(i, end)| {
         let before = message[..i].chars().next_back();
         let after = message[end..].chars().next();
@@ -381,6 +382,7 @@ mod tests {
         assert!(m.ends_with(r#".s("(HIDDEN=").n(HIDDEN).s(")")"#), "{m}");
         assert_eq!(first_mention("a config::W b", "W"), None);
         assert_eq!(first_mention("a W b", "W"), Some(3));
+        assert_eq!(first_mention("3-D points [n, D]", "D"), Some(16));
     }
 
     #[test]

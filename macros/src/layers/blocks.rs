@@ -321,9 +321,15 @@ impl Layer for Join {
         }
         let map = outs.iter().all(Shape::is_map);
         // The branch the others must agree with: one that keeps its input's shape (on the
-        // compared axes) if any, else the first. A branch that disagrees is reported at its
-        // layer that last changed the compared axes.
-        let r = outs.iter().position(|o| !self.differs(o, input, map)).unwrap_or(0);
+        // compared axes) if any; failing that, one whose sizes are all integers rather than
+        // constants (so that a constant that does not fit is reported at its branch only);
+        // else the first. A branch that disagrees is reported at its layer that last changed
+        // the compared axes.
+        let r = outs
+            .iter()
+            .position(|o| !self.differs(o, input, map))
+            .or_else(|| outs.iter().position(|o| o.dims.iter().all(|d| !matches!(d, Dim::Const { .. }))))
+            .unwrap_or(0);
         let reference = outs[r].clone();
         let site = |j: usize| {
             let braces = self.spans.get(j).copied().unwrap_or_else(proc_macro2::Span::call_site);
@@ -336,9 +342,12 @@ impl Layer for Join {
             if j == r {
                 continue;
             }
-            let (bj, br, gj, gr) = (j + 1, r + 1, out.text(), reference.text());
+            // Both branches, in their order.
+            let pair = |a: usize, b: usize| format!("branch {} gives {} and branch {} gives {}", a + 1, outs[a].text(), b + 1, outs[b].text());
+            let both = pair(j.min(r), j.max(r));
+            let (bj, gj) = (j + 1, out.text());
             if out.rank() != reference.rank() {
-                return Err(at(j, format!("the branches of `{kind}` must produce shapes of the same rank, but branch {bj} gives {gj} and branch {br} gives {gr}")));
+                return Err(at(j, format!("the branches of `{kind}` must produce shapes of the same rank, but {both}")));
             }
             if self.concat && out.rank() > 3 {
                 return Err(format!("`concat` joins shapes of up to 3 axes, but branch {bj} gives {gj}").into());
@@ -350,9 +359,9 @@ impl Layer for Join {
                 }
                 let msg = match axis {
                     Some(axis) => format!(
-                        "the branches of `concat` are joined on axis {axis} and must agree on every other axis, but branch {bj} gives {gj} and branch {br} gives {gr} (they differ on axis {ax})"
+                        "the branches of `concat` are joined on axis {axis} and must agree on every other axis, but {both} (they differ on axis {ax})"
                     ),
-                    None => format!("the branches of `sum` are added element-wise and must produce the same shape, but branch {bj} gives {gj} and branch {br} gives {gr}"),
+                    None => format!("the branches of `sum` are added element-wise and must produce the same shape, but {both}"),
                 };
                 match a.agree(b) {
                     Agree::Yes => {}
@@ -379,7 +388,9 @@ impl Layer for Join {
             }
         }
         let mut dims = first.dims.clone();
-        dims[axis] = joined;
+        if self.concat {
+            dims[axis] = joined;
+        }
         let out = Shape::new(dims);
         let output = if map { out.as_map() } else { out };
         let ty = self.kind.ty(0);

@@ -233,7 +233,7 @@ fn first_mention(message: &str, text: &str) -> Option<usize> {
     message.match_indices(text).map(|(i, _)| (i, i + text.len())).find(|&(i, end)| {
         let before = message[..i].chars().next_back();
         let after = message[end..].chars().next();
-        message[..i].matches('`').count() % 2 == 0
+        message[..i].matches('`').count().is_multiple_of(2)
             && !before.is_some_and(path_char)
             && !after.is_some_and(path_char)
             && !message[end..].starts_with(" (= ")

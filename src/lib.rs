@@ -191,4 +191,71 @@ pub mod __private {
         )*};
     }
     per_rank!([X0 A0] [X0 A0, X1 A1] [X0 A0, X1 A1, X2 A2] [X0 A0, X1 A1, X2 A2, X3 A3]);
+
+    /// `M`, its output then given the dimension types of the per-sample shape `S` (as
+    /// [`Realize`] does), keeping `M`'s error type. The macro puts it where a size given as a
+    /// constant must equal another, which a compile-time assertion checks: the types then
+    /// agree whatever the constant's value, so a failed assertion is the only error.
+    #[derive(Debug, Clone, Copy)]
+    pub struct RealizeAfter<M, S>(pub M, pub core::marker::PhantomData<S>);
+
+    /// `M` given its input with the dimension types of the per-sample shape `S` (see
+    /// [`RealizeAfter`]).
+    #[derive(Debug, Clone, Copy)]
+    pub struct RealizeBefore<S, M>(pub core::marker::PhantomData<S>, pub M);
+
+    /// [`Realize`] never fails (the sizes were checked at compile time).
+    fn realized<X, S>(x: X) -> <Realize<S> as Module<X>>::Output
+    where
+        Realize<S>: Module<X>,
+    {
+        match Realize::<S>::default().try_forward(x) {
+            Ok(y) => y,
+            Err(_) => unreachable!("typenet: `Realize` does not fail"),
+        }
+    }
+
+    impl<X, M: Module<X>, S> Module<X> for RealizeAfter<M, S>
+    where
+        Realize<S>: Module<M::Output>,
+    {
+        type Output = <Realize<S> as Module<M::Output>>::Output;
+        type Error = M::Error;
+        fn try_forward(&self, x: X) -> Result<Self::Output, M::Error> {
+            Ok(realized::<_, S>(self.0.try_forward(x)?))
+        }
+    }
+
+    impl<X, M: ModuleMut<X>, S> ModuleMut<X> for RealizeAfter<M, S>
+    where
+        Realize<S>: Module<M::Output>,
+    {
+        type Output = <Realize<S> as Module<M::Output>>::Output;
+        type Error = M::Error;
+        fn try_forward_mut(&mut self, x: X) -> Result<Self::Output, M::Error> {
+            Ok(realized::<_, S>(self.0.try_forward_mut(x)?))
+        }
+    }
+
+    impl<X, M: Module<<Realize<S> as Module<X>>::Output>, S> Module<X> for RealizeBefore<S, M>
+    where
+        Realize<S>: Module<X>,
+    {
+        type Output = M::Output;
+        type Error = M::Error;
+        fn try_forward(&self, x: X) -> Result<Self::Output, M::Error> {
+            self.1.try_forward(realized::<_, S>(x))
+        }
+    }
+
+    impl<X, M: ModuleMut<<Realize<S> as Module<X>>::Output>, S> ModuleMut<X> for RealizeBefore<S, M>
+    where
+        Realize<S>: Module<X>,
+    {
+        type Output = M::Output;
+        type Error = M::Error;
+        fn try_forward_mut(&mut self, x: X) -> Result<Self::Output, M::Error> {
+            self.1.try_forward_mut(realized::<_, S>(x))
+        }
+    }
 }

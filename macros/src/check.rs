@@ -17,7 +17,7 @@ use syn::Ident;
 
 use crate::ast::{Block, DimLit, InputKind, LayerCall, NetworkDecl, Seq, ShapeLit};
 use crate::runtime::LAYERS;
-use crate::shape::{Agree, Dim, Shape};
+use crate::shape::{Agree, Atom, Dim, Shape};
 
 /// A parsed layer declaration of some kind: its validated arguments, immutable. Its rule
 /// computes the output shape and everything expansion needs, without changing the layer.
@@ -42,6 +42,33 @@ pub enum LayerError {
     Message(String),
     /// A nested sequence failed and already recorded its own error.
     Reported,
+    /// The fault lies in a layer or branch inside the block (a `sum` branch that changes the
+    /// shape): the message, with its note, reported at `site` (see [`Site`]).
+    At(Site, String),
+}
+
+/// Where inside a block an error is reported: a layer call, or a branch's braces.
+#[derive(Clone, Debug)]
+pub enum Site {
+    Tokens(TokenStream),
+    Span(proc_macro2::Span),
+}
+
+impl Site {
+    pub fn error(&self, msg: String) -> syn::Error {
+        match self {
+            Site::Tokens(t) => syn::Error::new_spanned(t, msg),
+            Site::Span(s) => syn::Error::new(*s, msg),
+        }
+    }
+
+    /// The same place as tokens (for spanning compile-time assertions).
+    pub fn tokens(&self) -> TokenStream {
+        match self {
+            Site::Tokens(t) => t.clone(),
+            Site::Span(s) => quote_spanned!(*s=> __site),
+        }
+    }
 }
 
 impl From<String> for LayerError {
@@ -278,6 +305,9 @@ pub struct Checker {
     several_outputs: bool,
     /// What the layers checked so far change about the network.
     effects: Effects,
+    /// The named constants in the shapes checked so far (assertions' messages show the
+    /// value of those they mention).
+    consts: Vec<Atom>,
 }
 
 pub fn shape_of(lit: &ShapeLit) -> Shape {
@@ -313,6 +343,7 @@ impl Checker {
             branch_start: false,
             several_outputs: false,
             effects: Effects::default(),
+            consts: Vec::new(),
         }
     }
 
@@ -365,6 +396,14 @@ impl Checker {
     pub fn network(&mut self, decl: &NetworkDecl, body: &[Decl]) -> Option<Checked> {
         let mut input = shape_of(&decl.input);
         let declared = shape_of(&decl.output);
+        self.note_consts(&input);
+        self.note_consts(&declared);
+        for (_, lit) in &decl.outputs {
+            self.note_consts(&shape_of(lit));
+        }
+        for i in &decl.inputs {
+            self.note_consts(&shape_of(&i.shape));
+        }
         self.several_outputs = !decl.outputs.is_empty();
         let mut selectors = Vec::new();
         selectors_of(&decl.body, &mut selectors);
@@ -414,6 +453,7 @@ impl Checker {
         }
         self.call = Some(quote::ToTokens::to_token_stream(&decl.output.tokens));
         let mut ok = output.rank() == declared.rank();
+        let mut realize = false;
         if ok {
             for (i, (a, b)) in output.dims.iter().zip(&declared.dims).enumerate() {
                 let msg = format!(
@@ -422,15 +462,37 @@ impl Checker {
                     declared.text(),
                     output.text()
                 );
-                match a.agree(b, &msg) {
+                match a.agree(b) {
                     Agree::Yes => {}
                     Agree::No => ok = false,
-                    Agree::Deferred(check) => self.assert(check),
+                    Agree::Deferred => {
+                        self.assert_same(a, b, &msg);
+                        realize = true;
+                    }
                 }
             }
         }
         if !ok {
             let last = nodes.last().map(|n| n.text.clone()).unwrap_or_default();
+            // `dense` on `[a, f]` keeps axis 0; a declared vector equal to the rest means a
+            // missing `flatten` before it: reported at the `dense`.
+            if let (Some(node), Some(call)) = (nodes.last(), decl.body.layers.last()) {
+                let texts = |s: &Shape| s.dims.iter().map(Dim::text).collect::<Vec<_>>();
+                if node.layer_label() == "dense" && node.input.rank() == 2 && output.rank() == declared.rank() + 1 && texts(&output)[1..] == texts(&declared)[..] {
+                    self.errors.push(syn::Error::new_spanned(
+                        &call.tokens,
+                        format!(
+                            "`{}` is declared to produce {}, but its last layer `{last}` acts on the last axis of {} and produces {}; add `flatten` before it so that it maps all {} values",
+                            decl.name,
+                            declared.text(),
+                            node.input.text(),
+                            output.text(),
+                            node.input.numel().text()
+                        ) + &format!("\n  = note: {}", trail_of(&input.text(), &nodes)),
+                    ));
+                    return None;
+                }
+            }
             self.errors.push(syn::Error::new_spanned(
                 &decl.output.tokens,
                 format!(
@@ -442,6 +504,12 @@ impl Checker {
                 ),
             ));
             return None;
+        }
+        // A last layer whose size depends on a constant produces the declared shape's types
+        // (the assertion checks the sizes).
+        let mut nodes = nodes;
+        if let Some(last) = nodes.last_mut().filter(|_| realize) {
+            last.tree = crate::runtime::realize_after(last.tree.clone(), declared.ty());
         }
         Some(self.checked(nodes, input, declared, inputs, Vec::new()))
     }
@@ -470,18 +538,20 @@ impl Checker {
             return None;
         }
         let mut outputs = Vec::new();
-        for ((name, lit), (_, out)) in decl.outputs.iter().zip(heads) {
+        let mut realize = Vec::new();
+        for (k, ((name, lit), (_, out))) in decl.outputs.iter().zip(heads).enumerate() {
             let want = shape_of(lit);
             let mut ok = want.rank() == out.rank();
             if ok {
                 for (a, b) in out.dims.iter().zip(&want.dims) {
                     let msg = format!("the output `{name}` is declared {}, but its head produces {}", want.text(), out.text());
-                    match a.agree(b, &msg) {
+                    match a.agree(b) {
                         Agree::Yes => {}
                         Agree::No => ok = false,
-                        Agree::Deferred(check) => {
+                        Agree::Deferred => {
                             self.call = Some(lit.tokens.clone());
-                            self.assert(check)
+                            self.assert_same(a, b, &msg);
+                            realize.push((k, want.ty()));
                         }
                     }
                 }
@@ -491,6 +561,16 @@ impl Checker {
                 return None;
             }
             outputs.push((name.clone(), want));
+        }
+        // A head whose size depends on a constant produces the declared shape's types (the
+        // assertion checks the sizes).
+        let mut nodes = nodes;
+        if let Some(heads) = nodes.last_mut() {
+            for (k, ty) in realize {
+                if let Some(last) = heads.children.get_mut(k).and_then(|c| c.last_mut()) {
+                    last.tree = crate::runtime::realize_after(last.tree.clone(), ty);
+                }
+            }
         }
         let declared = outputs[0].1.clone();
         Some(self.checked(nodes, input, declared, inputs, outputs))
@@ -584,6 +664,7 @@ impl Checker {
             }
         };
         let name = self.name_for(call)?;
+        self.note_consts(input);
         let outer = self.call.replace(call.tokens.clone());
         let outer_site = self.site.replace(name.clone());
         let result = layer.check(input, self);
@@ -591,6 +672,7 @@ impl Checker {
         self.site = outer_site;
         match result {
             Ok(b) => {
+                self.note_consts(&b.output);
                 self.effects.fallible |= b.effects.fallible;
                 self.effects.per_sample_only |= b.effects.per_sample_only;
                 self.effects.pooled |= b.effects.pooled;
@@ -616,6 +698,10 @@ impl Checker {
                 })
             }
             Err(LayerError::Reported) => None,
+            Err(LayerError::At(site, msg)) => {
+                self.errors.push(site.error(msg));
+                None
+            }
             Err(LayerError::Message(msg)) => {
                 let note = if trail.contains('→') { trail.to_string() } else { format!("its input is {trail}") };
                 self.errors.push(syn::Error::new_spanned(&call.tokens, format!("{msg}\n  = note: {note}")));
@@ -655,14 +741,48 @@ impl Checker {
     }
 
     /// Require two dimensions to agree: `Err(message)` when they certainly differ, a
-    /// compile-time assertion spanned at the current layer when a constant is involved.
-    pub fn require_eq(&mut self, a: &Dim, b: &Dim, message: &str) -> Result<(), LayerError> {
-        match a.agree(b, message) {
-            Agree::Yes => Ok(()),
+    /// compile-time assertion spanned at the current layer when a constant is involved
+    /// (`Ok(true)`: the caller then gives the tensor the expected shape's types, with
+    /// `runtime::realize_after`, so that a failed assertion is the only error).
+    pub fn require_eq(&mut self, a: &Dim, b: &Dim, message: &str) -> Result<bool, LayerError> {
+        match a.agree(b) {
+            Agree::Yes => Ok(false),
             Agree::No => Err(message.into()),
-            Agree::Deferred(check) => {
-                self.assert(check);
-                Ok(())
+            Agree::Deferred => {
+                self.assert_same(a, b, message);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Run `f` with compile-time assertions spanned at `site` (a layer inside the block
+    /// being checked, where the fault lies).
+    pub fn at<R>(&mut self, site: &Site, f: impl FnOnce(&mut Self) -> R) -> R {
+        let outer = self.call.replace(site.tokens());
+        let r = f(self);
+        self.call = outer;
+        r
+    }
+
+    /// A compile-time assertion that `a` and `b` (one a constant) are equal.
+    fn assert_same(&mut self, a: &Dim, b: &Dim, message: &str) {
+        self.assert_not(a.differs(b), message, &[a, b]);
+    }
+
+    /// A compile-time assertion, spanned at the current layer, that `fail` (a `bool`
+    /// constant expression) is false; its message shows the values of the constants of `dims`
+    /// and of those it mentions.
+    fn assert_not(&mut self, fail: TokenStream, message: &str, dims: &[&Dim]) {
+        let must: Vec<Atom> = dims.iter().flat_map(|d| d.atoms().iter().cloned()).collect();
+        let msg = crate::shape::const_message(message, &must, &self.consts);
+        self.assert(quote!(if #fail { ::core::panic!("{}", #msg.as_str()) }));
+    }
+
+    /// Remember the named constants of `shape` (see [`Checker::consts`]).
+    fn note_consts(&mut self, shape: &Shape) {
+        for a in shape.dims.iter().flat_map(Dim::atoms) {
+            if !self.consts.iter().any(|c| c.text == a.text) {
+                self.consts.push(a.clone());
             }
         }
     }
@@ -682,13 +802,14 @@ impl Checker {
         };
         let from = if input.rank() == 1 { String::new() } else { format!(" (the last axis of {})", input.text()) };
         let msg = format!("`{layer}` expects {} input features{per}, but {source}{from}", declared.text());
-        self.require_eq(declared, last, &msg)
+        self.require_eq(declared, last, &msg).map(|_| ())
     }
 
     /// Require a condition on constants, checked by rustc (`cond` is a `bool` constant
-    /// expression).
-    pub fn require_const(&mut self, cond: TokenStream, message: &str) {
-        self.assert(quote::quote!(if !(#cond) { ::core::panic!("{}", #message) }));
+    /// expression); the message shows the values of the constants of `dims` (and of those it
+    /// mentions).
+    pub fn require_const(&mut self, cond: TokenStream, message: &str, dims: &[&Dim]) {
+        self.assert_not(quote!(!(#cond)), message, dims);
     }
 
     fn assert(&mut self, check: TokenStream) {

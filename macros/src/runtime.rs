@@ -52,3 +52,15 @@ pub fn init(name: &str) -> TokenStream {
 pub fn count(call: TokenStream) -> TokenStream {
     quote!(#SHAPES::count(#SHAPES::#call))
 }
+
+/// The module `tree`, its output given the dimension types of the per-sample shape type `ty`
+/// (where a constant size must equal another: a compile-time assertion checks the sizes, and
+/// the types agree whatever the constant's value, so nothing else fails).
+pub fn realize_after(tree: TokenStream, ty: TokenStream) -> TokenStream {
+    quote!(#PRIVATE::RealizeAfter(#tree, ::core::marker::PhantomData::<#ty>))
+}
+
+/// The module `tree`, given its input with the dimension types of `ty` (see [`realize_after`]).
+pub fn realize_before(ty: TokenStream, tree: TokenStream) -> TokenStream {
+    quote!(#PRIVATE::RealizeBefore(::core::marker::PhantomData::<#ty>, #tree))
+}

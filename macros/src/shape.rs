@@ -11,23 +11,53 @@ pub enum Dim {
     /// A size the macro knows: `28`.
     Known(usize),
     /// A constant expression rustc evaluates (`HIDDEN`, `(config::W - 4) / 2 + 1`): `expr`
-    /// is the Rust expression, `text` how it reads in messages.
-    Const { expr: TokenStream, text: String },
+    /// is the Rust expression, `text` how it reads in messages, `atoms` the named constants
+    /// it is made of (whose values compile-time assertions' messages show).
+    Const { expr: TokenStream, text: String, atoms: Vec<Atom> },
     /// An axis sized at run time (`t`, `n`): a `usize` in the tensor's shape.
     Runtime(String),
 }
 
+/// A named constant (`HIDDEN`, `config::W`) as written, and its path.
+#[derive(Clone, Debug)]
+pub struct Atom {
+    pub text: String,
+    pub expr: TokenStream,
+}
+
 /// Whether two dimensions agree: certainly, certainly not, or only rustc can tell (a
-/// constant is involved; the caller emits a compile-time assertion).
+/// constant is involved; the caller emits a compile-time assertion, see [`Dim::differs`]).
 pub enum Agree {
     Yes,
     No,
-    Deferred(TokenStream),
+    Deferred,
 }
 
 impl Dim {
     pub fn konst(path: &syn::Path) -> Dim {
-        Dim::Const { expr: path.to_token_stream(), text: tidy(&path.to_token_stream().to_string()) }
+        let text = tidy(&path.to_token_stream().to_string());
+        let atoms = vec![Atom { text: text.clone(), expr: path.to_token_stream() }];
+        Dim::Const { expr: path.to_token_stream(), text, atoms }
+    }
+
+    /// The named constants this dimension is made of.
+    pub fn atoms(&self) -> &[Atom] {
+        match self {
+            Dim::Const { atoms, .. } => atoms,
+            _ => &[],
+        }
+    }
+
+    /// A constant expression of this dimension made of `expr`, read as `text` (its atoms
+    /// are this dimension's).
+    pub fn derived(&self, expr: TokenStream, text: String) -> Dim {
+        Dim::Const { expr, text, atoms: self.atoms().to_vec() }
+    }
+
+    /// `bool` constant expression: whether the two dimensions differ (for an assertion).
+    pub fn differs(&self, other: &Dim) -> TokenStream {
+        let (va, vb) = (self.value(), other.value());
+        quote!(#va != #vb)
     }
 
     /// The dimension's Rust type: `Const<28>`, `Const<HIDDEN>` or `usize`.
@@ -78,9 +108,8 @@ impl Dim {
         }
     }
 
-    /// Compare with another dimension. `what` describes the check for the deferred
-    /// assertion's message.
-    pub fn agree(&self, other: &Dim, message: &str) -> Agree {
+    /// Compare with another dimension.
+    pub fn agree(&self, other: &Dim) -> Agree {
         match (self, other) {
             (Dim::Known(a), Dim::Known(b)) => {
                 if a == b {
@@ -103,9 +132,7 @@ impl Dim {
                         return Agree::Yes;
                     }
                 }
-                let (va, vb) = (a.value(), b.value());
-                let msg = deferred_message(message, [a, b]);
-                Agree::Deferred(quote!(if #va != #vb { ::core::panic!("{}", #msg.as_str()) }))
+                Agree::Deferred
             }
         }
     }
@@ -119,12 +146,12 @@ impl Dim {
             // spanned message.
             (Dim::Known(a), Dim::Known(b)) => match a.checked_mul(*b) {
                 Some(n) => Dim::Known(n),
-                None => Dim::Const { expr: quote!((#a * #b)), text: format!("{a} × {b}") },
+                None => Dim::Const { expr: quote!((#a * #b)), text: format!("{a} × {b}"), atoms: Vec::new() },
             },
             (Dim::Runtime(a), b) | (b, Dim::Runtime(a)) => Dim::Runtime(format!("{a}·{}", b.text())),
             (a, b) => {
                 let (va, vb) = (a.value(), b.value());
-                Dim::Const { expr: quote!(#va * #vb), text: format!("{} × {}", a.text(), b.text()) }
+                Dim::Const { expr: quote!(#va * #vb), text: format!("{} × {}", a.text(), b.text()), atoms: union(a, b) }
             }
         }
     }
@@ -134,38 +161,86 @@ impl Dim {
         match (self, other) {
             (Dim::Known(a), Dim::Known(b)) => match a.checked_add(*b) {
                 Some(n) => Dim::Known(n),
-                None => Dim::Const { expr: quote!((#a + #b)), text: format!("{a} + {b}") },
+                None => Dim::Const { expr: quote!((#a + #b)), text: format!("{a} + {b}"), atoms: Vec::new() },
             },
             (Dim::Runtime(a), b) | (b, Dim::Runtime(a)) => Dim::Runtime(format!("{a}+{}", b.text())),
             (a, b) => {
                 let (va, vb) = (a.value(), b.value());
-                Dim::Const { expr: quote!(#va + #vb), text: format!("{} + {}", a.text(), b.text()) }
+                Dim::Const { expr: quote!(#va + #vb), text: format!("{} + {}", a.text(), b.text()), atoms: union(a, b) }
             }
         }
     }
 }
 
-/// The variable the generated code binds to a run-time axis.
-/// A const assertion's message, built by `typenet::shapes::Msg`: the checker's `message` (never
-/// read as a format string), then the value of each constant: `… (HIDDEN = 32)`.
-fn deferred_message(message: &str, dims: [&Dim; 2]) -> TokenStream {
-    let shapes = crate::runtime::SHAPES;
-    let mut m = quote!(#shapes::Msg::new().s(#message));
-    let mut first = true;
-    for d in dims {
-        if let Dim::Const { text, .. } = d {
-            let (v, sep) = (d.value(), if first { " (" } else { ", " });
-            let label = format!("{sep}{text} = ");
-            m = quote!(#m.s(#label).n(#v));
-            first = false;
+/// The atoms of two dimensions, each once.
+fn union(a: &Dim, b: &Dim) -> Vec<Atom> {
+    let mut v = a.atoms().to_vec();
+    for x in b.atoms() {
+        if !v.iter().any(|y| y.text == x.text) {
+            v.push(x.clone());
         }
     }
-    if !first {
+    v
+}
+
+/// A compile-time assertion's message, as a `typenet::shapes::Msg` constant expression: the
+/// checker's `message` (never read as a format string) with each named constant it mentions
+/// followed by its value, `HIDDEN (= 32)`, at its first mention outside a `code` span. The
+/// constants of `must` that it does not mention are listed at the end: `… (HIDDEN = 32)`;
+/// those of `known` only where mentioned.
+pub fn const_message(message: &str, must: &[Atom], known: &[Atom]) -> TokenStream {
+    let shapes = crate::runtime::SHAPES;
+    let mut seen: Vec<&str> = Vec::new();
+    let mut found: Vec<(usize, &Atom)> = Vec::new();
+    let mut trailing: Vec<&Atom> = Vec::new();
+    for (k, atom) in must.iter().chain(known).enumerate() {
+        if seen.contains(&atom.text.as_str()) {
+            continue;
+        }
+        seen.push(&atom.text);
+        match first_mention(message, &atom.text) {
+            Some(end) => found.push((end, atom)),
+            None if k < must.len() => trailing.push(atom),
+            None => {}
+        }
+    }
+    found.sort_by_key(|(end, _)| *end);
+    let mut m = quote!(#shapes::Msg::new());
+    let mut last = 0;
+    for (end, atom) in found {
+        let (part, v) = (&message[last..end], &atom.expr);
+        m = quote!(#m.s(#part).s(" (= ").n(#v).s(")"));
+        last = end;
+    }
+    let rest = &message[last..];
+    m = quote!(#m.s(#rest));
+    for (k, atom) in trailing.iter().enumerate() {
+        let label = format!("{}{} = ", if k == 0 { " (" } else { ", " }, atom.text);
+        let v = &atom.expr;
+        m = quote!(#m.s(#label).n(#v));
+    }
+    if !trailing.is_empty() {
         m = quote!(#m.s(")"));
     }
     m
 }
 
+/// The end of the first mention of the constant `text` in `message` as a whole path, outside
+/// `code` spans (where `dense(HIDDEN -> 2)` quotes the declaration as written).
+fn first_mention(message: &str, text: &str) -> Option<usize> {
+    // `-` too: `D` in `3-D` is not the constant `D`.
+    let path_char = |c: char| c.is_alphanumeric() || c == '_' || c == ':' || c == '-';
+    message.match_indices(text).map(|(i, _)| (i, i + text.len())).find(|&(i, end)| {
+        let before = message[..i].chars().next_back();
+        let after = message[end..].chars().next();
+        message[..i].matches('`').count().is_multiple_of(2)
+            && !before.is_some_and(path_char)
+            && !after.is_some_and(path_char)
+            && !message[end..].starts_with(" (= ")
+    }).map(|(_, end)| end)
+}
+
+/// The variable the generated code binds to a run-time axis.
 pub fn runtime_var(name: &str) -> syn::Ident {
     let clean: String = name.chars().map(|c| if c.is_alphanumeric() { c } else { '_' }).collect();
     quote::format_ident!("__dim_{}", clean)
@@ -284,11 +359,30 @@ mod tests {
         assert_eq!(s.text(), "[16, 5, 5]");
         let c = Shape::new(vec![Dim::Known(1), konst("config::W")]);
         assert_eq!(c.numel().text(), "config::W");
-        assert!(matches!(Dim::Known(3).agree(&Dim::Known(3), ""), Agree::Yes));
-        assert!(matches!(Dim::Known(3).agree(&Dim::Known(4), ""), Agree::No));
-        assert!(matches!(Dim::Known(3).agree(&konst("N"), ""), Agree::Deferred(_)));
-        assert!(matches!(Dim::Runtime("t".into()).agree(&Dim::Known(4), ""), Agree::No));
-        assert!(matches!(konst("N").agree(&konst("N"), ""), Agree::Yes));
+        assert!(matches!(Dim::Known(3).agree(&Dim::Known(3)), Agree::Yes));
+        assert!(matches!(Dim::Known(3).agree(&Dim::Known(4)), Agree::No));
+        assert!(matches!(Dim::Known(3).agree(&konst("N")), Agree::Deferred));
+        assert!(matches!(Dim::Runtime("t".into()).agree(&Dim::Known(4)), Agree::No));
+        assert!(matches!(konst("N").agree(&konst("N")), Agree::Yes));
+    }
+
+    #[test]
+    fn constants_are_shown_with_their_value_where_mentioned() {
+        let (h, n) = (konst("img::H"), konst("N"));
+        let must: Vec<Atom> = h.atoms().to_vec();
+        let known: Vec<Atom> = n.atoms().iter().chain(konst("W").atoms()).cloned().collect();
+        let m = const_message("`conv2d(N)` on [1, img::H] needs img::H ≥ N, not img::HW or N2", &must, &known).to_string().replace(' ', "");
+        // img::H at its first mention outside `code`; N too (not inside `conv2d(N)`, not in
+        // N2); W is not mentioned, so not shown.
+        assert!(m.contains(r#".s("`conv2d(N)`on[1,img::H").s("(=").n(img::H).s(")")"#), "{m}");
+        assert!(m.contains(r#".s("]needsimg::H≥N").s("(=").n(N).s(")")"#), "{m}");
+        assert!(!m.contains("n(W)"), "{m}");
+        // A constant that must be shown but is not mentioned is listed at the end.
+        let m = const_message("`dense(HIDDEN -> 2)` expects 3", &konst("HIDDEN").atoms().to_vec(), &[]).to_string().replace(' ', "");
+        assert!(m.ends_with(r#".s("(HIDDEN=").n(HIDDEN).s(")")"#), "{m}");
+        assert_eq!(first_mention("a config::W b", "W"), None);
+        assert_eq!(first_mention("a W b", "W"), Some(3));
+        assert_eq!(first_mention("3-D points [n, D]", "D"), Some(16));
     }
 
     #[test]

@@ -182,6 +182,7 @@ impl<B: Dim, S: Dim, const X: usize, const M: usize, E: Float, D: Device<E>, T: 
 pub struct Sinusoidal;
 
 impl dfdx::nn::ZeroSizedModule for Sinusoidal {}
+impl dfdx::nn::NonMutableModule for Sinusoidal {}
 
 /// The sinusoidal encoding `[t, d]`, row-major.
 pub fn sinusoidal_table<E: Float>(t: usize, d: usize) -> Vec<E> {
@@ -225,6 +226,7 @@ impl<B: Dim, S: Dim, const M: usize, E: Float, D: Device<E>, T: Tape<E, D>> Modu
 pub struct Transpose;
 
 impl dfdx::nn::ZeroSizedModule for Transpose {}
+impl dfdx::nn::NonMutableModule for Transpose {}
 
 impl<A: Dim, Bd: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>> Module<Tensor<(A, Bd), E, D, T>> for Transpose {
     type Output = Tensor<(Bd, A), E, D, T>;

@@ -6,7 +6,7 @@
 use dfdx::prelude::{Device, Dtype, Storage};
 
 use super::{shape_str, Attr, Builder, Dim, Export, ExportError, ExportShape, Value};
-use crate::__private::{Realize, ReduceSet};
+use crate::__private::{Realize, RealizeAfter, RealizeBefore, ReduceSet};
 use crate::layers::*;
 use crate::Float;
 
@@ -210,6 +210,20 @@ impl<S: ExportShape> Export for Realize<S> {
     fn export(&self, g: &mut Builder, x: Value) -> Result<Value, ExportError> {
         let dims = realize_dims::<S>(&x, &g.layer_name("Realize"), 0)?;
         Ok(Value { name: x.name, dims })
+    }
+}
+
+impl<M: Export, S: ExportShape> Export for RealizeAfter<M, S> {
+    fn export(&self, g: &mut Builder, x: Value) -> Result<Value, ExportError> {
+        let y = self.0.export(g, x)?;
+        Realize::<S>::default().export(g, y)
+    }
+}
+
+impl<S: ExportShape, M: Export> Export for RealizeBefore<S, M> {
+    fn export(&self, g: &mut Builder, x: Value) -> Result<Value, ExportError> {
+        let x = Realize::<S>::default().export(g, x)?;
+        self.1.export(g, x)
     }
 }
 

@@ -428,6 +428,13 @@ impl<M: Export + ?Sized> Export for &M {
     }
 }
 
+/// The empty sequence (an empty branch `{}` of `sum` or `concat`): the identity.
+impl Export for () {
+    fn export(&self, _: &mut Builder, x: Value) -> Result<Value, ExportError> {
+        Ok(x)
+    }
+}
+
 macro_rules! tuple_export {
     ($([$($m:ident $i:tt),+])*) => {$(
         /// The chain of the members, as dfdx runs a tuple; member `i`'s weights are under `i`.

@@ -235,7 +235,7 @@ impl Layer for Attention {
             (w, h) => {
                 let (wv, hv) = (w.value(), h.value());
                 let msg = format!("`{layer}`: the number of heads {} must divide the width {}", h.text(), w.text());
-                cx.require_const(quote!(#hv > 0 && #wv % #hv == 0), &msg);
+                cx.require_const(quote!(#hv > 0 && #wv % #hv == 0), &msg, &[w, h]);
             }
         }
         let mut mask_input = None;

@@ -140,7 +140,7 @@ pub(super) fn spatial(kind: &str, input: &Shape, axes: usize) -> Result<(Dim, Ve
 /// not fit, which the assertion `cx` gets reports with `message`; the size is then 0 so that
 /// nothing else fails). `lo + hi` is the padding, `span` the (dilated) kernel.
 pub(super) fn const_window(cx: &mut Checker, len: &Dim, call: TokenStream, (lo, hi, span, stride): (usize, usize, usize, usize), message: &str) -> Dim {
-    cx.require_const(quote!(#call.is_some()), message);
+    cx.require_const(quote!(#call.is_some()), message, &[len]);
     let text = {
         let (add, sub) = ((lo + hi) as i128, span as i128);
         let body = match add - sub + 1 {
@@ -151,10 +151,7 @@ pub(super) fn const_window(cx: &mut Checker, len: &Dim, call: TokenStream, (lo, 
         };
         if body == len.text() { body } else { format!("({body})") }
     };
-    Dim::Const {
-        expr: quote!(match #call { ::core::option::Option::Some(n) => n, ::core::option::Option::None => 0 }),
-        text,
-    }
+    len.derived(quote!(match #call { ::core::option::Option::Some(n) => n, ::core::option::Option::None => 0 }), text)
 }
 
 const AXIS: [&str; 2] = ["height", "width"];

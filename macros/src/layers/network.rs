@@ -47,26 +47,42 @@ impl Layer for Inner {
         // Run-time axis names are local to a declaration: the sub-network's `t` matches any
         // run-time axis of the caller at the same position (the same name twice must meet the
         // same axis twice), and its output's run-time axes take the caller's names back.
-        let mut renamed: Vec<(String, Dim)> = Vec::new();
-        for (a, b) in self.input.dims.iter().zip(&input.dims) {
+        let mut renamed: Vec<(String, Dim, usize)> = Vec::new();
+        let mut deferred = false;
+        for (ax, (a, b)) in self.input.dims.iter().zip(&input.dims).enumerate() {
             match (a, b) {
-                (Dim::Runtime(own), Dim::Runtime(theirs)) => match renamed.iter().find(|(n, _)| n == own) {
-                    Some((_, Dim::Runtime(bound))) if bound != theirs => return Err(msg.into()),
+                (Dim::Runtime(own), Dim::Runtime(theirs)) => match renamed.iter().find(|(n, ..)| n == own) {
+                    Some((_, Dim::Runtime(bound), first)) if bound != theirs => {
+                        return Err(format!(
+                            "the network `{}` takes {}, whose axes {first} and {ax} are the same run-time axis `{own}`, but it is given {}, \
+                             whose axes {first} and {ax} are the different axes `{bound}` and `{theirs}`",
+                            self.name,
+                            self.input.text(),
+                            input.text()
+                        )
+                        .into())
+                    }
                     Some(_) => {}
-                    None => renamed.push((own.clone(), b.clone())),
+                    None => renamed.push((own.clone(), b.clone(), ax)),
                 },
-                _ => cx.require_eq(a, b, &msg)?,
+                _ => deferred |= cx.require_eq(a, b, &msg)?,
             }
         }
         let mut output = self.output.clone();
         for d in &mut output.dims {
             if let Dim::Runtime(own) = d {
-                if let Some((_, theirs)) = renamed.iter().find(|(n, _)| n == own) {
+                if let Some((_, theirs, _)) = renamed.iter().find(|(n, ..)| n == own) {
                     *d = theirs.clone();
                 }
             }
         }
         let p = &self.path;
-        Ok(Built::field(output, quote!(#p<__E, __D>), quote!(<#p<__E, __D> as #TYPENET::Network>::NUM_PARAMS)))
+        let built = Built::field(output, quote!(#p<__E, __D>), quote!(<#p<__E, __D> as #TYPENET::Network>::NUM_PARAMS));
+        if deferred {
+            // A size given as a constant, checked by the assertion: the sub-network is given
+            // its input with its declared types.
+            return Ok(built.tree(crate::runtime::realize_before(self.input.ty(), cx.field())));
+        }
+        Ok(built)
     }
 }

@@ -189,7 +189,7 @@ impl Layer for RadialBasis {
         if input.rank() != 2 || input.dims[1].is_runtime() {
             return Err(msg.into());
         }
-        cx.require_eq(&Dim::Known(3), &input.dims[1], &msg)?;
+        let deferred = cx.require_eq(&Dim::Known(3), &input.dims[1], &msg)?;
         if let Cutoff::Const(p) = &self.cutoff {
             let text = crate::shape::tidy(&quote!(#p).to_string());
             cx.require_const(
@@ -199,6 +199,7 @@ impl Layer for RadialBasis {
                     c > 0.0 && c < f64::INFINITY
                 }),
                 &format!("the cutoff radius of `radial_basis` must be positive, but `{text}` is not"),
+                &[],
             );
         }
         let output = Shape::new(vec![input.dims[0].clone(), self.count.clone()]);
@@ -213,7 +214,12 @@ impl Layer for RadialBasis {
         };
         let ty = &self.ty;
         let module = quote!(#ty::<#count>::new(#cutoff));
-        let tree = with_runtime_set_axis(input, &output, module.clone());
+        let mut tree = with_runtime_set_axis(input, &output, module.clone());
+        if deferred {
+            // `[n, D]` with a constant `D` (the assertion checks that it is 3): given as `[n, 3]`.
+            let points = Shape::new(vec![input.dims[0].clone(), Dim::Known(3)]);
+            tree = crate::runtime::realize_before(points.ty(), tree);
+        }
         Ok(Built::stateless(output, module).tree(tree))
     }
 }

@@ -62,12 +62,12 @@ impl<E> Float for E where
 /// time (so blocks mixing such layers with others have one error type).
 pub trait Backend<E: Dtype>:
     Device<E> + ops::ConvKernel<E> + ops::DenseKernel<E> + ops::DropoutKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
-    + ops::AttentionKernel<E> + ops::GraphKernel<E> + ops::LayerNormKernel<E> + dfdx::tensor::HasErr<Err: Into<layers::NetworkError>>
+    + ops::AttentionKernel<E> + ops::GraphKernel<E> + ops::LayerNormKernel<E> + dfdx::tensor::Cache + dfdx::tensor::HasErr<Err: Into<layers::NetworkError>>
 {
 }
 impl<E: Dtype, D> Backend<E> for D where
     D: Device<E> + ops::ConvKernel<E> + ops::DenseKernel<E> + ops::DropoutKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
-    + ops::AttentionKernel<E> + ops::GraphKernel<E> + ops::LayerNormKernel<E>,
+    + ops::AttentionKernel<E> + ops::GraphKernel<E> + ops::LayerNormKernel<E> + dfdx::tensor::Cache,
     D::Err: Into<layers::NetworkError>,
 {
 }

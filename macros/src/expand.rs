@@ -7,7 +7,7 @@ use quote::{format_ident, quote};
 
 use crate::ast::{InputKind, NetworkDecl};
 use crate::check::{shape_of, tree_of, Checked, Node};
-use crate::runtime::{DFDX, LAYERS, ONNX, TYPENET};
+use crate::runtime::{DFDX, LAYERS, ONNX, PRIVATE, TYPENET};
 use crate::tree::nest;
 
 /// [`tree_of`], each module's error made a `NetworkError` when `lift` (a network whose layers
@@ -344,6 +344,24 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
             fn iter_tensors<V: #DFDX::nn::ModuleVisitor<Self, __E, __D>>(visitor: &mut V)
                 -> ::core::result::Result<::core::option::Option<Self::To<V::E2, V::D2>>, V::Err> {
                 visitor.visit_fields(#visit_tuple, |#pattern| #name { #(#inits,)* #marker: ::core::marker::PhantomData })
+            }
+        }
+
+        impl<#impl_generics> #name<__E, __D> {
+            /// The network with fresh weights on `dev` (dfdx's `BuildModule::build`), with the
+            /// device's allocation cache turned on (fast by default: a training step reuses the
+            /// last step's buffers; see the README's performance section for the memory cost;
+            /// `dev.disable_cache()` after `build` opts out).
+            #[allow(dead_code)]
+            pub fn build(dev: &__D) -> Self {
+                #PRIVATE::fast_by_default(dev);
+                <Self as #DFDX::nn::BuildModule<__D, __E>>::build(dev)
+            }
+            /// Fallible [`Self::build`].
+            #[allow(dead_code)]
+            pub fn try_build(dev: &__D) -> ::core::result::Result<Self, <__D as #DFDX::tensor::HasErr>::Err> {
+                #PRIVATE::fast_by_default(dev);
+                <Self as #DFDX::nn::BuildModule<__D, __E>>::try_build(dev)
             }
         }
 

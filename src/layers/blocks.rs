@@ -146,16 +146,18 @@ pub struct Sum<B>(pub B);
 
 macro_rules! sum_impls {
     ($Trait:ident, $method:ident, [$($mut_:tt)?], [$($B:ident $i:tt),+], $L:ident $l:tt) => {
-        impl<S: Shape, O: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, Er: std::fmt::Debug, $($B,)+ $L> $Trait<Tensor<S, E, D, T>>
+        // The last branch's error is the block's (a named type, not a free parameter: a free
+        // one would be inferred from `Backend`'s `D::Err: Into<NetworkError>` in generic code).
+        impl<S: Shape, O: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, $($B,)+ $L> $Trait<Tensor<S, E, D, T>>
             for Sum<($($B,)+ $L)>
         where
-            $($B: $Trait<Tensor<S, E, D, T>, Output = Tensor<O, E, D, T>, Error = Er>,)+
-            $L: $Trait<Tensor<S, E, D, T>, Output = Tensor<O, E, D, T>, Error = Er>,
-            D::Err: Into<Er>,
+            $L: $Trait<Tensor<S, E, D, T>, Output = Tensor<O, E, D, T>>,
+            $($B: $Trait<Tensor<S, E, D, T>, Output = Tensor<O, E, D, T>, Error = <$L as $Trait<Tensor<S, E, D, T>>>::Error>,)+
+            D::Err: Into<<$L as $Trait<Tensor<S, E, D, T>>>::Error>,
         {
             type Output = Tensor<O, E, D, T>;
-            type Error = Er;
-            fn $method(&$($mut_)? self, x: Tensor<S, E, D, T>) -> Result<Self::Output, Er> {
+            type Error = <$L as $Trait<Tensor<S, E, D, T>>>::Error;
+            fn $method(&$($mut_)? self, x: Tensor<S, E, D, T>) -> Result<Self::Output, Self::Error> {
                 let ys = ($(self.0.$i.$method(x.with_empty_tape())?,)+);
                 let last = self.0.$l.$method(x)?;
                 let acc = ys.0;

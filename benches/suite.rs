@@ -11,9 +11,10 @@
 //!
 //! Parts (`SUITE_PARTS`, comma-separated; default all):
 //! - `peers`: the five workloads of `bench_torch.py --all`, each declared with `network!` and
-//!   trained by a hand-written dfdx loop on a plain `Cpu::default()` (variant `default`; the
-//!   generated `build` turns dfdx's allocation cache on) and, for MLP, LeNet-5 and LSTM, the
-//!   same with the cache turned off again after `build` (variant `nocache`).
+//!   trained by a hand-written dfdx loop on a plain `Cpu::default()` (variant `default`: what
+//!   a user gets), the same with dfdx's allocation cache turned on after `build` (`cache`) and,
+//!   for MLP, LeNet-5 and LSTM, turned off after `build` (`nocache`: differs from `default`
+//!   once something in `build` or the layers turns the cache on).
 //! - `fit`: the same networks (not GCN: `fit` takes one tensor input) trained by
 //!   `typenet::train::fit` — one epoch of `SUITE_FIT_BATCHES` minibatches per call (no
 //!   validation, no progress bar; shuffling and the per-epoch weight check on, as by
@@ -281,40 +282,42 @@ const TRANSFORMER: &str = "transformer_d64_h4_ff256_t32_b32_head10";
 const GCN: &str = "gcn_cora_sized_2708n_1433f_16h_7c";
 
 fn peers(cfg: &Cfg) {
-    for nocache in [false, true] {
-        let variant = if nocache { "nocache" } else { "default" };
-        // A fresh plain device per workload, as a user's program would have.
+    for variant in ["default", "cache", "nocache"] {
+        // A fresh plain device per workload, as a user's program would have; after `build`,
+        // `cache` turns dfdx's allocation cache on and `nocache` off.
         let fresh = Cpu::default;
-        let off = |dev: &Dev| {
-            if nocache {
-                dev.disable_cache();
-            }
+        let set = |dev: &Dev| match variant {
+            "cache" => dev.enable_cache(),
+            "nocache" => dev.disable_cache(),
+            _ => {}
         };
         let dev = fresh();
         let mut h = mlp_hand(&dev);
-        off(&dev);
+        set(&dev);
         line(MLP, variant, time_steps(cfg.steps, cfg.warmup, || drop(std::hint::black_box(h.step()))), "");
         let dev = fresh();
         let mut h = lenet_hand(&dev);
-        off(&dev);
+        set(&dev);
         line(LENET, variant, time_steps(cfg.steps, cfg.warmup, || drop(std::hint::black_box(h.step()))), "");
         let dev = fresh();
         let mut h = lstm_hand(&dev);
-        off(&dev);
+        set(&dev);
         line(LSTM, variant, time_steps(cfg.steps, cfg.warmup, || drop(std::hint::black_box(h.step()))), "");
-        if nocache {
+        if variant == "nocache" {
             continue;
         }
         let dev = fresh();
         let mut h = transformer_hand(&dev);
+        set(&dev);
         line(TRANSFORMER, variant, time_steps(cfg.steps, cfg.warmup, || drop(std::hint::black_box(h.step()))), "");
-        gcn(cfg, &fresh());
+        gcn(cfg, variant, &set);
     }
 }
 
 /// The GCN step of `bench_torch.py`'s `Gcn`: random Cora-sized graph, sparse binary features,
 /// loss over the first 140 nodes.
-fn gcn(cfg: &Cfg, dev: &Dev) {
+fn gcn(cfg: &Cfg, variant: &str, set: &dyn Fn(&Dev)) {
+    let dev = &Cpu::default();
     use rand::{rngs::StdRng, Rng, SeedableRng};
     const N: usize = 2708;
     let mut rng = StdRng::seed_from_u64(0);
@@ -324,6 +327,7 @@ fn gcn(cfg: &Cfg, dev: &Dev) {
     let x: Tensor<(usize, Const<1433>), f32, Dev> = dev.tensor_from_vec(xv, (N, Const));
     let y: Tensor<(usize, Const<7>), f32, Dev> = dev.tensor_from_vec(one_hot(140, 7), (140, Const));
     let mut model = CoraGcn::<f32, Dev>::build(dev);
+    set(dev);
     let mut opt = Adam::new(&model, AdamConfig { lr: 1e-3, ..Default::default() });
     let mut grads = Some(model.alloc_grads());
     let ms = time_steps(cfg.steps, cfg.warmup, || {
@@ -336,7 +340,7 @@ fn gcn(cfg: &Cfg, dev: &Dev) {
         opt.update(&mut model, &gr).unwrap();
         grads = Some(gr);
     });
-    line(GCN, "default", ms, "");
+    line(GCN, variant, ms, "");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -64,8 +64,8 @@ def ratio(a, b):
     return None if a is None or b is None else a / b
 
 
-def bold_if(x, ok):
-    s = fmt(x)
+def bold_if(x, ok, nd=2):
+    s = fmt(x, nd)
     return f"**{s}**" if x is not None and ok(x) else s
 
 
@@ -80,17 +80,20 @@ p("")
 for t in threads:
     p(f"### {t} thread{'s' if t != 1 else ''}")
     p("")
-    p("| workload | typenet, hand loop, `Cpu::default()` | typenet, `fit` | typenet, cache off | PyTorch | ratio (hand loop) | ratio (`fit`) |")
-    p("|---|---|---|---|---|---|---|")
+    p("| workload | typenet, hand loop, `Cpu::default()` | hand loop, cache on | hand loop, cache off | `fit` | PyTorch "
+      "| ratio, default | ratio, cache on | ratio, `fit` |")
+    p("|---|---|---|---|---|---|---|---|---|")
     for model, label in PEERS:
         d = best("typenet", model, "default", t)
-        f = best("typenet", model, "fit", t)
+        c = best("typenet", model, "cache", t)
         n = best("typenet", model, "nocache", t)
+        f = best("typenet", model, "fit", t)
         pt = best("torch", model, "torch", t)
         if d is None and pt is None:
             continue
-        p(f"| {label} | {fmt(d)} | {fmt(f)} | {fmt(n)} | {fmt(pt)} | "
-          f"{bold_if(ratio(d, pt), lambda x: x <= 0.8)} | {bold_if(ratio(f, pt), lambda x: x <= 0.8)} |")
+        ok = lambda x: x <= 0.8
+        p(f"| {label} | {fmt(d)} | {fmt(c)} | {fmt(n)} | {fmt(f)} | {fmt(pt)} | "
+          f"{bold_if(ratio(d, pt), ok)} | {bold_if(ratio(c, pt), ok)} | {bold_if(ratio(f, pt), ok)} |")
     p("")
 
 p("### `fit`'s own overhead (goal ≤ 1.05 on LeNet-5)")
@@ -106,7 +109,7 @@ for model, label in PEERS:
             continue
         vals = [x["ratio"] for x in rs]
         p(f"| {label} | {t} | {fmt(min(x['fit_ms'] for x in rs))} | {fmt(min(x['hand_ms'] for x in rs))} | "
-          f"{', '.join(f'{v:.3f}' for v in vals)} | {bold_if(statistics.median(vals), lambda x: x <= 1.05)} |")
+          f"{', '.join(f'{v:.3f}' for v in vals)} | {bold_if(statistics.median(vals), lambda x: x <= 1.05, 3)} |")
 p("")
 
 p("### Macro overhead (goal ≤ 1.02 in every run)")
@@ -124,7 +127,7 @@ for against, label in [("typenet_layer_tuple", "tuple of typenet's layers (`Dens
         vals = [x["ratio"] for x in rs]
         worst = max(vals)
         p(f"| {label} | {t} | {fmt(min(x['network_ms'] for x in rs), 3)} | {fmt(min(x['tuple_ms'] for x in rs), 3)} | "
-          f"{', '.join(f'{v:.3f}' for v in vals)} | {bold_if(worst, lambda x: x <= 1.02) if against == 'typenet_layer_tuple' else fmt(worst, 3)} |")
+          f"{', '.join(f'{v:.3f}' for v in vals)} | {bold_if(worst, lambda x: x <= 1.02, 3) if against == 'typenet_layer_tuple' else fmt(worst, 3)} |")
 p("")
 
 p("### Near the limit (GFLOP/s, % of peak)")

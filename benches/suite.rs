@@ -506,6 +506,7 @@ fn peak_line(name: &str, dtype: &str, flop: f64, ms: Vec<f64>) {
 fn dense_peak<E: Float>(cfg: &Cfg, dtype: &str)
 where
     Cpu: DenseKernel<E>,
+    rand_distr::StandardNormal: rand_distr::Distribution<E>,
 {
     let dev = Cpu::seed_from_u64(0);
     dev.enable_cache();
@@ -534,7 +535,7 @@ fn peak_part(cfg: &Cfg) {
         let y = Cpu::conv2d_op(xc.leaky_trace(), wc.clone(), Some(bc.clone()), win).unwrap();
         let _ = y.sum().backward();
     });
-    peak_line("conv_64_64_3x3_56x56_b32_fwd_bwd_f32", "f32", 3.0 * 2.0 * (32 * 64 * 576 * 56 * 56) as f64, ms);
+    peak_line("conv_64_64_3x3_56x56_b32_fwd_bwd_f32", "f32", 3.0 * 2.0 * (32usize * 64 * 576 * 56 * 56) as f64, ms);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -294,22 +294,22 @@ fn peers(cfg: &Cfg) {
         let dev = fresh();
         let mut h = mlp_hand(&dev);
         set(&dev);
-        line(MLP, variant, time_steps(cfg.steps, cfg.warmup, || drop(std::hint::black_box(h.step()))), "");
+        line(MLP, variant, time_steps(cfg.steps, cfg.warmup, || { std::hint::black_box(h.step()); }), "");
         let dev = fresh();
         let mut h = lenet_hand(&dev);
         set(&dev);
-        line(LENET, variant, time_steps(cfg.steps, cfg.warmup, || drop(std::hint::black_box(h.step()))), "");
+        line(LENET, variant, time_steps(cfg.steps, cfg.warmup, || { std::hint::black_box(h.step()); }), "");
         let dev = fresh();
         let mut h = lstm_hand(&dev);
         set(&dev);
-        line(LSTM, variant, time_steps(cfg.steps, cfg.warmup, || drop(std::hint::black_box(h.step()))), "");
+        line(LSTM, variant, time_steps(cfg.steps, cfg.warmup, || { std::hint::black_box(h.step()); }), "");
         if variant == "nocache" {
             continue;
         }
         let dev = fresh();
         let mut h = transformer_hand(&dev);
         set(&dev);
-        line(TRANSFORMER, variant, time_steps(cfg.steps, cfg.warmup, || drop(std::hint::black_box(h.step()))), "");
+        line(TRANSFORMER, variant, time_steps(cfg.steps, cfg.warmup, || { std::hint::black_box(h.step()); }), "");
         gcn(cfg, variant, &set);
     }
 }
@@ -465,9 +465,9 @@ fn macro_part(cfg: &Cfg) {
             cfg.macro_steps
         )
     };
-    let r = interleave(cfg.macro_rounds, cfg.macro_steps, || drop(ours.step()), || drop(tuple.step()));
+    let r = interleave(cfg.macro_rounds, cfg.macro_steps, || { ours.step(); }, || { tuple.step(); });
     emit("typenet_layer_tuple", r);
-    let r = interleave(cfg.macro_rounds, cfg.macro_steps, || drop(ours.step()), || drop(dfdx_tuple.step()));
+    let r = interleave(cfg.macro_rounds, cfg.macro_steps, || { ours.step(); }, || { dfdx_tuple.step(); });
     emit("dfdx_linear_tuple", r);
 }
 
@@ -548,7 +548,7 @@ fn resnet_child(cfg: &Cfg, b: usize) {
     let mut h = Hand::new(ResNet18::<f32, Dev>::build(&dev), x, y);
     let steps = if b >= 256 { cfg.resnet_steps.div_ceil(3).max(2) } else { cfg.resnet_steps };
     let steps = if quick() { 1 } else { steps };
-    let ms = time_steps(steps, 1, || drop(h.step()));
+    let ms = time_steps(steps, 1, || { h.step(); });
     let extra = format!("\"batch\": {b}, \"params\": {}, \"peak_rss_mb\": {:.0}", h.model.num_trainable_params(), peak_rss_mb());
     line(&format!("resnet18_cifar_b{b}"), "default", ms, &extra);
 }

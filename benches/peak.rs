@@ -62,7 +62,7 @@ fn bench(c: &mut Criterion) {
         let y = Cpu::conv2d_op(xc.leaky_trace(), wc.clone(), Some(bc.clone()), win).unwrap();
         let _ = y.sum().backward();
     };
-    let flop = 3.0 * 2.0 * (32 * 64 * 576 * 56 * 56) as f64;
+    let flop = 3.0 * 2.0 * (32usize * 64 * 576 * 56 * 56) as f64;
     g.throughput(Throughput::Elements(flop as u64));
     g.bench_function("conv_64_64_3x3_56x56_b32_fwd_bwd", |bch| bch.iter(conv_step));
     report("conv 64→64 3×3 56×56 b32 fwd+bwd", flop, median(conv_step, 3));

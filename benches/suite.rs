@@ -1,0 +1,593 @@
+//! Every figure of issue 15 in one binary, one JSON line per figure, in the format of
+//! `../shared/peers/bench_torch.py` (`framework`, `model`, `threads`, `steps`, `median_ms`, …)
+//! plus a `variant` key, so that `tools/bench_table.py` can put typenet and PyTorch side by
+//! side. `tools/bench_side_by_side.sh` runs it alternating with the PyTorch scripts.
+//!
+//! ```text
+//! RAYON_NUM_THREADS=2 cargo bench --bench suite               # everything
+//! BENCH_QUICK=1 cargo bench --bench suite                     # 3 steps of each: a smoke test
+//! SUITE_PARTS=peers,fit cargo bench --bench suite             # some parts only
+//! ```
+//!
+//! Parts (`SUITE_PARTS`, comma-separated; default all):
+//! - `peers`: the five workloads of `bench_torch.py --all`, each declared with `network!` and
+//!   trained by a hand-written dfdx loop on a plain `Cpu::default()` (variant `default`: what
+//!   a user gets), the same with dfdx's allocation cache turned on after `build` (`cache`) and,
+//!   for MLP, LeNet-5 and LSTM, turned off after `build` (`nocache`: differs from `default`
+//!   once something in `build` or the layers turns the cache on).
+//! - `fit`: the same networks (not GCN: `fit` takes one tensor input) trained by
+//!   `typenet::train::fit` — one epoch of `SUITE_FIT_BATCHES` minibatches per call (no
+//!   validation, no progress bar; shuffling and the per-epoch weight check on, as by
+//!   default), time per step = epoch time / batches — interleaved round by round with as many
+//!   steps of the hand loop on a second copy of the model (variant `fit`, and a
+//!   `fit_overhead` line with the median of the per-round ratios fit / hand loop).
+//! - `macro`: the MLP's `network!` against the identical hand-written tuple of typenet's layer
+//!   types, and against dfdx's own `Linear` tuple, interleaved rounds, median of the ratios.
+//! - `peak`: GFLOP/s and fraction of the machine's peak: dense forward + backward at
+//!   1024×1024×1024 in f32 and f64, the ResNet-sized convolution (64→64, 3×3, 56×56, batch
+//!   32) forward + backward. (The LeNet-5 step as a whole is computed by the table script
+//!   from the `peers` line: 0.145 GFLOP per step.)
+//! - `resnet`: a ResNet-18 (CIFAR variant) declared with `network!`, step time and peak RSS at
+//!   each batch size of `SUITE_RESNET_BATCHES` (default 16,64,256), each in a fresh process
+//!   (this binary re-executed with `SUITE_RESNET_CHILD=batch`) so that the peak is that
+//!   batch size's.
+//!
+//! Step counts: `SUITE_STEPS` (default 200), `SUITE_WARMUP` (20), `SUITE_RESNET_STEPS` (5;
+//! batch 256 takes a third of them, at least 2), `BENCH_QUICK=1` makes every count tiny.
+//! The peak is `PEAK_GFLOPS` per core if set, else 32 f32 FLOP/cycle (two 256-bit FMA
+//! pipes) × the `cpu MHz` of /proc/cpuinfo, times the number of rayon threads (half for f64).
+
+use std::time::Instant;
+
+use dfdx::nn::builders::Linear;
+use typenet::data::Dataset;
+use typenet::graph::Graph;
+use typenet::layers::{Dense, ReLU};
+use typenet::ops::{ConvKernel, DenseKernel, Window2D};
+use typenet::prelude::*;
+use typenet::train::{fit, FitConfig};
+
+network! {
+    /// `mlp_784_256_128_10_b64`.
+    pub Mlp: [784] -> [10] { dense(256), relu, dense(128), relu, dense(10) }
+
+    /// `lenet5_b64_1x28x28` (PyTorch's `LeNet5` in `bench_torch.py`: ReLU, then pooling).
+    pub LeNet5: [1, 28, 28] -> [10] {
+        conv2d(6, kernel = 5, padding = 2), relu, max_pool2d(2),
+        conv2d(16, kernel = 5), relu, max_pool2d(2),
+        flatten, dense(120), relu, dense(84), relu, dense(10),
+    }
+
+    /// `lstm_in32_h64_seq50_b32_head10`: the last hidden state → dense 10.
+    pub LstmHead: [50, 32] -> [10] { lstm(64), last, dense(10) }
+
+    /// `transformer_d64_h4_ff256_t32_b32_head10`: two post-norm encoder layers, mean over time.
+    pub TransformerHead: [32, 64] -> [10] {
+        transformer(heads = 4, ff = 256, dropout = 0),
+        transformer(heads = 4, ff = 256, dropout = 0),
+        pool(mean), dense(10),
+    }
+
+    /// `gcn_cora_sized_2708n_1433f_16h_7c`: Kipf & Welling's two-layer GCN.
+    pub CoraGcn: (x: [n, 1433], g: graph[n]) -> [n, 7] {
+        dropout(0.5), gcn(16), relu, dropout(0.5), gcn(7),
+    }
+
+    /// ResNet-18 for 3×32×32 inputs (the CIFAR variant: a 3×3 stem without max pooling),
+    /// torchvision's `BasicBlock`s; the downsampling blocks add a 1×1 stride-2 convolution
+    /// with batch norm on the skip path (`sum` of two branches: `residual(project)` projects
+    /// channels only, it cannot change the spatial size). Convolutions carry a bias (the
+    /// DSL has no `bias = false` for them); the PyTorch counterpart does the same.
+    pub ResNet18: [3, 32, 32] -> [10] {
+        conv2d(64, kernel = 3, padding = 1), batch_norm, relu,
+        residual { conv2d(64, kernel = 3, padding = 1), batch_norm, relu, conv2d(64, kernel = 3, padding = 1), batch_norm }, relu,
+        residual { conv2d(64, kernel = 3, padding = 1), batch_norm, relu, conv2d(64, kernel = 3, padding = 1), batch_norm }, relu,
+        sum {
+            { conv2d(128, kernel = 3, stride = 2, padding = 1), batch_norm, relu, conv2d(128, kernel = 3, padding = 1), batch_norm },
+            { conv2d(128, kernel = 1, stride = 2), batch_norm },
+        }, relu,
+        residual { conv2d(128, kernel = 3, padding = 1), batch_norm, relu, conv2d(128, kernel = 3, padding = 1), batch_norm }, relu,
+        sum {
+            { conv2d(256, kernel = 3, stride = 2, padding = 1), batch_norm, relu, conv2d(256, kernel = 3, padding = 1), batch_norm },
+            { conv2d(256, kernel = 1, stride = 2), batch_norm },
+        }, relu,
+        residual { conv2d(256, kernel = 3, padding = 1), batch_norm, relu, conv2d(256, kernel = 3, padding = 1), batch_norm }, relu,
+        sum {
+            { conv2d(512, kernel = 3, stride = 2, padding = 1), batch_norm, relu, conv2d(512, kernel = 3, padding = 1), batch_norm },
+            { conv2d(512, kernel = 1, stride = 2), batch_norm },
+        }, relu,
+        residual { conv2d(512, kernel = 3, padding = 1), batch_norm, relu, conv2d(512, kernel = 3, padding = 1), batch_norm }, relu,
+        global_avg_pool, dense(10),
+    }
+}
+
+type Dev = Cpu;
+type Tp = OwnedTape<f32, Dev>;
+
+// ---------------------------------------------------------------------------------------
+// settings and output
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+}
+
+fn quick() -> bool {
+    std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+struct Cfg {
+    steps: usize,
+    warmup: usize,
+    fit_batches: usize,
+    fit_rounds: usize,
+    macro_rounds: usize,
+    macro_steps: usize,
+    peak_reps: usize,
+    resnet_steps: usize,
+}
+
+impl Cfg {
+    fn from_env() -> Self {
+        let q = quick();
+        Cfg {
+            steps: env_usize("SUITE_STEPS", if q { 3 } else { 200 }).max(1),
+            warmup: env_usize("SUITE_WARMUP", if q { 1 } else { 20 }),
+            fit_batches: env_usize("SUITE_FIT_BATCHES", if q { 3 } else { 50 }).max(1),
+            fit_rounds: env_usize("SUITE_FIT_ROUNDS", if q { 1 } else { 5 }).max(1),
+            macro_rounds: env_usize("SUITE_MACRO_ROUNDS", if q { 3 } else { 40 }).max(1),
+            macro_steps: env_usize("SUITE_MACRO_STEPS", if q { 2 } else { 25 }).max(1),
+            peak_reps: env_usize("SUITE_PEAK_REPS", if q { 1 } else { 7 }).max(1),
+            resnet_steps: env_usize("SUITE_RESNET_STEPS", if q { 1 } else { 5 }).max(1),
+        }
+    }
+}
+
+fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), in MB.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+fn median(v: &[f64]) -> f64 {
+    let s = sorted(v.to_vec());
+    s[s.len() / 2]
+}
+
+/// One JSON line with `bench_torch.py`'s statistics of `ms` (sorted inside) and `extra`
+/// (already formatted `"key": value` pairs).
+fn line(model: &str, variant: &str, ms: Vec<f64>, extra: &str) {
+    let ms = sorted(ms);
+    let n = ms.len();
+    let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
+    println!(
+        "{{\"framework\": \"typenet\", \"model\": \"{model}\", \"variant\": \"{variant}\", \"threads\": {}, \"steps\": {n}, \"median_ms\": {:.4}, \"min_ms\": {:.4}, \"max_ms\": {:.4}, \"p10_ms\": {:.4}, \"p90_ms\": {:.4}{extra}}}",
+        threads(),
+        ms[n / 2],
+        ms[0],
+        ms[n - 1],
+        ms[n / 10],
+        ms[n * 9 / 10]
+    );
+}
+
+/// Runs `f` `warmup` times, then times it `steps` times (ms).
+fn time_steps(steps: usize, warmup: usize, mut f: impl FnMut()) -> Vec<f64> {
+    for _ in 0..warmup {
+        f();
+    }
+    (0..steps)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// the hand-written dfdx loop
+
+/// One model, its optimizer and a fixed batch: `step` is the loop dfdx's documentation shows
+/// (zero grads, forward with a tape, cross-entropy, backward, Adam).
+struct Hand<M: TensorCollection<f32, Dev>, S: Shape, O: Shape> {
+    model: M,
+    opt: Adam<M, f32, Dev>,
+    grads: Option<Gradients<f32, Dev>>,
+    x: Tensor<S, f32, Dev>,
+    y: Tensor<O, f32, Dev>,
+}
+
+impl<M, S, O> Hand<M, S, O>
+where
+    M: TensorCollection<f32, Dev> + ModuleMut<Tensor<S, f32, Dev, Tp>, Output = Tensor<O, f32, Dev, Tp>>,
+    S: Shape,
+    O: Shape,
+{
+    fn new(model: M, x: Tensor<S, f32, Dev>, y: Tensor<O, f32, Dev>) -> Self {
+        let opt = Adam::new(&model, AdamConfig { lr: 1e-3, ..Default::default() });
+        let grads = Some(model.alloc_grads());
+        Hand { model, opt, grads, x, y }
+    }
+
+    fn step(&mut self) -> f32 {
+        let mut grads = self.grads.take().unwrap();
+        self.model.zero_grads(&mut grads);
+        let logits = self.model.forward_mut(self.x.clone().traced(grads));
+        let loss = cross_entropy_with_logits_loss(logits, self.y.clone());
+        let l = loss.array();
+        let grads = loss.backward();
+        self.opt.update(&mut self.model, &grads).unwrap();
+        self.grads = Some(grads);
+        l
+    }
+}
+
+/// One-hot targets for `b` samples of `k` classes (class `(7 i) mod k`).
+fn one_hot(b: usize, k: usize) -> Vec<f32> {
+    let mut y = vec![0f32; b * k];
+    for i in 0..b {
+        y[i * k + (i * 7) % k] = 1.0;
+    }
+    y
+}
+
+fn labels(n: usize, k: usize) -> Vec<usize> {
+    (0..n).map(|i| (i * 7) % k).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// peers: network! + hand loop, default device (and the cache turned off again)
+
+fn mlp_hand(dev: &Dev) -> Hand<Mlp<f32, Dev>, (usize, Const<784>), (usize, Const<10>)> {
+    let x = dev.sample_normal_like(&(64, Const));
+    let y = dev.tensor_from_vec(one_hot(64, 10), (64, Const));
+    Hand::new(Mlp::build(dev), x, y)
+}
+
+type LeNetIn = (usize, Const<1>, Const<28>, Const<28>);
+fn lenet_hand(dev: &Dev) -> Hand<LeNet5<f32, Dev>, LeNetIn, (usize, Const<10>)> {
+    let x = dev.sample_normal_like(&(64, Const, Const, Const));
+    let y = dev.tensor_from_vec(one_hot(64, 10), (64, Const));
+    Hand::new(LeNet5::build(dev), x, y)
+}
+
+fn lstm_hand(dev: &Dev) -> Hand<LstmHead<f32, Dev>, (usize, Const<50>, Const<32>), (usize, Const<10>)> {
+    let x = dev.sample_normal_like(&(32, Const, Const));
+    let y = dev.tensor_from_vec(one_hot(32, 10), (32, Const));
+    Hand::new(LstmHead::build(dev), x, y)
+}
+
+fn transformer_hand(dev: &Dev) -> Hand<TransformerHead<f32, Dev>, (usize, Const<32>, Const<64>), (usize, Const<10>)> {
+    let x = dev.sample_normal_like(&(32, Const, Const));
+    let y = dev.tensor_from_vec(one_hot(32, 10), (32, Const));
+    Hand::new(TransformerHead::build(dev), x, y)
+}
+
+const MLP: &str = "mlp_784_256_128_10_b64";
+const LENET: &str = "lenet5_b64_1x28x28";
+const LSTM: &str = "lstm_in32_h64_seq50_b32_head10";
+const TRANSFORMER: &str = "transformer_d64_h4_ff256_t32_b32_head10";
+const GCN: &str = "gcn_cora_sized_2708n_1433f_16h_7c";
+
+fn peers(cfg: &Cfg) {
+    for variant in ["default", "cache", "nocache"] {
+        // A fresh plain device per workload, as a user's program would have; after `build`,
+        // `cache` turns dfdx's allocation cache on and `nocache` off.
+        let fresh = Cpu::default;
+        let set = |dev: &Dev| match variant {
+            "cache" => dev.enable_cache(),
+            "nocache" => dev.disable_cache(),
+            _ => {}
+        };
+        let dev = fresh();
+        let mut h = mlp_hand(&dev);
+        set(&dev);
+        line(MLP, variant, time_steps(cfg.steps, cfg.warmup, || { std::hint::black_box(h.step()); }), "");
+        let dev = fresh();
+        let mut h = lenet_hand(&dev);
+        set(&dev);
+        line(LENET, variant, time_steps(cfg.steps, cfg.warmup, || { std::hint::black_box(h.step()); }), "");
+        let dev = fresh();
+        let mut h = lstm_hand(&dev);
+        set(&dev);
+        line(LSTM, variant, time_steps(cfg.steps, cfg.warmup, || { std::hint::black_box(h.step()); }), "");
+        if variant == "nocache" {
+            continue;
+        }
+        let dev = fresh();
+        let mut h = transformer_hand(&dev);
+        set(&dev);
+        line(TRANSFORMER, variant, time_steps(cfg.steps, cfg.warmup, || { std::hint::black_box(h.step()); }), "");
+        gcn(cfg, variant, &set);
+    }
+}
+
+/// The GCN step of `bench_torch.py`'s `Gcn`: random Cora-sized graph, sparse binary features,
+/// loss over the first 140 nodes.
+fn gcn(cfg: &Cfg, variant: &str, set: &dyn Fn(&Dev)) {
+    let dev = &Cpu::default();
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+    const N: usize = 2708;
+    let mut rng = StdRng::seed_from_u64(0);
+    let pairs: Vec<(usize, usize)> = (0..5278).map(|_| (rng.gen_range(0..N), rng.gen_range(0..N))).collect();
+    let g = Graph::undirected(N, &pairs).unwrap();
+    let xv: Vec<f32> = (0..N * 1433).map(|_| if rng.gen::<f32>() < 0.013 { 1.0 } else { 0.0 }).collect();
+    let x: Tensor<(usize, Const<1433>), f32, Dev> = dev.tensor_from_vec(xv, (N, Const));
+    let y: Tensor<(usize, Const<7>), f32, Dev> = dev.tensor_from_vec(one_hot(140, 7), (140, Const));
+    let mut model = CoraGcn::<f32, Dev>::build(dev);
+    set(dev);
+    let mut opt = Adam::new(&model, AdamConfig { lr: 1e-3, ..Default::default() });
+    let mut grads = Some(model.alloc_grads());
+    let ms = time_steps(cfg.steps, cfg.warmup, || {
+        let mut gr = grads.take().unwrap();
+        model.zero_grads(&mut gr);
+        let out = model.try_forward_mut((x.clone().traced(gr), &g)).unwrap();
+        let logits = out.slice((..140, ..)).realize::<(usize, Const<7>)>();
+        let loss = cross_entropy_with_logits_loss(logits, y.clone());
+        let gr = loss.backward();
+        opt.update(&mut model, &gr).unwrap();
+        grads = Some(gr);
+    });
+    line(GCN, variant, ms, "");
+}
+
+// ---------------------------------------------------------------------------------------
+// fit, interleaved with the hand loop
+
+/// `rounds` rounds of: one `fit` epoch of `batches` minibatches of `b` samples, then as many
+/// hand-loop steps on a second model; prints the fit line and the median ratio.
+#[allow(clippy::too_many_arguments)]
+fn fit_vs_hand<M>(
+    cfg: &Cfg,
+    name: &str,
+    dev: &Dev,
+    sample: &[usize],
+    k: usize,
+    b: usize,
+    mut model: M,
+    mut hand_step: impl FnMut() -> f32,
+) where
+    M: Network + Clone + TensorCollection<f32, Dev>,
+    M::Input: typenet::train::SampleShape,
+    M: ModuleMut<
+            Tensor<<M::Input as typenet::train::SampleShape>::WithBatch, f32, Dev, Tp>,
+            Output = Tensor<(usize, Const<10>), f32, Dev, Tp>,
+        > + Module<Tensor<<M::Input as typenet::train::SampleShape>::WithBatch, f32, Dev>, Output = Tensor<(usize, Const<10>), f32, Dev>>,
+{
+    let n = b * cfg.fit_batches;
+    let numel: usize = sample.iter().product();
+    let xs: Vec<f32> = dev.sample_normal_like(&(n * numel,)).as_vec();
+    let ds = Dataset::new(xs, sample).unwrap().with_labels(labels(n, k)).unwrap();
+    let fcfg = FitConfig::default().epochs(1).batch_size(b).verbose(false);
+    let mut opt = Adam::new(&model, AdamConfig { lr: 1e-3, ..Default::default() });
+    // Warm-up: one epoch, and as many hand steps.
+    fit(&mut model, &mut opt, &ds, None, &fcfg).unwrap();
+    for _ in 0..cfg.fit_batches {
+        hand_step();
+    }
+    let (mut tf, mut th, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..cfg.fit_rounds {
+        let t0 = Instant::now();
+        fit(&mut model, &mut opt, &ds, None, &fcfg).unwrap();
+        let f = t0.elapsed().as_secs_f64() * 1e3 / cfg.fit_batches as f64;
+        let t0 = Instant::now();
+        for _ in 0..cfg.fit_batches {
+            std::hint::black_box(hand_step());
+        }
+        let h = t0.elapsed().as_secs_f64() * 1e3 / cfg.fit_batches as f64;
+        tf.push(f);
+        th.push(h);
+        ratios.push(f / h);
+    }
+    let extra = format!("\"batches_per_epoch\": {}, \"rounds\": {}", cfg.fit_batches, cfg.fit_rounds);
+    line(name, "fit", tf.clone(), &extra);
+    println!(
+        "{{\"framework\": \"typenet\", \"model\": \"{name}\", \"variant\": \"fit_overhead\", \"threads\": {}, \"rounds\": {}, \"batches_per_epoch\": {}, \"fit_ms\": {:.4}, \"hand_ms\": {:.4}, \"ratio\": {:.4}}}",
+        threads(),
+        cfg.fit_rounds,
+        cfg.fit_batches,
+        median(&tf),
+        median(&th),
+        median(&ratios)
+    );
+}
+
+fn fit_part(cfg: &Cfg) {
+    let dev = Cpu::default();
+    let mut h = mlp_hand(&dev);
+    fit_vs_hand(cfg, MLP, &dev, &[784], 10, 64, Mlp::build(&dev), || h.step());
+    let dev = Cpu::default();
+    let mut h = lenet_hand(&dev);
+    fit_vs_hand(cfg, LENET, &dev, &[1, 28, 28], 10, 64, LeNet5::build(&dev), || h.step());
+    let dev = Cpu::default();
+    let mut h = lstm_hand(&dev);
+    fit_vs_hand(cfg, LSTM, &dev, &[50, 32], 10, 32, LstmHead::build(&dev), || h.step());
+    let dev = Cpu::default();
+    let mut h = transformer_hand(&dev);
+    fit_vs_hand(cfg, TRANSFORMER, &dev, &[32, 64], 10, 32, TransformerHead::build(&dev), || h.step());
+}
+
+// ---------------------------------------------------------------------------------------
+// macro overhead
+
+type TypenetTuple = (Dense<784, 256, f32, Dev>, ReLU, Dense<256, 128, f32, Dev>, ReLU, Dense<128, 10, f32, Dev>);
+type DfdxTuple = (Linear<784, 256>, dfdx::nn::builders::ReLU, Linear<256, 128>, dfdx::nn::builders::ReLU, Linear<128, 10>);
+
+/// Rounds alternating `steps` steps of `a` and of `b`: (median ms of a, of b, median ratio).
+fn interleave(rounds: usize, steps: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64, f64) {
+    for _ in 0..steps {
+        a();
+        b();
+    }
+    let (mut ta, mut tb, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for _ in 0..steps {
+            a();
+        }
+        let x = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
+        let t = Instant::now();
+        for _ in 0..steps {
+            b();
+        }
+        let y = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
+        ta.push(x);
+        tb.push(y);
+        r.push(x / y);
+    }
+    (median(&ta), median(&tb), median(&r))
+}
+
+fn macro_part(cfg: &Cfg) {
+    let dev = Cpu::default();
+    let mut ours = mlp_hand(&dev);
+    let x = ours.x.clone();
+    let y = ours.y.clone();
+    let mut tuple = Hand::new(<TypenetTuple as BuildModule<Dev, f32>>::build(&dev), x.clone(), y.clone());
+    let mut dfdx_tuple = Hand::new(dev.build_module::<DfdxTuple, f32>(), x, y);
+    let emit = |against: &str, (a, b, r): (f64, f64, f64)| {
+        println!(
+            "{{\"framework\": \"typenet\", \"model\": \"{MLP}\", \"variant\": \"macro_overhead\", \"against\": \"{against}\", \"threads\": {}, \"rounds\": {}, \"steps_per_round\": {}, \"network_ms\": {a:.4}, \"tuple_ms\": {b:.4}, \"ratio\": {r:.4}}}",
+            threads(),
+            cfg.macro_rounds,
+            cfg.macro_steps
+        )
+    };
+    let r = interleave(cfg.macro_rounds, cfg.macro_steps, || { ours.step(); }, || { tuple.step(); });
+    emit("typenet_layer_tuple", r);
+    let r = interleave(cfg.macro_rounds, cfg.macro_steps, || { ours.step(); }, || { dfdx_tuple.step(); });
+    emit("dfdx_linear_tuple", r);
+}
+
+// ---------------------------------------------------------------------------------------
+// peak
+
+/// This machine's peak GFLOP/s per thread for f32: `PEAK_GFLOPS_PER_CORE`, else 32 FLOP/cycle
+/// (two 256-bit FMA pipes: 2 × 8 lanes × 2) × the clock in /proc/cpuinfo.
+fn peak_per_core_f32() -> (f64, String) {
+    if let Some(p) = std::env::var("PEAK_GFLOPS_PER_CORE").ok().and_then(|v| v.parse().ok()) {
+        return (p, "PEAK_GFLOPS_PER_CORE".into());
+    }
+    let mhz = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("cpu MHz")).and_then(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok()))
+        .unwrap_or(2445.0);
+    (32.0 * mhz / 1000.0, format!("32 FLOP/cycle x {mhz:.0} MHz"))
+}
+
+fn peak_line(name: &str, dtype: &str, flop: f64, ms: Vec<f64>) {
+    let (per_core, how) = peak_per_core_f32();
+    let peak = per_core * threads() as f64 * if dtype == "f64" { 0.5 } else { 1.0 };
+    let best = sorted(ms.clone())[0];
+    let med = median(&ms);
+    let g = flop / (med / 1e3) / 1e9;
+    let extra = format!(
+        "\"dtype\": \"{dtype}\", \"gflop\": {:.4}, \"gflops\": {g:.2}, \"gflops_best\": {:.2}, \"peak_gflops\": {peak:.1}, \"pct_peak\": {:.1}, \"peak_from\": \"{how} x {} threads\"",
+        flop / 1e9,
+        flop / (best / 1e3) / 1e9,
+        100.0 * g / peak,
+        threads()
+    );
+    line(name, "peak", ms, &extra);
+}
+
+fn dense_peak<E: Float>(cfg: &Cfg, dtype: &str)
+where
+    Cpu: DenseKernel<E>,
+    rand_distr::StandardNormal: rand_distr::Distribution<E>,
+{
+    let dev = Cpu::seed_from_u64(0);
+    dev.enable_cache();
+    let n = 1024;
+    let x: Tensor<(usize, usize), E, Cpu> = dev.sample_normal_like(&(n, n));
+    let w: Tensor<(usize, usize), E, Cpu> = dev.sample_normal_like(&(n, n));
+    let b: Tensor<(usize,), E, Cpu> = dev.sample_normal_like(&(n,));
+    let ms = time_steps(cfg.peak_reps, 1, || {
+        let y = Cpu::dense_op(x.leaky_trace(), w.clone(), Some(b.clone())).unwrap();
+        let _ = y.sum().backward();
+    });
+    peak_line(&format!("dense_1024x1024x1024_fwd_bwd_{dtype}"), dtype, 3.0 * 2.0 * (n * n * n) as f64, ms);
+}
+
+fn peak_part(cfg: &Cfg) {
+    dense_peak::<f32>(cfg, "f32");
+    dense_peak::<f64>(cfg, "f64");
+    let dev = Cpu::seed_from_u64(0);
+    dev.enable_cache();
+    let xc: Tensor<(usize, usize, usize, usize), f32, Cpu> = dev.sample_normal_like(&(32, 64, 56, 56));
+    let wc: Tensor<(usize, usize, usize, usize), f32, Cpu> = dev.sample_normal_like(&(64, 64, 3, 3));
+    let bc: Tensor<(usize,), f32, Cpu> = dev.sample_normal_like(&(64,));
+    let win = Window2D::new([3, 3], [1, 1], [1, 1], [1, 1]);
+    let reps = cfg.peak_reps.div_ceil(2);
+    let ms = time_steps(reps, 1, || {
+        let y = Cpu::conv2d_op(xc.leaky_trace(), wc.clone(), Some(bc.clone()), win).unwrap();
+        let _ = y.sum().backward();
+    });
+    peak_line("conv_64_64_3x3_56x56_b32_fwd_bwd_f32", "f32", 3.0 * 2.0 * (32usize * 64 * 576 * 56 * 56) as f64, ms);
+}
+
+// ---------------------------------------------------------------------------------------
+// ResNet-18, one process per batch size
+
+fn resnet_child(cfg: &Cfg, b: usize) {
+    let dev = Cpu::default();
+    let x: Tensor<(usize, Const<3>, Const<32>, Const<32>), f32, Dev> = dev.sample_normal_like(&(b, Const, Const, Const));
+    let y = dev.tensor_from_vec(one_hot(b, 10), (b, Const));
+    let mut h = Hand::new(ResNet18::<f32, Dev>::build(&dev), x, y);
+    let steps = if b >= 256 { cfg.resnet_steps.div_ceil(3).max(2) } else { cfg.resnet_steps };
+    let steps = if quick() { 1 } else { steps };
+    let ms = time_steps(steps, 1, || { h.step(); });
+    let extra = format!("\"batch\": {b}, \"params\": {}, \"peak_rss_mb\": {:.0}", h.model.num_trainable_params(), peak_rss_mb());
+    line(&format!("resnet18_cifar_b{b}"), "default", ms, &extra);
+}
+
+fn resnet_part() {
+    let batches = std::env::var("SUITE_RESNET_BATCHES").unwrap_or_else(|_| "16,64,256".into());
+    let exe = std::env::current_exe().expect("the bench binary's path");
+    for b in batches.split(',').map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let status = std::process::Command::new(&exe)
+            .env("SUITE_RESNET_CHILD", b)
+            .status()
+            .expect("re-executing the bench binary");
+        if !status.success() {
+            eprintln!("suite: ResNet-18 at batch {b} failed: {status}");
+        }
+    }
+}
+
+fn main() {
+    let cfg = Cfg::from_env();
+    if let Ok(b) = std::env::var("SUITE_RESNET_CHILD") {
+        resnet_child(&cfg, b.parse().expect("SUITE_RESNET_CHILD: a batch size"));
+        return;
+    }
+    let parts = std::env::var("SUITE_PARTS").unwrap_or_else(|_| "peers,fit,macro,peak,resnet".into());
+    let parts: Vec<&str> = parts.split(',').map(str::trim).collect();
+    let t0 = Instant::now();
+    for p in &parts {
+        let t = Instant::now();
+        match *p {
+            "peers" => peers(&cfg),
+            "fit" => fit_part(&cfg),
+            "macro" => macro_part(&cfg),
+            "peak" => peak_part(&cfg),
+            "resnet" => resnet_part(),
+            "" => {}
+            other => eprintln!("suite: unknown part `{other}` (peers, fit, macro, peak, resnet)"),
+        }
+        eprintln!("suite: part {p} took {:.1} s", t.elapsed().as_secs_f64());
+    }
+    eprintln!("suite: {:.1} s in all, {} threads", t0.elapsed().as_secs_f64(), threads());
+}

@@ -25,8 +25,15 @@ pub(crate) trait GemmFloat: 'static + Copy + Send + Sync + num_traits::Float {}
 impl<E: 'static + Copy + Send + Sync + num_traits::Float> GemmFloat for E {}
 
 /// Products of at least this many multiply-adds run on rayon's threads (when the caller is not
-/// itself on one of them).
+/// itself on one of them). The default; `TYPENET_GEMM_PAR_MIN` (read once) overrides it, for
+/// tuning (see the README's performance section).
 pub(crate) const PAR_MIN: usize = 1 << 27;
+
+/// [`PAR_MIN`], or `TYPENET_GEMM_PAR_MIN` when set to a number.
+fn par_min() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| std::env::var("TYPENET_GEMM_PAR_MIN").ok().and_then(|v| v.parse().ok()).unwrap_or(PAR_MIN))
+}
 
 /// The one GEMM door: `c (m×n) = [c +] a (m×k) · b (k×n)`, each matrix a slice with its
 /// `(row stride, column stride)` in elements. `accumulate` adds to `c` instead of overwriting it
@@ -58,7 +65,7 @@ pub(crate) fn matmul<E: GemmFloat>(
         assert!(a.len() > (m - 1) * ars + (k - 1) * acs, "matmul: a too short");
         assert!(b.len() > (k - 1) * brs + (n - 1) * bcs, "matmul: b too short");
     }
-    let path = if m * n * k >= PAR_MIN && rayon::current_thread_index().is_none() {
+    let path = if m * n * k >= par_min() && rayon::current_thread_index().is_none() {
         GemmPath::Threads
     } else if has_avx512() {
         GemmPath::Avx512

@@ -9,6 +9,7 @@ use crate::args::{self, Args};
 use crate::ast::{Block, LayerCall};
 use crate::check::{tree_of, Built, Checker, Decl, Layer, LayerError};
 use crate::shape::{Dim, Shape};
+use crate::work::Poly;
 use crate::runtime::PRIVATE;
 
 pub(crate) fn body(call: &LayerCall, usage: &str, env: &Env) -> syn::Result<Vec<Decl>> {
@@ -73,7 +74,8 @@ impl Layer for Each {
         // The set axis and the rank tell `Each` which axis is the batch.
         let (ty, inner, rank) = (self.kind.ty(0), tree_of(&nodes), input.rank());
         let tree = quote!(#ty::<_, #rank>(#inner));
-        Ok(Built::stateless(Shape::new(dims), quote!(())).tree(tree).children(vec![nodes]))
+        // The block runs once per element of axis 0.
+        Ok(Built::stateless(Shape::new(dims), quote!(())).tree(tree).children(vec![nodes]).repeat(Poly::dim(&input.dims[0])))
     }
 }
 
@@ -204,9 +206,16 @@ impl Layer for Residual {
                 quote!((#i * #o + #o))
             }
         };
+        // The projection at every position of the other axes: `i → o` products each.
+        let others: Vec<Dim> = input.dims.iter().enumerate().filter(|(ax, _)| *ax != axis).map(|(_, d)| d.clone()).collect();
+        let macs = match &proj {
+            Projection::Dense(i, o) | Projection::Conv(i, o, ..) | Projection::Conv1(i, o, _) => {
+                Poly::product(&others).mul(&Poly::konst(super::dense::dense_macs(i, o)))
+            }
+        };
         let (ty, inner, project) = (self.kind.ty(1), tree_of(&nodes), cx.field());
         let tree = quote!(#ty { block: #inner, project: #project });
-        Ok(Built::field(out, field, params).tree(tree).children(vec![nodes]))
+        Ok(Built::field(out, field, params).tree(tree).children(vec![nodes]).macs(macs))
     }
 }
 

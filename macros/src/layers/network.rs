@@ -67,6 +67,7 @@ impl Layer for Inner {
             }
         }
         let p = &self.path;
-        Ok(Built::field(output, quote!(#p<__E, __D>), quote!(<#p<__E, __D> as #TYPENET::Network>::NUM_PARAMS)))
+        let renames = renamed.iter().map(|(own, theirs)| (own.clone(), crate::work::axis_name(&theirs.text()))).collect();
+        Ok(Built::field(output, quote!(#p<__E, __D>), quote!(<#p<__E, __D> as #TYPENET::Network>::NUM_PARAMS)).nested(quote!(#p<__E, __D>), renames))
     }
 }

@@ -131,3 +131,4 @@ fn what_no_shape_states_is_not_guessed() {
     assert_eq!(<Encoder as Network>::macs().value(), Some(44));
     assert_eq!(<Encoder as Network>::activations().value(), Some(4 + 4 + 2 + 3));
 }
+

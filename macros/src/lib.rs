@@ -110,7 +110,8 @@ fn unresolved(nets: &ast::Networks, known: &layers::Known, local: &[String]) -> 
 /// per layer with state; dfdx's `TensorCollection` (hence `BuildModule`, optimizers,
 /// `alloc_grads`, safetensors), `Module` (evaluation) and `ModuleMut` (training) for an
 /// unbatched input and a `usize`-batched one, with or without a tape; `typenet::Network`
-/// (`Input`, `Output`, `NUM_PARAMS`, `summary()`). Every shape error is a compile error at the
+/// (`Input`, `Output`, `NUM_PARAMS`, `summary()` with each layer's parameters, MACs and output
+/// elements, `macs()`, `activations()`). Every shape error is a compile error at the
 /// offending layer.
 #[proc_macro]
 pub fn network(input: TokenStream) -> TokenStream {

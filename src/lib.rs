@@ -36,7 +36,7 @@ pub mod ops;
 pub mod train;
 
 pub use dfdx;
-pub use net::{LayerRow, Network};
+pub use net::{Count, LayerRow, Network};
 pub use typenet_macros::network;
 /// The shape rules (output sizes, padding, parameter and gate counts) as `const fn`s, shared
 /// with the `network!` macro (the `typenet-shapes` crate).

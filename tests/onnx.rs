@@ -429,3 +429,28 @@ fn networks_declared_with_the_macro() {
     check("net_blocks", &b, &Blocks::<f32, Cpu>::signature(), SET_CASES, run);
     same_keys_as_safetensors(&b, "blocks");
 }
+
+network! {
+    GraphNet: (x: [n, 3], g: graph[n]) -> [n, 2] { gcn(2) }
+}
+
+#[test]
+fn graph_layers_are_errors_naming_them() {
+    use typenet::layers::{CfConv, Gcn, GraphConv, GraphPool, MessagePassing, Route, SumAggr};
+    let dev = Cpu::seed_from_u64(14);
+    let sig = Signature::new(vec![Dim::Named("n".into()), Dim::Fixed(3)]);
+    let errors = [
+        ("Gcn", export_with_to_bytes(&<Gcn<3, 2>>::build(&dev), &sig).unwrap_err()),
+        ("GraphConv", export_with_to_bytes(&<GraphConv<3, 2>>::build(&dev), &sig).unwrap_err()),
+        ("CfConv", export_with_to_bytes(&<CfConv<3, 2, 4>>::build(&dev), &sig).unwrap_err()),
+        ("MessagePassing", export_with_to_bytes(&MessagePassing::<6, (), SumAggr>::new(()), &sig).unwrap_err()),
+        ("GraphPool", export_with_to_bytes(&GraphPool::<SumAggr>::default(), &sig).unwrap_err()),
+        ("Route", export_with_to_bytes(&Route(()), &sig).unwrap_err()),
+    ];
+    for (name, e) in errors {
+        assert!(matches!(e, ExportError::Unsupported { .. }) && e.to_string().contains(name), "{name}: {e}");
+    }
+    // A network with a graph input is an error naming the network (several inputs).
+    let e = export_to_bytes(&GraphNet::<f32, Cpu>::build(&dev)).unwrap_err();
+    assert!(matches!(e, ExportError::Unsupported { .. }) && e.to_string().contains("GraphNet"), "{e}");
+}

@@ -18,6 +18,7 @@ use syn::Ident;
 use crate::ast::{Block, DimLit, InputKind, LayerCall, NetworkDecl, Seq, ShapeLit};
 use crate::runtime::LAYERS;
 use crate::shape::{Agree, Atom, Dim, Shape};
+use crate::work::Poly;
 
 /// A parsed layer declaration of some kind: its validated arguments, immutable. Its rule
 /// computes the output shape and everything expansion needs, without changing the layer.
@@ -114,6 +115,24 @@ pub struct Built {
     /// Statements on the built field `__l` that set the declaration's non-tensor settings
     /// (`cfconv`'s cutoff, a dropout probability) when the network is built or converted.
     pub finish: Option<TokenStream>,
+    /// Its work (see [`Work`]).
+    pub work: Work,
+}
+
+/// A layer's work for the summary (issue 14): multiply–accumulates of one sample's forward
+/// pass and the elements of its output, by the rules of `typenet-shapes` (see `work.rs`).
+#[derive(Clone, Default)]
+pub struct Work {
+    /// Its own multiply–accumulates (its nested layers count theirs); zero by default.
+    pub macs: Poly,
+    /// The elements of its output; `None`: those of its output shape.
+    pub activations: Option<Poly>,
+    /// How many times its nested layers run per run of this layer (`each` over `[n, ..]`:
+    /// `n`); `None`: once.
+    pub repeat: Option<Poly>,
+    /// Another network used as a layer: its type and its run-time axes renamed to the
+    /// caller's (`(own, caller's)`); its counts are its own summary's totals.
+    pub nested: Option<(TokenStream, Vec<(String, String)>)>,
 }
 
 /// What a layer changes about the whole network (the checker collects them over all layers).
@@ -130,11 +149,31 @@ pub struct Effects {
 impl Built {
     /// A stateless layer computing `module`.
     pub fn stateless(output: Shape, module: TokenStream) -> Self {
-        Built { output, state: State::Stateless(module), params: quote!(0usize), tree: None, children: Vec::new(), reshapes: true, heads: None, effects: Effects::default(), finish: None }
+        Built { output, state: State::Stateless(module), params: quote!(0usize), tree: None, children: Vec::new(), reshapes: true, heads: None, effects: Effects::default(), finish: None, work: Work::default() }
     }
     /// A layer whose state is a field of type `ty` with `params` trainable parameters.
     pub fn field(output: Shape, ty: TokenStream, params: TokenStream) -> Self {
-        Built { output, state: State::Field(ty), params, tree: None, children: Vec::new(), reshapes: true, heads: None, effects: Effects::default(), finish: None }
+        Built { output, state: State::Field(ty), params, tree: None, children: Vec::new(), reshapes: true, heads: None, effects: Effects::default(), finish: None, work: Work::default() }
+    }
+    /// Its multiply–accumulates per sample (its nested layers count theirs).
+    pub fn macs(mut self, macs: Poly) -> Self {
+        self.work.macs = macs;
+        self
+    }
+    /// The elements it produces per sample, when not those of its output shape.
+    pub fn activations(mut self, elements: Poly) -> Self {
+        self.work.activations = Some(elements);
+        self
+    }
+    /// Its nested layers run `times` per run of this layer.
+    pub fn repeat(mut self, times: Poly) -> Self {
+        self.work.repeat = Some(times);
+        self
+    }
+    /// Another network used as a layer (see [`Work::nested`]).
+    pub fn nested(mut self, ty: TokenStream, renames: Vec<(String, String)>) -> Self {
+        self.work.nested = Some((ty, renames));
+        self
     }
     /// Statements run on the built field `__l` (see [`Built::finish`]).
     pub fn finish(mut self, stmts: TokenStream) -> Self {
@@ -197,6 +236,8 @@ pub struct Node {
     pub finish: Option<TokenStream>,
     /// It or a layer inside it checks its input at run time (its error is a `NetworkError`).
     pub fallible: bool,
+    /// Its work; `activations` always set.
+    pub work: Work,
 }
 
 impl Node {
@@ -618,6 +659,8 @@ impl Checker {
                         heads: None,
                         finish: None,
                         fallible: false,
+                        // An input is no layer's output: no work, no activation counted.
+                        work: Work { activations: Some(Poly::zero()), ..Work::default() },
                     });
                     shape = out;
                     continue;
@@ -681,6 +724,8 @@ impl Checker {
                     (None, State::Field(_)) => crate::tree::field(&name),
                     (None, State::Stateless(m)) => m.clone(),
                 };
+                let elements = b.work.activations.clone().unwrap_or_else(|| Poly::product(&b.output.dims));
+                let work = Work { activations: Some(elements), ..b.work };
                 Some(Node {
                     name,
                     text: call.text(),
@@ -695,6 +740,7 @@ impl Checker {
                     heads: b.heads,
                     finish: b.finish,
                     fallible: b.effects.fallible,
+                    work,
                 })
             }
             Err(LayerError::Reported) => None,

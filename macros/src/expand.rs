@@ -9,6 +9,7 @@ use crate::ast::{InputKind, NetworkDecl};
 use crate::check::{shape_of, tree_of, Checked, Node};
 use crate::runtime::{DFDX, LAYERS, ONNX, PRIVATE, TYPENET};
 use crate::tree::nest;
+use crate::work::{Coef, Poly};
 
 /// [`tree_of`], each module's error made a `NetworkError` when `lift` (a network whose layers
 /// have different error types).
@@ -35,6 +36,26 @@ fn all_nodes<'a>(nodes: &'a [Node], out: &mut Vec<&'a Node>) {
             all_nodes(child, out);
         }
     }
+}
+
+/// Every node as [`all_nodes`], with how many times it runs per sample (a layer nested in
+/// `each` over `[n, ..]`: `n` times; in `route`'s branches: unknown).
+fn all_work<'a>(nodes: &'a [Node], times: &Poly, out: &mut Vec<(&'a Node, Poly)>) {
+    for n in nodes {
+        out.push((n, times.clone()));
+        let inner = match &n.work.repeat {
+            Some(r) => times.mul(r),
+            None => times.clone(),
+        };
+        for child in &n.children {
+            all_work(child, &inner, out);
+        }
+    }
+}
+
+/// A node's elements per run (always set by the checker).
+fn elements(n: &Node) -> Poly {
+    n.work.activations.clone().unwrap_or_default()
 }
 
 fn generics() -> (TokenStream, TokenStream) {
@@ -105,14 +126,44 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
     all_nodes(&checked.nodes, &mut nodes);
     let fields: Vec<(&Node, &TokenStream)> = nodes.iter().filter_map(|n| n.field_ty().map(|t| (*n, t))).collect();
 
-    // The struct, with rustdoc listing every layer.
+    let mut work = Vec::new();
+    all_work(&checked.nodes, &Poly::konst(Coef::one()), &mut work);
+
+    // The struct, with rustdoc listing every layer and its work.
     let mut doc = format!(
-        "\n# Architecture\n\nDeclared with `typenet::network!`: per-sample input `{}`, output `{}`.\n\n| layer | name | output shape |\n|---|---|---|\n",
+        "\n# Architecture\n\nDeclared with `typenet::network!`: per-sample input `{}`, output `{}`; \
+         work per sample as in `Network::summary`.\n\n\
+         | layer | name | output shape | MACs | output elements |\n|---|---|---|---:|---:|\n",
         input.text(),
         output.text()
     );
-    for n in &nodes {
-        doc += &format!("| {}`{}` | `{}` | `{}` |\n", "&nbsp;&nbsp;".repeat(n.depth), n.text.replace('|', "\\|"), n.name, n.output.text());
+    let (mut total_macs, mut total_elems, mut nested) = (Poly::zero(), Poly::zero(), false);
+    for (n, times) in &work {
+        let (macs, elems) = match &n.work.nested {
+            Some(_) => {
+                nested = true;
+                let see = format!("see `{}`", n.layer_label());
+                (see.clone(), see)
+            }
+            None => {
+                let (m, e) = (n.work.macs.mul(times), elements(n).mul(times));
+                total_macs = total_macs.add(&m);
+                total_elems = total_elems.add(&e);
+                (m.text(), e.text())
+            }
+        };
+        doc += &format!(
+            "| {}`{}` | `{}` | `{}` | {} | {} |\n",
+            "&nbsp;&nbsp;".repeat(n.depth),
+            n.text.replace('|', "\\|"),
+            n.name,
+            n.output.text(),
+            macs.replace('|', "\\|"),
+            elems.replace('|', "\\|")
+        );
+    }
+    if !nested {
+        doc += &format!("\nTotal per sample: {} MACs, {} output elements.\n", total_macs.text(), total_elems.text());
     }
     let field_defs = fields.iter().map(|(n, ty)| {
         let fname = &n.name;
@@ -139,10 +190,20 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
 
     // Summary rows and parameter counts.
     let params: Vec<&TokenStream> = nodes.iter().map(|n| &n.params).collect();
-    let rows = nodes.iter().zip(&params).map(|(n, p)| {
+    let rows = work.iter().zip(&params).map(|((n, times), p)| {
         let (nm, text, depth) = (n.name.to_string(), n.text.clone(), n.depth);
         let shape = n.output.format_expr();
-        quote!(#TYPENET::LayerRow { name: #nm.into(), layer: #text.into(), output: #shape, params: #p, depth: #depth })
+        let (macs, activations) = match &n.work.nested {
+            // Another network: its own totals, its run-time axes named as here.
+            Some((ty, renames)) => {
+                let pairs: Vec<TokenStream> = renames.iter().map(|(a, b)| quote!((#a, #b))).collect();
+                let times = times.count();
+                let of = |what: TokenStream| quote!(<#ty as #TYPENET::Network>::#what().renamed(&[#(#pairs),*]).mul(&#times));
+                (of(quote!(macs)), of(quote!(activations)))
+            }
+            None => (n.work.macs.mul(times).count(), elements(n).mul(times).count()),
+        };
+        quote!(#TYPENET::LayerRow { name: #nm.into(), layer: #text.into(), output: #shape, params: #p, depth: #depth, macs: #macs, activations: #activations })
     });
 
     // Forward passes: one tree of modules over borrowed fields, written once in a local

@@ -278,6 +278,17 @@ pub const fn attention_macs(t: usize, m: usize) -> Option<usize> {
     proj.checked_add(mix)
 }
 
+/// `a · b` of two checked counts (`None` when either is, or on overflow): how the `network!`
+/// macro combines the rules above with sizes only rustc knows (`HIDDEN`).
+pub const fn times(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    tri!(a).checked_mul(tri!(b))
+}
+
+/// `a + b` of two checked counts (`None` when either is, or on overflow).
+pub const fn plus(a: Option<usize>, b: Option<usize>) -> Option<usize> {
+    tri!(a).checked_add(tri!(b))
+}
+
 /// The number of elements of a per-sample shape (a layer's output): the activation memory of
 /// one sample is the sum over the layers of this times the element size.
 pub const fn elements(dims: &[usize]) -> Option<usize> {
@@ -376,5 +387,8 @@ mod tests {
         assert_eq!(dense_macs(usize::MAX, 2, 1), None);
         assert_eq!(elements(&[]), Some(1));
         assert_eq!(elements(&[usize::MAX, 2]), None);
+        assert_eq!(times(Some(3), Some(4)), Some(12));
+        assert_eq!(plus(Some(3), None), None);
+        assert_eq!(times(Some(usize::MAX), Some(2)), None);
     }
 }

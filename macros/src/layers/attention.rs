@@ -13,6 +13,7 @@ use crate::ast::{InputKind, LayerCall, Value};
 use crate::check::{Built, Checker, Layer, LayerError};
 use crate::runtime::LAYERS;
 use crate::shape::{Dim, Shape};
+use crate::work::{Coef, Poly};
 
 /// A sequence `[t, d]` of known width `d`: the width, or a message. A `[c, l]` map made by a
 /// convolution reads channels first: the message suggests `transpose`.
@@ -268,6 +269,7 @@ impl Layer for Attention {
         } else {
             attn
         };
+        let macs = attention_work(&input.dims[0], &width, self.transformer.then_some(&self.ff));
         let me = cx.field();
         let tree = match &mask_input {
             Some(info) => {
@@ -276,7 +278,7 @@ impl Layer for Attention {
             }
             None => me,
         };
-        let built = Built::field(input.clone(), field, params).tree(tree).keeps_shape().fallible();
+        let built = Built::field(input.clone(), field, params).tree(tree).keeps_shape().fallible().macs(macs);
         Ok(match self.dropout {
             // The transformer's probability applies to its attention weights too (PyTorch's
             // `nn.TransformerEncoderLayer(dropout = p)`).
@@ -287,8 +289,49 @@ impl Layer for Attention {
     }
 }
 
+/// Self-attention of width `m` over `t` positions (`attention_macs`: the four projections
+/// `4·t·m²` and the scores and weighted sum `2·t²·m`), plus, for a transformer layer, its
+/// feed-forward block (`t · 2·m·ff`). With a run-time `t`, the terms in `t` and `t²`.
+fn attention_work(t: &Dim, m: &Dim, ff: Option<&Dim>) -> Poly {
+    let attn = if t.is_runtime() {
+        let proj = Poly::konst(super::dense::dense_macs(m, m)).mul(&Poly::konst(Coef::Known(Some(4))));
+        let mix = Poly::dim(m).mul(&Poly::konst(Coef::Known(Some(2))));
+        Poly::dim(t).mul(&proj).add(&Poly::dim(t).mul(&Poly::dim(t)).mul(&mix))
+    } else {
+        let value = match (t, m) {
+            (Dim::Known(t), Dim::Known(m)) => Some(typenet_shapes::attention_macs(*t, *m)),
+            _ => None,
+        };
+        let (tv, mv) = (t.value(), m.value());
+        let text = format!("4·{0}·{1}² + 2·{0}²·{1}", t.text(), m.text());
+        Poly::konst(Coef::rule(value, quote!(attention_macs(#tv, #mv)), text))
+    };
+    match ff {
+        Some(f) => {
+            let block = Poly::konst(super::dense::dense_macs(m, f)).add(&Poly::konst(super::dense::dense_macs(f, m)));
+            attn.add(&Poly::dim(t).mul(&block))
+        }
+        None => attn,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn attention_work_agrees_with_the_rule() {
+        // With t known the rule; with t at run time the terms, which at t = 5 give the same.
+        let (m, ff) = (Dim::Known(8), Dim::Known(16));
+        let known = attention_work(&Dim::Known(5), &m, Some(&ff));
+        let expected = typenet_shapes::attention_macs(5, 8).unwrap() + 5 * 2 * 8 * 16;
+        assert_eq!(known.text(), crate::work::Poly::konst(Coef::Known(Some(expected))).text());
+        let symbolic = attention_work(&Dim::Runtime("t".into()), &m, Some(&ff));
+        // 4·64 + 2·8·16 = 512 per step, 2·8 = 16 per step²: 512·5 + 16·25 = expected.
+        assert_eq!(symbolic.text(), "512·t + 16·t²");
+        assert_eq!(512 * 5 + 16 * 25, expected);
+    }
+
     #[test]
     fn nearest_head_counts() {
         assert_eq!(super::nearest_divisors(64, 5), vec![4, 8]);

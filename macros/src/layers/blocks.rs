@@ -8,6 +8,7 @@ use crate::args::{self, Args};
 use crate::ast::{Block, LayerCall};
 use crate::check::{block_trees, lift_if, trail_of, Built, Checker, Decl, Layer, LayerError, Node, Site};
 use crate::shape::{Agree, Dim, Shape};
+use crate::work::Poly;
 use crate::runtime::{realize_after, PRIVATE};
 
 pub(crate) fn body(call: &LayerCall, usage: &str, env: &Env) -> syn::Result<Vec<Decl>> {
@@ -74,7 +75,8 @@ impl Layer for Each {
         let (mut trees, fallible) = block_trees(&children);
         let (ty, inner, rank) = (self.kind.ty(0), trees.pop().unwrap_or_default(), input.rank());
         let tree = quote!(#ty::<_, #rank>(#inner));
-        Ok(Built::stateless(Shape::new(dims), quote!(())).tree(tree).children(children).fallible_if(fallible))
+        // The block runs once per element of axis 0.
+        Ok(Built::stateless(Shape::new(dims), quote!(())).tree(tree).children(children).fallible_if(fallible).repeat(Poly::dim(&input.dims[0])))
     }
 }
 
@@ -243,6 +245,13 @@ impl Layer for Residual {
                 quote!((#i * #o + #o))
             }
         };
+        // The projection at every position of the other axes: `i → o` products each.
+        let others: Vec<Dim> = input.dims.iter().enumerate().filter(|(ax, _)| *ax != axis).map(|(_, d)| d.clone()).collect();
+        let macs = match &proj {
+            Projection::Dense(i, o) | Projection::Conv(i, o, ..) | Projection::Conv1(i, o, _) => {
+                Poly::product(&others).mul(&Poly::konst(super::dense::dense_macs(i, o)))
+            }
+        };
         let children = vec![nodes];
         let (mut trees, fallible) = block_trees(&children);
         let (ty, mut inner, project) = (self.kind.ty(1), trees.pop().unwrap_or_default(), lift_if(cx.field(), fallible));
@@ -250,7 +259,7 @@ impl Layer for Residual {
             inner = realize_after(inner, out.ty());
         }
         let tree = quote!(#ty { block: #inner, project: #project });
-        Ok(Built::field(out, field, params).tree(tree).children(children).fallible_if(fallible))
+        Ok(Built::field(out, field, params).tree(tree).children(children).fallible_if(fallible).macs(macs))
     }
 }
 

@@ -18,6 +18,7 @@ use crate::ast::{LayerCall, Value};
 use crate::check::{Built, Checker, Layer, LayerError};
 use crate::runtime::SHAPES;
 use crate::shape::{Dim, Shape};
+use crate::work::{Coef, Poly};
 use typenet_shapes as shapes;
 
 /// Padding along one axis: a count, or `same` (resolved once the kernel is known).
@@ -239,7 +240,14 @@ impl Layer for Conv {
         let (i, o) = (c.value(), self.out.value());
         let area = area.unwrap_or(usize::MAX);
         let params = crate::runtime::count(quote!(conv_params(#i, #o, #area)));
-        Ok(Built::field(Shape::new(dims).as_map(), field, params))
+        // Every output position: `i · o · area` products.
+        let value = match (&c, &self.out) {
+            (Dim::Known(ci), Dim::Known(co)) => Some(shapes::conv_macs(*ci, *co, area, 1)),
+            _ => None,
+        };
+        let per = Coef::rule(value, quote!(conv_macs(#i, #o, #area, 1)), format!("{} × {} × {area}", c.text(), self.out.text()));
+        let macs = Poly::product(&dims[1..]).mul(&Poly::konst(per));
+        Ok(Built::field(Shape::new(dims).as_map(), field, params).macs(macs))
     }
 }
 

@@ -8,6 +8,7 @@ use crate::args::{self, Args};
 use crate::ast::{LayerCall, Value};
 use crate::check::{Built, Checker, Layer, LayerError};
 use crate::shape::{Dim, Shape};
+use crate::work::{Coef, Poly};
 
 const INITS: &[(&str, &str)] = &[
     ("torch", "TorchDefault"),
@@ -76,12 +77,24 @@ impl Layer for Dense {
                 return Err(format!("`dense({i} -> {o})` has more parameters than `usize` can count").into());
             }
         }
+        let macs = Poly::product(&input.dims[..input.rank() - 1]).mul(&Poly::konst(dense_macs(last, &self.out)));
         let mut dims = input.dims.clone();
         *dims.last_mut().unwrap() = self.out.clone();
         let (i, o, init, ty) = (last.arg(), self.out.arg(), &self.init, &self.ty);
         let field = quote!(#ty<#i, #o, __E, __D, #init>);
         let (i, o, bias) = (last.value(), self.out.value(), self.bias);
         let params = crate::runtime::count(quote!(dense_params(#i, #o, #bias)));
-        Ok(Built::field(Shape::new(dims), field, params))
+        Ok(Built::field(Shape::new(dims), field, params).macs(macs))
     }
+}
+
+/// `dense_macs(i, o, 1)`: the products of an `i → o` weight with one input vector (a dense
+/// layer, a projection, a `1 × 1` convolution at one position).
+pub fn dense_macs(i: &Dim, o: &Dim) -> Coef {
+    let value = match (i, o) {
+        (Dim::Known(i), Dim::Known(o)) => Some(typenet_shapes::dense_macs(*i, *o, 1)),
+        _ => None,
+    };
+    let (iv, ov) = (i.value(), o.value());
+    Coef::rule(value, quote!(dense_macs(#iv, #ov, 1)), format!("{} × {}", i.text(), o.text()))
 }

@@ -12,6 +12,7 @@ use crate::ast::{Block, InputKind, LayerCall, Value};
 use crate::check::{tree_of, Built, Checker, Decl, InputInfo, Layer, LayerError};
 use crate::runtime::LAYERS;
 use crate::shape::{Dim, Shape};
+use crate::work::{Coef, Poly};
 
 /// The node features `[n, f]` of a graph layer: checks the rank, the feature axis and that the
 /// node axis is the graph's.
@@ -100,7 +101,11 @@ impl Layer for GraphLayer {
         let (i, o) = (f.value(), self.out.value());
         let params = if self.conv { quote!((2 * #i * #o + #o)) } else { quote!((#i * #o + #o)) };
         let (me, g) = (cx.field(), crate::tree::input(&g.ident));
-        Ok(Built::field(output, field, params).tree(quote!(#LAYERS::With(#me, #g))).fallible().per_sample_only())
+        // The weights' products at every node (`graph_conv`: `W_rel` on the aggregate and
+        // `W_root` on the node); the aggregation over edges multiplies by no weight.
+        let per = Poly::konst(super::dense::dense_macs(&f, &self.out)).mul(&Poly::konst(Coef::Known(Some(if self.conv { 2 } else { 1 }))));
+        let macs = Poly::dim(&input.dims[0]).mul(&per);
+        Ok(Built::field(output, field, params).tree(quote!(#LAYERS::With(#me, #g))).fallible().per_sample_only().macs(macs))
     }
 }
 
@@ -154,7 +159,8 @@ impl Layer for MessagePassing {
         let gi = crate::tree::input(&g.ident);
         let tree = quote!(#LAYERS::With(#ty::<#c, _, #a>::new(#block), #gi));
         let output = Shape::new(vec![input.dims[0].clone(), out.dims[0].clone()]);
-        Ok(Built::stateless(output, quote!(())).tree(tree).children(vec![nodes]).fallible().per_sample_only())
+        // The block runs once per edge: its rows count per edge, times `edges`.
+        Ok(Built::stateless(output, quote!(())).tree(tree).children(vec![nodes]).fallible().per_sample_only().repeat(Poly::axis("edges")))
     }
 }
 
@@ -220,7 +226,18 @@ impl Layer for CfConv {
         let tree = quote!(#LAYERS::WithTensor(#me, ::core::clone::Clone::clone(&#p), #g));
         let r = self.cutoff;
         let output = Shape::new(vec![input.dims[0].clone(), self.out.clone()]);
-        Ok(Built::field(output, field, params).tree(tree).fallible().per_sample_only().finish(quote!(__l.cutoff = #r;)))
+        // `lin1` and `lin2` at every point, the filter network `rbf → out → out` on every
+        // edge; without a graph the pairs within the cutoff are not known before run time.
+        let macs = match &graph {
+            Some(_) => {
+                let dm = super::dense::dense_macs;
+                let nodes = Poly::konst(dm(&f, &self.out)).add(&Poly::konst(dm(&self.out, &self.out)));
+                let edges = Poly::konst(dm(&self.rbf, &self.out)).add(&Poly::konst(dm(&self.out, &self.out)));
+                Poly::dim(&input.dims[0]).mul(&nodes).add(&Poly::axis("edges").mul(&edges))
+            }
+            None => Poly::unknown(),
+        };
+        Ok(Built::field(output, field, params).tree(tree).fallible().per_sample_only().finish(quote!(__l.cutoff = #r;)).macs(macs))
     }
 }
 
@@ -295,7 +312,8 @@ impl Layer for Route {
         let sel = crate::tree::selector(&sel.ident);
         let tree = quote!(#LAYERS::With(#ty((#(#branches,)*)), &#sel[..]));
         let output = Shape::new(vec![input.dims[0].clone(), first.dims[0].clone()]);
-        Ok(Built::stateless(output, quote!(())).tree(tree).children(children).fallible().per_sample_only())
+        // Which rows each branch takes is known at run time only: its rows count `—`.
+        Ok(Built::stateless(output, quote!(())).tree(tree).children(children).fallible().per_sample_only().repeat(Poly::unknown()))
     }
 }
 

@@ -38,6 +38,8 @@ impl Layer for Heads {
         }
         let output = heads.first().map(|d| d.1.clone()).unwrap_or_else(|| input.clone());
         // The expansion runs the trunk once per head (see `expand::network`).
-        Ok(Built::stateless(output, quote!(())).tree(quote!(())).children(children).heads(heads))
+        // Its outputs are its branches' last layers' (counted in their rows).
+        let none = crate::work::Poly::zero();
+        Ok(Built::stateless(output, quote!(())).tree(quote!(())).children(children).heads(heads).activations(none))
     }
 }

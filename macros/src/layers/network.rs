@@ -77,7 +77,8 @@ impl Layer for Inner {
             }
         }
         let p = &self.path;
-        let built = Built::field(output, quote!(#p<__E, __D>), quote!(<#p<__E, __D> as #TYPENET::Network>::NUM_PARAMS));
+        let renames = renamed.iter().map(|(own, theirs, _)| (own.clone(), crate::work::axis_name(&theirs.text()))).collect();
+        let built = Built::field(output, quote!(#p<__E, __D>), quote!(<#p<__E, __D> as #TYPENET::Network>::NUM_PARAMS)).nested(quote!(#p<__E, __D>), renames);
         if deferred {
             // A size given as a constant, checked by the assertion: the sub-network is given
             // its input with its declared types.

@@ -13,6 +13,7 @@ use crate::args::{self, Args};
 use crate::ast::{LayerCall, Value};
 use crate::check::{Built, Checker, Layer, LayerError};
 use crate::shape::{Dim, Shape};
+use crate::work::{Coef, Poly};
 
 pub struct Recurrent {
     kind: &'static Kind,
@@ -118,6 +119,14 @@ impl Layer for Recurrent {
         };
         let (f, h, g, bi) = (f.value(), self.hidden.value(), self.gates, self.bidirectional);
         let params = crate::runtime::count(quote!(recurrent_params(#g, #f, #h, #bi)));
-        Ok(Built::field(out, field, params))
+        // Every step: the input and hidden products of each gate and direction.
+        let value = match (&input.dims[1], &self.hidden) {
+            (Dim::Known(fk), Dim::Known(hk)) => Some(typenet_shapes::recurrent_macs(g, *fk, *hk, 1, bi)),
+            _ => None,
+        };
+        let text = format!("{}{g} × {} × ({} + {})", if bi { "2 × " } else { "" }, self.hidden.text(), input.dims[1].text(), self.hidden.text());
+        let per = Coef::rule(value, quote!(recurrent_macs(#g, #f, #h, 1, #bi)), text);
+        let macs = Poly::dim(&input.dims[0]).mul(&Poly::konst(per));
+        Ok(Built::field(out, field, params).macs(macs))
     }
 }

@@ -12,6 +12,7 @@ use crate::args::{self, Args};
 use crate::ast::{LayerCall, Value};
 use crate::check::{Built, Checker, Layer, LayerError};
 use crate::shape::{Dim, Shape};
+use crate::work::{Coef, Poly};
 use crate::runtime::PRIVATE;
 
 /// `module` (a layer whose runtime type needs a `usize` set axis) on an input whose set axis
@@ -140,7 +141,10 @@ impl Layer for SetDense {
         let (i, o) = (last.value(), self.out.value());
         let params = crate::runtime::count(quote!(set_dense_params(#i, #o)));
         let tree = with_runtime_set_axis(input, &output, cx.field());
-        Ok(Built::field(output, field, params).tree(tree))
+        // `set_dense_macs`: `weight` on each of the `n` elements, `weight_pool` once.
+        let times = Poly::dim(&input.dims[0]).add(&Poly::konst(Coef::one()));
+        let macs = times.mul(&Poly::konst(super::dense::dense_macs(last, &self.out)));
+        Ok(Built::field(output, field, params).tree(tree).macs(macs))
     }
 }
 

@@ -409,10 +409,7 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
         }
 
         impl<#impl_generics> #name<__E, __D> {
-            /// The network with fresh weights on `dev` (dfdx's `BuildModule::build`), with the
-            /// device's allocation cache turned on (fast by default: a training step reuses the
-            /// last step's buffers; see the README's performance section for the memory cost;
-            /// `dev.disable_cache()` after `build` opts out).
+            /// dfdx's `BuildModule::build`, with the device's allocation cache turned on (README: Performance).
             #[allow(dead_code)]
             pub fn build(dev: &__D) -> Self {
                 #PRIVATE::fast_by_default(dev);

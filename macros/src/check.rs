@@ -918,12 +918,22 @@ fn branches_of(call: &LayerCall) -> Vec<&Seq> {
     }
 }
 
-/// The inputs named as `route`'s selector (`route(z)`), anywhere in `seq`.
+/// The inputs named as `route`'s selector (`route(z)`) or `radial_basis`'s species
+/// (`species = z`), anywhere in `seq`.
 fn selectors_of(seq: &Seq, out: &mut Vec<String>) {
     for call in &seq.layers {
         if call.kind_text() == "route" {
             if let Some(crate::ast::Arg::Pos(crate::ast::Value::Path(p))) = call.args.as_ref().and_then(|a| a.items.first()) {
                 out.push(crate::shape::tidy(&quote::ToTokens::to_token_stream(p).to_string()));
+            }
+        }
+        if call.kind_text() == "radial_basis" {
+            for arg in call.args.iter().flat_map(|a| &a.items) {
+                if let crate::ast::Arg::Kw(k, crate::ast::Value::Path(p)) = arg {
+                    if k == "species" {
+                        out.push(crate::shape::tidy(&quote::ToTokens::to_token_stream(p).to_string()));
+                    }
+                }
             }
         }
         for s in branches_of(call) {

@@ -22,6 +22,10 @@ pub enum GraphError {
     NodeCount { num_nodes: usize, rows: usize },
     /// A per-element index (`route`'s species) is out of range.
     IndexOutOfRange { index: usize, value: usize, bound: usize },
+    /// A point's species (`radial_basis(.., species = z, kinds = k)`) is not below `kinds`.
+    Species { point: usize, species: usize, kinds: usize },
+    /// `given` species for `points` points (`radial_basis(.., species = z)`).
+    SpeciesCount { points: usize, given: usize },
     /// Graphs of a batch disagree on their edge features.
     BatchEdgeFeatures,
     /// A non-finite value (NaN or infinity) where a finite one is needed.
@@ -50,6 +54,13 @@ impl std::fmt::Display for GraphError {
             }
             GraphError::IndexOutOfRange { index, value, bound } => {
                 write!(f, "element {index} has index {value}, not below {bound}")
+            }
+            GraphError::Species { point, species, kinds } => write!(
+                f,
+                "point {point} has species {species}, but `radial_basis` resolves only kinds = {kinds} species (0..{kinds})"
+            ),
+            GraphError::SpeciesCount { points, given } => {
+                write!(f, "`radial_basis` is given {given} species for {points} points (one per point)")
             }
             GraphError::BatchEdgeFeatures => write!(f, "the graphs of a batch disagree on their edge features"),
             GraphError::NotFinite(what) => write!(f, "{what} is not finite"),

@@ -34,7 +34,7 @@ pub use graph::{CfConv, Gcn, GraphConv, GraphPool, MaxAggr, MeanAggr, MessagePas
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool::{AvgPool1D, AvgPool2D, GlobalAvgPool, GlobalMaxPool, MaxPool1D, MaxPool2D};
 pub use last::{Last, LastBidirectional};
-pub use radial_basis::RadialBasis;
+pub use radial_basis::{RadialBasis, RadialBasisSpecies};
 pub use reshape::{Batched, Flatten, Reshape};
 pub use rnn::{
     BiGru, BiLstm, BiRecurrent, BiRnn, BiRnnRelu, Cell, GateDim, Gru, GruCell, Lstm, LstmCell,

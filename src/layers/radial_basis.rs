@@ -1,7 +1,10 @@
-//! `radial_basis(count, cutoff = r)`: Behler–Parrinello radial symmetry functions.
+//! `radial_basis(count, cutoff = r)`: Behler–Parrinello radial symmetry functions, and
+//! `radial_basis(count, cutoff = r, species = z, kinds = k)`, resolved by neighbour species.
 
 use dfdx::prelude::*;
 
+use crate::graph::{device_err, GraphError};
+use crate::ops::radial_basis::Species;
 use crate::ops::RadialBasisKernel;
 
 /// `radial_basis(COUNT, cutoff = r)`: Behler–Parrinello radial symmetry functions
@@ -99,6 +102,76 @@ impl<const COUNT: usize, E: Dtype, D: RadialBasisKernel<E>, T: Tape<E, D>> Modul
     type Error = D::Err;
     fn try_forward(&self, x: Tensor<(usize, usize, Const<3>), E, D, T>) -> Result<Self::Output, D::Err> {
         D::try_radial_basis(&self.params(), x)
+    }
+}
+
+/// `radial_basis(COUNT, cutoff = r, species = z, kinds = KINDS)`: the functions of
+/// [`RadialBasis`] resolved by the species of the neighbour, one block of `COUNT` per species
+/// (Behler–Parrinello's per-element descriptors), species-major:
+///
+/// ```text
+/// G_i[s·COUNT + k] = Σ_{j ≠ i, z_j = s} exp(−η (r_ij − μ_k)²) · f_c(r_ij),   s = 0 .. KINDS−1
+/// ```
+///
+/// with the centres, width and cutoff of [`RadialBasis`]; summing the blocks gives
+/// [`RadialBasis`]'s output. `OUT` is `KINDS · COUNT` (a compile-time check when the layer is
+/// built). Input `(x, z)`: positions `[n, 3]` (or `[batch, n, 3]`) and one species per point
+/// (`z: &[usize]`, `batch·n` of them, batch-major); a species `≥ KINDS` or another length is
+/// an `Err` ([`GraphError`]), never a panic. Output `[n, OUT]` (`[batch, n, OUT]`). No
+/// parameters; differentiable with respect to the positions through
+/// [`RadialBasisKernel::try_radial_basis_species`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RadialBasisSpecies<const COUNT: usize, const KINDS: usize, const OUT: usize> {
+    /// The functions of each block.
+    pub basis: RadialBasis<COUNT>,
+}
+
+impl<const COUNT: usize, const KINDS: usize, const OUT: usize> RadialBasisSpecies<COUNT, KINDS, OUT> {
+    const WIDTH: () = assert!(OUT == COUNT * KINDS && KINDS > 0, "radial_basis by species: OUT must be KINDS · COUNT, KINDS > 0");
+
+    /// A layer with cutoff radius `cutoff` (see [`RadialBasis::new`]).
+    pub const fn new(cutoff: f64) -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::WIDTH;
+        RadialBasisSpecies { basis: RadialBasis::new(cutoff) }
+    }
+
+    fn run<E: Dtype, D: RadialBasisKernel<E>, T: Tape<E, D>>(
+        &self,
+        x: Tensor<(usize, usize, Const<3>), E, D, T>,
+        z: &[usize],
+    ) -> Result<Tensor<(usize, usize, Const<OUT>), E, D, T>, GraphError> {
+        let (b, n, _) = *x.shape();
+        if z.len() != b * n {
+            return Err(GraphError::SpeciesCount { points: b * n, given: z.len() });
+        }
+        let species = Species::new(z, KINDS)?;
+        let g = D::try_radial_basis_species(&self.basis.params(), x, species).map_err(device_err)?;
+        g.try_realize::<(usize, usize, Const<OUT>)>().map_err(|_| GraphError::Device("radial_basis by species: output width".into()))
+    }
+}
+
+impl<const COUNT: usize, const KINDS: usize, const OUT: usize> dfdx::nn::NonMutableModule for RadialBasisSpecies<COUNT, KINDS, OUT> {}
+
+impl<'z, const COUNT: usize, const KINDS: usize, const OUT: usize, E: Dtype, D: RadialBasisKernel<E>, T: Tape<E, D>>
+    Module<(Tensor<(usize, Const<3>), E, D, T>, &'z [usize])> for RadialBasisSpecies<COUNT, KINDS, OUT>
+{
+    type Output = Tensor<(usize, Const<OUT>), E, D, T>;
+    type Error = GraphError;
+    fn try_forward(&self, (x, z): (Tensor<(usize, Const<3>), E, D, T>, &'z [usize])) -> Result<Self::Output, GraphError> {
+        let n = x.shape().0;
+        let x = x.try_reshape_like(&(1usize, n, Const::<3>)).map_err(device_err)?;
+        self.run(x, z)?.try_reshape_like(&(n, Const::<OUT>)).map_err(device_err)
+    }
+}
+
+impl<'z, const COUNT: usize, const KINDS: usize, const OUT: usize, E: Dtype, D: RadialBasisKernel<E>, T: Tape<E, D>>
+    Module<(Tensor<(usize, usize, Const<3>), E, D, T>, &'z [usize])> for RadialBasisSpecies<COUNT, KINDS, OUT>
+{
+    type Output = Tensor<(usize, usize, Const<OUT>), E, D, T>;
+    type Error = GraphError;
+    fn try_forward(&self, (x, z): (Tensor<(usize, usize, Const<3>), E, D, T>, &'z [usize])) -> Result<Self::Output, GraphError> {
+        self.run(x, z)
     }
 }
 
@@ -201,5 +274,31 @@ mod tests {
         for (a, b) in gb.get(&xb).as_vec().iter().zip(&analytic) {
             assert!((a - b).abs() < 1e-12);
         }
+    }
+
+    #[test]
+    fn species_layer_splits_the_plain_layer_and_checks_its_input() {
+        let dev = Cpu::seed_from_u64(3);
+        let rb = RadialBasisSpecies::<4, 2, 8>::new(1.5);
+        let x = points(&dev, 5, 2.0);
+        let z = [1usize, 0, 0, 1, 1];
+        let y = rb.forward((x.clone(), &z[..])).as_vec();
+        let plain = rb.basis.forward(x.clone()).as_vec();
+        for i in 0..5 {
+            for k in 0..4 {
+                assert!((y[i * 8 + k] + y[i * 8 + 4 + k] - plain[i * 4 + k]).abs() < 1e-12);
+            }
+        }
+        // Batched = unbatched.
+        let yb = rb.forward((x.clone().reshape_like(&(1usize, 5usize, Const::<3>)), &z[..])).as_vec();
+        assert_eq!(yb, y);
+        // Gradients flow to the positions.
+        let g = rb.forward((x.leaky_trace(), &z[..])).sum().backward();
+        assert!(g.get(&x).as_vec().iter().all(|v| v.is_finite()));
+        // Errors, not panics.
+        let e = rb.try_forward((x.clone(), &[0, 1, 2, 0, 0][..])).unwrap_err();
+        assert_eq!(e, GraphError::Species { point: 2, species: 2, kinds: 2 });
+        let e = rb.try_forward((x, &[0, 1][..])).unwrap_err();
+        assert_eq!(e, GraphError::SpeciesCount { points: 5, given: 2 });
     }
 }

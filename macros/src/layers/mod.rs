@@ -129,7 +129,7 @@ pub const KINDS: &[Kind] = kinds! {
     "sum" "sum { { dense(8) }, { dense(8), relu } }" Branches blocks::parse_sum => ["Sum"];
     "pool" "pool(sum)`, `pool(mean)` or `pool(max)" None sets::parse_pool => ["SetSum", "SetMean", "SetMax"];
     "set_dense" "set_dense(out)` or `set_dense(in -> out, init = glorot_uniform)" None sets::parse_set_dense => ["SetDense"];
-    "radial_basis" "radial_basis(count, cutoff = r)" None sets::parse_radial_basis => ["RadialBasis"];
+    "radial_basis" "radial_basis(count, cutoff = r)` or `radial_basis(count, cutoff = r, species = z, kinds = k)" None sets::parse_radial_basis => ["RadialBasis", "RadialBasisSpecies"];
     "conv1d" "conv1d(out, kernel = k, stride = 1, padding = 0, dilation = 1)" None conv::parse_conv1d => ["Conv1D"];
     "conv2d" "conv2d(out, kernel = k, stride = 1, padding = 0, dilation = 1)` (each also `(h, w)`; `padding = same`" None conv::parse_conv2d => ["Conv2D"];
     "max_pool1d" "max_pool1d(k, stride = k, padding = 0)" None pool::parse_pool1d => ["MaxPool1D"];
@@ -280,6 +280,7 @@ mod tests {
         ("pool", "[n, 4] -> [4] { pool(max) }", &["SetMax"]),
         ("set_dense", "[n, 4] -> [n, 2] { set_dense(2) }", &["SetDense"]),
         ("radial_basis", "[n, 3] -> [n, 4] { radial_basis(4, cutoff = 2.0) }", &["RadialBasis"]),
+        ("radial_basis", "(x: [n, 3], z: [n]) -> [n, 8] { radial_basis(4, cutoff = 2.0, species = z, kinds = 2) }", &["RadialBasisSpecies"]),
         ("conv1d", "[1, 9] -> [2, 7] { conv1d(2, kernel = 3) }", &["Conv1D"]),
         ("conv2d", "[1, 5, 5] -> [2, 3, 3] { conv2d(2, kernel = 3) }", &["Conv2D"]),
         ("max_pool1d", "[1, 8] -> [1, 4] { max_pool1d(2) }", &["MaxPool1D"]),

@@ -1,4 +1,5 @@
-//! Set layers: `pool(sum | mean | max)`, `set_dense(out)`, `radial_basis(count, cutoff = r)`.
+//! Set layers: `pool(sum | mean | max)`, `set_dense(out)`, `radial_basis(count, cutoff = r)`
+//! (and `radial_basis(count, cutoff = r, species = z, kinds = k)`, by neighbour species).
 //!
 //! Their runtime types (`typenet::layers::{SetSum, SetMean, SetMax, SetDense, RadialBasis}`)
 //! take the set axis as a `usize`; a set axis of known size (`[5, 4]`) is realized to `usize`
@@ -9,11 +10,11 @@ use quote::quote;
 
 use super::{Env, Kind};
 use crate::args::{self, Args};
-use crate::ast::{LayerCall, Value};
+use crate::ast::{InputKind, LayerCall, Value};
 use crate::check::{Built, Checker, Layer, LayerError};
 use crate::shape::{Dim, Shape};
 use crate::work::{Coef, Poly};
-use crate::runtime::PRIVATE;
+use crate::runtime::{LAYERS, PRIVATE};
 
 /// `module` (a layer whose runtime type needs a `usize` set axis) on an input whose set axis
 /// may have a known size: realized to `usize` before and back after.
@@ -155,7 +156,9 @@ pub struct RadialBasis {
     count: Dim,
     /// A number, or an `f64` constant (checked positive by a compile-time assertion).
     cutoff: Cutoff,
-    ty: TokenStream,
+    /// `species = z, kinds = k`: the index input holding each point's species, and `k`.
+    species: Option<(syn::Path, Dim)>,
+    kind: &'static Kind,
 }
 
 enum Cutoff {
@@ -165,7 +168,7 @@ enum Cutoff {
 
 pub fn parse_radial_basis(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn::Result<Box<dyn Layer>> {
     let usage = kind.usage;
-    let a = Args::new(call, usage, 1, &["cutoff"])?;
+    let a = Args::new(call, usage, 1, &["cutoff", "species", "kinds"])?;
     let v = a.require(0, "the number of radial functions", "radial_basis(16, cutoff = 5.0)")?;
     let count = args::dim(v, "the number of radial functions")?;
     let Some(c) = a.kw("cutoff") else {
@@ -184,7 +187,18 @@ pub fn parse_radial_basis(call: &LayerCall, kind: &'static Kind, _: &Env) -> syn
             Cutoff::Number(r)
         }
     };
-    Ok(Box::new(RadialBasis { count, cutoff, ty: kind.ty(0) }))
+    let species = match (a.kw("species"), a.kw("kinds")) {
+        (None, None) => None,
+        (Some(Value::Path(z)), Some(k)) => Some((z.clone(), args::dim(k, "the number of species `kinds`")?)),
+        (Some(v @ Value::Path(_)), None) => {
+            return Err(args::err(v, "`species = ..` needs the number of species too: `radial_basis(16, cutoff = 5.0, species = z, kinds = 2)`"))
+        }
+        (Some(v), _) => return Err(args::err(v, "`species = z` names the index input holding each point's species (`z: [n]`)")),
+        (None, Some(k)) => {
+            return Err(args::err(k, "`kinds = ..` counts the species of `species = z`, which is missing: `radial_basis(16, cutoff = 5.0, species = z, kinds = 2)`"))
+        }
+    };
+    Ok(Box::new(RadialBasis { count, cutoff, species, kind }))
 }
 
 impl Layer for RadialBasis {
@@ -216,14 +230,56 @@ impl Layer for RadialBasis {
                 c
             }),
         };
-        let ty = &self.ty;
-        let module = quote!(#ty::<#count>::new(#cutoff));
-        let mut tree = with_runtime_set_axis(input, &output, module.clone());
+        // `[n, D]` with a constant `D` (the assertion checks that it is 3): given as `[n, 3]`.
+        let points = Shape::new(vec![input.dims[0].clone(), Dim::Known(3)]);
+        let Some((z, kinds)) = &self.species else {
+            let ty = self.kind.ty(0);
+            let module = quote!(#ty::<#count>::new(#cutoff));
+            let mut tree = with_runtime_set_axis(input, &output, module.clone());
+            if deferred {
+                tree = crate::runtime::realize_before(points.ty(), tree);
+            }
+            return Ok(Built::stateless(output, module).tree(tree));
+        };
+        // By species: like `route(z)`, the species come from another input, read on the host.
+        let sel = cx.input(z, "`radial_basis(species = ..)`", InputKind::Tensor)?;
+        if sel.kind != InputKind::Tensor || sel.shape.rank() != 1 {
+            return Err(format!(
+                "`radial_basis(species = {0})` needs one species index per point, `{0}: [n]`, but `{0}` is declared {1}{2}",
+                sel.ident,
+                if sel.kind == InputKind::Graph { "graph" } else if sel.kind == InputKind::Mask { "mask" } else { "" },
+                sel.shape.text()
+            ).into());
+        }
+        if !input.dims[0].is_runtime() {
+            return Err(format!(
+                "`radial_basis(species = {})` acts on a set of points over a run-time axis `[n, 3]`, but it is given {}",
+                sel.ident,
+                input.text()
+            ).into());
+        }
+        if sel.shape.dims[0].text() != input.dims[0].text() {
+            return Err(format!(
+                "`radial_basis(species = {})` has one species per point of the axis `{}`, but its input {} runs over `{}`",
+                sel.ident,
+                sel.shape.dims[0].text(),
+                input.text(),
+                input.dims[0].text()
+            ).into());
+        }
+        if let Dim::Const { .. } = kinds {
+            let (k, text) = (kinds.value(), kinds.text());
+            cx.require_const(quote!(#k > 0), &format!("`radial_basis` needs at least one species, but `kinds = {text}` is 0"), &[]);
+        }
+        let width = self.count.mul(kinds);
+        let output = Shape::new(vec![input.dims[0].clone(), width.clone()]);
+        let (ty, k, w) = (self.kind.ty(1), kinds.arg(), width.arg());
+        let module = quote!(#ty::<#count, #k, #w>::new(#cutoff));
+        let sel = crate::tree::selector(&sel.ident);
+        let mut tree = quote!(#LAYERS::With(#module, &#sel[..]));
         if deferred {
-            // `[n, D]` with a constant `D` (the assertion checks that it is 3): given as `[n, 3]`.
-            let points = Shape::new(vec![input.dims[0].clone(), Dim::Known(3)]);
             tree = crate::runtime::realize_before(points.ty(), tree);
         }
-        Ok(Built::stateless(output, module).tree(tree))
+        Ok(Built::stateless(output, module).tree(tree).fallible().per_sample_only())
     }
 }

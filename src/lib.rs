@@ -57,18 +57,18 @@ impl<E> Float for E where
 /// Everything a device must provide for every typenet layer, for convenience: dfdx's
 /// [`Device`] plus the union of the kernels typenet adds (each layer's own bound names only
 /// the kernels it uses, e.g. `Conv2D` needs `ConvKernel`) (each kernel trait has a fast `Cpu` implementation and a generic path
-/// composed of dfdx ops for other devices). The device's error converts into a
-/// [`layers::NetworkError`], the error of networks with layers that check their input at run
-/// time (so blocks mixing such layers with others have one error type).
+/// composed of dfdx ops for other devices). The device's error is a [`layers::DeviceError`]:
+/// blocks turn it into their children's error ([`layers::FromDeviceError`]), the device's own
+/// or a [`layers::NetworkError`] in networks with layers that check their input at run time.
 pub trait Backend<E: Dtype>:
     Device<E> + ops::ConvKernel<E> + ops::DenseKernel<E> + ops::DropoutKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
-    + ops::AttentionKernel<E> + ops::GraphKernel<E> + ops::LayerNormKernel<E> + dfdx::tensor::Cache + dfdx::tensor::HasErr<Err: Into<layers::NetworkError>>
+    + ops::AttentionKernel<E> + ops::GraphKernel<E> + ops::LayerNormKernel<E> + dfdx::tensor::Cache + dfdx::tensor::HasErr<Err: layers::DeviceError>
 {
 }
 impl<E: Dtype, D> Backend<E> for D where
     D: Device<E> + ops::ConvKernel<E> + ops::DenseKernel<E> + ops::DropoutKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
     + ops::AttentionKernel<E> + ops::GraphKernel<E> + ops::LayerNormKernel<E> + dfdx::tensor::Cache,
-    D::Err: Into<layers::NetworkError>,
+    D::Err: layers::DeviceError,
 {
 }
 

@@ -83,13 +83,13 @@ macro_rules! residual_impls {
         impl<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>, M> $Trait<Tensor<S, E, D, T>> for Residual<M>
         where
             M: $Trait<Tensor<S, E, D, T>, Output = Tensor<S, E, D, T>>,
-            D::Err: Into<M::Error>,
+            M::Error: crate::layers::FromDeviceError<D::Err>,
         {
             type Output = Tensor<S, E, D, T>;
             type Error = M::Error;
             fn $method(&$($mut_)? self, x: Tensor<S, E, D, T>) -> Result<Self::Output, M::Error> {
                 let skip = x.with_empty_tape();
-                self.0.$method(x)?.try_add(skip).map_err(Into::into)
+                self.0.$method(x)?.try_add(skip).map_err(crate::layers::FromDeviceError::from_device_error)
             }
         }
 
@@ -98,7 +98,7 @@ macro_rules! residual_impls {
         where
             M: $Trait<Tensor<S, E, D, T>, Output = Tensor<O, E, D, T>>,
             P: $Trait<Tensor<S, E, D, T>, Output = Tensor<O, E, D, T>, Error = M::Error>,
-            D::Err: Into<M::Error>,
+            M::Error: crate::layers::FromDeviceError<D::Err>,
         {
             type Output = Tensor<O, E, D, T>;
             type Error = M::Error;
@@ -106,7 +106,7 @@ macro_rules! residual_impls {
                 let skip = x.with_empty_tape();
                 let y = self.block.$method(x)?;
                 let skip = self.project.$method(skip)?;
-                y.try_add(skip).map_err(Into::into)
+                y.try_add(skip).map_err(crate::layers::FromDeviceError::from_device_error)
             }
         }
     };
@@ -153,7 +153,7 @@ macro_rules! sum_impls {
         where
             $L: $Trait<Tensor<S, E, D, T>, Output = Tensor<O, E, D, T>>,
             $($B: $Trait<Tensor<S, E, D, T>, Output = Tensor<O, E, D, T>, Error = <$L as $Trait<Tensor<S, E, D, T>>>::Error>,)+
-            D::Err: Into<<$L as $Trait<Tensor<S, E, D, T>>>::Error>,
+            <$L as $Trait<Tensor<S, E, D, T>>>::Error: crate::layers::FromDeviceError<D::Err>,
         {
             type Output = Tensor<O, E, D, T>;
             type Error = <$L as $Trait<Tensor<S, E, D, T>>>::Error;
@@ -162,12 +162,12 @@ macro_rules! sum_impls {
                 let last = self.0.$l.$method(x)?;
                 let acc = ys.0;
                 $(let acc = sum_impls!(@add acc, ys, $i);)+
-                acc.try_add(last).map_err(Into::into)
+                acc.try_add(last).map_err(crate::layers::FromDeviceError::from_device_error)
             }
         }
     };
     (@add $acc:ident, $ys:ident, 0) => { $acc };
-    (@add $acc:ident, $ys:ident, $i:tt) => { $acc.try_add($ys.$i).map_err(Into::into)? };
+    (@add $acc:ident, $ys:ident, $i:tt) => { $acc.try_add($ys.$i).map_err(crate::layers::FromDeviceError::from_device_error)? };
 }
 
 macro_rules! sum_arities {
@@ -249,14 +249,14 @@ macro_rules! concat_impls {
             B0: $Trait<Tensor<S, E, D, T>>,
             B1: $Trait<Tensor<S, E, D, T>, Error = B0::Error>,
             B0::Output: JoinAlong<B1::Output, AXIS, RANK, Err = D::Err>,
-            D::Err: Into<B0::Error>,
+            B0::Error: crate::layers::FromDeviceError<D::Err>,
         {
             type Output = <B0::Output as JoinAlong<B1::Output, AXIS, RANK>>::Output;
             type Error = B0::Error;
             fn $method(&$($mut_)? self, x: Tensor<S, E, D, T>) -> Result<Self::Output, B0::Error> {
                 let a = self.0 .0.$method(x.with_empty_tape())?;
                 let b = self.0 .1.$method(x)?;
-                a.try_join(b).map_err(Into::into)
+                a.try_join(b).map_err(crate::layers::FromDeviceError::from_device_error)
             }
         }
     };
@@ -327,15 +327,15 @@ macro_rules! each_impls {
         where
             M: $Trait<Tensor<(usize, $($a,)+), E, D, T>>,
             M::Output: Unfold<N, Err = D::Err>,
-            D::Err: Into<M::Error>,
+            M::Error: crate::layers::FromDeviceError<D::Err>,
         {
             type Output = <M::Output as Unfold<N>>::One;
             type Error = M::Error;
             #[allow(non_snake_case)]
             fn $method(&$($mut_)? self, x: Tensor<(N, $($a,)+), E, D, T>) -> Result<Self::Output, M::Error> {
                 let (n, $($a,)+) = *x.shape();
-                let folded = x.try_reshape_like(&(n.size(), $($a,)+)).map_err(Into::into)?;
-                self.0.$method(folded)?.try_unfold(n).map_err(Into::into)
+                let folded = x.try_reshape_like(&(n.size(), $($a,)+)).map_err(crate::layers::FromDeviceError::from_device_error)?;
+                self.0.$method(folded)?.try_unfold(n).map_err(crate::layers::FromDeviceError::from_device_error)
             }
         }
 
@@ -344,15 +344,15 @@ macro_rules! each_impls {
         where
             M: $Trait<Tensor<(usize, $($a,)+), E, D, T>>,
             M::Output: Unfold<N, Err = D::Err>,
-            D::Err: Into<M::Error>,
+            M::Error: crate::layers::FromDeviceError<D::Err>,
         {
             type Output = <M::Output as Unfold<N>>::Batch;
             type Error = M::Error;
             #[allow(non_snake_case)]
             fn $method(&$($mut_)? self, x: Tensor<(usize, N, $($a,)+), E, D, T>) -> Result<Self::Output, M::Error> {
                 let (b, n, $($a,)+) = *x.shape();
-                let folded = x.try_reshape_like(&(b * n.size(), $($a,)+)).map_err(Into::into)?;
-                self.0.$method(folded)?.try_unfold_batch(b, n).map_err(Into::into)
+                let folded = x.try_reshape_like(&(b * n.size(), $($a,)+)).map_err(crate::layers::FromDeviceError::from_device_error)?;
+                self.0.$method(folded)?.try_unfold_batch(b, n).map_err(crate::layers::FromDeviceError::from_device_error)
             }
         }
     };

@@ -18,6 +18,30 @@ impl std::fmt::Display for NetworkError {
 
 impl std::error::Error for NetworkError {}
 
+/// A device's own error (`Cpu`'s `CpuError`): what a block's own ops (the add of `residual`,
+/// the join of `concat`) return, converted into the block's error by [`FromDeviceError`].
+pub trait DeviceError: std::fmt::Debug + std::fmt::Display {}
+impl DeviceError for dfdx::tensor::CpuError {}
+
+/// The error of a block's children, made from the device's error `DE`: the device's error
+/// itself, or a [`NetworkError`] (when the block holds layers that check their input at run
+/// time). A trait of its own rather than `Into`, so that generic code's bounds never choose
+/// the block's error type for it.
+pub trait FromDeviceError<DE>: Sized {
+    /// `e` as this error.
+    fn from_device_error(e: DE) -> Self;
+}
+impl<DE: DeviceError> FromDeviceError<DE> for DE {
+    fn from_device_error(e: DE) -> Self {
+        e
+    }
+}
+impl<DE: DeviceError> FromDeviceError<DE> for NetworkError {
+    fn from_device_error(e: DE) -> Self {
+        NetworkError(e.to_string())
+    }
+}
+
 impl From<dfdx::tensor::CpuError> for NetworkError {
     fn from(e: dfdx::tensor::CpuError) -> Self {
         NetworkError(e.to_string())

@@ -29,7 +29,7 @@ pub use conv::{Conv1D, Conv2D};
 pub use embedding::{sinusoidal_table, Embedding, LayerError, Positional, Sinusoidal, Transpose};
 pub use dense::{Dense, DenseNoBias};
 pub use dropout::Dropout;
-pub use inputs::{Input, Lift, NetworkError, With, WithTensor};
+pub use inputs::{DeviceError, FromDeviceError, Input, Lift, NetworkError, With, WithTensor};
 pub use graph::{CfConv, Gcn, GraphConv, GraphPool, MaxAggr, MeanAggr, MessagePassing, Route, SumAggr};
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool::{AvgPool1D, AvgPool2D, GlobalAvgPool, GlobalMaxPool, MaxPool1D, MaxPool2D};

@@ -18,9 +18,10 @@
 //! - **Behler–Parrinello with per-element subnetworks** (DSL §6's `Atoms`):
 //!   `radial_basis(24, cutoff = 4.0)`, `route(z) { {dense(32), tanh, dense(32), tanh, dense(1)}, {..} }`,
 //!   `pool(sum)`. Inputs `(pos: [n, 3], z: [n])`. Its descriptors see neighbour *distances*
-//!   only, not neighbour species (`radial_basis(.., species = z, kinds = k)` is not in the DSL
-//!   yet), so it cannot tell an A neighbour from a B neighbour at the same distance: its
-//!   error floor on a two-species potential is set by that, not by training.
+//!   only, not neighbour species, so it cannot tell an A neighbour from a B neighbour at the
+//!   same distance: its error floor on a two-species potential is set by that, not by
+//!   training. (`radial_basis(24, cutoff = 4.0, species = z, kinds = 2)` resolves neighbour
+//!   species since session 4; the figures below are from before it, without it.)
 //!
 //! Measured on this machine (2 shared cores, load from other builds),
 //! `cargo run --release --example schnet` (148 s in all), 1500 training / 375 test clusters,

@@ -866,12 +866,14 @@ impl Checker {
 
     /// The checked declaration: its nodes, shapes and what its layers change about it.
     fn checked(&mut self, nodes: Vec<Node>, input: Shape, output: Shape, inputs: Vec<InputInfo>, outputs: Vec<(Ident, Shape)>) -> Checked {
+        let repeats = input.repeats_runtime_axis();
         Checked {
             nodes,
             input,
             output,
             asserts: std::mem::take(&mut self.asserts),
-            fallible: self.effects.fallible || !inputs.is_empty(),
+            // A single input naming one run-time axis twice (`[n, n]`) is checked at run time.
+            fallible: self.effects.fallible || !inputs.is_empty() || repeats,
             per_sample_only: self.effects.per_sample_only || inputs.iter().any(|i| i.kind == InputKind::Graph),
             pooled: self.effects.pooled,
             inputs,

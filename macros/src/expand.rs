@@ -319,6 +319,17 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
                 }
             }
         }
+        if inputs.is_empty() && checked.input.repeats_runtime_axis() {
+            // One input naming a run-time axis twice (`[n, n]`): its sizes must agree.
+            let off = usize::from(batched);
+            for (ax, d) in checked.input.dims.iter().enumerate() {
+                if let crate::shape::Dim::Runtime(n) = d {
+                    let label = format!("axis {ax} of the input");
+                    let ax = ax + off;
+                    note(n.clone(), quote!((#label, #DFDX::shapes::Shape::concrete(#DFDX::shapes::HasShape::shape(&#first))[#ax])));
+                }
+            }
+        }
         let checks = axes.iter().filter(|(_, v)| v.len() > 1).map(|(axis, v)| quote!(#LAYERS::NetworkError::agree(#axis, &[#(#v),*])?;));
         let sels = inputs.iter().filter(|i| i.selector).map(|i| {
             let (s, v) = (format_ident!("__sel_{}", i.ident), format_ident!("__in_{}", i.ident));

@@ -266,6 +266,11 @@ pub struct Shape {
 }
 
 impl Shape {
+    /// Whether one run-time axis name appears twice (`[n, n]`): the sizes must agree at run time.
+    pub fn repeats_runtime_axis(&self) -> bool {
+        let names: Vec<&String> = self.dims.iter().filter_map(|d| if let Dim::Runtime(n) = d { Some(n) } else { None }).collect();
+        names.iter().enumerate().any(|(k, n)| names[..k].contains(n))
+    }
     pub fn new(dims: Vec<Dim>) -> Shape {
         Shape { dims, origin: None, producer: None, map: false, bidirectional: None, index: false }
     }

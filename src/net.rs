@@ -212,22 +212,9 @@ impl std::fmt::Display for Count {
 
 /// `["n", "t", "t"]` → `n·t²`.
 fn monomial(axes: &[String]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut k = 0;
-    while k < axes.len() {
-        let mut p = 1;
-        while k + p < axes.len() && axes[k + p] == axes[k] {
-            p += 1;
-        }
-        out.push(match p {
-            1 => axes[k].clone(),
-            2 => format!("{}²", axes[k]),
-            3 => format!("{}³", axes[k]),
-            p => format!("{}^{p}", axes[k]),
-        });
-        k += p;
-    }
-    out.join("·")
+    let mut out = String::new();
+    typenet_shapes::text::write_monomial(&mut out, axes).expect("writing to a String");
+    out
 }
 
 /// Bytes of one `f32` value: the summary's memory estimate is for `f32`.
@@ -317,14 +304,8 @@ fn human_bytes(b: usize) -> String {
 }
 
 fn group_thousands(n: usize) -> String {
-    let d = n.to_string();
     let mut out = String::new();
-    for (i, ch) in d.chars().enumerate() {
-        if i > 0 && (d.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
+    typenet_shapes::text::write_thousands(&mut out, n).expect("writing to a String");
     out
 }
 

@@ -392,3 +392,96 @@ mod tests {
         assert_eq!(times(Some(usize::MAX), Some(2)), None);
     }
 }
+
+/// How the summary and the rustdoc table write counts, shared by the macro and the runtime
+/// so the two agree character for character.
+pub mod text {
+    use core::fmt::{Result, Write};
+
+    /// Writes a product of axis names with repeated neighbours folded into powers:
+    /// `["b", "t", "t"]` → `b·t²` (`³` for three, `^p` beyond).
+    pub fn write_monomial<S: AsRef<str>>(out: &mut impl Write, axes: &[S]) -> Result {
+        let mut k = 0;
+        while k < axes.len() {
+            let name = axes[k].as_ref();
+            let mut p = 1;
+            while k + p < axes.len() && axes[k + p].as_ref() == name {
+                p += 1;
+            }
+            if k > 0 {
+                out.write_str("·")?;
+            }
+            match p {
+                1 => out.write_str(name)?,
+                2 => write!(out, "{name}²")?,
+                3 => write!(out, "{name}³")?,
+                p => write!(out, "{name}^{p}")?,
+            }
+            k += p;
+        }
+        Ok(())
+    }
+
+    /// Writes `n` with a comma between groups of three digits: `61706` → `61,706`.
+    pub fn write_thousands(out: &mut impl Write, n: usize) -> Result {
+        // usize::MAX has 20 digits.
+        let mut digits = [0u8; 20];
+        let (mut len, mut m) = (0, n);
+        loop {
+            digits[len] = b'0' + (m % 10) as u8;
+            len += 1;
+            m /= 10;
+            if m == 0 {
+                break;
+            }
+        }
+        for i in 0..len {
+            if i > 0 && (len - i) % 3 == 0 {
+                out.write_char(',')?;
+            }
+            out.write_char(char::from(digits[len - 1 - i]))?;
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        struct Buf([u8; 64], usize);
+        impl Write for Buf {
+            fn write_str(&mut self, s: &str) -> Result {
+                let b = s.as_bytes();
+                self.0[self.1..self.1 + b.len()].copy_from_slice(b);
+                self.1 += b.len();
+                Ok(())
+            }
+        }
+        fn show(f: impl Fn(&mut Buf) -> Result) -> Buf {
+            let mut b = Buf([0; 64], 0);
+            f(&mut b).unwrap();
+            b
+        }
+        fn text(b: &Buf) -> &str {
+            core::str::from_utf8(&b.0[..b.1]).unwrap()
+        }
+
+        #[test]
+        fn monomials_fold_powers() {
+            assert_eq!(text(&show(|b| write_monomial(b, &["b", "t", "t"]))), "b·t²");
+            assert_eq!(text(&show(|b| write_monomial(b, &["n", "n", "n"]))), "n³");
+            assert_eq!(text(&show(|b| write_monomial(b, &["t", "t", "t", "t", "e"]))), "t^4·e");
+            assert_eq!(text(&show(|b| write_monomial(b, &["a", "b", "a"]))), "a·b·a");
+            assert_eq!(text(&show(|b| write_monomial::<&str>(b, &[]))), "");
+        }
+
+        #[test]
+        fn thousands_group_digits() {
+            assert_eq!(text(&show(|b| write_thousands(b, 0))), "0");
+            assert_eq!(text(&show(|b| write_thousands(b, 999))), "999");
+            assert_eq!(text(&show(|b| write_thousands(b, 61706))), "61,706");
+            assert_eq!(text(&show(|b| write_thousands(b, 1_000_000))), "1,000,000");
+            assert_eq!(text(&show(|b| write_thousands(b, usize::MAX))), "18,446,744,073,709,551,615");
+        }
+    }
+}

@@ -62,12 +62,12 @@ impl<E> Float for E where
 /// or a [`layers::NetworkError`] in networks with layers that check their input at run time.
 pub trait Backend<E: Dtype>:
     Device<E> + ops::ConvKernel<E> + ops::DenseKernel<E> + ops::DropoutKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
-    + ops::AttentionKernel<E> + ops::GraphKernel<E> + ops::LayerNormKernel<E> + dfdx::tensor::Cache + dfdx::tensor::HasErr<Err: layers::DeviceError>
+    + ops::AttentionKernel<E> + ops::GraphKernel<E> + ops::LayerNormKernel<E> + ops::floor::upload::IndexUpload + dfdx::tensor::Cache + dfdx::tensor::HasErr<Err: layers::DeviceError>
 {
 }
 impl<E: Dtype, D> Backend<E> for D where
     D: Device<E> + ops::ConvKernel<E> + ops::DenseKernel<E> + ops::DropoutKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
-    + ops::AttentionKernel<E> + ops::GraphKernel<E> + ops::LayerNormKernel<E> + dfdx::tensor::Cache,
+    + ops::AttentionKernel<E> + ops::GraphKernel<E> + ops::LayerNormKernel<E> + ops::floor::upload::IndexUpload + dfdx::tensor::Cache,
     D::Err: layers::DeviceError,
 {
 }

@@ -202,7 +202,7 @@ impl<S: Dim, const M: usize, E: Float, D: Device<E>, T: Tape<E, D>> Module<Tenso
     type Error = D::Err;
     fn try_forward(&self, x: Tensor<(S, Const<M>), E, D, T>) -> Result<Self::Output, D::Err> {
         let shape = *x.shape();
-        let p = x.device().try_tensor_from_vec(sinusoidal_table::<E>(shape.0.size(), M), shape)?;
+        let p = crate::ops::floor::upload::from_slice(x.device(), &sinusoidal_table::<E>(shape.0.size(), M), shape)?;
         x.try_add(p)
     }
 }
@@ -214,7 +214,7 @@ impl<B: Dim, S: Dim, const M: usize, E: Float, D: Device<E>, T: Tape<E, D>> Modu
     type Error = D::Err;
     fn try_forward(&self, x: Tensor<(B, S, Const<M>), E, D, T>) -> Result<Self::Output, D::Err> {
         let shape = *x.shape();
-        let p = x.device().try_tensor_from_vec(sinusoidal_table::<E>(shape.1.size(), M), (shape.1, Const::<M>))?;
+        let p = crate::ops::floor::upload::from_slice(x.device(), &sinusoidal_table::<E>(shape.1.size(), M), (shape.1, Const::<M>))?;
         x.try_add(p.try_broadcast_like::<_, Axis<0>>(&shape)?)
     }
 }

@@ -233,7 +233,10 @@ fn edge_inputs<const F: usize, const C: usize, E: Float, D: Backend<E>, T: Tape<
             _ => return Err(GraphError::EdgeFeatureWidth { expected: k, given: g.edge_feature_width() }),
         };
         let ef: Tensor<(usize, usize), E, D> =
-            dev_err(cat.device().try_tensor_from_vec(f.iter().map(|v| E::from_f64(*v).unwrap()).collect(), (m, k)))?;
+            {
+            let host: Vec<E> = f.iter().map(|v| E::from_f64(*v).unwrap()).collect();
+            dev_err(crate::ops::floor::upload::from_slice(cat.device(), &host, (m, k)))?
+        };
         dev_err((cat, ef).try_concat_along(Axis::<1>))?
     } else {
         cat
@@ -389,7 +392,7 @@ impl<const IN: usize, const OUT: usize, const RBF: usize, E: Float, D: Backend<E
         // Gaussian expansion.
         let spacing = if RBF > 1 { rc / (RBF - 1) as f64 } else { rc };
         let mu: Vec<E> = (0..RBF).map(|k| E::from_f64(k as f64 * spacing).unwrap()).collect();
-        let mu = dev_err(dev.try_tensor_from_vec(mu, (Const::<RBF>,)))?;
+        let mu = dev_err(crate::ops::floor::upload::from_slice(&dev, &mu, (Const::<RBF>,)))?;
         let grid = (m, Const::<RBF>);
         let rbf = dev_err(r.try_broadcast_like::<_, Axis<1>>(&grid))?;
         let rbf = dev_err(rbf.try_sub(dev_err(mu.try_broadcast_like::<_, Axis<0>>(&grid))?))?;
@@ -475,7 +478,7 @@ fn route_assemble<const O: usize, E: Float, D: Backend<E>, T: Tape<E, D>>(
     for (k, &i) in order.iter().enumerate() {
         inverse[i] = k;
     }
-    let idx = dev_err(dev.try_tensor_from_vec(inverse, (rows,)))?;
+    let idx = dev_err(crate::ops::floor::upload::from_slice(dev, &inverse, (rows,)))?;
     let y = dev_err(all.try_gather(idx))?;
     y.try_realize::<(usize, Const<O>)>().map_err(|_| GraphError::Device("route width".into()))
 }
@@ -509,7 +512,7 @@ macro_rules! route_impl {
                     // A species absent from this sample: its branch does not run (dfdx's
                     // gather panics on an empty index).
                     if !groups[$k].is_empty() {
-                        let idx = dev_err(dev.try_tensor_from_vec(groups[$k].clone(), (groups[$k].len(),)))?;
+                        let idx = dev_err(crate::ops::floor::upload::from_slice(&dev, &groups[$k], (groups[$k].len(),)))?;
                         let xk = dev_err(x.retaped::<T>().try_gather(idx))?;
                         parts.push(dev_err(self.0.$k.try_forward(xk))?.try_realize::<(usize, usize)>().map_err(|_| GraphError::Device("realize".into()))?);
                     }
@@ -539,7 +542,7 @@ macro_rules! route_impl {
                     // A species absent from this sample: its branch does not run (dfdx's
                     // gather panics on an empty index).
                     if !groups[$k].is_empty() {
-                        let idx = dev_err(dev.try_tensor_from_vec(groups[$k].clone(), (groups[$k].len(),)))?;
+                        let idx = dev_err(crate::ops::floor::upload::from_slice(&dev, &groups[$k], (groups[$k].len(),)))?;
                         let xk = dev_err(x.retaped::<T>().try_gather(idx))?;
                         parts.push(dev_err(self.0.$k.try_forward_mut(xk))?.try_realize::<(usize, usize)>().map_err(|_| GraphError::Device("realize".into()))?);
                     }

@@ -1,6 +1,7 @@
 //! `last`: the final time step of a sequence, `[t, f] -> [f]`.
 
 use dfdx::prelude::*;
+use crate::ops::floor::upload::IndexUpload;
 
 /// `last` after a unidirectional layer: `[t, F] -> [F]` (`(B, T, Const<F>) -> (B, Const<F>)`
 /// batched), the hidden state after the final step. Panics on an empty sequence.
@@ -23,19 +24,19 @@ fn seq_len<T: Dim>(t: T) -> usize {
     t
 }
 
-impl<T: Dim, const F: usize, E: Dtype, D: Device<E>, Tp: Tape<E, D>> Module<Tensor<(T, Const<F>), E, D, Tp>>
+impl<T: Dim, const F: usize, E: Dtype, D: Device<E> + IndexUpload, Tp: Tape<E, D>> Module<Tensor<(T, Const<F>), E, D, Tp>>
     for Last
 {
     type Output = Tensor<(Const<F>,), E, D, Tp>;
     type Error = D::Err;
     fn try_forward(&self, x: Tensor<(T, Const<F>), E, D, Tp>) -> Result<Self::Output, D::Err> {
         let t = seq_len(x.shape().0);
-        let idx = x.device().try_tensor_from_vec(vec![t - 1], ())?;
+        let idx = crate::ops::floor::upload::from_slice(x.device(), &[t - 1], ())?;
         x.try_select(idx)
     }
 }
 
-impl<B: Dim, T: Dim, const F: usize, E: Dtype, D: Device<E>, Tp: Tape<E, D>>
+impl<B: Dim, T: Dim, const F: usize, E: Dtype, D: Device<E> + IndexUpload, Tp: Tape<E, D>>
     Module<Tensor<(B, T, Const<F>), E, D, Tp>> for Last
 {
     type Output = Tensor<(B, Const<F>), E, D, Tp>;
@@ -43,7 +44,7 @@ impl<B: Dim, T: Dim, const F: usize, E: Dtype, D: Device<E>, Tp: Tape<E, D>>
     fn try_forward(&self, x: Tensor<(B, T, Const<F>), E, D, Tp>) -> Result<Self::Output, D::Err> {
         let (b, t, _) = *x.shape();
         let t = seq_len(t);
-        let idx = x.device().try_tensor_from_vec(vec![t - 1; b.size()], (b,))?;
+        let idx = crate::ops::floor::upload::from_slice(x.device(), &vec![t - 1; b.size()], (b,))?;
         x.try_select(idx)
     }
 }
@@ -58,10 +59,10 @@ fn masks<const H: usize, const O: usize, E: Dtype, D: Device<E>>(
 ) -> Result<(Tensor<(Const<O>,), E, D>, Tensor<(Const<O>,), E, D>), D::Err> {
     let fwd: Vec<E> = (0..O).map(|j| if j < H { E::ONE } else { E::default() }).collect();
     let bwd: Vec<E> = (0..O).map(|j| if j < H { E::default() } else { E::ONE }).collect();
-    Ok((dev.try_tensor_from_vec(fwd, (Const,))?, dev.try_tensor_from_vec(bwd, (Const,))?))
+    Ok((crate::ops::floor::upload::from_slice(dev, &fwd, (Const,))?, crate::ops::floor::upload::from_slice(dev, &bwd, (Const,))?))
 }
 
-impl<const H: usize, T: Dim, const O: usize, E: Dtype, D: Device<E>, Tp: Tape<E, D>>
+impl<const H: usize, T: Dim, const O: usize, E: Dtype, D: Device<E> + IndexUpload, Tp: Tape<E, D>>
     Module<Tensor<(T, Const<O>), E, D, Tp>> for LastBidirectional<H>
 {
     type Output = Tensor<(Const<O>,), E, D, Tp>;
@@ -73,13 +74,13 @@ impl<const H: usize, T: Dim, const O: usize, E: Dtype, D: Device<E>, Tp: Tape<E,
         let dev = x.device().clone();
         let (mf, mb) = masks::<H, O, E, D>(&dev)?;
         let (x, tape) = x.split_tape();
-        let first = x.retaped::<Tp>().try_select(dev.try_tensor_from_vec(vec![0], ())?)?;
-        let last = x.put_tape(tape).try_select(dev.try_tensor_from_vec(vec![t - 1], ())?)?;
+        let first = x.retaped::<Tp>().try_select(crate::ops::floor::upload::from_slice(&dev, &[0], ())?)?;
+        let last = x.put_tape(tape).try_select(crate::ops::floor::upload::from_slice(&dev, &[t - 1], ())?)?;
         last.try_mul(mf)?.try_add(first.try_mul(mb)?)
     }
 }
 
-impl<const H: usize, B: Dim, T: Dim, const O: usize, E: Dtype, D: Device<E>, Tp: Tape<E, D>>
+impl<const H: usize, B: Dim, T: Dim, const O: usize, E: Dtype, D: Device<E> + IndexUpload, Tp: Tape<E, D>>
     Module<Tensor<(B, T, Const<O>), E, D, Tp>> for LastBidirectional<H>
 {
     type Output = Tensor<(B, Const<O>), E, D, Tp>;
@@ -93,8 +94,8 @@ impl<const H: usize, B: Dim, T: Dim, const O: usize, E: Dtype, D: Device<E>, Tp:
         let (mf, mb) = masks::<H, O, E, D>(&dev)?;
         let shape = (b, Const::<O>);
         let (x, tape) = x.split_tape();
-        let first = x.retaped::<Tp>().try_select(dev.try_tensor_from_vec(vec![0; b.size()], (b,))?)?;
-        let last = x.put_tape(tape).try_select(dev.try_tensor_from_vec(vec![t - 1; b.size()], (b,))?)?;
+        let first = x.retaped::<Tp>().try_select(crate::ops::floor::upload::from_slice(&dev, &vec![0; b.size()], (b,))?)?;
+        let last = x.put_tape(tape).try_select(crate::ops::floor::upload::from_slice(&dev, &vec![t - 1; b.size()], (b,))?)?;
         last.try_mul(mf.try_broadcast_like(&shape)?)?
             .try_add(first.try_mul(mb.try_broadcast_like(&shape)?)?)
     }

@@ -162,7 +162,7 @@ pub fn cross_entropy_with_class_indices<B: Dim, const K: usize, E: Float, D: Dev
     let (b, _) = *logits.shape();
     assert_eq!(labels.len(), b.size(), "one label per sample");
     let onehot = crate::data::one_hot::<E>(labels, K).expect("labels must be < K");
-    let t = logits.device().tensor_from_vec(onehot, (b, Const::<K>));
+    let t = crate::ops::floor::upload::from_slice(logits.device(), &onehot, (b, Const::<K>)).expect("one-hot targets of the batch's shape");
     cross_entropy_with_logits(logits, t)
 }
 

@@ -147,8 +147,8 @@ pub fn attention_composed<E: Float, D: Device<E>, T: Tape<E, D>>(
         }
     }
     let shape = (b, h, t, t);
-    let bias = dev.try_tensor_from_vec(bias, shape)?;
-    let mult = dev.try_tensor_from_vec(mult, shape)?;
+    let bias = crate::ops::floor::upload::from_slice(&dev, &bias, shape)?;
+    let mult = crate::ops::floor::upload::from_slice(&dev, &mult, shape)?;
     let w = q
         .try_matmul(k.try_permute::<_, Axes4<0, 1, 3, 2>>()?)?
         .try_mul(scale)?

@@ -41,6 +41,8 @@ pub(crate) fn unfold_generic<E: Dtype, D: Device<E>, T: Tape<E, D>>(
     let (idx, valid) = unfold_indices(c, h, w, win);
     let len = idx.len();
     let dev = x.device().clone();
+    // The composed path's device bound has no `usize` cache uploads (`IndexUpload`): this
+    // index joins the cache when dropped, as any `try_tensor_from_vec` buffer does.
     let idx = dev.try_tensor_from_vec(idx, (len,))?;
     let xt = x.try_reshape_like(&(batch, c * h * w))?.try_permute::<_, Axes2<1, 0>>()?;
     let cols = xt.try_gather(idx)?;
@@ -49,8 +51,8 @@ pub(crate) fn unfold_generic<E: Dtype, D: Device<E>, T: Tape<E, D>>(
     }
     let mask: Vec<E> = valid.iter().map(|&v| if v { E::ONE } else { E::default() }).collect();
     let fill: Vec<E> = valid.iter().map(|&v| if v { E::default() } else { pad_value }).collect();
-    let mask = dev.try_tensor_from_vec(mask, (len,))?.try_broadcast_like::<_, Axis<1>>(&(len, batch))?;
-    let fill = dev.try_tensor_from_vec(fill, (len,))?.try_broadcast_like::<_, Axis<1>>(&(len, batch))?;
+    let mask = crate::ops::floor::upload::from_slice(&dev, &mask, (len,))?.try_broadcast_like::<_, Axis<1>>(&(len, batch))?;
+    let fill = crate::ops::floor::upload::from_slice(&dev, &fill, (len,))?.try_broadcast_like::<_, Axis<1>>(&(len, batch))?;
     cols.try_mul(mask)?.try_add(fill)
 }
 

@@ -8,8 +8,6 @@
 
 use std::sync::Mutex;
 
-use dfdx::prelude::*;
-
 /// Element types with a buffer pool.
 #[doc(hidden)]
 pub trait Scratch: Copy + Default + Send + Sync + 'static {
@@ -145,14 +143,6 @@ pub(crate) fn take_best_fit<T>(pool: &mut Vec<Vec<T>>, n: usize, size: impl Fn(&
     Some(pool.swap_remove(best))
 }
 
-/// A new tensor of `shape` holding `data`, allocated the way dfdx allocates (so with the
-/// device's allocation cache enabled, `Cpu::enable_cache`, outputs reuse cached memory and
-/// return to the cache when dropped, instead of growing it).
-pub(crate) fn to_tensor<S: Shape, E: Dtype>(dev: &Cpu, data: &[E], shape: S) -> Result<Tensor<S, E, Cpu>, CpuError>
-where
-    Cpu: Device<E>,
-{
-    let mut t = dev.try_zeros_like(&shape)?;
-    t.copy_from(data);
-    Ok(t)
-}
+/// A new tensor of `shape` holding `data`, its buffer drawn from (and returned to) the
+/// device's allocation cache: [`super::upload::from_slice`].
+pub(crate) use super::upload::from_slice as to_tensor;

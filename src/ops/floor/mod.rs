@@ -6,6 +6,8 @@
 //!   AVX-512 f32 microkernel and the `gemm` crate behind it;
 //! - [`cpu`]: CPU-feature detection ([`cpu::Simd`]) and the per-thread override tests use to
 //!   force a lesser SIMD path;
+//! - [`upload`]: host data into tensors whose buffers come from (and return to) dfdx's
+//!   allocation cache, so per-step uploads do not grow it;
 //! - [`window`]: sliding-window geometry ([`Window2D`], output sizes, [`window::valid_range`])
 //!   shared by convolution, pooling and anything that slides a window.
 //!
@@ -15,6 +17,7 @@
 pub mod buf;
 pub mod cpu;
 pub(crate) mod gemm;
+pub mod upload;
 pub mod window;
 
 pub use window::{out_len, out_len_asym, pad_after, Window2D};

@@ -92,7 +92,7 @@ fn self_distance_offset<E: Float, D: Device<E>>(dev: &D, n: usize, cutoff: f64) 
     for i in 0..n {
         v[i * n + i] = far;
     }
-    dev.try_tensor_from_vec(v, (n, n))
+    crate::ops::floor::upload::from_slice(dev, &v, (n, n))
 }
 
 /// [`RadialBasisKernel::try_radial_basis`] composed of dfdx ops, for any device.
@@ -123,7 +123,7 @@ pub fn radial_basis_species_composed<const K: usize, E: Float, D: Device<E>, T: 
     for (j, &s) in species.indices().iter().enumerate() {
         hot[j * kinds + s] = E::one();
     }
-    let hot = dev.try_tensor_from_vec(hot, (b, n, kinds))?;
+    let hot = crate::ops::floor::upload::from_slice(&dev, &hot, (b, n, kinds))?;
     let grid = (b, n, n, kinds, Const::<K>);
     let terms = pair_terms(p, x)?.try_broadcast_like::<_, Axis<3>>(&grid)?;
     let g = terms.try_mul(hot.try_broadcast_like::<_, Axes2<1, 4>>(&grid)?)?;
@@ -139,7 +139,7 @@ fn pair_terms<const K: usize, E: Float, D: Device<E>, T: Tape<E, D>>(
     let dev = x.device().clone();
     let cutoff = p.cutoff;
     let mu: Vec<E> = p.centers.iter().map(|m| E::from_f64(*m).unwrap()).collect();
-    let mu = dev.try_tensor_from_vec(mu, (Const::<K>,))?;
+    let mu = crate::ops::floor::upload::from_slice(&dev, &mu, (Const::<K>,))?;
     let neg_eta = E::from_f64(-p.eta).unwrap();
 
     let pairs = (b, n, n, Const::<3>);

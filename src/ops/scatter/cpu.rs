@@ -113,7 +113,7 @@ where
     };
     let mut out = vec![E::zero(); m * f];
     rows_mut(&mut out, f, m * f, |e, o| o.copy_from_slice(&xv[idx[e] * f..(idx[e] + 1) * f]));
-    let y = x.device().try_tensor_from_vec(out, (m, fd))?;
+    let y = crate::ops::floor::upload::from_slice(x.device(), &out, (m, fd))?;
     if T::OWNS_TAPE {
         let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
         let dev = x.device().clone();
@@ -165,7 +165,7 @@ where
         }
     }
     drop(xv);
-    let y = x.device().try_tensor_from_vec(out, (n, fd))?;
+    let y = crate::ops::floor::upload::from_slice(x.device(), &out, (n, fd))?;
     if T::OWNS_TAPE {
         let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
         let dev = x.device().clone();
@@ -220,7 +220,7 @@ where
         }
     }
     drop(xv);
-    let y = x.device().try_tensor_from_vec(out, (n, fd))?;
+    let y = crate::ops::floor::upload::from_slice(x.device(), &out, (n, fd))?;
     if T::OWNS_TAPE {
         let (x_ghost, y_ghost) = (x.ghost(), y.ghost());
         let dev = x.device().clone();

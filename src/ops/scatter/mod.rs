@@ -165,7 +165,7 @@ fn row_of(g: &Graph, rows: Rows, e: usize) -> usize {
 }
 
 /// [`GraphKernel::try_gather`] composed of dfdx's `gather`.
-pub fn gather_composed<F: Dim, E: Float, D: Device<E>, T: Tape<E, D>>(
+pub fn gather_composed<F: Dim, E: Float, D: Device<E> + crate::ops::floor::upload::IndexUpload, T: Tape<E, D>>(
     x: Rows2<F, E, D, T>,
     g: &Graph,
     end: End,
@@ -175,7 +175,7 @@ pub fn gather_composed<F: Dim, E: Float, D: Device<E>, T: Tape<E, D>>(
         End::Target => g.inner.tgt.clone(),
     };
     let m = idx.len();
-    let idx = x.device().try_tensor_from_vec(idx, (m,))?;
+    let idx = crate::ops::floor::upload::from_slice(x.device(), &idx, (m,))?;
     x.try_gather(idx)
 }
 
@@ -199,7 +199,8 @@ pub fn weighted_sum_composed<F: Dim, E: Float, D: Device<E>, T: Tape<E, D>>(
             w[i * n + i] += s[i];
         }
     }
-    let wt = x.device().try_tensor_from_vec(w.into_iter().map(|v| E::from_f64(v).unwrap()).collect(), (r, n))?;
+    let w: Vec<E> = w.into_iter().map(|v| E::from_f64(v).unwrap()).collect();
+    let wt = crate::ops::floor::upload::from_slice(x.device(), &w, (r, n))?;
     let yt: Tensor<(F, usize), E, D, T> = x.try_permute::<_, Axes2<1, 0>>()?.try_matmul(wt)?;
     let _ = f;
     yt.try_permute::<_, Axes2<1, 0>>()
@@ -208,7 +209,7 @@ pub fn weighted_sum_composed<F: Dim, E: Float, D: Device<E>, T: Tape<E, D>>(
 /// [`GraphKernel::try_max`] composed of dfdx ops: the rows of each node's incoming edges,
 /// gathered into `[n, max in-degree, f]` (padding masked out by a large negative addend),
 /// reduced by `max`, and zeroed for nodes without incoming edges.
-pub fn max_composed<F: Dim, E: Float, D: Device<E>, T: Tape<E, D>>(
+pub fn max_composed<F: Dim, E: Float, D: Device<E> + crate::ops::floor::upload::IndexUpload, T: Tape<E, D>>(
     x: Rows2<F, E, D, T>,
     g: &Graph,
     rows: Rows,
@@ -241,9 +242,9 @@ pub fn max_composed<F: Dim, E: Float, D: Device<E>, T: Tape<E, D>>(
         }
         has.push(if es.is_empty() { E::zero() } else { E::one() });
     }
-    let idx = dev.try_tensor_from_vec(idx, (n * k,))?;
-    let pad = dev.try_tensor_from_vec(pad, (n, k))?.try_broadcast_like::<_, Axis<2>>(&(n, k, f))?;
-    let has = dev.try_tensor_from_vec(has, (n,))?.try_broadcast_like::<_, Axis<1>>(&(n, f))?;
+    let idx = crate::ops::floor::upload::from_slice(&dev, &idx, (n * k,))?;
+    let pad = crate::ops::floor::upload::from_slice(&dev, &pad, (n, k))?.try_broadcast_like::<_, Axis<2>>(&(n, k, f))?;
+    let has = crate::ops::floor::upload::from_slice(&dev, &has, (n,))?.try_broadcast_like::<_, Axis<1>>(&(n, f))?;
     let gathered = x.try_gather(idx)?.try_reshape_like(&(n, k, f))?;
     gathered.try_add(pad)?.try_max::<(usize, F), Axis<1>>()?.try_mul(has)
 }

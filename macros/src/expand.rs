@@ -90,9 +90,9 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
                 fn layers() -> ::std::vec::Vec<#TYPENET::LayerRow> { ::std::vec::Vec::new() }
             }
             impl<#impl_generics> #DFDX::nn::TensorCollection<__E, __D> for #name<__E, __D> {
-                type To<E2: #DFDX::shapes::Dtype, D2: #DFDX::tensor_ops::Device<E2>> = #name<E2, D2>;
-                fn iter_tensors<V: #DFDX::nn::ModuleVisitor<Self, __E, __D>>(visitor: &mut V)
-                    -> ::core::result::Result<::core::option::Option<Self::To<V::E2, V::D2>>, V::Err> {
+                type To<__E2: #DFDX::shapes::Dtype, __D2: #DFDX::tensor_ops::Device<__E2>> = #name<__E2, __D2>;
+                fn iter_tensors<__V: #DFDX::nn::ModuleVisitor<Self, __E, __D>>(visitor: &mut __V)
+                    -> ::core::result::Result<::core::option::Option<Self::To<__V::E2, __V::D2>>, __V::Err> {
                     visitor.visit_fields((), |_| #name(::core::marker::PhantomData))
                 }
             }
@@ -412,9 +412,9 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
         #(#tree_defs)*
 
         impl<#impl_generics> #DFDX::nn::TensorCollection<__E, __D> for #name<__E, __D> {
-            type To<E2: #DFDX::shapes::Dtype, D2: #DFDX::tensor_ops::Device<E2>> = #name<E2, D2>;
-            fn iter_tensors<V: #DFDX::nn::ModuleVisitor<Self, __E, __D>>(visitor: &mut V)
-                -> ::core::result::Result<::core::option::Option<Self::To<V::E2, V::D2>>, V::Err> {
+            type To<__E2: #DFDX::shapes::Dtype, __D2: #DFDX::tensor_ops::Device<__E2>> = #name<__E2, __D2>;
+            fn iter_tensors<__V: #DFDX::nn::ModuleVisitor<Self, __E, __D>>(visitor: &mut __V)
+                -> ::core::result::Result<::core::option::Option<Self::To<__V::E2, __V::D2>>, __V::Err> {
                 visitor.visit_fields(#visit_tuple, |#pattern| #name { #(#inits,)* #marker: ::core::marker::PhantomData })
             }
         }

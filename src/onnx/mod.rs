@@ -23,7 +23,7 @@ mod blocks;
 mod layers;
 pub mod proto;
 
-pub use blocks::{Branches, Keyed};
+pub use blocks::{Branches, ExportWith, Keyed};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -373,20 +373,24 @@ impl Builder {
         outputs
     }
 
-    /// Finishes the graph: `input` is the graph's input, `output` the value to return.
-    fn finish(mut self, input: &Value, output: Value, output_name: &str) -> ModelProto {
-        let last = self.node("Identity", &[&output.name], &[]);
-        // rename the final Identity's output to the declared output name
-        if let Some(n) = self.nodes.last_mut() {
-            n.output = vec![output_name.to_string()];
+    /// Finishes the graph: `inputs` are the graph's inputs (name, element type, batched
+    /// dims), `outputs` the values to return under the given names.
+    fn finish(mut self, inputs: &[(String, i32, Vec<Dim>)], outputs: Vec<(String, Value)>) -> ModelProto {
+        let mut output = Vec::new();
+        for (name, value) in outputs {
+            // an Identity whose output carries the declared name
+            self.node("Identity", &[&value.name], &[]);
+            if let Some(n) = self.nodes.last_mut() {
+                n.output = vec![name.clone()];
+            }
+            output.push(value_info(&name, data_type::FLOAT, &value.dims));
         }
-        let _ = last;
         let graph = GraphProto {
             node: self.nodes,
             name: "typenet".into(),
             initializer: self.initializers,
-            input: vec![value_info(&input.name, &input.dims)],
-            output: vec![value_info(output_name, &output.dims)],
+            input: inputs.iter().map(|(name, elem, dims)| value_info(name, *elem, dims)).collect(),
+            output,
         };
         ModelProto {
             ir_version: IR_VERSION,
@@ -399,7 +403,7 @@ impl Builder {
     }
 }
 
-fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
+fn value_info(name: &str, elem_type: i32, dims: &[Dim]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| match d {
@@ -410,7 +414,7 @@ fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
     ValueInfoProto {
         name: name.to_string(),
         r#type: Some(TypeProto {
-            tensor_type: Some(TypeProtoTensor { elem_type: data_type::FLOAT, shape: Some(TensorShapeProto { dim }) }),
+            tensor_type: Some(TypeProtoTensor { elem_type, shape: Some(TensorShapeProto { dim }) }),
         }),
     }
 }
@@ -455,27 +459,35 @@ tuple_export!(
     [M0 0, M1 1, M2 2, M3 3, M4 4, M5 5]
 );
 
-/// Names and per-sample shape of a model's input, and its output's name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Signature {
-    /// The input's name (`input`).
-    pub input: String,
-    /// The input's per-sample axes (the batch axis `batch` is added in front).
-    pub dims: Vec<Dim>,
-    /// The output's name (`output`).
-    pub output: String,
+/// What a model input holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// Floating-point values: an ONNX `float` tensor.
+    Float,
+    /// Indices (an input of `embedding`, a selector): an ONNX `int64` tensor.
+    Index,
+    /// A key-padding mask `mask[t]` (`true` = padding): an ONNX `bool` tensor `[batch, t]`.
+    Mask,
+    /// A graph (`graph[n]`): no ONNX counterpart; a model that uses one cannot be exported
+    /// (its graph layers are errors naming them).
+    Graph,
 }
 
-impl Signature {
-    /// An input named `input` with per-sample axes `dims`, an output named `output`.
-    pub fn new(dims: impl Into<Vec<Dim>>) -> Self {
-        Signature { input: "input".into(), dims: dims.into(), output: "output".into() }
-    }
+/// One input of a model: its name, what it holds and its per-sample axes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSig {
+    /// The input's name (`input`, or the declared name: `image`, `meta`).
+    pub name: String,
+    /// What it holds.
+    pub kind: InputKind,
+    /// The per-sample axes (the batch axis `batch` is added in front).
+    pub dims: Vec<Dim>,
+}
 
-    /// The signature of a per-sample shape type `S` (`(Const<1>, Const<28>, Const<28>)`,
-    /// `(usize, Const<8>)`): its `usize` axes take the names `names` in order (`n0`, `n1`, ..
-    /// where `names` runs out).
-    pub fn of<S: ExportShape>(names: &[&str]) -> Self {
+impl InputSig {
+    /// The input `name` of kind `kind` with the per-sample shape type `S`, its `usize` axes
+    /// named by `names` in order (`n0`, `n1`, .. where `names` runs out).
+    pub fn of<S: ExportShape>(name: &str, kind: InputKind, names: &[&str]) -> Self {
         let mut k = 0;
         let dims = S::export_dims()
             .into_iter()
@@ -488,16 +500,78 @@ impl Signature {
                 }
             })
             .collect::<Vec<_>>();
-        Signature::new(dims)
+        InputSig { name: name.into(), kind, dims }
     }
 
-    /// The same with other input and output names.
-    pub fn named(mut self, input: &str, output: &str) -> Self {
-        self.input = input.into();
-        self.output = output.into();
-        self
+    /// The input's batched dims and ONNX element type (`None` for a graph).
+    fn onnx(&self) -> Option<(String, i32, Vec<Dim>)> {
+        let elem = match self.kind {
+            InputKind::Float => data_type::FLOAT,
+            InputKind::Index => data_type::INT64,
+            InputKind::Mask => data_type::BOOL,
+            InputKind::Graph => return None,
+        };
+        let mut dims = vec![Dim::Named("batch".into())];
+        dims.extend(self.dims.iter().cloned());
+        Some((self.name.clone(), elem, dims))
     }
 }
+
+/// A model's inputs (names, kinds and per-sample shapes) and its outputs' names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    /// Every input, in declaration order (one, `input`, for a network with a single input).
+    pub inputs: Vec<InputSig>,
+    /// Every output's name, in declaration order (one, `output`, for a single output).
+    pub outputs: Vec<String>,
+}
+
+impl Signature {
+    /// One floating-point input named `input` with per-sample axes `dims`, one output named
+    /// `output`.
+    pub fn new(dims: impl Into<Vec<Dim>>) -> Self {
+        Signature {
+            inputs: vec![InputSig { name: "input".into(), kind: InputKind::Float, dims: dims.into() }],
+            outputs: vec!["output".into()],
+        }
+    }
+
+    /// The signature of a per-sample shape type `S` (`(Const<1>, Const<28>, Const<28>)`,
+    /// `(usize, Const<8>)`): its `usize` axes take the names `names` in order (`n0`, `n1`, ..
+    /// where `names` runs out).
+    pub fn of<S: ExportShape>(names: &[&str]) -> Self {
+        Signature { inputs: vec![InputSig::of::<S>("input", InputKind::Float, names)], outputs: vec!["output".into()] }
+    }
+
+    /// The same with other names for the first input and the first output.
+    pub fn named(mut self, input: &str, output: &str) -> Self {
+        if let Some(i) = self.inputs.first_mut() {
+            i.name = input.into();
+        }
+        if let Some(o) = self.outputs.first_mut() {
+            *o = output.into();
+        }
+        self
+    }
+
+    /// The same with the first input holding indices (an `int64` tensor: `embedding`'s).
+    pub fn index(mut self) -> Self {
+        if let Some(i) = self.inputs.first_mut() {
+            i.kind = InputKind::Index;
+        }
+        self
+    }
+
+    /// The first input's per-sample axes.
+    pub fn dims(&self) -> &[Dim] {
+        self.inputs.first().map(|i| &i.dims[..]).unwrap_or(&[])
+    }
+}
+
+/// A graph input as a layer of an exported network receives it (`gcn(graph = g)`): it has
+/// no ONNX counterpart, so every layer given one is an [`ExportError::Unsupported`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GraphInput;
 
 /// A dfdx dimension type as an ONNX axis: `Const<N>` is `Some(N)`, `usize` is `None`.
 pub trait ExportDim {
@@ -531,21 +605,64 @@ macro_rules! export_shape {
 }
 export_shape!([] [A] [A, B] [A, B, C] [A, B, C, F] [A, B, C, F, G]);
 
-/// A network that knows its own input: what `network!` implements, so that [`export`] needs
-/// nothing but the model.
+/// A network that knows its own inputs and outputs: what `network!` implements, so that
+/// [`export`] needs nothing but the model.
 pub trait ExportNetwork: Export {
-    /// The input's names and per-sample shape, and the output's name.
+    /// The inputs' names, kinds and per-sample shapes, and the outputs' names.
     fn signature() -> Signature;
+
+    /// Appends the network to `g`: `inputs` holds one value per declared input, in order (a
+    /// graph input's is a placeholder), and the result one value per declared output, in
+    /// order. By default the network's single input through [`Export::export`].
+    fn export_network(&self, g: &mut Builder, inputs: Vec<Value>) -> Result<Vec<Value>, ExportError> {
+        let mut inputs = inputs.into_iter();
+        match (inputs.next(), inputs.next()) {
+            (Some(x), None) => Ok(vec![self.export(g, x)?]),
+            _ => Err(ExportError::shape("network", "a network with one input exports with one input value")),
+        }
+    }
 }
 
-/// Exports `model` with the input described by `sig` to ONNX bytes.
-pub fn export_with_to_bytes<M: Export + ?Sized>(model: &M, sig: &Signature) -> Result<Vec<u8>, ExportError> {
-    let mut dims = vec![Dim::Named("batch".into())];
-    dims.extend(sig.dims.iter().cloned());
-    let input = Value { name: sig.input.clone(), dims };
+/// The graph of `sig`'s inputs through `body`, returning one value per output of `sig`.
+fn build(
+    sig: &Signature,
+    body: impl FnOnce(&mut Builder, Vec<Value>) -> Result<Vec<Value>, ExportError>,
+) -> Result<Vec<u8>, ExportError> {
+    let mut values = Vec::new();
+    let mut onnx_inputs = Vec::new();
+    for i in &sig.inputs {
+        match i.onnx() {
+            Some((name, elem, dims)) => {
+                values.push(Value { name: name.clone(), dims: dims.clone() });
+                onnx_inputs.push((name, elem, dims));
+            }
+            None => values.push(Value { name: i.name.clone(), dims: vec![] }),
+        }
+    }
     let mut g = Builder::new();
-    let out = model.export(&mut g, input.clone())?;
-    Ok(g.finish(&input, out, &sig.output).encode_to_vec())
+    let outs = body(&mut g, values)?;
+    if let Some(i) = sig.inputs.iter().find(|i| i.kind == InputKind::Graph) {
+        return Err(ExportError::unsupported(format!("input `{}`", i.name), "a graph input has no ONNX counterpart"));
+    }
+    if outs.len() != sig.outputs.len() {
+        return Err(ExportError::shape(
+            "network",
+            format!("{} outputs for the {} declared ({})", outs.len(), sig.outputs.len(), sig.outputs.join(", ")),
+        ));
+    }
+    let outputs = sig.outputs.iter().cloned().zip(outs).collect();
+    Ok(g.finish(&onnx_inputs, outputs).encode_to_vec())
+}
+
+/// Exports `model` with the input described by `sig` (one input, one output) to ONNX bytes.
+pub fn export_with_to_bytes<M: Export + ?Sized>(model: &M, sig: &Signature) -> Result<Vec<u8>, ExportError> {
+    if sig.inputs.len() != 1 || sig.outputs.len() != 1 {
+        return Err(ExportError::shape(
+            "model",
+            "`export_with` takes a signature with one input and one output (a network declared with `network!` exports its several with `export`)",
+        ));
+    }
+    build(sig, |g, mut inputs| Ok(vec![model.export(g, inputs.remove(0))?]))
 }
 
 /// Exports `model` with the input described by `sig` to the file `path`.
@@ -555,12 +672,15 @@ pub fn export_with<M: Export + ?Sized>(model: &M, sig: &Signature, path: impl As
     Ok(())
 }
 
-/// Exports a network (declared with `network!`) to ONNX bytes.
+/// Exports a network (declared with `network!`) to ONNX bytes: its inputs and outputs named
+/// as declared (`input`/`output` for a single one).
 pub fn export_to_bytes<M: ExportNetwork>(model: &M) -> Result<Vec<u8>, ExportError> {
-    export_with_to_bytes(model, &M::signature())
+    build(&M::signature(), |g, inputs| model.export_network(g, inputs))
 }
 
 /// Exports a network (declared with `network!`) to the file `path` (`model.onnx`).
 pub fn export<M: ExportNetwork>(model: &M, path: impl AsRef<Path>) -> Result<(), ExportError> {
-    export_with(model, &M::signature(), path)
+    let bytes = export_to_bytes(model)?;
+    std::fs::write(path, bytes)?;
+    Ok(())
 }

@@ -445,7 +445,7 @@ fn attend<const M: usize, const H: usize, E: Float, D: Device<E>, const C: bool>
     if let Some(m) = mask {
         check_mask(&layer, &x, m)?;
     }
-    if x.dims[2] != Dim::Fixed(M) || H == 0 || M % H != 0 {
+    if x.dims[2] != Dim::Fixed(M) || H == 0 || !M.is_multiple_of(H) {
         return Err(ExportError::shape(layer, format!("expected [batch, t, {M}] and {H} heads dividing {M}, got {}", shape_str(&x.dims))));
     }
     let dh = M / H;

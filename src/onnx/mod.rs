@@ -3,15 +3,17 @@
 //! Every typenet layer implements [`Export`], which appends the layer's ONNX nodes to a
 //! [`Builder`] and returns the value it produces; a tuple of layers exports as the chain of
 //! its members, as dfdx's tuples run. A network declared with `network!` also implements
-//! [`ExportNetwork`] (its input's per-sample shape and the names of its axes), which is what
-//! [`export`] and [`export_to_bytes`] take; anything else that implements [`Export`] (a
-//! hand-composed tuple) is exported with [`export_with`] / [`export_with_to_bytes`] and a
-//! [`Signature`] given by the caller.
+//! [`ExportNetwork`] (its inputs' names, kinds and per-sample shapes, its outputs' names),
+//! which is what [`export`] and [`export_to_bytes`] take; anything else that implements
+//! [`Export`] (a hand-composed tuple) is exported with [`export_with`] /
+//! [`export_with_to_bytes`] and a [`Signature`] given by the caller. A layer that takes an
+//! extra input (a mask, a selector) implements [`ExportWith`].
 //!
 //! The file: opset 17 of the default domain (`ai.onnx`), IR version 8, element type `float`
-//! (weights of an `f64` model are rounded to `f32`). The input is batched: its first axis is
+//! (weights of an `f64` model are rounded to `f32`). Every input is batched: its first axis is
 //! the symbolic dimension `batch`, followed by the per-sample axes (run-time axes symbolic,
-//! named by the signature). Weights are initializers named by their typenet keys
+//! named by the signature); index inputs are `int64`, masks `bool`. Inputs and outputs are
+//! named as declared (`input` and `output` for a single one). Weights are initializers named by their typenet keys
 //! (`dense_1.weight`, `0.weight` for a tuple's first member), with the shapes typenet stores
 //! them in — so a layer whose ONNX operator wants another layout (the recurrent layers, whose
 //! gates ONNX orders differently) rearranges them with graph nodes, which runtimes fold into

@@ -438,7 +438,64 @@ fn networks_declared_with_the_macro() {
 }
 
 network! {
-    GraphNet: (x: [n, 3], g: graph[n]) -> [n, 2] { gcn(2) }
+    GraphNet: (x: [n, 3], g: graph[n]) -> [n, 2] {
+        gcn(4), relu, graph_conv(3, aggr = mean), tanh, graph_conv(2),
+    }
+    GraphPooled: (x: [n, 3], g: graph[n]) -> [2] { gcn(4), tanh, graph_pool(mean), dense(2) }
+    GraphSum: (x: [n, 3], g: graph[n]) -> [3] { graph_conv(3), graph_pool(sum) }
+    GraphMax: (x: [n, 3], g: graph[n]) -> [n, 2] { graph_conv(2, aggr = max) }
+}
+
+/// The ONNX inputs of a graph network on `x` (`[n, 3]`) and `graph`: `x`, the edges `g`
+/// (`[2, e]`) and, when `pooled`, each node's graph `g_batch`.
+fn graph_feeds(x: &[f32], graph: &typenet::graph::Graph, pooled: bool) -> Vec<Feed> {
+    let n = graph.num_nodes();
+    let (src, tgt): (Vec<i64>, Vec<i64>) = graph.edges().map(|(s, t)| (s as i64, t as i64)).unzip();
+    let e = src.len();
+    let mut feeds = vec![
+        Feed { name: "x", shape: vec![n, 3], data: Data::F32(x.to_vec()) },
+        Feed { name: "g", shape: vec![2, e], data: Data::I64([src, tgt].concat()) },
+    ];
+    if pooled {
+        let batch = (0..n).map(|v| graph.graph_of(v).unwrap() as i64).collect();
+        feeds.push(Feed { name: "g_batch", shape: vec![n], data: Data::I64(batch) });
+    }
+    feeds
+}
+
+#[test]
+fn graph_networks() {
+    use typenet::graph::Graph;
+    let dev = Cpu::seed_from_u64(18);
+    let mut rng = StdRng::seed_from_u64(19);
+    // a self-loop (replaced by GCN's own), a repeated edge, a node without incoming edges
+    let a = Graph::new(3, &[(0, 1), (1, 2), (1, 1), (0, 1)]).unwrap();
+    let b = Graph::undirected(4, &[(0, 1), (1, 2), (2, 3), (3, 0)]).unwrap();
+    let graphs = [a.clone(), Graph::batch(&[a, b])];
+    let net = GraphNet::<f32, Cpu>::build(&dev);
+    let pooled = GraphPooled::<f32, Cpu>::build(&dev);
+    let sum = GraphSum::<f32, Cpu>::build(&dev);
+    let (mut c1, mut c2, mut c3) = (vec![], vec![], vec![]);
+    for graph in &graphs {
+        let n = graph.num_nodes();
+        let x: Vec<f32> = (0..n * 3).map(|_| rng.gen_range(-2.0..2.0)).collect();
+        let t = || dev.tensor_from_vec(x.clone(), (n, Const::<3>));
+        c1.push((graph_feeds(&x, graph, false), vec![net.forward((t(), graph)).as_vec()]));
+        c2.push((graph_feeds(&x, graph, true), vec![pooled.forward((t(), graph)).as_vec()]));
+        c3.push((graph_feeds(&x, graph, true), vec![sum.forward((t(), graph)).as_vec()]));
+    }
+    check_network("net_graph", &net, c1);
+    same_keys_as_safetensors(&net, "graph");
+    check_network("net_graph_pool_mean", &pooled, c2);
+    check_network("net_graph_pool_sum", &sum, c3);
+    // no batch axis: the node axis is `n`, the edges' axis `g_edges`
+    use prost::Message;
+    let g = ModelProto::decode(&export_to_bytes(&net).unwrap()[..]).unwrap().graph.unwrap();
+    let dims = |k: usize| -> Vec<String> {
+        let t = g.input[k].r#type.as_ref().unwrap().tensor_type.as_ref().unwrap();
+        t.shape.as_ref().unwrap().dim.iter().map(|d| d.dim_param.clone().unwrap_or_else(|| d.dim_value.unwrap().to_string())).collect()
+    };
+    assert_eq!((dims(0), dims(1)), (vec!["n".to_string(), "3".into()], vec!["2".to_string(), "g_edges".into()]));
 }
 
 #[test]
@@ -457,9 +514,9 @@ fn graph_layers_are_errors_naming_them() {
     for (name, e) in errors {
         assert!(matches!(e, ExportError::Unsupported { .. }) && e.to_string().contains(name), "{name}: {e}");
     }
-    // A network with a graph input is an error naming its graph layer.
-    let e = export_to_bytes(&GraphNet::<f32, Cpu>::build(&dev)).unwrap_err();
-    assert!(matches!(e, ExportError::Unsupported { .. }) && e.to_string().contains("Gcn at `gcn_1`"), "{e}");
+    // the maximum over neighbours needs opset 18
+    let e = export_to_bytes(&GraphMax::<f32, Cpu>::build(&dev)).unwrap_err();
+    assert!(matches!(e, ExportError::Unsupported { .. }) && e.to_string().contains("GraphConv at `graph_conv_1`"), "{e}");
 }
 
 // ---------------------------------------------------------------- several inputs and outputs
@@ -523,7 +580,9 @@ fn check_network<M: ExportNetwork>(name: &str, model: &M, cases: Vec<Case>) {
             };
             assert_eq!(t.elem_type, want_type, "{name}: element type of `{}`", f.name);
             let dims = &t.shape.as_ref().unwrap().dim;
-            assert_eq!(dims[0].dim_param.as_deref(), Some("batch"), "{name}: `{}` is batched", f.name);
+            if sig.batched {
+                assert_eq!(dims[0].dim_param.as_deref(), Some("batch"), "{name}: `{}` is batched", f.name);
+            }
             assert_eq!(dims.len(), f.shape.len(), "{name}: rank of `{}`", f.name);
         }
         let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..]).unwrap();
@@ -547,7 +606,9 @@ fn check_network<M: ExportNetwork>(name: &str, model: &M, cases: Vec<Case>) {
             let got: Vec<f32> = out[k].to_plain_array_view::<f32>().unwrap().iter().copied().collect();
             let tag = format!("{name} {:?} output `{}`", feeds[0].shape, sig.outputs[k]);
             assert_eq!(got.len(), want.len(), "{tag}: sizes differ, out shape {:?}", out[k].shape());
-            assert_eq!(out[k].shape()[0], feeds[0].shape[0], "{tag}: batch axis");
+            if sig.batched {
+                assert_eq!(out[k].shape()[0], feeds[0].shape[0], "{tag}: batch axis");
+            }
             for (i, (a, b)) in got.iter().zip(want).enumerate() {
                 assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{tag}: element {i}: tract {a} vs typenet {b}");
             }

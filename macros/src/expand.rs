@@ -533,6 +533,8 @@ fn onnx_export(
             })
             .collect()
     };
+    // A graph network has no batch axis (its node axis runs over every graph of a batch).
+    let batched = !checked.inputs.iter().any(|i| i.kind == InputKind::Graph);
     let output_names: Vec<String> =
         if checked.outputs.is_empty() { vec!["output".into()] } else { checked.outputs.iter().map(|(n, _)| n.to_string()).collect() };
 
@@ -540,7 +542,8 @@ fn onnx_export(
         quote!()
     } else {
         // The inputs as the tree's macro takes them: the first flows in; a tensor input is a
-        // value (`Input(..)` clones it), a mask a `&Value`, a graph a `&GraphInput`, and a
+        // value (`Input(..)` clones it), a mask a `&Value`, a graph a `&GraphInput` (named as
+        // declared), and a
         // selector `[value]` (the tree borrows `&sel[..]`).
         let count = input_sigs.len();
         let mut binds = Vec::new();
@@ -549,7 +552,10 @@ fn onnx_export(
             binds.push(match info.kind {
                 InputKind::Tensor => quote!(let #v: #ONNX::Value = ::core::clone::Clone::clone(&__inputs[#k]);),
                 InputKind::Mask => quote!(let #v: &#ONNX::Value = &__inputs[#k];),
-                InputKind::Graph => quote!(let #v: &#ONNX::GraphInput = &#ONNX::GraphInput;),
+                InputKind::Graph => {
+                    let (n, gv) = (info.ident.to_string(), format_ident!("__graph_{}", info.ident));
+                    quote!(let #gv = #ONNX::GraphInput::new(#n); let #v: &#ONNX::GraphInput = &#gv;)
+                }
             });
             if info.selector {
                 let s = format_ident!("__sel_{}", info.ident);
@@ -609,7 +615,7 @@ fn onnx_export(
         }
         impl<#impl_generics> #ONNX::ExportNetwork for #name<__E, __D> {
             fn signature() -> #ONNX::Signature {
-                #ONNX::Signature { inputs: ::std::vec![#(#input_sigs),*], outputs: ::std::vec![#(#output_names.into()),*] }
+                #ONNX::Signature { inputs: ::std::vec![#(#input_sigs),*], outputs: ::std::vec![#(#output_names.into()),*], batched: #batched }
             }
             #export_network
         }

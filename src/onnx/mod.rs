@@ -198,6 +198,12 @@ pub struct Builder {
     /// The key prefix length of each network being exported (innermost last).
     roots: Vec<usize>,
     counter: usize,
+    /// The ONNX inputs a graph input became, by its name: `(name, element type, dims)`.
+    graph_inputs: Vec<(String, (String, i32, Vec<Dim>))>,
+    /// Per graph input: its edges' sources and targets (`[e]` each), once read.
+    graph_edges: Vec<(String, (String, String))>,
+    /// Per graph input: the graph of each node (`[n]`), once read.
+    graph_batch: Vec<(String, String)>,
 }
 
 impl Builder {
@@ -336,6 +342,35 @@ impl Builder {
             attribute: vec![AttributeProto { name: "value".into(), t: Some(t), r#type: attribute_type::TENSOR, ..Default::default() }],
         });
         out
+    }
+
+    /// The edges of the graph input `graph`: the values of their sources and targets
+    /// (`int64 [e]` each), read from the ONNX input named as the graph, `int64 [2, e]` (row 0
+    /// the sources, row 1 the targets: PyTorch Geometric's `edge_index`), added on first use.
+    pub fn graph_edges(&mut self, graph: &GraphInput) -> (String, String) {
+        if let Some((_, e)) = self.graph_edges.iter().find(|(n, _)| *n == graph.name) {
+            return e.clone();
+        }
+        let name = graph.name.clone();
+        let dims = vec![Dim::Fixed(2), Dim::Named(format!("{name}_edges"))];
+        self.graph_inputs.push((name.clone(), (name.clone(), data_type::INT64, dims)));
+        let (i0, i1) = (self.const_i64(&[0], &[]), self.const_i64(&[1], &[]));
+        let src = self.node("Gather", &[&name, &i0], &[("axis", Attr::Int(0))]);
+        let tgt = self.node("Gather", &[&name, &i1], &[("axis", Attr::Int(0))]);
+        self.graph_edges.push((name, (src.clone(), tgt.clone())));
+        (src, tgt)
+    }
+
+    /// The graph of each node of the graph input `graph` (`int64 [n]`, PyTorch Geometric's
+    /// `batch`): the ONNX input `{graph}_batch`, added on first use.
+    pub fn graph_batch(&mut self, graph: &GraphInput, nodes: &Dim) -> String {
+        if let Some((_, b)) = self.graph_batch.iter().find(|(n, _)| *n == graph.name) {
+            return b.clone();
+        }
+        let name = format!("{}_batch", graph.name);
+        self.graph_inputs.push((graph.name.clone(), (name.clone(), data_type::INT64, vec![nodes.clone()])));
+        self.graph_batch.push((graph.name.clone(), name.clone()));
+        name
     }
 
     /// Adds a node `op(inputs) {attrs}` with one output; returns the output's name. An empty
@@ -505,15 +540,15 @@ impl InputSig {
         InputSig { name: name.into(), kind, dims }
     }
 
-    /// The input's batched dims and ONNX element type (`None` for a graph).
-    fn onnx(&self) -> Option<(String, i32, Vec<Dim>)> {
+    /// The input's dims (batched or not) and ONNX element type (`None` for a graph).
+    fn onnx(&self, batched: bool) -> Option<(String, i32, Vec<Dim>)> {
         let elem = match self.kind {
             InputKind::Float => data_type::FLOAT,
             InputKind::Index => data_type::INT64,
             InputKind::Mask => data_type::BOOL,
             InputKind::Graph => return None,
         };
-        let mut dims = vec![Dim::Named("batch".into())];
+        let mut dims = if batched { vec![Dim::Named("batch".into())] } else { vec![] };
         dims.extend(self.dims.iter().cloned());
         Some((self.name.clone(), elem, dims))
     }
@@ -526,6 +561,9 @@ pub struct Signature {
     pub inputs: Vec<InputSig>,
     /// Every output's name, in declaration order (one, `output`, for a single output).
     pub outputs: Vec<String>,
+    /// Whether the inputs have a leading batch axis `batch` (not in a network with a graph
+    /// input: its node axis runs over every graph of a batch).
+    pub batched: bool,
 }
 
 impl Signature {
@@ -535,6 +573,7 @@ impl Signature {
         Signature {
             inputs: vec![InputSig { name: "input".into(), kind: InputKind::Float, dims: dims.into() }],
             outputs: vec!["output".into()],
+            batched: true,
         }
     }
 
@@ -542,7 +581,7 @@ impl Signature {
     /// `(usize, Const<8>)`): its `usize` axes take the names `names` in order (`n0`, `n1`, ..
     /// where `names` runs out).
     pub fn of<S: ExportShape>(names: &[&str]) -> Self {
-        Signature { inputs: vec![InputSig::of::<S>("input", InputKind::Float, names)], outputs: vec!["output".into()] }
+        Signature { inputs: vec![InputSig::of::<S>("input", InputKind::Float, names)], outputs: vec!["output".into()], batched: true }
     }
 
     /// The same with other names for the first input and the first output.
@@ -570,10 +609,22 @@ impl Signature {
     }
 }
 
-/// A graph input as a layer of an exported network receives it (`gcn(graph = g)`): it has
-/// no ONNX counterpart, so every layer given one is an [`ExportError::Unsupported`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GraphInput;
+/// A graph input as a layer of an exported network receives it (`gcn(graph = g)`). A layer
+/// that uses it asks the [`Builder`] for its edges ([`Builder::graph_edges`]: the ONNX input
+/// `g`, `int64 [2, e]`) or its nodes' graphs ([`Builder::graph_batch`]: `g_batch`, `int64
+/// [n]`); a graph network has no batch axis (several graphs are one disjoint graph).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphInput {
+    /// The declared name (`g`).
+    pub name: String,
+}
+
+impl GraphInput {
+    /// The graph input `name`.
+    pub fn new(name: &str) -> Self {
+        GraphInput { name: name.into() }
+    }
+}
 
 /// A dfdx dimension type as an ONNX axis: `Const<N>` is `Some(N)`, `usize` is `None`.
 pub trait ExportDim {
@@ -631,20 +682,21 @@ fn build(
     body: impl FnOnce(&mut Builder, Vec<Value>) -> Result<Vec<Value>, ExportError>,
 ) -> Result<Vec<u8>, ExportError> {
     let mut values = Vec::new();
-    let mut onnx_inputs = Vec::new();
     for i in &sig.inputs {
-        match i.onnx() {
-            Some((name, elem, dims)) => {
-                values.push(Value { name: name.clone(), dims: dims.clone() });
-                onnx_inputs.push((name, elem, dims));
-            }
+        match i.onnx(sig.batched) {
+            Some((name, _, dims)) => values.push(Value { name, dims }),
             None => values.push(Value { name: i.name.clone(), dims: vec![] }),
         }
     }
     let mut g = Builder::new();
     let outs = body(&mut g, values)?;
-    if let Some(i) = sig.inputs.iter().find(|i| i.kind == InputKind::Graph) {
-        return Err(ExportError::unsupported(format!("input `{}`", i.name), "a graph input has no ONNX counterpart"));
+    // the ONNX inputs in declaration order, a graph input's where it is declared
+    let mut onnx_inputs = Vec::new();
+    for i in &sig.inputs {
+        match i.onnx(sig.batched) {
+            Some(input) => onnx_inputs.push(input),
+            None => onnx_inputs.extend(g.graph_inputs.iter().filter(|(n, _)| *n == i.name).map(|(_, input)| input.clone())),
+        }
     }
     if outs.len() != sig.outputs.len() {
         return Err(ExportError::shape(

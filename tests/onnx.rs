@@ -615,7 +615,12 @@ fn check_network<M: ExportNetwork>(name: &str, model: &M, cases: Vec<Case>) {
         }
         let ins: Vec<String> = feeds.iter().map(Feed::json).collect();
         let outs: Vec<String> = sig.outputs.iter().zip(wants).map(|(n, w)| format!("\"{n}\": {}", floats(w))).collect();
-        json.push(format!("{{\"inputs\": {{{}}}, \"outputs\": {{{}}}}}", ins.join(", "), outs.join(", ")));
+        json.push(format!(
+            "{{\"batched\": {}, \"inputs\": {{{}}}, \"outputs\": {{{}}}}}",
+            sig.batched,
+            ins.join(", "),
+            outs.join(", ")
+        ));
     }
     if let Ok(dir) = std::env::var("TYPENET_ONNX_DIR") {
         let dir = std::path::Path::new(&dir);

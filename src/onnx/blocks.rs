@@ -1,7 +1,8 @@
 //! [`Export`] for the blocks (`Each`, `Residual`, `ResidualProject`, `Concat`, `Sum`), the
-//! borrows a network's tree is made of (`Eval`, [`Keyed`]), the macro's own stateless
-//! modules (`Realize`, `ReduceSet`), the attention family, and an error for the layers ONNX
-//! cannot express yet (the graph layers).
+//! borrows a network's tree is made of (`Eval`, [`Keyed`]), the macro's own modules for
+//! several inputs (`Input`, `With`, `WithTensor`: [`ExportWith`]), `Realize`, `ReduceSet`,
+//! the attention family (with masks), the graph layers that ONNX opset 17 expresses (`gcn`,
+//! `graph_conv` and `graph_pool` by sum or mean), and an error for the others.
 
 use dfdx::prelude::{Device, Dtype, Storage};
 

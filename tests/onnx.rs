@@ -9,9 +9,9 @@ use typenet::layers::{
     Each, Elu, Flatten, GeLU, GlobalAvgPool, GlobalMaxPool, Gru, Last, LastBidirectional, LayerNorm, LeakyReLU,
     LogSoftmax, Lstm, MaxPool1D, MaxPool2D, PReLU, RadialBasis, ReLU, Rnn, RnnRelu, SetDense, SetMax, SetMean,
     SetSum, SiLU, Sigmoid, Softmax, Softplus, Tanh, HardTanh, Residual, ResidualProject, Sum, Concat, Attention,
-    Transformer, Positional, Sinusoidal, Transpose, Embedding,
+    Transformer, Positional, Sinusoidal, Transpose, Embedding, Mask,
 };
-use typenet::onnx::{export_to_bytes, export_with_to_bytes, Dim, Export, ExportError, ExportNetwork, Signature};
+use typenet::onnx::{export_to_bytes, export_with_to_bytes, Dim, Export, ExportError, ExportNetwork, InputKind, Signature};
 use typenet::onnx::proto::ModelProto;
 use typenet::prelude::*;
 
@@ -229,7 +229,7 @@ fn recurrent_layers_last() {
 
 fn set_sig() -> Signature {
     let sig = Signature::of::<(usize, Const<3>)>(&["n"]).named("points", "y");
-    assert_eq!(sig.dims, vec![Dim::Named("n".into()), Dim::Fixed(3)]);
+    assert_eq!(sig.dims(), [Dim::Named("n".into()), Dim::Fixed(3)]);
     sig
 }
 
@@ -353,10 +353,17 @@ fn attention_family() {
     let p2 = (Sinusoidal, Transpose);
     let run = |x: Vec<f32>, s: &[usize]| p2.forward(dev.tensor_from_vec(x, (s[0], s[1], Const::<8>))).as_vec();
     check("sinusoidal_transpose", &p2, &sequence_sig(8), &[&[1, 1, 8], &[2, 5, 8], &[1, 40, 8]], run);
-    // an embedding (index input) is an error naming it
+    // an embedding takes an index input: an `int64` graph input, a `Gather` of its weight
+    // (values checked in `several_inputs_and_outputs`: `CharLm`)
+    use prost::Message;
     let e = (<Embedding<5, 8>>::build(&dev), Sinusoidal);
+    let sig = Signature::new(vec![Dim::Named("t".into())]).index();
+    let g = ModelProto::decode(&export_with_to_bytes(&e, &sig).unwrap()[..]).unwrap().graph.unwrap();
+    assert_eq!(g.input[0].r#type.as_ref().unwrap().tensor_type.as_ref().unwrap().elem_type, 7);
+    assert!(g.node.iter().any(|n| n.op_type == "Gather" && n.input[0] == "0.weight"));
+    // a float input of another rank than indices is an error naming the layer
     let err = export_with_to_bytes(&e, &sequence_sig(8)).unwrap_err();
-    assert!(matches!(err, ExportError::Unsupported { .. }) && err.to_string().contains("Embedding at `0`"), "{err}");
+    assert!(err.to_string().contains("Embedding at `0`"), "{err}");
 }
 
 network! {
@@ -412,7 +419,7 @@ fn networks_declared_with_the_macro() {
 
     let s = SeqNet::<f32, Cpu>::build(&dev);
     let sig = SeqNet::<f32, Cpu>::signature();
-    assert_eq!(sig.dims, vec![Dim::Named("t".into()), Dim::Fixed(3)]);
+    assert_eq!(sig.dims(), [Dim::Named("t".into()), Dim::Fixed(3)]);
     let run = |x: Vec<f32>, sh: &[usize]| s.forward(dev.tensor_from_vec(x, (sh[0], sh[1], Const::<3>))).as_vec();
     check("net_lstm", &s, &sig, SEQ_CASES, run);
     same_keys_as_safetensors(&s, "lstm");
@@ -431,7 +438,64 @@ fn networks_declared_with_the_macro() {
 }
 
 network! {
-    GraphNet: (x: [n, 3], g: graph[n]) -> [n, 2] { gcn(2) }
+    GraphNet: (x: [n, 3], g: graph[n]) -> [n, 2] {
+        gcn(4), relu, graph_conv(3, aggr = mean), tanh, graph_conv(2),
+    }
+    GraphPooled: (x: [n, 3], g: graph[n]) -> [2] { gcn(4), tanh, graph_pool(mean), dense(2) }
+    GraphSum: (x: [n, 3], g: graph[n]) -> [3] { graph_conv(3), graph_pool(sum) }
+    GraphMax: (x: [n, 3], g: graph[n]) -> [n, 2] { graph_conv(2, aggr = max) }
+}
+
+/// The ONNX inputs of a graph network on `x` (`[n, 3]`) and `graph`: `x`, the edges `g`
+/// (`[2, e]`) and, when `pooled`, each node's graph `g_batch`.
+fn graph_feeds(x: &[f32], graph: &typenet::graph::Graph, pooled: bool) -> Vec<Feed> {
+    let n = graph.num_nodes();
+    let (src, tgt): (Vec<i64>, Vec<i64>) = graph.edges().map(|(s, t)| (s as i64, t as i64)).unzip();
+    let e = src.len();
+    let mut feeds = vec![
+        Feed { name: "x", shape: vec![n, 3], data: Data::F32(x.to_vec()) },
+        Feed { name: "g", shape: vec![2, e], data: Data::I64([src, tgt].concat()) },
+    ];
+    if pooled {
+        let batch = (0..n).map(|v| graph.graph_of(v).unwrap() as i64).collect();
+        feeds.push(Feed { name: "g_batch", shape: vec![n], data: Data::I64(batch) });
+    }
+    feeds
+}
+
+#[test]
+fn graph_networks() {
+    use typenet::graph::Graph;
+    let dev = Cpu::seed_from_u64(18);
+    let mut rng = StdRng::seed_from_u64(19);
+    // a self-loop (replaced by GCN's own), a repeated edge, a node without incoming edges
+    let a = Graph::new(3, &[(0, 1), (1, 2), (1, 1), (0, 1)]).unwrap();
+    let b = Graph::undirected(4, &[(0, 1), (1, 2), (2, 3), (3, 0)]).unwrap();
+    let graphs = [a.clone(), Graph::batch(&[a, b])];
+    let net = GraphNet::<f32, Cpu>::build(&dev);
+    let pooled = GraphPooled::<f32, Cpu>::build(&dev);
+    let sum = GraphSum::<f32, Cpu>::build(&dev);
+    let (mut c1, mut c2, mut c3) = (vec![], vec![], vec![]);
+    for graph in &graphs {
+        let n = graph.num_nodes();
+        let x: Vec<f32> = (0..n * 3).map(|_| rng.gen_range(-2.0..2.0)).collect();
+        let t = || dev.tensor_from_vec(x.clone(), (n, Const::<3>));
+        c1.push((graph_feeds(&x, graph, false), vec![net.forward((t(), graph)).as_vec()]));
+        c2.push((graph_feeds(&x, graph, true), vec![pooled.forward((t(), graph)).as_vec()]));
+        c3.push((graph_feeds(&x, graph, true), vec![sum.forward((t(), graph)).as_vec()]));
+    }
+    check_network("net_graph", &net, c1);
+    same_keys_as_safetensors(&net, "graph");
+    check_network("net_graph_pool_mean", &pooled, c2);
+    check_network("net_graph_pool_sum", &sum, c3);
+    // no batch axis: the node axis is `n`, the edges' axis `g_edges`
+    use prost::Message;
+    let g = ModelProto::decode(&export_to_bytes(&net).unwrap()[..]).unwrap().graph.unwrap();
+    let dims = |k: usize| -> Vec<String> {
+        let t = g.input[k].r#type.as_ref().unwrap().tensor_type.as_ref().unwrap();
+        t.shape.as_ref().unwrap().dim.iter().map(|d| d.dim_param.clone().unwrap_or_else(|| d.dim_value.unwrap().to_string())).collect()
+    };
+    assert_eq!((dims(0), dims(1)), (vec!["n".to_string(), "3".into()], vec!["2".to_string(), "g_edges".into()]));
 }
 
 #[test]
@@ -450,7 +514,237 @@ fn graph_layers_are_errors_naming_them() {
     for (name, e) in errors {
         assert!(matches!(e, ExportError::Unsupported { .. }) && e.to_string().contains(name), "{name}: {e}");
     }
-    // A network with a graph input is an error naming the network (several inputs).
-    let e = export_to_bytes(&GraphNet::<f32, Cpu>::build(&dev)).unwrap_err();
-    assert!(matches!(e, ExportError::Unsupported { .. }) && e.to_string().contains("GraphNet"), "{e}");
+    // the maximum over neighbours needs opset 18
+    let e = export_to_bytes(&GraphMax::<f32, Cpu>::build(&dev)).unwrap_err();
+    assert!(matches!(e, ExportError::Unsupported { .. }) && e.to_string().contains("GraphConv at `graph_conv_1`"), "{e}");
+}
+
+// ---------------------------------------------------------------- several inputs and outputs
+
+/// One input of a case, in the signature's order: its name, full (batched) shape and data.
+struct Feed {
+    name: &'static str,
+    shape: Vec<usize>,
+    data: Data,
+}
+
+enum Data {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+    Bool(Vec<bool>),
+}
+
+impl Feed {
+    fn f32(name: &'static str, shape: &[usize], rng: &mut StdRng) -> (Self, Vec<f32>) {
+        let x: Vec<f32> = (0..shape.iter().product()).map(|_| rng.gen_range(-2.0..2.0)).collect();
+        (Feed { name, shape: shape.to_vec(), data: Data::F32(x.clone()) }, x)
+    }
+    fn index(name: &'static str, shape: &[usize], below: usize, rng: &mut StdRng) -> (Self, Vec<usize>) {
+        let x: Vec<usize> = (0..shape.iter().product()).map(|_| rng.gen_range(0..below)).collect();
+        (Feed { name, shape: shape.to_vec(), data: Data::I64(x.iter().map(|&i| i as i64).collect()) }, x)
+    }
+    fn json(&self) -> String {
+        let (dtype, data) = match &self.data {
+            Data::F32(v) => ("float32", floats(v)),
+            Data::I64(v) => ("int64", format!("{v:?}")),
+            Data::Bool(v) => ("bool", format!("{v:?}")),
+        };
+        format!("\"{}\": {{\"shape\": {:?}, \"dtype\": \"{dtype}\", \"data\": {data}}}", self.name, self.shape)
+    }
+}
+
+/// One case: the inputs, and typenet's outputs (in declaration order).
+type Case = (Vec<Feed>, Vec<Vec<f32>>);
+
+/// Exports the network `model`, checks that its ONNX inputs and outputs are named (and
+/// typed) as declared, runs each case in tract and compares every output with typenet's
+/// to 1e-5.
+fn check_network<M: ExportNetwork>(name: &str, model: &M, cases: Vec<Case>) {
+    use prost::Message;
+    use tract_onnx::prelude::*;
+    let bytes = export_to_bytes(model).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let sig = M::signature();
+    let graph = ModelProto::decode(&bytes[..]).unwrap().graph.unwrap();
+    let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(outputs, sig.outputs.iter().map(String::as_str).collect::<Vec<_>>(), "{name}: output names");
+    let mut json = vec![];
+    for (feeds, wants) in &cases {
+        let names: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, feeds.iter().map(|f| f.name).collect::<Vec<_>>(), "{name}: input names");
+        for (info, f) in graph.input.iter().zip(feeds) {
+            let t = info.r#type.as_ref().unwrap().tensor_type.as_ref().unwrap();
+            let want_type = match f.data {
+                Data::F32(_) => 1,
+                Data::I64(_) => 7,
+                Data::Bool(_) => 9,
+            };
+            assert_eq!(t.elem_type, want_type, "{name}: element type of `{}`", f.name);
+            let dims = &t.shape.as_ref().unwrap().dim;
+            if sig.batched {
+                assert_eq!(dims[0].dim_param.as_deref(), Some("batch"), "{name}: `{}` is batched", f.name);
+            }
+            assert_eq!(dims.len(), f.shape.len(), "{name}: rank of `{}`", f.name);
+        }
+        let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..]).unwrap();
+        let mut inputs: TVec<TValue> = tvec![];
+        for (k, f) in feeds.iter().enumerate() {
+            let (fact, t): (InferenceFact, Tensor) = match &f.data {
+                Data::F32(v) => (f32::fact(f.shape.clone()).into(), Tensor::from_shape(&f.shape, v).unwrap()),
+                Data::I64(v) => (i64::fact(f.shape.clone()).into(), Tensor::from_shape(&f.shape, v).unwrap()),
+                Data::Bool(v) => (bool::fact(f.shape.clone()).into(), Tensor::from_shape(&f.shape, v).unwrap()),
+            };
+            model = model.with_input_fact(k, fact).unwrap();
+            inputs.push(t.into());
+        }
+        let plan = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .unwrap_or_else(|e| panic!("{name}: tract cannot load the export: {e:?}"));
+        let out = plan.run(inputs).unwrap_or_else(|e| panic!("{name} {:?}: tract: {e:?}", feeds[0].shape));
+        assert_eq!(out.len(), wants.len(), "{name}: number of outputs");
+        for (k, want) in wants.iter().enumerate() {
+            let got: Vec<f32> = out[k].to_plain_array_view::<f32>().unwrap().iter().copied().collect();
+            let tag = format!("{name} {:?} output `{}`", feeds[0].shape, sig.outputs[k]);
+            assert_eq!(got.len(), want.len(), "{tag}: sizes differ, out shape {:?}", out[k].shape());
+            if sig.batched {
+                assert_eq!(out[k].shape()[0], feeds[0].shape[0], "{tag}: batch axis");
+            }
+            for (i, (a, b)) in got.iter().zip(want).enumerate() {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{tag}: element {i}: tract {a} vs typenet {b}");
+            }
+        }
+        let ins: Vec<String> = feeds.iter().map(Feed::json).collect();
+        let outs: Vec<String> = sig.outputs.iter().zip(wants).map(|(n, w)| format!("\"{n}\": {}", floats(w))).collect();
+        json.push(format!(
+            "{{\"batched\": {}, \"inputs\": {{{}}}, \"outputs\": {{{}}}}}",
+            sig.batched,
+            ins.join(", "),
+            outs.join(", ")
+        ));
+    }
+    if let Ok(dir) = std::env::var("TYPENET_ONNX_DIR") {
+        let dir = std::path::Path::new(&dir);
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.onnx")), &bytes).unwrap();
+        std::fs::write(dir.join(format!("{name}.json")), format!("[{}]", json.join(",\n"))).unwrap();
+    }
+}
+
+network! {
+    /// A VAE-style encoder over a sequence: one trunk, two heads.
+    SeqEncoder: [t, 6] -> (mean: [t, 3], log_var: [t, 3]) {
+        dense(8), relu,
+        heads { mean: { dense(3) }, log_var: { dense(4), tanh, dense(3) } },
+    }
+
+    /// DSL §6's `Fusion`, small: an image and a row of tabular data.
+    Fusion: (image: [1, 6, 6], meta: [5]) -> [4] {
+        conv2d(3, kernel = 3), relu, global_avg_pool,
+        concat { {}, { meta, dense(2), relu } },
+        dense(4),
+    }
+
+    /// Three inputs on one run-time axis: a sequence, tokens entering a branch, a mask.
+    Tagged: (x: [t, 4], tokens: [t], m: mask[t]) -> (y: [t, 4], gate: [t, 1]) {
+        transformer(heads = 2, ff = 8, mask = m),
+        sum { { dense(4) }, { tokens, embedding(5, 4) } },
+        heads { y: { dense(4) }, gate: { dense(1), sigmoid } },
+    }
+
+    /// DSL §6's `CharLm`, small: token input, causal transformer.
+    CharLm: [t] -> [t, 7] {
+        embedding(7, 8), positional(max = 6),
+        transformer(heads = 2, ff = 16, causal = true),
+        dense(7),
+    }
+
+    /// Behler–Parrinello descriptors resolved by species (an index input selecting).
+    Species: (pos: [n, 3], z: [n]) -> [n, 2] {
+        radial_basis(3, cutoff = 2.5, species = z, kinds = 2), dense(2),
+    }
+}
+
+#[test]
+fn several_inputs_and_outputs() {
+    let dev = Cpu::seed_from_u64(15);
+    let mut rng = StdRng::seed_from_u64(16);
+
+    let enc = SeqEncoder::<f32, Cpu>::build(&dev);
+    let cases = [(1, 1), (3, 4)].map(|(b, t)| {
+        let (f, x) = Feed::f32("input", &[b, t, 6], &mut rng);
+        let (mean, log_var) = enc.forward(dev.tensor_from_vec(x, (b, t, Const::<6>)));
+        (vec![f], vec![mean.as_vec(), log_var.as_vec()])
+    });
+    check_network("net_heads", &enc, cases.into());
+    same_keys_as_safetensors(&enc, "heads");
+
+    let fusion = Fusion::<f32, Cpu>::build(&dev);
+    let cases = [1, 3].map(|b| {
+        let (fi, image) = Feed::f32("image", &[b, 1, 6, 6], &mut rng);
+        let (fm, meta) = Feed::f32("meta", &[b, 5], &mut rng);
+        let image = dev.tensor_from_vec(image, (b, Const::<1>, Const::<6>, Const::<6>));
+        let y = fusion.forward((image, dev.tensor_from_vec(meta, (b, Const::<5>))));
+        (vec![fi, fm], vec![y.as_vec()])
+    });
+    check_network("net_fusion", &fusion, cases.into());
+    same_keys_as_safetensors(&fusion, "fusion");
+
+    let tagged = Tagged::<f32, Cpu>::build(&dev);
+    // a sample that is all padding: its queries attend to nothing (weights 0, as typenet)
+    let cases = [(vec![1], 1), (vec![3, 0, 1], 3), (vec![2, 5], 5)].map(|(lengths, t)| {
+        let b = lengths.len();
+        let (fx, x) = Feed::f32("x", &[b, t, 4], &mut rng);
+        let (ft, tokens) = Feed::index("tokens", &[b, t], 5, &mut rng);
+        let mask = Mask::from_lengths(t, &lengths).unwrap();
+        let padding: Vec<bool> = lengths.iter().flat_map(|&l| (0..t).map(move |j| j >= l)).collect();
+        let fm = Feed { name: "m", shape: vec![b, t], data: Data::Bool(padding) };
+        let x = dev.tensor_from_vec(x, (b, t, Const::<4>));
+        let (y, gate) = tagged.forward((x, dev.tensor_from_vec(tokens, (b, t)), &mask));
+        (vec![fx, ft, fm], vec![y.as_vec(), gate.as_vec()])
+    });
+    check_network("net_tagged_mask", &tagged, cases.into());
+    same_keys_as_safetensors(&tagged, "tagged");
+
+    let lm = CharLm::<f32, Cpu>::build(&dev);
+    let cases = [(1, 1), (2, 4), (3, 6)].map(|(b, t)| {
+        let (f, tokens) = Feed::index("input", &[b, t], 7, &mut rng);
+        let y = lm.forward(dev.tensor_from_vec(tokens, (b, t)));
+        (vec![f], vec![y.as_vec()])
+    });
+    check_network("net_charlm", &lm, cases.into());
+    same_keys_as_safetensors(&lm, "charlm");
+
+    // per sample only in typenet (a selector input): the batch of the export is checked
+    // against typenet's forward sample by sample
+    let sp = Species::<f32, Cpu>::build(&dev);
+    let cases = [(1, 2), (2, 5)].map(|(b, n)| {
+        let (fp, pos) = Feed::f32("pos", &[b, n, 3], &mut rng);
+        let (fz, z) = Feed::index("z", &[b, n], 2, &mut rng);
+        let mut y = vec![];
+        for s in 0..b {
+            let p = dev.tensor_from_vec(pos[s * n * 3..(s + 1) * n * 3].to_vec(), (n, Const::<3>));
+            let zs = dev.tensor_from_vec(z[s * n..(s + 1) * n].to_vec(), (n,));
+            y.extend(sp.forward((p, zs)).as_vec());
+        }
+        (vec![fp, fz], vec![y])
+    });
+    check_network("net_species", &sp, cases.into());
+}
+
+#[test]
+fn a_network_with_several_inputs_is_no_layer() {
+    let dev = Cpu::seed_from_u64(17);
+    let f = Fusion::<f32, Cpu>::build(&dev);
+    let e = export_with_to_bytes(&f, &fixed(&[1, 6, 6])).unwrap_err();
+    assert!(matches!(e, ExportError::Unsupported { .. }) && e.to_string().contains("Fusion"), "{e}");
+    // its signature names every input as declared
+    let sig = Fusion::<f32, Cpu>::signature();
+    let names: Vec<_> = sig.inputs.iter().map(|i| (i.name.as_str(), i.dims.len())).collect();
+    assert_eq!(names, [("image", 3), ("meta", 1)]);
+    assert_eq!(sig.outputs, ["output"]);
+    let sig = Tagged::<f32, Cpu>::signature();
+    let kinds: Vec<_> = sig.inputs.iter().map(|i| i.kind).collect();
+    assert_eq!(kinds, [InputKind::Float, InputKind::Index, InputKind::Mask]);
+    assert_eq!(sig.inputs[2].dims, [Dim::Named("t".into())]);
+    assert_eq!(sig.outputs, ["y", "gate"]);
 }

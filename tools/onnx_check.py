@@ -8,7 +8,10 @@ so that every model the Rust test suite exports (and checks in tract) is written
 with its cases: random batched inputs and typenet's own outputs for them. Each model is then
 validated by `onnx.checker.check_model(full_check=True)` (which includes ONNX's shape
 inference) and run in ONNX Runtime on the same inputs; the outputs must agree with typenet's
-to 1e-5 (relative to 1 + |y|), and their arg-max (the predicted class) is reported. With
+to 1e-5 (relative to 1 + |y|), and their arg-max (the predicted class) is reported. A case
+is either {"shape", "input", "output"} (one float input and output) or {"inputs": {name:
+{"shape", "dtype", "data"}}, "outputs": {name: data}, "batched"} (several, named as
+declared; a graph network's have no batch axis). With
 FILE.onnx arguments (e.g. the `digits` examples' exports), each FILE.json beside it holds the
 cases. Exits non-zero on any failure.
 
@@ -47,20 +50,32 @@ def main():
             onnx.checker.check_model(onnx.load(path), full_check=True)
             sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
             inp = sess.get_inputs()[0].name
+            names = [o.name for o in sess.get_outputs()]
             with open(stem + ".json") as f:
                 cases = json.load(f)
             worst, same, total = 0.0, 0, 0
             for case in cases:
-                x = np.array(case["input"], dtype=np.float32).reshape(case["shape"])
-                want = np.array(case["output"], dtype=np.float32)
-                got = sess.run(None, {inp: x})[0]
-                if got.size != want.size or got.shape[0] != x.shape[0]:
-                    raise AssertionError(f"shape {got.shape} for input {x.shape}")
-                err = np.abs(got.ravel() - want) / (1.0 + np.abs(want))
-                worst = max(worst, float(err.max()) if err.size else 0.0)
-                if got.ndim == 2 and got.size == want.size:
-                    same += int((got.argmax(1) == want.reshape(got.shape).argmax(1)).sum())
-                    total += got.shape[0]
+                if "inputs" in case:
+                    # several inputs (float32, int64 indices, bool masks) and outputs, by name
+                    feeds = {
+                        k: np.array(v["data"], dtype=v["dtype"]).reshape(v["shape"])
+                        for k, v in case["inputs"].items()
+                    }
+                    wants = [np.array(case["outputs"][n], dtype=np.float32) for n in names]
+                    batch = next(iter(feeds.values())).shape[0]
+                else:
+                    x = np.array(case["input"], dtype=np.float32).reshape(case["shape"])
+                    feeds, wants, batch = {inp: x}, [np.array(case["output"], dtype=np.float32)], x.shape[0]
+                gots = sess.run(None, feeds)
+                for got, want in zip(gots, wants):
+                    # a graph network ("batched": false) has no batch axis
+                    if got.size != want.size or (case.get("batched", True) and got.shape[0] != batch):
+                        raise AssertionError(f"shape {got.shape} for a batch of {batch}")
+                    err = np.abs(got.ravel() - want) / (1.0 + np.abs(want))
+                    worst = max(worst, float(err.max()) if err.size else 0.0)
+                    if got.ndim == 2 and got.size == want.size:
+                        same += int((got.argmax(1) == want.reshape(got.shape).argmax(1)).sum())
+                        total += got.shape[0]
             ok = worst <= 1e-5
             failed += not ok
             preds = f", same arg-max {same}/{total}" if total else ""

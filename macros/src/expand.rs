@@ -394,7 +394,14 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
     let marker = format_ident!("__marker");
 
     let shape_macro = shape_macro(decl);
-    let onnx = onnx_export(decl, &checked, &names, &tree_macros);
+    // ONNX: a network with `heads` exports its trunk once and each head on it.
+    let onnx_trees = match checked.nodes.split_last().and_then(|(l, trunk)| l.heads.as_ref().map(|_| (&l.children, trunk))) {
+        Some((heads, trunk)) if !checked.outputs.is_empty() => {
+            Some((tree_lifted(trunk, lift), heads.iter().map(|nodes| tree_lifted(nodes, lift)).collect::<Vec<_>>()))
+        }
+        _ => None,
+    };
+    let onnx = onnx_export(decl, &checked, &names, &tree_macros, onnx_trees, &mparams, &margs);
     quote! {
         #shape_macro
 
@@ -451,48 +458,166 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
 
 /// `typenet::onnx::Export` and `ExportNetwork` for a network: its tree of modules (the
 /// same macro as `forward`) over its fields, each wrapped in `Keyed` so that its weights
-/// keep the field's key; input `input`, output `output`, run-time axes named as declared.
-/// A network with several inputs or outputs exports as an `Err` naming the feature.
-fn onnx_export(decl: &NetworkDecl, checked: &Checked, names: &[syn::Ident], tree_macros: &[syn::Ident]) -> TokenStream {
+/// keep the field's key; run-time axes named as declared. A network with a single input and
+/// output is also a layer (`Export`), with the input `input` and the output `output`; one
+/// with several inputs or outputs exports as a whole model only (`ExportNetwork::export_network`:
+/// inputs and outputs named as declared, index inputs `int64`, masks `bool`), and a network
+/// with `heads` exports its trunk once (macros of its own for the trunk and each head).
+fn onnx_export(
+    decl: &NetworkDecl,
+    checked: &Checked,
+    names: &[syn::Ident],
+    tree_macros: &[syn::Ident],
+    heads: Option<(TokenStream, Vec<TokenStream>)>,
+    mparams: &[TokenStream],
+    margs: &[TokenStream],
+) -> TokenStream {
     let name = &decl.name;
     let (_, impl_generics) = generics();
-    let in_ty = checked.input.ty();
-    let body = if !checked.inputs.is_empty() || !checked.outputs.is_empty() || tree_macros.len() != 1 {
-        let what = format!("network `{name}`");
-        quote!(::core::result::Result::Err(#ONNX::ExportError::unsupported(#what, "several inputs or outputs are not exported yet")))
-    } else {
+    let runtime_names = |s: &crate::shape::Shape| -> Vec<String> {
+        s.dims
+            .iter()
+            .filter_map(|d| match d {
+                crate::shape::Dim::Runtime(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let keyed = names.iter().map(|n| {
+        let key = n.to_string();
+        quote!(#n: #ONNX::Keyed(#key, &self.#n))
+    });
+    let params: Vec<syn::Ident> = (0..names.len()).map(|i| format_ident!("__F{}", i)).collect();
+    let keyed_struct = quote! {
+        #[allow(non_camel_case_types, dead_code)]
+        struct __Keyed<#(#params),*> { #(#names: #params,)* }
+        let __k = __Keyed { #(#keyed,)* };
+    };
+    let single = checked.inputs.is_empty() && checked.outputs.is_empty() && tree_macros.len() == 1;
+    let export_body = if single {
         let tree_macro = &tree_macros[0];
-        let keyed = names.iter().map(|n| {
-            let key = n.to_string();
-            quote!(#n: #ONNX::Keyed(#key, &self.#n))
-        });
-        let params: Vec<syn::Ident> = (0..names.len()).map(|i| format_ident!("__F{}", i)).collect();
         quote! {
-            #[allow(non_camel_case_types, dead_code)]
-            struct __Keyed<#(#params),*> { #(#names: #params,)* }
-            let __k = __Keyed { #(#keyed,)* };
+            #keyed_struct
             g.network(|g| #ONNX::Export::export(&#tree_macro!(__k, #LAYERS::Eval, &), g, x))
         }
+    } else {
+        let what = format!("network `{name}`");
+        quote!(::core::result::Result::Err(#ONNX::ExportError::unsupported(#what, "a network with several inputs or outputs is exported as a whole model (`onnx::export`), not as a layer")))
     };
-    let axes: Vec<String> = decl
-        .input
-        .dims
-        .iter()
-        .filter_map(|d| match d {
-            crate::ast::DimLit::Runtime(id) => Some(id.to_string()),
-            _ => None,
-        })
-        .collect();
+
+    // The signature: every input (its kind and per-sample type), every output's name.
+    let input_sigs: Vec<TokenStream> = if checked.inputs.is_empty() {
+        let ty = checked.input.ty();
+        let axes = runtime_names(&checked.input);
+        let kind = if checked.input.index { quote!(Index) } else { quote!(Float) };
+        vec![quote!(#ONNX::InputSig::of::<#ty>("input", #ONNX::InputKind::#kind, &[#(#axes),*]))]
+    } else {
+        checked
+            .inputs
+            .iter()
+            .map(|info| {
+                let n = info.ident.to_string();
+                match info.kind {
+                    InputKind::Graph => quote!(#ONNX::InputSig { name: #n.into(), kind: #ONNX::InputKind::Graph, dims: ::std::vec::Vec::new() }),
+                    kind => {
+                        let ty = info.shape.ty();
+                        let axes = runtime_names(&info.shape);
+                        let k = match kind {
+                            InputKind::Mask => quote!(Mask),
+                            _ if info.index => quote!(Index),
+                            _ => quote!(Float),
+                        };
+                        quote!(#ONNX::InputSig::of::<#ty>(#n, #ONNX::InputKind::#k, &[#(#axes),*]))
+                    }
+                }
+            })
+            .collect()
+    };
+    // A graph network has no batch axis (its node axis runs over every graph of a batch).
+    let batched = !checked.inputs.iter().any(|i| i.kind == InputKind::Graph);
+    let output_names: Vec<String> =
+        if checked.outputs.is_empty() { vec!["output".into()] } else { checked.outputs.iter().map(|(n, _)| n.to_string()).collect() };
+
+    let export_network = if single {
+        quote!()
+    } else {
+        // The inputs as the tree's macro takes them: the first flows in; a tensor input is a
+        // value (`Input(..)` clones it), a mask a `&Value`, a graph a `&GraphInput` (named as
+        // declared), and a
+        // selector `[value]` (the tree borrows `&sel[..]`).
+        let count = input_sigs.len();
+        let mut binds = Vec::new();
+        for (k, info) in checked.inputs.iter().enumerate().skip(1) {
+            let v = format_ident!("__in_{}", info.ident);
+            binds.push(match info.kind {
+                InputKind::Tensor => quote!(let #v: #ONNX::Value = ::core::clone::Clone::clone(&__inputs[#k]);),
+                InputKind::Mask => quote!(let #v: &#ONNX::Value = &__inputs[#k];),
+                InputKind::Graph => {
+                    let (n, gv) = (info.ident.to_string(), format_ident!("__graph_{}", info.ident));
+                    quote!(let #gv = #ONNX::GraphInput::new(#n); let #v: &#ONNX::GraphInput = &#gv;)
+                }
+            });
+            if info.selector {
+                let s = format_ident!("__sel_{}", info.ident);
+                binds.push(quote!(let #s: [#ONNX::Value; 1] = [::core::clone::Clone::clone(&__inputs[#k])];));
+            }
+        }
+        let (defs, run) = match heads {
+            Some((trunk, heads)) => {
+                let trunk_m = format_ident!("__typenet_onnx_trunk_of_{}", name);
+                let head_ms: Vec<syn::Ident> = (0..heads.len()).map(|k| format_ident!("__typenet_onnx_head_of_{}_{}", name, k)).collect();
+                let defs = std::iter::once((&trunk_m, &trunk)).chain(head_ms.iter().zip(&heads)).map(|(m, body)| {
+                    quote! {
+                        #[doc(hidden)]
+                        #[allow(unused_macros)]
+                        macro_rules! #m {
+                            ($s:ident, #(#mparams,)* $mode:path, $($borrow:tt)*) => { #body };
+                        }
+                    }
+                });
+                let defs = quote!(#(#defs)*);
+                let calls = head_ms.iter().map(|m| {
+                    quote!(#ONNX::Export::export(&#m!(__k, #(#margs,)* #LAYERS::Eval, &), g, ::core::clone::Clone::clone(&__trunk))?)
+                });
+                let run = quote! {
+                    let __trunk = #ONNX::Export::export(&#trunk_m!(__k, #(#margs,)* #LAYERS::Eval, &), g, __first)?;
+                    ::core::result::Result::Ok(::std::vec![#(#calls),*])
+                };
+                (defs, run)
+            }
+            None => {
+                let m = &tree_macros[0];
+                (quote!(), quote!(::core::result::Result::Ok(::std::vec![#ONNX::Export::export(&#m!(__k, #(#margs,)* #LAYERS::Eval, &), g, __first)?])))
+            }
+        };
+        let what = format!("network `{name}`");
+        quote! {
+            #[allow(unused_variables)]
+            fn export_network(&self, g: &mut #ONNX::Builder, __inputs: ::std::vec::Vec<#ONNX::Value>)
+                -> ::core::result::Result<::std::vec::Vec<#ONNX::Value>, #ONNX::ExportError> {
+                #defs
+                if __inputs.len() != #count {
+                    return ::core::result::Result::Err(#ONNX::ExportError::shape(#what, ::std::format!("{} input values for {} inputs", __inputs.len(), #count)));
+                }
+                #keyed_struct
+                let __first: #ONNX::Value = ::core::clone::Clone::clone(&__inputs[0]);
+                #(#binds)*
+                g.network(|g| { #run })
+            }
+        }
+    };
     quote! {
         impl<#impl_generics> #ONNX::Export for #name<__E, __D> {
+            #[allow(unused_variables)]
             fn export(&self, g: &mut #ONNX::Builder, x: #ONNX::Value) -> ::core::result::Result<#ONNX::Value, #ONNX::ExportError> {
-                #body
+                #export_body
             }
         }
         impl<#impl_generics> #ONNX::ExportNetwork for #name<__E, __D> {
             fn signature() -> #ONNX::Signature {
-                #ONNX::Signature::of::<#in_ty>(&[#(#axes),*])
+                #ONNX::Signature { inputs: ::std::vec![#(#input_sigs),*], outputs: ::std::vec![#(#output_names.into()),*], batched: #batched }
             }
+            #export_network
         }
     }
 }

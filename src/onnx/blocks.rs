@@ -1,11 +1,14 @@
 //! [`Export`] for the blocks (`Each`, `Residual`, `ResidualProject`, `Concat`, `Sum`), the
-//! borrows a network's tree is made of (`Eval`, [`Keyed`]), the macro's own stateless
-//! modules (`Realize`, `ReduceSet`), the attention family, and an error for the layers ONNX
-//! cannot express yet (the graph layers).
+//! borrows a network's tree is made of (`Eval`, [`Keyed`]), the macro's own modules for
+//! several inputs (`Input`, `With`, `WithTensor`: [`ExportWith`]), `Realize`, `ReduceSet`,
+//! the attention family (with masks), the graph layers that ONNX opset 17 expresses (`gcn`,
+//! `graph_conv` and `graph_pool` by sum or mean), and an error for the others.
 
 use dfdx::prelude::{Device, Dtype, Storage};
 
-use super::{shape_str, Attr, Builder, Dim, Export, ExportError, ExportShape, Value};
+use super::{shape_str, Attr, Builder, Dim, Export, ExportError, ExportShape, GraphInput, Value};
+use crate::layers::graph::Aggregation;
+use crate::ops::scatter::Aggr;
 use crate::__private::{Realize, RealizeAfter, RealizeBefore, ReduceSet};
 use crate::layers::*;
 use crate::Float;
@@ -33,6 +36,52 @@ pub struct Keyed<'a, M>(pub &'static str, pub &'a M);
 impl<M: Export> Export for Keyed<'_, M> {
     fn export(&self, g: &mut Builder, x: Value) -> Result<Value, ExportError> {
         g.keyed(self.0, |g| self.1.export(g, x))
+    }
+}
+
+/// A layer that takes an extra input beside the flowing value (`With(layer, a)` in a
+/// network's tree): a key-padding mask (`&Value`), a selector (`&[Value]`, one value: the
+/// index input), a graph ([`GraphInput`]).
+pub trait ExportWith<A> {
+    /// As [`Export::export`], with the extra input `a`.
+    fn export_with(&self, g: &mut Builder, x: Value, a: &A) -> Result<Value, ExportError>;
+}
+
+impl<A, M: ExportWith<A>> ExportWith<A> for Eval<'_, M> {
+    fn export_with(&self, g: &mut Builder, x: Value, a: &A) -> Result<Value, ExportError> {
+        self.0.export_with(g, x, a)
+    }
+}
+
+impl<A, M: ExportWith<A>> ExportWith<A> for Keyed<'_, M> {
+    fn export_with(&self, g: &mut Builder, x: Value, a: &A) -> Result<Value, ExportError> {
+        g.keyed(self.0, |g| self.1.export_with(g, x, a))
+    }
+}
+
+impl<A, M: ExportWith<A> + ?Sized> ExportWith<A> for &M {
+    fn export_with(&self, g: &mut Builder, x: Value, a: &A) -> Result<Value, ExportError> {
+        (**self).export_with(g, x, a)
+    }
+}
+
+impl<A, M: ExportWith<A>> Export for With<M, A> {
+    fn export(&self, g: &mut Builder, x: Value) -> Result<Value, ExportError> {
+        self.0.export_with(g, x, &self.1)
+    }
+}
+
+impl<M: ExportWith<(Value, G)>, G: Clone> Export for WithTensor<M, Value, G> {
+    /// The layer given another tensor input (`cfconv`'s positions) and possibly a graph.
+    fn export(&self, g: &mut Builder, x: Value) -> Result<Value, ExportError> {
+        self.0.export_with(g, x, &(self.1.clone(), self.2.clone()))
+    }
+}
+
+impl Export for Input<Value> {
+    /// The first item of a branch that starts from another input: that input's value.
+    fn export(&self, _: &mut Builder, _: Value) -> Result<Value, ExportError> {
+        Ok(self.0.clone())
     }
 }
 
@@ -317,111 +366,363 @@ impl Export for Sinusoidal {
     }
 }
 
-/// `Err` naming the layer for layers with no ONNX export yet.
+/// `Err` naming the layer for layers with no ONNX export yet, alone or given an extra input.
 macro_rules! unsupported {
-    ($([$($g:tt)*] $ty:ty => $name:literal, $why:literal;)*) => {$(
+    ($([$($g:tt)*] $ty:ty => $name:literal, $why:expr;)*) => {$(
         impl<$($g)*> Export for $ty {
             fn export(&self, g: &mut Builder, _x: Value) -> Result<Value, ExportError> {
+                Err(ExportError::unsupported(g.layer_name($name), $why))
+            }
+        }
+        impl<__A, $($g)*> ExportWith<__A> for $ty {
+            fn export_with(&self, g: &mut Builder, _x: Value, _: &__A) -> Result<Value, ExportError> {
                 Err(ExportError::unsupported(g.layer_name($name), $why))
             }
         }
     )*};
 }
 
+const EDGE_FEATURES: &str = "not exported yet (a block on every edge, or distances to the neighbours)";
+
 unsupported! {
-    [const V: usize, const M: usize, E: Dtype, D: Storage<E>] Embedding<V, M, E, D> => "Embedding",
-        "its input holds indices, and this version exports float inputs only";
-    [const IN: usize, const OUT: usize, E: Dtype, D: Storage<E>] Gcn<IN, OUT, E, D> => "Gcn",
-        "graph layers are not exported yet";
-    [const IN: usize, const OUT: usize, A: crate::layers::graph::Aggregation, E: Dtype, D: Storage<E>] GraphConv<IN, OUT, A, E, D> => "GraphConv",
-        "graph layers are not exported yet";
-    [const C: usize, B, A: crate::layers::graph::Aggregation] MessagePassing<C, B, A> => "MessagePassing",
-        "graph layers are not exported yet";
-    [A: crate::layers::graph::Aggregation] GraphPool<A> => "GraphPool",
-        "graph layers are not exported yet";
-    [const IN: usize, const OUT: usize, const RBF: usize, E: Dtype, D: Storage<E>] CfConv<IN, OUT, RBF, E, D> => "CfConv",
-        "graph layers are not exported yet";
-    [B] Route<B> => "Route",
-        "graph layers are not exported yet";
+    [const C: usize, B, A: crate::layers::graph::Aggregation] MessagePassing<C, B, A> => "MessagePassing", EDGE_FEATURES;
+    [const IN: usize, const OUT: usize, const RBF: usize, E: Dtype, D: Storage<E>] CfConv<IN, OUT, RBF, E, D> => "CfConv", EDGE_FEATURES;
+    [B] Route<B> => "Route", "`route` selects rows by an index input on the host; not exported yet";
+}
+
+// ---------------------------------------------------------------- graph layers
+
+/// A graph layer exported without its graph (alone, not in the network declaring it).
+fn needs_graph(g: &Builder, ty: &str) -> ExportError {
+    ExportError::unsupported(g.layer_name(ty), "a graph layer is exported within the network that declares its graph input (`onnx::export`)")
+}
+
+/// An error unless `x` is a node matrix `[n, F]` (a graph network has no batch axis).
+fn check_nodes(x: &Value, f: usize, layer: &str) -> Result<(), ExportError> {
+    if x.rank() == 2 && x.dims[1] == Dim::Fixed(f) {
+        Ok(())
+    } else {
+        Err(ExportError::shape(layer, format!("expected the nodes [n, {f}], got {}", shape_str(&x.dims))))
+    }
+}
+
+/// `Expand(value, shape)`: a float tensor of the (run-time) shape `shape` filled with `value`.
+fn filled(g: &mut Builder, value: f32, shape: &str) -> String {
+    let v = g.scalar(value);
+    g.node("Expand", &[&v, shape], &[])
+}
+
+/// `out[i] = Σ_{e: tgt[e] = i} updates[e]` over the rows of `like` (`[n, ..]`): ONNX
+/// `ScatterND` with `reduction = add` (opset 16) into zeros shaped as `like`.
+fn scatter_add(g: &mut Builder, like_shape: &str, tgt: &str, updates: &str) -> String {
+    let zeros = filled(g, 0.0, like_shape);
+    let a1 = g.ints(&[1]);
+    let idx = g.node("Unsqueeze", &[tgt, &a1], &[]);
+    g.node("ScatterND", &[&zeros, &idx, updates], &[("reduction", Attr::Str("add".into()))])
+}
+
+/// The rows of `Shape(x)` up to axis 1: `[n]` as a 1-element shape.
+fn rows_shape(g: &mut Builder, x: &str) -> String {
+    let shape = g.node("Shape", &[x], &[]);
+    let (z, one) = (g.ints(&[0]), g.ints(&[1]));
+    g.node("Slice", &[&shape, &z, &one, &z], &[])
+}
+
+/// `aggr_{j → i} x_j` for the nodes `x` (`[n, f]`): the sum, or the mean (0 without incoming
+/// edges), as typenet's `scatter::aggregate`; `Err` for the maximum (ONNX's `ScatterND`
+/// with `reduction = max` needs opset 18).
+fn aggregate(g: &mut Builder, graph: &GraphInput, x: &Value, aggr: Aggr, layer: &str) -> Result<Value, ExportError> {
+    let (src, tgt) = g.graph_edges(graph);
+    let msgs = g.node("Gather", &[&x.name, &src], &[("axis", Attr::Int(0))]);
+    let xs = g.node("Shape", &[&x.name], &[]);
+    let sum = scatter_add(g, &xs, &tgt, &msgs);
+    let y = match aggr {
+        Aggr::Sum => sum,
+        Aggr::Mean => {
+            let es = g.node("Shape", &[&src], &[]);
+            let ones = filled(g, 1.0, &es);
+            let ns = rows_shape(g, &x.name);
+            let count = scatter_add(g, &ns, &tgt, &ones);
+            let one = g.scalar(1.0);
+            let count = g.node("Max", &[&count, &one], &[]);
+            let a1 = g.ints(&[1]);
+            let count = g.node("Unsqueeze", &[&count, &a1], &[]);
+            g.node("Div", &[&sum, &count], &[])
+        }
+        Aggr::Max => {
+            return Err(ExportError::unsupported(layer, "`aggr = max` needs ONNX `ScatterND` with `reduction = max` (opset 18; this exporter writes opset 17)"))
+        }
+    };
+    Ok(Value { name: y, dims: x.dims.clone() })
+}
+
+impl<const IN: usize, const OUT: usize, E: Float, D: Device<E>> Export for Gcn<IN, OUT, E, D> {
+    fn export(&self, g: &mut Builder, _: Value) -> Result<Value, ExportError> {
+        Err(needs_graph(g, "Gcn"))
+    }
+}
+
+impl<const IN: usize, const OUT: usize, E: Float, D: Device<E>> ExportWith<&GraphInput> for Gcn<IN, OUT, E, D> {
+    /// PyTorch Geometric's `GCNConv` as typenet computes it: `h = x·Wᵀ`, `d̂_i` = 1 + the
+    /// edges into `i` from another node, `y_i = h_i/d̂_i + Σ_{j → i, j ≠ i} h_j/√(d̂_j d̂_i) + b`
+    /// (self-loops of the graph replaced by one of weight 1), with `Gather` and `ScatterND`.
+    fn export_with(&self, g: &mut Builder, x: Value, graph: &&GraphInput) -> Result<Value, ExportError> {
+        let layer = g.layer_name("Gcn");
+        check_nodes(&x, IN, &layer)?;
+        let w = g.weight("lin.weight", &self.weight)?;
+        let b = g.weight("bias", &self.bias)?;
+        let h = super::layers::linear(g, &x, &w, None, OUT);
+        let (src, tgt) = g.graph_edges(graph);
+        let same = g.node("Equal", &[&src, &tgt], &[]);
+        let other = g.node("Not", &[&same], &[]);
+        let other = g.node("Cast", &[&other], &[("to", Attr::Int(super::proto::data_type::FLOAT as i64))]);
+        let ns = rows_shape(g, &x.name);
+        let deg = scatter_add(g, &ns, &tgt, &other);
+        let one = g.scalar(1.0);
+        let deg = g.node("Add", &[&deg, &one], &[]);
+        let root = g.node("Sqrt", &[&deg], &[]);
+        let inv = g.node("Div", &[&one, &root], &[]);
+        let (is, it) = (
+            g.node("Gather", &[&inv, &src], &[("axis", Attr::Int(0))]),
+            g.node("Gather", &[&inv, &tgt], &[("axis", Attr::Int(0))]),
+        );
+        let we = g.node("Mul", &[&is, &it], &[]);
+        let we = g.node("Mul", &[&we, &other], &[]);
+        let a1 = g.ints(&[1]);
+        let we = g.node("Unsqueeze", &[&we, &a1], &[]);
+        let hj = g.node("Gather", &[&h.name, &src], &[("axis", Attr::Int(0))]);
+        let msgs = g.node("Mul", &[&hj, &we], &[]);
+        let hs = g.node("Shape", &[&h.name], &[]);
+        let agg = scatter_add(g, &hs, &tgt, &msgs);
+        let deg1 = g.node("Unsqueeze", &[&deg, &a1], &[]);
+        let own = g.node("Div", &[&h.name, &deg1], &[]);
+        let y = g.node("Add", &[&agg, &own], &[]);
+        let y = g.node("Add", &[&y, &b], &[]);
+        Ok(Value { name: y, dims: h.dims })
+    }
+}
+
+impl<const IN: usize, const OUT: usize, A: Aggregation, E: Float, D: Device<E>> Export for GraphConv<IN, OUT, A, E, D> {
+    fn export(&self, g: &mut Builder, _: Value) -> Result<Value, ExportError> {
+        Err(needs_graph(g, "GraphConv"))
+    }
+}
+
+impl<const IN: usize, const OUT: usize, A: Aggregation, E: Float, D: Device<E>> ExportWith<&GraphInput> for GraphConv<IN, OUT, A, E, D> {
+    /// PyTorch Geometric's `GraphConv`: `lin_rel(aggr_{j → i} x_j) + lin_root(x_i)`.
+    fn export_with(&self, g: &mut Builder, x: Value, graph: &&GraphInput) -> Result<Value, ExportError> {
+        let layer = g.layer_name("GraphConv");
+        check_nodes(&x, IN, &layer)?;
+        let agg = aggregate(g, graph, &x, A::AGGR, &layer)?;
+        let rel = g.scoped("lin_rel", |g| self.lin_rel.export(g, agg))?;
+        let root = g.scoped("lin_root", |g| self.lin_root.export(g, x))?;
+        add(g, &layer, rel, &root)
+    }
+}
+
+impl<A: Aggregation> Export for GraphPool<A> {
+    fn export(&self, g: &mut Builder, _: Value) -> Result<Value, ExportError> {
+        Err(needs_graph(g, "GraphPool"))
+    }
+}
+
+impl<A: Aggregation> ExportWith<&GraphInput> for GraphPool<A> {
+    /// One row per graph: the nodes `x` (`[n, f]`) reduced by the ONNX input `{g}_batch`
+    /// (`int64 [n]`, each node's graph, PyTorch Geometric's `batch`): a membership matrix
+    /// `[graphs, n]` times `x` (divided by the counts for the mean). The
+    /// number of graphs is `max(batch) + 1` (typenet's `Graph` also counts empty graphs
+    /// after the last node's).
+    fn export_with(&self, g: &mut Builder, x: Value, graph: &&GraphInput) -> Result<Value, ExportError> {
+        let layer = g.layer_name("GraphPool");
+        x.expect_rank(&layer, &[2])?;
+        let f = x.fixed(1, &layer)?;
+        let batch = g.graph_batch(graph, &x.dims[0]);
+        // member[b, v] = (batch[v] == b), b in 0..max(batch) + 1; the pool is member · x
+        let top = g.node("ReduceMax", &[&batch], &[("axes", Attr::Ints(vec![0])), ("keepdims", Attr::Int(0))]);
+        let (zero, one) = (g.const_i64(&[0], &[]), g.const_i64(&[1], &[]));
+        let count = g.node("Add", &[&top, &one], &[]);
+        let ids = g.node("Range", &[&zero, &count, &one], &[]);
+        let (a0, a1) = (g.ints(&[0]), g.ints(&[1]));
+        let ids = g.node("Unsqueeze", &[&ids, &a1], &[]);
+        let of = g.node("Unsqueeze", &[&batch, &a0], &[]);
+        let member = g.node("Equal", &[&ids, &of], &[]);
+        let member = g.node("Cast", &[&member], &[("to", Attr::Int(super::proto::data_type::FLOAT as i64))]);
+        let sum = g.node("MatMul", &[&member, &x.name], &[]);
+        let y = match A::AGGR {
+            Aggr::Sum => sum,
+            Aggr::Mean => {
+                let nodes = g.node("ReduceSum", &[&member, &a1], &[("keepdims", Attr::Int(1))]);
+                let one = g.scalar(1.0);
+                let nodes = g.node("Max", &[&nodes, &one], &[]);
+                g.node("Div", &[&sum, &nodes], &[])
+            }
+            Aggr::Max => {
+                return Err(ExportError::unsupported(layer, "`graph_pool(max)` needs ONNX `ScatterND` with `reduction = max` (opset 18; this exporter writes opset 17)"))
+            }
+        };
+        Ok(Value { name: y, dims: vec![Dim::Named(format!("{}_graphs", graph.name)), Dim::Fixed(f)] })
+    }
+}
+
+impl<const V: usize, const M: usize, E: Float, D: Device<E>> Export for Embedding<V, M, E, D> {
+    /// `Gather(weight, x)` on axis 0: the input holds `int64` indices (an index input of the
+    /// network); an index `≥ V` fails in the runtime's `Gather`, as it is an `Err` in typenet.
+    fn export(&self, g: &mut Builder, x: Value) -> Result<Value, ExportError> {
+        let layer = g.layer_name("Embedding");
+        // indices `[batch, t]` (typenet's `embedding` takes `[t]` per sample)
+        x.expect_rank(&layer, &[2])?;
+        let w = g.weight("weight", &self.weight)?;
+        let y = g.node("Gather", &[&w, &x.name], &[("axis", Attr::Int(0))]);
+        let mut dims = x.dims;
+        dims.push(Dim::Fixed(M));
+        Ok(Value { name: y, dims })
+    }
 }
 
 impl<const M: usize, const H: usize, E: Float, D: Device<E>, const C: bool> Export for Attention<M, H, E, D, C> {
-    /// PyTorch's `nn.MultiheadAttention` (self-attention, evaluation) composed of `MatMul`,
-    /// `Softmax` and reshapes; `causal` masks `j > i` with `-inf` before the softmax.
     fn export(&self, g: &mut Builder, x: Value) -> Result<Value, ExportError> {
-        let layer = g.layer_name("Attention");
-        x.expect_rank(&layer, &[3])?;
-        if x.dims[2] != Dim::Fixed(M) || H == 0 || M % H != 0 {
-            return Err(ExportError::shape(layer, format!("expected [batch, t, {M}] and {H} heads dividing {M}, got {}", shape_str(&x.dims))));
-        }
-        let dh = M / H;
-        let wi = g.weight("in_proj_weight", &self.in_proj_weight)?;
-        let bi = g.weight("in_proj_bias", &self.in_proj_bias)?;
-        let wo = g.weight("out_proj.weight", &self.out_proj_weight)?;
-        let bo = g.weight("out_proj.bias", &self.out_proj_bias)?;
-        let qkv = super::layers::linear(g, &x, &wi, Some(&bi), 3 * M);
-        let sizes = g.ints(&[M as i64; 3]);
-        let parts = g.node_n("Split", &[&qkv.name, &sizes], 3, &[("axis", Attr::Int(2))]);
-        let heads = g.ints(&[0, 0, H as i64, dh as i64]);
-        let split: Vec<String> = parts.iter().map(|p| g.node("Reshape", &[p, &heads], &[])).collect();
-        let q = g.node("Transpose", &[&split[0]], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
-        let kt = g.node("Transpose", &[&split[1]], &[("perm", Attr::Ints(vec![0, 2, 3, 1]))]);
-        let v = g.node("Transpose", &[&split[2]], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
-        let s = g.node("MatMul", &[&q, &kt], &[]);
-        let scale = g.scalar((1.0 / (dh as f64).sqrt()) as f32);
-        let mut s = g.node("Mul", &[&s, &scale], &[]);
-        if C {
-            let t = dim_of(g, &x.name, 1);
-            let t0 = g.node("Squeeze", &[&t], &[]);
-            let (zero, one) = (g.const_i64(&[0], &[]), g.const_i64(&[1], &[]));
-            let idx = g.node("Range", &[&zero, &t0, &one], &[]);
-            let (a0, a1) = (g.ints(&[0]), g.ints(&[1]));
-            let cols = g.node("Unsqueeze", &[&idx, &a0], &[]);
-            let rows = g.node("Unsqueeze", &[&idx, &a1], &[]);
-            let future = g.node("Greater", &[&cols, &rows], &[]);
-            let ninf = g.scalar(f32::NEG_INFINITY);
-            s = g.node("Where", &[&future, &ninf, &s], &[]);
-        }
-        let a = g.node("Softmax", &[&s], &[("axis", Attr::Int(-1))]);
-        let ctx = g.node("MatMul", &[&a, &v], &[]);
-        let ctx = g.node("Transpose", &[&ctx], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
-        let back = g.ints(&[0, 0, M as i64]);
-        let ctx = g.node("Reshape", &[&ctx, &back], &[]);
-        let ctx = Value { name: ctx, dims: x.dims.clone() };
-        Ok(super::layers::linear(g, &ctx, &wo, Some(&bo), M))
+        attend(self, g, x, None)
     }
+}
+
+impl<const M: usize, const H: usize, E: Float, D: Device<E>, const C: bool> ExportWith<&Value> for Attention<M, H, E, D, C> {
+    /// With a key-padding mask (`attention(mask = m)`).
+    fn export_with(&self, g: &mut Builder, x: Value, mask: &&Value) -> Result<Value, ExportError> {
+        attend(self, g, x, Some(mask))
+    }
+}
+
+/// An error unless `mask` is a `[batch, t]` mask for the sequence `x` (`[batch, t, ..]`).
+fn check_mask(layer: &str, x: &Value, mask: &Value) -> Result<(), ExportError> {
+    if mask.rank() != 2 || (mask.dims[1].fixed().is_some() && x.dims[1].fixed().is_some() && mask.dims[1] != x.dims[1]) {
+        return Err(ExportError::shape(
+            layer,
+            format!("the key-padding mask {} does not fit the sequence {}", shape_str(&mask.dims), shape_str(&x.dims)),
+        ));
+    }
+    Ok(())
+}
+
+/// PyTorch's `nn.MultiheadAttention` (self-attention, evaluation) composed of `MatMul`,
+/// `Softmax` and reshapes; `causal` masks `j > i` and the key-padding `mask` (`[batch, t]`,
+/// `true` = padding) masks key `j` with `-inf` before the softmax. With a mask, the weights
+/// of masked keys are set to 0 after it, so that a query whose keys are all masked gets
+/// weights 0 (output: the bias), as typenet's kernel gives (PyTorch: NaN).
+fn attend<const M: usize, const H: usize, E: Float, D: Device<E>, const C: bool>(
+    this: &Attention<M, H, E, D, C>,
+    g: &mut Builder,
+    x: Value,
+    mask: Option<&Value>,
+) -> Result<Value, ExportError> {
+    let layer = g.layer_name("Attention");
+    x.expect_rank(&layer, &[3])?;
+    if let Some(m) = mask {
+        check_mask(&layer, &x, m)?;
+    }
+    if x.dims[2] != Dim::Fixed(M) || H == 0 || !M.is_multiple_of(H) {
+        return Err(ExportError::shape(layer, format!("expected [batch, t, {M}] and {H} heads dividing {M}, got {}", shape_str(&x.dims))));
+    }
+    let dh = M / H;
+    let wi = g.weight("in_proj_weight", &this.in_proj_weight)?;
+    let bi = g.weight("in_proj_bias", &this.in_proj_bias)?;
+    let wo = g.weight("out_proj.weight", &this.out_proj_weight)?;
+    let bo = g.weight("out_proj.bias", &this.out_proj_bias)?;
+    let qkv = super::layers::linear(g, &x, &wi, Some(&bi), 3 * M);
+    let sizes = g.ints(&[M as i64; 3]);
+    let parts = g.node_n("Split", &[&qkv.name, &sizes], 3, &[("axis", Attr::Int(2))]);
+    let heads = g.ints(&[0, 0, H as i64, dh as i64]);
+    let split: Vec<String> = parts.iter().map(|p| g.node("Reshape", &[p, &heads], &[])).collect();
+    let q = g.node("Transpose", &[&split[0]], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let kt = g.node("Transpose", &[&split[1]], &[("perm", Attr::Ints(vec![0, 2, 3, 1]))]);
+    let v = g.node("Transpose", &[&split[2]], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let s = g.node("MatMul", &[&q, &kt], &[]);
+    let scale = g.scalar((1.0 / (dh as f64).sqrt()) as f32);
+    let mut s = g.node("Mul", &[&s, &scale], &[]);
+    // masked[b, 1, i, j]: j > i (causal) or key j is padding
+    let mut masked = None;
+    if C {
+        let t = dim_of(g, &x.name, 1);
+        let t0 = g.node("Squeeze", &[&t], &[]);
+        let (zero, one) = (g.const_i64(&[0], &[]), g.const_i64(&[1], &[]));
+        let idx = g.node("Range", &[&zero, &t0, &one], &[]);
+        let (a0, a1) = (g.ints(&[0]), g.ints(&[1]));
+        let cols = g.node("Unsqueeze", &[&idx, &a0], &[]);
+        let rows = g.node("Unsqueeze", &[&idx, &a1], &[]);
+        masked = Some(g.node("Greater", &[&cols, &rows], &[]));
+    }
+    if let Some(m) = mask {
+        let a12 = g.ints(&[1, 2]);
+        let keys = g.node("Unsqueeze", &[&m.name, &a12], &[]);
+        masked = Some(match masked {
+            Some(future) => g.node("Or", &[&future, &keys], &[]),
+            None => keys,
+        });
+    }
+    if let Some(m) = &masked {
+        let ninf = g.scalar(f32::NEG_INFINITY);
+        s = g.node("Where", &[m, &ninf, &s], &[]);
+    }
+    let mut a = g.node("Softmax", &[&s], &[("axis", Attr::Int(-1))]);
+    if let (Some(m), Some(_)) = (&masked, mask) {
+        let zero = g.scalar(0.0);
+        a = g.node("Where", &[m, &zero, &a], &[]);
+    }
+    let ctx = g.node("MatMul", &[&a, &v], &[]);
+    let ctx = g.node("Transpose", &[&ctx], &[("perm", Attr::Ints(vec![0, 2, 1, 3]))]);
+    let back = g.ints(&[0, 0, M as i64]);
+    let ctx = g.node("Reshape", &[&ctx, &back], &[]);
+    let ctx = Value { name: ctx, dims: x.dims.clone() };
+    Ok(super::layers::linear(g, &ctx, &wo, Some(&bo), M))
 }
 
 impl<const M: usize, const H: usize, const F: usize, E: Float, D: Device<E>, A: FeedForwardActivation + Export, const NF: bool, const C: bool>
     Export for Transformer<M, H, F, E, D, A, NF, C>
 {
-    /// PyTorch's `nn.TransformerEncoderLayer` in evaluation (dropout is the identity), post-
-    /// or pre-norm, weights under its keys (`self_attn.`, `linear1.`, `norm1.`, ...).
     fn export(&self, g: &mut Builder, x: Value) -> Result<Value, ExportError> {
-        let layer = g.layer_name("Transformer");
-        x.expect_rank(&layer, &[3])?;
-        let sa = |g: &mut Builder, x: Value| g.scoped("self_attn", |g| self.self_attn.export(g, x));
-        let ff = |g: &mut Builder, x: Value| -> Result<Value, ExportError> {
-            let h = g.scoped("linear1", |g| self.linear1.export(g, x))?;
-            let h = self.activation.export(g, h)?;
-            g.scoped("linear2", |g| self.linear2.export(g, h))
-        };
-        let n1 = |g: &mut Builder, x: Value| g.scoped("norm1", |g| self.norm1.export(g, x));
-        let n2 = |g: &mut Builder, x: Value| g.scoped("norm2", |g| self.norm2.export(g, x));
-        if NF {
-            let a = n1(g, x.clone())?;
-            let a = sa(g, a)?;
-            let x = add(g, &layer, x, &a)?;
-            let f = n2(g, x.clone())?;
-            let f = ff(g, f)?;
-            add(g, &layer, x, &f)
-        } else {
-            let a = sa(g, x.clone())?;
-            let x = add(g, &layer, x, &a)?;
-            let x = n1(g, x)?;
-            let f = ff(g, x.clone())?;
-            let x = add(g, &layer, x, &f)?;
-            n2(g, x)
-        }
+        transform(self, g, x, None)
+    }
+}
+
+impl<const M: usize, const H: usize, const F: usize, E: Float, D: Device<E>, A: FeedForwardActivation + Export, const NF: bool, const C: bool>
+    ExportWith<&Value> for Transformer<M, H, F, E, D, A, NF, C>
+{
+    /// With a key-padding mask (`transformer(mask = m)`), applied in its attention block.
+    fn export_with(&self, g: &mut Builder, x: Value, mask: &&Value) -> Result<Value, ExportError> {
+        transform(self, g, x, Some(mask))
+    }
+}
+
+/// PyTorch's `nn.TransformerEncoderLayer` in evaluation (dropout is the identity), post- or
+/// pre-norm, weights under its keys (`self_attn.`, `linear1.`, `norm1.`, ...).
+fn transform<const M: usize, const H: usize, const F: usize, E: Float, D: Device<E>, A: FeedForwardActivation + Export, const NF: bool, const C: bool>(
+    this: &Transformer<M, H, F, E, D, A, NF, C>,
+    g: &mut Builder,
+    x: Value,
+    mask: Option<&Value>,
+) -> Result<Value, ExportError> {
+    let layer = g.layer_name("Transformer");
+    x.expect_rank(&layer, &[3])?;
+    let sa = |g: &mut Builder, x: Value| g.scoped("self_attn", |g| attend(&this.self_attn, g, x, mask));
+    let ff = |g: &mut Builder, x: Value| -> Result<Value, ExportError> {
+        let h = g.scoped("linear1", |g| this.linear1.export(g, x))?;
+        let h = this.activation.export(g, h)?;
+        g.scoped("linear2", |g| this.linear2.export(g, h))
+    };
+    let n1 = |g: &mut Builder, x: Value| g.scoped("norm1", |g| this.norm1.export(g, x));
+    let n2 = |g: &mut Builder, x: Value| g.scoped("norm2", |g| this.norm2.export(g, x));
+    if NF {
+        let a = n1(g, x.clone())?;
+        let a = sa(g, a)?;
+        let x = add(g, &layer, x, &a)?;
+        let f = n2(g, x.clone())?;
+        let f = ff(g, f)?;
+        add(g, &layer, x, &f)
+    } else {
+        let a = sa(g, x.clone())?;
+        let x = add(g, &layer, x, &a)?;
+        let x = n1(g, x)?;
+        let f = ff(g, x.clone())?;
+        let x = add(g, &layer, x, &f)?;
+        n2(g, x)
     }
 }

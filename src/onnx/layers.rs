@@ -583,56 +583,96 @@ impl<const COUNT: usize> Export for RadialBasis<COUNT> {
     /// where the cutoff function is 0), Gaussians on a last axis of `COUNT`, summed over `j`.
     fn export(&self, g: &mut Builder, x: Value) -> Result<Value, ExportError> {
         let layer = g.layer_name("RadialBasis");
-        x.expect_rank(&layer, &[3])?;
-        expect_last(&x, 3, &layer)?;
-        let rc = self.cutoff;
-        if !(rc > 0.0 && rc.is_finite()) {
-            return Err(ExportError::shape(layer, "the cutoff must be finite and positive"));
-        }
-        let (ax1, ax2, ax3) = (g.ints(&[1]), g.ints(&[2]), g.ints(&[3]));
-        // d[b, i, j, :] = x_i − x_j
-        let xi = g.node("Unsqueeze", &[&x.name, &ax2], &[]);
-        let xj = g.node("Unsqueeze", &[&x.name, &ax1], &[]);
-        let d = g.node("Sub", &[&xi, &xj], &[]);
-        let d2 = g.node("Mul", &[&d, &d], &[]);
-        let r2 = g.node("ReduceSum", &[&d2, &ax3], &[("keepdims", Attr::Int(0))]);
-        // + rc² on the diagonal: eye[i, j] = (i == j), n taken from the input at run time
-        let shape = g.node("Shape", &[&x.name], &[]);
-        let one_i = g.const_i64(&[1], &[]);
-        let zero_i = g.const_i64(&[0], &[]);
-        let n = g.node("Gather", &[&shape, &one_i], &[("axis", Attr::Int(0))]);
-        let idx = g.node("Range", &[&zero_i, &n, &one_i], &[]);
-        let (a0, a1) = (g.ints(&[0]), g.ints(&[1]));
-        let col = g.node("Unsqueeze", &[&idx, &a1], &[]);
-        let row = g.node("Unsqueeze", &[&idx, &a0], &[]);
-        let eq = g.node("Equal", &[&col, &row], &[]);
-        let eye = g.node("Cast", &[&eq], &[("to", Attr::Int(super::proto::data_type::FLOAT as i64))]);
-        let rc2 = g.scalar((rc * rc) as f32);
-        let off = g.node("Mul", &[&eye, &rc2], &[]);
-        let r2 = g.node("Add", &[&r2, &off], &[]);
-        let r = g.node("Sqrt", &[&r2], &[]);
-        // f_c = ½(cos(π·min(r, rc)/rc) + 1)
-        let (lo, hi) = (g.scalar(0.0), g.scalar(rc as f32));
-        let rcl = g.node("Clip", &[&r, &lo, &hi], &[]);
-        let k = g.scalar((std::f64::consts::PI / rc) as f32);
-        let arg = g.node("Mul", &[&rcl, &k], &[]);
-        let cos = g.node("Cos", &[&arg], &[]);
-        let one = g.scalar(1.0);
-        let half = g.scalar(0.5);
-        let c1 = g.node("Add", &[&cos, &one], &[]);
-        let fc = g.node("Mul", &[&c1, &half], &[]);
-        // exp(−η (r − μ_k)²) · f_c, summed over j
-        let mu: Vec<f32> = self.centers().iter().map(|&m| m as f32).collect();
-        let mu = g.const_f32(&mu, &[COUNT]);
-        let r4 = g.node("Unsqueeze", &[&r, &ax3], &[]);
-        let dm = g.node("Sub", &[&r4, &mu], &[]);
-        let dm2 = g.node("Mul", &[&dm, &dm], &[]);
-        let neg_eta = g.scalar(-self.eta() as f32);
-        let e = g.node("Mul", &[&dm2, &neg_eta], &[]);
-        let gauss = g.node("Exp", &[&e], &[]);
-        let fc4 = g.node("Unsqueeze", &[&fc, &ax3], &[]);
-        let terms = g.node("Mul", &[&gauss, &fc4], &[]);
+        let terms = radial_terms(self, g, &x, &layer)?;
+        let ax2 = g.ints(&[2]);
         let y = g.node("ReduceSum", &[&terms, &ax2], &[("keepdims", Attr::Int(0))]);
         Ok(Value { name: y, dims: with_last(&x, COUNT) })
     }
+}
+
+impl<const COUNT: usize, const KINDS: usize, const OUT: usize> super::ExportWith<&[Value]> for RadialBasisSpecies<COUNT, KINDS, OUT> {
+    /// `radial_basis(species = z, kinds = k)`: the pair terms of [`RadialBasis`] times the
+    /// one-hot species of the neighbour `j` (`z` an `int64` index input `[batch, n]`),
+    /// summed over `j`, species-major. A species `≥ KINDS` contributes nothing here where it
+    /// is an `Err` in typenet.
+    fn export_with(&self, g: &mut Builder, x: Value, z: &&[Value]) -> Result<Value, ExportError> {
+        let layer = g.layer_name("RadialBasisSpecies");
+        let [z] = z else {
+            return Err(ExportError::shape(layer, "expected one species input"));
+        };
+        if OUT != COUNT * KINDS || z.rank() != 2 {
+            return Err(ExportError::shape(layer, format!("species {} for the points {}", super::shape_str(&z.dims), super::shape_str(&x.dims))));
+        }
+        let terms = radial_terms(&self.basis, g, &x, &layer)?;
+        // onehot[b, 1, j, s, 1] = (z[b, j] == s)
+        let (a2, a3) = (g.ints(&[2]), g.ints(&[3]));
+        let zs = g.node("Unsqueeze", &[&z.name, &a2], &[]);
+        let kinds: Vec<i64> = (0..KINDS as i64).collect();
+        let kinds = g.ints(&kinds);
+        let eq = g.node("Equal", &[&zs, &kinds], &[]);
+        let onehot = g.node("Cast", &[&eq], &[("to", Attr::Int(super::proto::data_type::FLOAT as i64))]);
+        let a14 = g.ints(&[1, 4]);
+        let onehot = g.node("Unsqueeze", &[&onehot, &a14], &[]);
+        // terms[b, i, j, 1, k] · onehot → [b, i, j, s, k], summed over j
+        let t5 = g.node("Unsqueeze", &[&terms, &a3], &[]);
+        let prod = g.node("Mul", &[&t5, &onehot], &[]);
+        let sum = g.node("ReduceSum", &[&prod, &a2], &[("keepdims", Attr::Int(0))]);
+        let shape = g.ints(&[0, 0, OUT as i64]);
+        let y = g.node("Reshape", &[&sum, &shape], &[]);
+        Ok(Value { name: y, dims: with_last(&x, OUT) })
+    }
+}
+
+/// `exp(−η (r_ij − μ_k)²) · f_c(r_ij)` for a batch of points `x` (`[batch, n, 3]`): the
+/// name of a `[batch, n, n, COUNT]` value, zero where `i = j`.
+fn radial_terms<const COUNT: usize>(this: &RadialBasis<COUNT>, g: &mut Builder, x: &Value, layer: &str) -> Result<String, ExportError> {
+    x.expect_rank(layer, &[3])?;
+    expect_last(x, 3, layer)?;
+    let rc = this.cutoff;
+    if !(rc > 0.0 && rc.is_finite()) {
+        return Err(ExportError::shape(layer, "the cutoff must be finite and positive"));
+    }
+    let (ax1, ax2, ax3) = (g.ints(&[1]), g.ints(&[2]), g.ints(&[3]));
+    // d[b, i, j, :] = x_i − x_j
+    let xi = g.node("Unsqueeze", &[&x.name, &ax2], &[]);
+    let xj = g.node("Unsqueeze", &[&x.name, &ax1], &[]);
+    let d = g.node("Sub", &[&xi, &xj], &[]);
+    let d2 = g.node("Mul", &[&d, &d], &[]);
+    let r2 = g.node("ReduceSum", &[&d2, &ax3], &[("keepdims", Attr::Int(0))]);
+    // + rc² on the diagonal: eye[i, j] = (i == j), n taken from the input at run time
+    let shape = g.node("Shape", &[&x.name], &[]);
+    let one_i = g.const_i64(&[1], &[]);
+    let zero_i = g.const_i64(&[0], &[]);
+    let n = g.node("Gather", &[&shape, &one_i], &[("axis", Attr::Int(0))]);
+    let idx = g.node("Range", &[&zero_i, &n, &one_i], &[]);
+    let (a0, a1) = (g.ints(&[0]), g.ints(&[1]));
+    let col = g.node("Unsqueeze", &[&idx, &a1], &[]);
+    let row = g.node("Unsqueeze", &[&idx, &a0], &[]);
+    let eq = g.node("Equal", &[&col, &row], &[]);
+    let eye = g.node("Cast", &[&eq], &[("to", Attr::Int(super::proto::data_type::FLOAT as i64))]);
+    let rc2 = g.scalar((rc * rc) as f32);
+    let off = g.node("Mul", &[&eye, &rc2], &[]);
+    let r2 = g.node("Add", &[&r2, &off], &[]);
+    let r = g.node("Sqrt", &[&r2], &[]);
+    // f_c = ½(cos(π·min(r, rc)/rc) + 1)
+    let (lo, hi) = (g.scalar(0.0), g.scalar(rc as f32));
+    let rcl = g.node("Clip", &[&r, &lo, &hi], &[]);
+    let k = g.scalar((std::f64::consts::PI / rc) as f32);
+    let arg = g.node("Mul", &[&rcl, &k], &[]);
+    let cos = g.node("Cos", &[&arg], &[]);
+    let one = g.scalar(1.0);
+    let half = g.scalar(0.5);
+    let c1 = g.node("Add", &[&cos, &one], &[]);
+    let fc = g.node("Mul", &[&c1, &half], &[]);
+    // exp(−η (r − μ_k)²) · f_c, summed over j
+    let mu: Vec<f32> = this.centers().iter().map(|&m| m as f32).collect();
+    let mu = g.const_f32(&mu, &[COUNT]);
+    let r4 = g.node("Unsqueeze", &[&r, &ax3], &[]);
+    let dm = g.node("Sub", &[&r4, &mu], &[]);
+    let dm2 = g.node("Mul", &[&dm, &dm], &[]);
+    let neg_eta = g.scalar(-this.eta() as f32);
+    let e = g.node("Mul", &[&dm2, &neg_eta], &[]);
+    let gauss = g.node("Exp", &[&e], &[]);
+    let fc4 = g.node("Unsqueeze", &[&fc, &ax3], &[]);
+    Ok(g.node("Mul", &[&gauss, &fc4], &[]))
 }

@@ -3,15 +3,17 @@
 //! Every typenet layer implements [`Export`], which appends the layer's ONNX nodes to a
 //! [`Builder`] and returns the value it produces; a tuple of layers exports as the chain of
 //! its members, as dfdx's tuples run. A network declared with `network!` also implements
-//! [`ExportNetwork`] (its input's per-sample shape and the names of its axes), which is what
-//! [`export`] and [`export_to_bytes`] take; anything else that implements [`Export`] (a
-//! hand-composed tuple) is exported with [`export_with`] / [`export_with_to_bytes`] and a
-//! [`Signature`] given by the caller.
+//! [`ExportNetwork`] (its inputs' names, kinds and per-sample shapes, its outputs' names),
+//! which is what [`export`] and [`export_to_bytes`] take; anything else that implements
+//! [`Export`] (a hand-composed tuple) is exported with [`export_with`] /
+//! [`export_with_to_bytes`] and a [`Signature`] given by the caller. A layer that takes an
+//! extra input (a mask, a selector) implements [`ExportWith`].
 //!
 //! The file: opset 17 of the default domain (`ai.onnx`), IR version 8, element type `float`
-//! (weights of an `f64` model are rounded to `f32`). The input is batched: its first axis is
+//! (weights of an `f64` model are rounded to `f32`). Every input is batched: its first axis is
 //! the symbolic dimension `batch`, followed by the per-sample axes (run-time axes symbolic,
-//! named by the signature). Weights are initializers named by their typenet keys
+//! named by the signature); index inputs are `int64`, masks `bool`. Inputs and outputs are
+//! named as declared (`input` and `output` for a single one). Weights are initializers named by their typenet keys
 //! (`dense_1.weight`, `0.weight` for a tuple's first member), with the shapes typenet stores
 //! them in — so a layer whose ONNX operator wants another layout (the recurrent layers, whose
 //! gates ONNX orders differently) rearranges them with graph nodes, which runtimes fold into
@@ -23,7 +25,7 @@ mod blocks;
 mod layers;
 pub mod proto;
 
-pub use blocks::{Branches, Keyed};
+pub use blocks::{Branches, ExportWith, Keyed};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -196,6 +198,12 @@ pub struct Builder {
     /// The key prefix length of each network being exported (innermost last).
     roots: Vec<usize>,
     counter: usize,
+    /// The ONNX inputs a graph input became, by its name: `(name, element type, dims)`.
+    graph_inputs: Vec<(String, (String, i32, Vec<Dim>))>,
+    /// Per graph input: its edges' sources and targets (`[e]` each), once read.
+    graph_edges: Vec<(String, (String, String))>,
+    /// Per graph input: the graph of each node (`[n]`), once read.
+    graph_batch: Vec<(String, String)>,
 }
 
 impl Builder {
@@ -336,6 +344,35 @@ impl Builder {
         out
     }
 
+    /// The edges of the graph input `graph`: the values of their sources and targets
+    /// (`int64 [e]` each), read from the ONNX input named as the graph, `int64 [2, e]` (row 0
+    /// the sources, row 1 the targets: PyTorch Geometric's `edge_index`), added on first use.
+    pub fn graph_edges(&mut self, graph: &GraphInput) -> (String, String) {
+        if let Some((_, e)) = self.graph_edges.iter().find(|(n, _)| *n == graph.name) {
+            return e.clone();
+        }
+        let name = graph.name.clone();
+        let dims = vec![Dim::Fixed(2), Dim::Named(format!("{name}_edges"))];
+        self.graph_inputs.push((name.clone(), (name.clone(), data_type::INT64, dims)));
+        let (i0, i1) = (self.const_i64(&[0], &[]), self.const_i64(&[1], &[]));
+        let src = self.node("Gather", &[&name, &i0], &[("axis", Attr::Int(0))]);
+        let tgt = self.node("Gather", &[&name, &i1], &[("axis", Attr::Int(0))]);
+        self.graph_edges.push((name, (src.clone(), tgt.clone())));
+        (src, tgt)
+    }
+
+    /// The graph of each node of the graph input `graph` (`int64 [n]`, PyTorch Geometric's
+    /// `batch`): the ONNX input `{graph}_batch`, added on first use.
+    pub fn graph_batch(&mut self, graph: &GraphInput, nodes: &Dim) -> String {
+        if let Some((_, b)) = self.graph_batch.iter().find(|(n, _)| *n == graph.name) {
+            return b.clone();
+        }
+        let name = format!("{}_batch", graph.name);
+        self.graph_inputs.push((graph.name.clone(), (name.clone(), data_type::INT64, vec![nodes.clone()])));
+        self.graph_batch.push((graph.name.clone(), name.clone()));
+        name
+    }
+
     /// Adds a node `op(inputs) {attrs}` with one output; returns the output's name. An empty
     /// input name is an omitted optional input.
     pub fn node(&mut self, op: &str, inputs: &[&str], attrs: &[(&str, Attr)]) -> String {
@@ -373,20 +410,24 @@ impl Builder {
         outputs
     }
 
-    /// Finishes the graph: `input` is the graph's input, `output` the value to return.
-    fn finish(mut self, input: &Value, output: Value, output_name: &str) -> ModelProto {
-        let last = self.node("Identity", &[&output.name], &[]);
-        // rename the final Identity's output to the declared output name
-        if let Some(n) = self.nodes.last_mut() {
-            n.output = vec![output_name.to_string()];
+    /// Finishes the graph: `inputs` are the graph's inputs (name, element type, batched
+    /// dims), `outputs` the values to return under the given names.
+    fn finish(mut self, inputs: &[(String, i32, Vec<Dim>)], outputs: Vec<(String, Value)>) -> ModelProto {
+        let mut output = Vec::new();
+        for (name, value) in outputs {
+            // an Identity whose output carries the declared name
+            self.node("Identity", &[&value.name], &[]);
+            if let Some(n) = self.nodes.last_mut() {
+                n.output = vec![name.clone()];
+            }
+            output.push(value_info(&name, data_type::FLOAT, &value.dims));
         }
-        let _ = last;
         let graph = GraphProto {
             node: self.nodes,
             name: "typenet".into(),
             initializer: self.initializers,
-            input: vec![value_info(&input.name, &input.dims)],
-            output: vec![value_info(output_name, &output.dims)],
+            input: inputs.iter().map(|(name, elem, dims)| value_info(name, *elem, dims)).collect(),
+            output,
         };
         ModelProto {
             ir_version: IR_VERSION,
@@ -399,7 +440,7 @@ impl Builder {
     }
 }
 
-fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
+fn value_info(name: &str, elem_type: i32, dims: &[Dim]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| match d {
@@ -410,7 +451,7 @@ fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
     ValueInfoProto {
         name: name.to_string(),
         r#type: Some(TypeProto {
-            tensor_type: Some(TypeProtoTensor { elem_type: data_type::FLOAT, shape: Some(TensorShapeProto { dim }) }),
+            tensor_type: Some(TypeProtoTensor { elem_type, shape: Some(TensorShapeProto { dim }) }),
         }),
     }
 }
@@ -455,27 +496,35 @@ tuple_export!(
     [M0 0, M1 1, M2 2, M3 3, M4 4, M5 5]
 );
 
-/// Names and per-sample shape of a model's input, and its output's name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Signature {
-    /// The input's name (`input`).
-    pub input: String,
-    /// The input's per-sample axes (the batch axis `batch` is added in front).
-    pub dims: Vec<Dim>,
-    /// The output's name (`output`).
-    pub output: String,
+/// What a model input holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// Floating-point values: an ONNX `float` tensor.
+    Float,
+    /// Indices (an input of `embedding`, a selector): an ONNX `int64` tensor.
+    Index,
+    /// A key-padding mask `mask[t]` (`true` = padding): an ONNX `bool` tensor `[batch, t]`.
+    Mask,
+    /// A graph (`graph[n]`): no ONNX counterpart; a model that uses one cannot be exported
+    /// (its graph layers are errors naming them).
+    Graph,
 }
 
-impl Signature {
-    /// An input named `input` with per-sample axes `dims`, an output named `output`.
-    pub fn new(dims: impl Into<Vec<Dim>>) -> Self {
-        Signature { input: "input".into(), dims: dims.into(), output: "output".into() }
-    }
+/// One input of a model: its name, what it holds and its per-sample axes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSig {
+    /// The input's name (`input`, or the declared name: `image`, `meta`).
+    pub name: String,
+    /// What it holds.
+    pub kind: InputKind,
+    /// The per-sample axes (the batch axis `batch` is added in front).
+    pub dims: Vec<Dim>,
+}
 
-    /// The signature of a per-sample shape type `S` (`(Const<1>, Const<28>, Const<28>)`,
-    /// `(usize, Const<8>)`): its `usize` axes take the names `names` in order (`n0`, `n1`, ..
-    /// where `names` runs out).
-    pub fn of<S: ExportShape>(names: &[&str]) -> Self {
+impl InputSig {
+    /// The input `name` of kind `kind` with the per-sample shape type `S`, its `usize` axes
+    /// named by `names` in order (`n0`, `n1`, .. where `names` runs out).
+    pub fn of<S: ExportShape>(name: &str, kind: InputKind, names: &[&str]) -> Self {
         let mut k = 0;
         let dims = S::export_dims()
             .into_iter()
@@ -488,14 +537,92 @@ impl Signature {
                 }
             })
             .collect::<Vec<_>>();
-        Signature::new(dims)
+        InputSig { name: name.into(), kind, dims }
     }
 
-    /// The same with other input and output names.
+    /// The input's dims (batched or not) and ONNX element type (`None` for a graph).
+    fn onnx(&self, batched: bool) -> Option<(String, i32, Vec<Dim>)> {
+        let elem = match self.kind {
+            InputKind::Float => data_type::FLOAT,
+            InputKind::Index => data_type::INT64,
+            InputKind::Mask => data_type::BOOL,
+            InputKind::Graph => return None,
+        };
+        let mut dims = if batched { vec![Dim::Named("batch".into())] } else { vec![] };
+        dims.extend(self.dims.iter().cloned());
+        Some((self.name.clone(), elem, dims))
+    }
+}
+
+/// A model's inputs (names, kinds and per-sample shapes) and its outputs' names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    /// Every input, in declaration order (one, `input`, for a network with a single input).
+    pub inputs: Vec<InputSig>,
+    /// Every output's name, in declaration order (one, `output`, for a single output).
+    pub outputs: Vec<String>,
+    /// Whether the inputs have a leading batch axis `batch` (not in a network with a graph
+    /// input: its node axis runs over every graph of a batch).
+    pub batched: bool,
+}
+
+impl Signature {
+    /// One floating-point input named `input` with per-sample axes `dims`, one output named
+    /// `output`.
+    pub fn new(dims: impl Into<Vec<Dim>>) -> Self {
+        Signature {
+            inputs: vec![InputSig { name: "input".into(), kind: InputKind::Float, dims: dims.into() }],
+            outputs: vec!["output".into()],
+            batched: true,
+        }
+    }
+
+    /// The signature of a per-sample shape type `S` (`(Const<1>, Const<28>, Const<28>)`,
+    /// `(usize, Const<8>)`): its `usize` axes take the names `names` in order (`n0`, `n1`, ..
+    /// where `names` runs out).
+    pub fn of<S: ExportShape>(names: &[&str]) -> Self {
+        Signature { inputs: vec![InputSig::of::<S>("input", InputKind::Float, names)], outputs: vec!["output".into()], batched: true }
+    }
+
+    /// The same with other names for the first input and the first output.
     pub fn named(mut self, input: &str, output: &str) -> Self {
-        self.input = input.into();
-        self.output = output.into();
+        if let Some(i) = self.inputs.first_mut() {
+            i.name = input.into();
+        }
+        if let Some(o) = self.outputs.first_mut() {
+            *o = output.into();
+        }
         self
+    }
+
+    /// The same with the first input holding indices (an `int64` tensor: `embedding`'s).
+    pub fn index(mut self) -> Self {
+        if let Some(i) = self.inputs.first_mut() {
+            i.kind = InputKind::Index;
+        }
+        self
+    }
+
+    /// The first input's per-sample axes.
+    pub fn dims(&self) -> &[Dim] {
+        self.inputs.first().map(|i| &i.dims[..]).unwrap_or(&[])
+    }
+}
+
+/// A graph input as a layer of an exported network receives it (`gcn(graph = g)`). A layer
+/// that uses it asks the [`Builder`] for its edges ([`Builder::graph_edges`]: the ONNX input
+/// `g`, `int64 [2, e]`) or its nodes' graphs ([`Builder::graph_batch`]: `g_batch`, `int64
+/// [n]`); a graph network has no batch axis (several graphs are one disjoint graph).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphInput {
+    /// The declared name (`g`).
+    pub name: String,
+}
+
+impl GraphInput {
+    /// The graph input `name`.
+    pub fn new(name: &str) -> Self {
+        GraphInput { name: name.into() }
     }
 }
 
@@ -531,21 +658,65 @@ macro_rules! export_shape {
 }
 export_shape!([] [A] [A, B] [A, B, C] [A, B, C, F] [A, B, C, F, G]);
 
-/// A network that knows its own input: what `network!` implements, so that [`export`] needs
-/// nothing but the model.
+/// A network that knows its own inputs and outputs: what `network!` implements, so that
+/// [`export`] needs nothing but the model.
 pub trait ExportNetwork: Export {
-    /// The input's names and per-sample shape, and the output's name.
+    /// The inputs' names, kinds and per-sample shapes, and the outputs' names.
     fn signature() -> Signature;
+
+    /// Appends the network to `g`: `inputs` holds one value per declared input, in order (a
+    /// graph input's is a placeholder), and the result one value per declared output, in
+    /// order. By default the network's single input through [`Export::export`].
+    fn export_network(&self, g: &mut Builder, inputs: Vec<Value>) -> Result<Vec<Value>, ExportError> {
+        let mut inputs = inputs.into_iter();
+        match (inputs.next(), inputs.next()) {
+            (Some(x), None) => Ok(vec![self.export(g, x)?]),
+            _ => Err(ExportError::shape("network", "a network with one input exports with one input value")),
+        }
+    }
 }
 
-/// Exports `model` with the input described by `sig` to ONNX bytes.
-pub fn export_with_to_bytes<M: Export + ?Sized>(model: &M, sig: &Signature) -> Result<Vec<u8>, ExportError> {
-    let mut dims = vec![Dim::Named("batch".into())];
-    dims.extend(sig.dims.iter().cloned());
-    let input = Value { name: sig.input.clone(), dims };
+/// The graph of `sig`'s inputs through `body`, returning one value per output of `sig`.
+fn build(
+    sig: &Signature,
+    body: impl FnOnce(&mut Builder, Vec<Value>) -> Result<Vec<Value>, ExportError>,
+) -> Result<Vec<u8>, ExportError> {
+    let mut values = Vec::new();
+    for i in &sig.inputs {
+        match i.onnx(sig.batched) {
+            Some((name, _, dims)) => values.push(Value { name, dims }),
+            None => values.push(Value { name: i.name.clone(), dims: vec![] }),
+        }
+    }
     let mut g = Builder::new();
-    let out = model.export(&mut g, input.clone())?;
-    Ok(g.finish(&input, out, &sig.output).encode_to_vec())
+    let outs = body(&mut g, values)?;
+    // the ONNX inputs in declaration order, a graph input's where it is declared
+    let mut onnx_inputs = Vec::new();
+    for i in &sig.inputs {
+        match i.onnx(sig.batched) {
+            Some(input) => onnx_inputs.push(input),
+            None => onnx_inputs.extend(g.graph_inputs.iter().filter(|(n, _)| *n == i.name).map(|(_, input)| input.clone())),
+        }
+    }
+    if outs.len() != sig.outputs.len() {
+        return Err(ExportError::shape(
+            "network",
+            format!("{} outputs for the {} declared ({})", outs.len(), sig.outputs.len(), sig.outputs.join(", ")),
+        ));
+    }
+    let outputs = sig.outputs.iter().cloned().zip(outs).collect();
+    Ok(g.finish(&onnx_inputs, outputs).encode_to_vec())
+}
+
+/// Exports `model` with the input described by `sig` (one input, one output) to ONNX bytes.
+pub fn export_with_to_bytes<M: Export + ?Sized>(model: &M, sig: &Signature) -> Result<Vec<u8>, ExportError> {
+    if sig.inputs.len() != 1 || sig.outputs.len() != 1 {
+        return Err(ExportError::shape(
+            "model",
+            "`export_with` takes a signature with one input and one output (a network declared with `network!` exports its several with `export`)",
+        ));
+    }
+    build(sig, |g, mut inputs| Ok(vec![model.export(g, inputs.remove(0))?]))
 }
 
 /// Exports `model` with the input described by `sig` to the file `path`.
@@ -555,12 +726,15 @@ pub fn export_with<M: Export + ?Sized>(model: &M, sig: &Signature, path: impl As
     Ok(())
 }
 
-/// Exports a network (declared with `network!`) to ONNX bytes.
+/// Exports a network (declared with `network!`) to ONNX bytes: its inputs and outputs named
+/// as declared (`input`/`output` for a single one).
 pub fn export_to_bytes<M: ExportNetwork>(model: &M) -> Result<Vec<u8>, ExportError> {
-    export_with_to_bytes(model, &M::signature())
+    build(&M::signature(), |g, inputs| model.export_network(g, inputs))
 }
 
 /// Exports a network (declared with `network!`) to the file `path` (`model.onnx`).
 pub fn export<M: ExportNetwork>(model: &M, path: impl AsRef<Path>) -> Result<(), ExportError> {
-    export_with(model, &M::signature(), path)
+    let bytes = export_to_bytes(model)?;
+    std::fs::write(path, bytes)?;
+    Ok(())
 }

@@ -916,23 +916,25 @@ fn declared_inputs(decl: &NetworkDecl) -> (Shape, Vec<InputInfo>) {
 /// inputs and outputs, and the effects of its layers read from their names (the layers that
 /// mark themselves `fallible` / `per_sample_only` / `pools_graphs` when checked), so that
 /// the stand-in implements the same traits, with the same types, as the network would.
-pub fn declared(decl: &NetworkDecl) -> Checked {
-    fn effects(seq: &Seq, e: &mut Effects) {
+pub fn declared(decl: &NetworkDecl, known: &crate::layers::Known) -> Checked {
+    fn effects(seq: &Seq, known: &crate::layers::Known, e: &mut Effects) {
         for call in &seq.layers {
             let kind = call.kind_text();
+            let last = call.kind.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+            e.fallible |= known.get(&kind).or_else(|| known.get(&last)).is_some_and(|k| k.2);
             let species = kind == "radial_basis" && call.args.iter().flat_map(|a| &a.items).any(|a| matches!(a, crate::ast::Arg::Kw(k, _) if k == "species"));
             let graph = matches!(kind.as_str(), "gcn" | "graph_conv" | "message_passing" | "cfconv" | "graph_pool" | "route") || species;
             e.per_sample_only |= graph;
             e.fallible |= graph || matches!(kind.as_str(), "embedding" | "positional" | "attention" | "transformer");
             e.pooled |= kind == "graph_pool";
             for s in branches_of(call) {
-                effects(s, e);
+                effects(s, known, e);
             }
         }
     }
     let (input, inputs) = declared_inputs(decl);
     let mut cx = Checker::new();
-    effects(&decl.body, &mut cx.effects);
+    effects(&decl.body, known, &mut cx.effects);
     let outputs: Vec<(Ident, Shape)> = decl.outputs.iter().map(|(n, lit)| (n.clone(), shape_of(lit))).collect();
     cx.checked(Vec::new(), input, shape_of(&decl.output), inputs, outputs)
 }

@@ -65,7 +65,7 @@ fn generics() -> (TokenStream, TokenStream) {
     )
 }
 
-pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
+pub fn network(decl: &NetworkDecl, checked: Option<Checked>, known: &crate::layers::Known) -> TokenStream {
     let NetworkDecl { attrs, vis, name, .. } = decl;
     let (struct_generics, impl_generics) = generics();
     // A declaration with errors gets a stand-in: the declared interface (the same struct
@@ -73,7 +73,7 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
     // unreachable), so that its uses (call sites, networks using it as a layer, in this
     // invocation or another) get no follow-on errors; the errors explain the rest.
     let stand_in = checked.is_none();
-    let checked = checked.unwrap_or_else(|| crate::check::declared(decl));
+    let checked = checked.unwrap_or_else(|| crate::check::declared(decl, known));
     let (input, output) = (&checked.input, &checked.output);
     let (in_ty, out_ty) = (input.ty(), output.ty());
 
@@ -356,7 +356,7 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
     let asserts = &checked.asserts;
     let marker = format_ident!("__marker");
 
-    let shape_macro = shape_macro(decl);
+    let shape_macro = shape_macro(decl, checked.fallible);
     let onnx = onnx_export(decl, &checked, &names, (!stand_in).then_some(&tree_macros[..]));
     let doc = (!stand_in).then(|| quote!(#[doc = #doc]));
     quote! {
@@ -468,9 +468,10 @@ fn onnx_export(decl: &NetworkDecl, checked: &Checked, names: &[syn::Ident], tree
 
 /// A hidden macro, in the macro namespace under the network's own name, through which a
 /// `network!` in another invocation or module learns this network's declared shapes.
-fn shape_macro(decl: &NetworkDecl) -> TokenStream {
+fn shape_macro(decl: &NetworkDecl, fallible: bool) -> TokenStream {
     let name = &decl.name;
     let (i, o) = (&decl.input.tokens, &decl.output.tokens);
+    let flag = fallible.then(|| quote!(fallible));
     // A `pub` network is usable as a layer from other crates: its macro is exported (at the
     // crate root, under a name made unique by the declaration's place in the crate's source)
     // and re-exported next to the struct. Others keep a crate-local macro.
@@ -494,7 +495,7 @@ fn shape_macro(decl: &NetworkDecl) -> TokenStream {
         #export
         macro_rules! #hidden {
             (@typenet_shape ($($p:tt)*) ; $($rest:tt)*) => {
-                #TYPENET::network! { @known ($($p)*) : #i -> #o ; $($rest)* }
+                #TYPENET::network! { @known ($($p)*) #flag : #i -> #o ; $($rest)* }
             };
         }
         #[doc(hidden)]

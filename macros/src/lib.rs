@@ -134,8 +134,8 @@ fn expand_invocation(original: proc_macro2::TokenStream) -> proc_macro2::TokenSt
         Err(e) => return e.to_compile_error(),
     };
     let mut known = layers::Known::new();
-    for (path, i, o) in &nets.1 {
-        known.insert(path.clone(), (check::shape_of(i), check::shape_of(o)));
+    for (path, i, o, fallible) in &nets.1 {
+        known.insert(path.clone(), (check::shape_of(i), check::shape_of(o), *fallible));
     }
     // A network declared in another invocation: ask its hidden shape macro for its shapes,
     // which calls `network!` again with them prepended.
@@ -145,8 +145,23 @@ fn expand_invocation(original: proc_macro2::TokenStream) -> proc_macro2::TokenSt
     }
     let mut errors: Vec<syn::Error> = Vec::new();
     for n in &nets.0 {
-        if known.insert(n.name.to_string(), (check::shape_of(&n.input), check::shape_of(&n.output))).is_some() {
+        if known.insert(n.name.to_string(), (check::shape_of(&n.input), check::shape_of(&n.output), false)).is_some() {
             errors.push(syn::Error::new(n.name.span(), format!("`{}` is declared twice in this invocation", n.name)));
+        }
+    }
+    // Which of them check their input at run time (read from their layers; a network using
+    // such a network as a layer does too): to a fixed point, networks may use later ones.
+    for _ in 0..nets.0.len() {
+        let mut changed = false;
+        for n in &nets.0 {
+            let fallible = check::declared(n, &known).fallible;
+            if let Some(entry) = known.get_mut(&n.name.to_string()).filter(|e| e.2 != fallible) {
+                entry.2 = fallible;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
         }
     }
     let mut out = proc_macro2::TokenStream::new();
@@ -157,7 +172,7 @@ fn expand_invocation(original: proc_macro2::TokenStream) -> proc_macro2::TokenSt
         let checked = cx.network(n, &body);
         let failed = !cx.errors.is_empty();
         errors.append(&mut cx.errors);
-        out.extend(expand::network(n, if failed { None } else { checked }));
+        out.extend(expand::network(n, if failed { None } else { checked }, &known));
     }
     for e in errors {
         out.extend(e.to_compile_error());
@@ -300,7 +315,7 @@ mod tests {
             let env = crate::layers::Env { networks: &known, current: n.name.to_string(), inputs: n.inputs.iter().map(|i| i.name.to_string()).collect() };
             let body = crate::layers::parse_seq(&n.body, &env);
             let checked = crate::check::Checker::new().network(n, &body).unwrap_or_else(|| panic!("{text}"));
-            let declared = crate::check::declared(n);
+            let declared = crate::check::declared(n, &known);
             let interface = |c: &crate::check::Checked| {
                 let inputs: Vec<_> = c.inputs.iter().map(|i| (i.ident.to_string(), i.kind, i.shape.text(), i.index, i.selector)).collect();
                 let outputs: Vec<_> = c.outputs.iter().map(|(n, s)| (n.to_string(), s.text())).collect();

@@ -37,7 +37,7 @@
 //! ```
 //!
 //! Honest notes: both models train on energies only (no force loss: that needs a second
-//! derivative); SchNet gets 60 epochs at lr 2e-3, BP 200 at 3e-3 (it is ~7× cheaper per
+//! derivative); SchNet gets 60 epochs at lr 2e-3, BP 200 at 3e-3 (it is ~9× cheaper per
 //! epoch). Before (session 4), with SchNet's interaction blocks a plain stack and BP's
 //! descriptors blind to neighbour species (`radial_basis(24, cutoff = 4.0)`, 3778
 //! parameters), the same run gave 0.118 / 0.140 ε MAE and force cos 0.958 / 0.950: the

@@ -9,22 +9,21 @@
 //! Two models, declared with `network!`, trained on the same split on energies only (Adam,
 //! cosine decay, minibatches of one cluster at a time with gradients accumulated):
 //!
-//! - **SchNet** (Schütt et al. 2017): species → `embedding(2, 32)`, three interaction blocks
-//!   `cfconv(32, rbf = 24, cutoff = 4.0, positions = pos), softplus, dense(32)`
-//!   (continuous-filter convolutions over every other atom of the cluster), a per-atom head
-//!   `dense(16), softplus, dense(1)` and `pool(sum)`. Inputs `(z: [n], pos: [n, 3])`: the tape
-//!   rides on the index input `z` (the first input), positions join it in `cfconv`, so
-//!   `Gradients::leaky()` on `z` keeps the positions' gradient (forces).
-//! - **Behler–Parrinello with per-element subnetworks** (DSL §6's `Atoms`):
-//!   `radial_basis(24, cutoff = 4.0)`, `route(z) { {dense(32), tanh, dense(32), tanh, dense(1)}, {..} }`,
-//!   `pool(sum)`. Inputs `(pos: [n, 3], z: [n])`. Its descriptors see neighbour *distances*
-//!   only, not neighbour species, so it cannot tell an A neighbour from a B neighbour at the
-//!   same distance: its error floor on a two-species potential is set by that, not by
-//!   training. (`radial_basis(24, cutoff = 4.0, species = z, kinds = 2)` resolves neighbour
-//!   species since session 4; the figures below are from before it, without it.)
+//! - **SchNet** (Schütt et al. 2017): species → `embedding(2, 32)`, three residual interaction
+//!   blocks `residual { cfconv(32, rbf = 24, cutoff = 4.0, positions = pos), softplus, dense(32) }`
+//!   (`h + block(h)` as in PyTorch Geometric's `SchNet`; continuous-filter convolutions over
+//!   every other atom of the cluster; `cfconv`, a layer checked at run time, may sit inside
+//!   `residual`), a per-atom head `dense(16), softplus, dense(1)` and `pool(sum)`. Inputs
+//!   `(z: [n], pos: [n, 3])`: the tape rides on the index input `z` (the first input),
+//!   positions join it in `cfconv`, so `Gradients::leaky()` on `z` keeps the positions'
+//!   gradient (forces).
+//! - **Behler–Parrinello with per-element subnetworks** (DSL §6's `Atoms`) on species-resolved
+//!   descriptors: `radial_basis(24, cutoff = 4.0, species = z, kinds = 2)` (24 radial functions
+//!   per neighbour species, 48 per atom), `route(z) { {dense(32), tanh, dense(32), tanh, dense(1)}, {..} }`
+//!   (one subnetwork per element), `pool(sum)`. Inputs `(pos: [n, 3], z: [n])`.
 //!
-//! Measured on this machine (2 shared cores, load from other builds),
-//! `cargo run --release --example schnet` (148 s in all), 1500 training / 375 test clusters,
+//! Measured on this machine (2 shared cores, load average ≈ 8 from other builds),
+//! `cargo run --release --example schnet` (206 s in all), 1500 training / 375 test clusters,
 //! test energies in [−7.96, −0.65] ε with standard deviation 1.570 ε; a least-squares fit on
 //! the counts of A and B atoms has MAE 0.710 ε. Forces: cosine similarity and relative RMS
 //! error of all force components of the test set against the analytic forces; invariance:
@@ -33,16 +32,17 @@
 //!
 //! ```text
 //! model        params  train s  test MAE (ε)  MAE/std  force cos  force rel. RMS  invariance Δ (rel., max)
-//! SchNet        15585      101        0.1183    0.075     0.9576           0.289     3.4e-14
-//! BP + route     3778       46        0.1402    0.089     0.9497           0.336     2.0e-14
+//! SchNet        15585      149        0.0446    0.028     0.9911           0.141     1.3e-14
+//! BP + route     5314       55        0.0196    0.013     0.9948           0.110     2.3e-14
 //! ```
 //!
 //! Honest notes: both models train on energies only (no force loss: that needs a second
-//! derivative); SchNet gets 60 epochs at lr 2e-3, BP 200 at 3e-3 (it is ~7× cheaper per
-//! epoch). SchNet's interaction blocks are a plain stack here, not PyG's residual `h + block(h)`
-//! (`residual { cfconv(..), softplus, dense(32) }` compiles since run-time-checked layers may
-//! sit inside blocks; these figures are the plain stack's). With 40 BP
-//! epochs and SchNet at 1e-3 for 60 the figures were 0.182 / 0.154 ε MAE, cos 0.932 / 0.946.
+//! derivative); SchNet gets 60 epochs at lr 2e-3, BP 200 at 3e-3 (it is ~9× cheaper per
+//! epoch). Before (session 4), with SchNet's interaction blocks a plain stack and BP's
+//! descriptors blind to neighbour species (`radial_basis(24, cutoff = 4.0)`, 3778
+//! parameters), the same run gave 0.118 / 0.140 ε MAE and force cos 0.958 / 0.950: the
+//! species-blind descriptors cannot tell an A neighbour from a B neighbour at the same
+//! distance, which set BP's error floor on a two-species potential.
 
 use std::time::Instant;
 
@@ -62,20 +62,21 @@ const EPS: [f64; 2] = [1.0, 0.5];
 const SIGMA: [f64; 2] = [1.0, 1.25];
 
 network! {
-    /// SchNet: species embeddings refined by three continuous-filter interaction blocks,
-    /// per-atom energies summed.
+    /// SchNet: species embeddings refined by three residual continuous-filter interaction
+    /// blocks (`h + block(h)`), per-atom energies summed.
     pub SchNet: (z: [n], pos: [n, 3]) -> [1] {
         embedding(2, 32),
-        cfconv(32, rbf = 24, cutoff = 4.0, positions = pos), softplus, dense(32),
-        cfconv(32, rbf = 24, cutoff = 4.0, positions = pos), softplus, dense(32),
-        cfconv(32, rbf = 24, cutoff = 4.0, positions = pos), softplus, dense(32),
+        residual { cfconv(32, rbf = 24, cutoff = 4.0, positions = pos), softplus, dense(32) },
+        residual { cfconv(32, rbf = 24, cutoff = 4.0, positions = pos), softplus, dense(32) },
+        residual { cfconv(32, rbf = 24, cutoff = 4.0, positions = pos), softplus, dense(32) },
         dense(16), softplus, dense(1),
         pool(sum),
     }
 
-    /// Behler–Parrinello with one subnetwork per element.
+    /// Behler–Parrinello with one subnetwork per element, on species-resolved radial
+    /// functions (one block of 24 per neighbour species).
     pub PerElement: (pos: [n, 3], z: [n]) -> [1] {
-        radial_basis(24, cutoff = 4.0),
+        radial_basis(24, cutoff = 4.0, species = z, kinds = 2),
         route(z) {
             { dense(32), tanh, dense(32), tanh, dense(1) },
             { dense(32), tanh, dense(32), tanh, dense(1) },

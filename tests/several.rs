@@ -27,6 +27,19 @@ network! {
     pub CfGraph: (x: [n, 2], p: [n, 3], g: graph[n]) -> [n, 3] { cfconv(3, rbf = 6, cutoff = 2.5, positions = p) }
     pub Drops: [t, 4] -> [t, 4] { transformer(heads = 2, ff = 8, dropout = 0), attention(heads = 2, dropout = 0.25), transformer(heads = 2, ff = 8) }
     pub Lm: [t] -> [t, 5] { embedding(5, 4), positional(max = 8), transformer(heads = 2, ff = 8, causal = true), dense(5) }
+    // Networks whose layers check their input at run time, used as layers: from another
+    // invocation, and from this one by a network that is itself used as a layer.
+    pub Mixed: [t, 4] -> [t, 2] { blocks::Mixer, dense(2) }
+    pub Twice: [t, 4] -> [t, 2] { Inner, Mixed }
+    pub Inner: [t, 4] -> [t, 4] { attention(heads = 2, dropout = 0) }
+}
+
+mod blocks {
+    use typenet::prelude::*;
+
+    network! {
+        pub Mixer: [t, 4] -> [t, 4] { positional(max = 4), transformer(heads = 2, ff = 8, dropout = 0) }
+    }
 }
 
 #[test]
@@ -199,4 +212,21 @@ fn declared_dropout_is_set_on_attention_layers() {
     assert_eq!(m.attention_1.dropout, 0.25);
     // PyTorch's default where none is declared.
     assert_eq!((m.transformer_2.dropout, m.transformer_2.self_attn.dropout), (0.1, 0.1));
+}
+
+#[test]
+fn networks_that_check_their_input_compose() {
+    let dev = Cpu::seed_from_u64(5);
+    let m = Mixed::<f64, Cpu>::build(&dev);
+    let x: Tensor<(usize, Const<4>), f64, Cpu> = dev.sample_normal_like(&(3, Const));
+    let y: Result<_, NetworkError> = m.try_forward(x.clone());
+    let direct = m.dense_1.forward(m.mixer_1.try_forward(x.clone()).unwrap());
+    assert_eq!(y.unwrap().as_vec(), direct.as_vec());
+    // The sub-network's run-time check is the caller's `Err`: 5 steps, `positional(max = 4)`.
+    let long: Tensor<(usize, Const<4>), f64, Cpu> = dev.sample_normal_like(&(5, Const));
+    assert!(m.try_forward(long.clone()).is_err());
+    let t = Twice::<f64, Cpu>::build(&dev);
+    assert!(t.try_forward(long).is_err());
+    let xb: Tensor<(usize, usize, Const<4>), f64, Cpu> = dev.sample_normal_like(&(2, 3, Const));
+    assert_eq!(t.try_forward(xb).unwrap().shape().concrete(), [2, 3, 2]);
 }

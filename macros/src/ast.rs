@@ -7,8 +7,9 @@ use syn::parse::{Parse, ParseStream};
 use syn::{braced, bracketed, parenthesized, token, Attribute, Ident, LitFloat, LitInt, Token, Visibility};
 
 /// Every network of one invocation, and the shapes of networks declared elsewhere that
-/// their hidden shape macros passed back (`@known (path): [..] -> [..];`).
-pub struct Networks(pub Vec<NetworkDecl>, pub Vec<(String, ShapeLit, ShapeLit)>);
+/// their hidden shape macros passed back (`@known (path): [..] -> [..];`, `@known (path)
+/// fallible: ..` for one whose error is a `NetworkError`).
+pub struct Networks(pub Vec<NetworkDecl>, pub Vec<(String, ShapeLit, ShapeLit, bool)>);
 
 /// `VIS NAME: INPUT -> OUTPUT { LAYERS }`.
 pub struct NetworkDecl {
@@ -164,12 +165,16 @@ impl Parse for Networks {
             let content;
             parenthesized!(content in input);
             let path: syn::Path = content.call(syn::Path::parse_mod_style)?;
+            let fallible = input.peek(Ident);
+            if fallible {
+                input.parse::<Ident>()?;
+            }
             input.parse::<Token![:]>()?;
             let i = parse_shape(input, "input")?;
             input.parse::<Token![->]>()?;
             let o = parse_shape(input, "output")?;
             input.parse::<Token![;]>()?;
-            known.push((crate::shape::tidy(&path.to_token_stream().to_string()), i, o));
+            known.push((crate::shape::tidy(&path.to_token_stream().to_string()), i, o, fallible));
         }
         let mut nets = Vec::new();
         while !input.is_empty() {

@@ -435,7 +435,7 @@ impl Checker {
 
     /// Check a whole declaration.
     pub fn network(&mut self, decl: &NetworkDecl, body: &[Decl]) -> Option<Checked> {
-        let mut input = shape_of(&decl.input);
+        let (input, inputs) = declared_inputs(decl);
         let declared = shape_of(&decl.output);
         self.note_consts(&input);
         self.note_consts(&declared);
@@ -446,31 +446,7 @@ impl Checker {
             self.note_consts(&shape_of(&i.shape));
         }
         self.several_outputs = !decl.outputs.is_empty();
-        let mut selectors = Vec::new();
-        selectors_of(&decl.body, &mut selectors);
-        self.inputs = decl
-            .inputs
-            .iter()
-            .map(|i| InputInfo { ident: i.name.clone(), kind: i.kind, shape: shape_of(&i.shape), index: selectors.contains(&i.name.to_string()), used: false, selector: selectors.contains(&i.name.to_string()) })
-            .collect();
-        let mut feeds = Vec::new();
-        embedding_feeds(&decl.body, &mut feeds);
-        for i in &mut self.inputs {
-            if feeds.contains(&i.name()) {
-                i.index = true;
-            }
-            i.shape.index = i.index;
-        }
-        if let Some(first) = self.inputs.first_mut() {
-            first.used = true;
-        }
-        if decl.body.layers.first().is_some_and(|c| c.kind_text() == "embedding") {
-            input.index = true;
-            if let Some(first) = self.inputs.first_mut() {
-                first.index = true;
-                first.shape.index = true;
-            }
-        }
+        self.inputs = inputs;
         let (nodes, output) = self.seq(body, input.clone(), 0, input.text())?;
         if decl.body.layers.is_empty() {
             self.errors.push(syn::Error::new(decl.name.span(), format!("`{}` has no layers", decl.name)));
@@ -901,6 +877,66 @@ impl Node {
     pub fn layer_label(&self) -> String {
         self.text.split(['(', ' ']).next().unwrap_or(&self.text).to_string()
     }
+}
+
+/// The first input's shape and every declared input, each marked as holding indices when
+/// it feeds `embedding` or selects `route`'s branches (`radial_basis`'s species): what the
+/// declaration says before any layer is checked.
+fn declared_inputs(decl: &NetworkDecl) -> (Shape, Vec<InputInfo>) {
+    let mut input = shape_of(&decl.input);
+    let mut selectors = Vec::new();
+    selectors_of(&decl.body, &mut selectors);
+    let mut feeds = Vec::new();
+    embedding_feeds(&decl.body, &mut feeds);
+    let mut inputs: Vec<InputInfo> = decl
+        .inputs
+        .iter()
+        .map(|i| {
+            let name = i.name.to_string();
+            let (selector, index) = (selectors.contains(&name), selectors.contains(&name) || feeds.contains(&name));
+            let mut shape = shape_of(&i.shape);
+            shape.index = index;
+            InputInfo { ident: i.name.clone(), kind: i.kind, shape, index, used: false, selector }
+        })
+        .collect();
+    if let Some(first) = inputs.first_mut() {
+        first.used = true;
+    }
+    if decl.body.layers.first().is_some_and(|c| c.kind_text() == "embedding") {
+        input.index = true;
+        if let Some(first) = inputs.first_mut() {
+            first.index = true;
+            first.shape.index = true;
+        }
+    }
+    (input, inputs)
+}
+
+/// The interface of a declaration that failed to check, for its stand-in: the declared
+/// inputs and outputs, and the effects of its layers read from their names (the layers that
+/// mark themselves `fallible` / `per_sample_only` / `pools_graphs` when checked), so that
+/// the stand-in implements the same traits, with the same types, as the network would.
+pub fn declared(decl: &NetworkDecl, known: &crate::layers::Known) -> Checked {
+    fn effects(seq: &Seq, known: &crate::layers::Known, e: &mut Effects) {
+        for call in &seq.layers {
+            let kind = call.kind_text();
+            let last = call.kind.segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+            e.fallible |= known.get(&kind).or_else(|| known.get(&last)).is_some_and(|k| k.2);
+            let species = kind == "radial_basis" && call.args.iter().flat_map(|a| &a.items).any(|a| matches!(a, crate::ast::Arg::Kw(k, _) if k == "species"));
+            let graph = matches!(kind.as_str(), "gcn" | "graph_conv" | "message_passing" | "cfconv" | "graph_pool" | "route") || species;
+            e.per_sample_only |= graph;
+            e.fallible |= graph || matches!(kind.as_str(), "embedding" | "positional" | "attention" | "transformer");
+            e.pooled |= kind == "graph_pool";
+            for s in branches_of(call) {
+                effects(s, known, e);
+            }
+        }
+    }
+    let (input, inputs) = declared_inputs(decl);
+    let mut cx = Checker::new();
+    effects(&decl.body, known, &mut cx.effects);
+    let outputs: Vec<(Ident, Shape)> = decl.outputs.iter().map(|(n, lit)| (n.clone(), shape_of(lit))).collect();
+    cx.checked(Vec::new(), input, shape_of(&decl.output), inputs, outputs)
 }
 
 /// `meta` in a branch: a call with no arguments, block or label.

@@ -6,7 +6,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use crate::ast::{InputKind, NetworkDecl};
-use crate::check::{shape_of, tree_of, Checked, Node};
+use crate::check::{tree_of, Checked, Node};
 use crate::runtime::{DFDX, LAYERS, ONNX, PRIVATE, TYPENET};
 use crate::tree::nest;
 use crate::work::{Coef, Poly};
@@ -65,62 +65,17 @@ fn generics() -> (TokenStream, TokenStream) {
     )
 }
 
-pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
+pub fn network(decl: &NetworkDecl, checked: Option<Checked>, known: &crate::layers::Known) -> TokenStream {
     let NetworkDecl { attrs, vis, name, .. } = decl;
     let (struct_generics, impl_generics) = generics();
-    let input = checked.as_ref().map(|c| c.input.clone()).unwrap_or_else(|| shape_of(&decl.input));
-    let output = checked.as_ref().map(|c| c.output.clone()).unwrap_or_else(|| shape_of(&decl.output));
+    // A declaration with errors gets a stand-in: the declared interface (the same struct
+    // generics, derives, impls and hidden shape macro as the network, every `forward`
+    // unreachable), so that its uses (call sites, networks using it as a layer, in this
+    // invocation or another) get no follow-on errors; the errors explain the rest.
+    let stand_in = checked.is_none();
+    let checked = checked.unwrap_or_else(|| crate::check::declared(decl, known));
+    let (input, output) = (&checked.input, &checked.output);
     let (in_ty, out_ty) = (input.ty(), output.ty());
-    let (in_b, out_b) = (input.batched_ty(), output.batched_ty());
-
-    let Some(checked) = checked else {
-        // A stand-in: the declared interface, no layers. The errors explain the rest. It has
-        // the derives, impls and hidden shape macro of a real network, so networks using it
-        // (in this invocation or another) get no follow-on errors.
-        let shape_macro = shape_macro(decl);
-        return quote! {
-            #shape_macro
-            #(#attrs)*
-            #[derive(Clone, Debug)]
-            #vis struct #name<#struct_generics>(::core::marker::PhantomData<(__E, __D)>);
-            impl<#impl_generics> #TYPENET::Network for #name<__E, __D> {
-                type Input = #in_ty;
-                type Output = #out_ty;
-                const NUM_PARAMS: usize = 0;
-                fn layers() -> ::std::vec::Vec<#TYPENET::LayerRow> { ::std::vec::Vec::new() }
-            }
-            impl<#impl_generics> #DFDX::nn::TensorCollection<__E, __D> for #name<__E, __D> {
-                type To<__E2: #DFDX::shapes::Dtype, __D2: #DFDX::tensor_ops::Device<__E2>> = #name<__E2, __D2>;
-                fn iter_tensors<__V: #DFDX::nn::ModuleVisitor<Self, __E, __D>>(visitor: &mut __V)
-                    -> ::core::result::Result<::core::option::Option<Self::To<__V::E2, __V::D2>>, __V::Err> {
-                    visitor.visit_fields((), |_| #name(::core::marker::PhantomData))
-                }
-            }
-            impl<#impl_generics, __T: #DFDX::tensor::Tape<__E, __D>> #DFDX::nn::Module<#DFDX::tensor::Tensor<#in_ty, __E, __D, __T>> for #name<__E, __D> {
-                type Output = #DFDX::tensor::Tensor<#out_ty, __E, __D, __T>;
-                type Error = __D::Err;
-                fn try_forward(&self, _: #DFDX::tensor::Tensor<#in_ty, __E, __D, __T>) -> ::core::result::Result<Self::Output, __D::Err> { ::core::unreachable!() }
-            }
-            impl<#impl_generics, __T: #DFDX::tensor::Tape<__E, __D>> #DFDX::nn::Module<#DFDX::tensor::Tensor<#in_b, __E, __D, __T>> for #name<__E, __D> {
-                type Output = #DFDX::tensor::Tensor<#out_b, __E, __D, __T>;
-                type Error = __D::Err;
-                fn try_forward(&self, _: #DFDX::tensor::Tensor<#in_b, __E, __D, __T>) -> ::core::result::Result<Self::Output, __D::Err> { ::core::unreachable!() }
-            }
-            impl<#impl_generics, __T: #DFDX::tensor::Tape<__E, __D>> #DFDX::nn::ModuleMut<#DFDX::tensor::Tensor<#in_b, __E, __D, __T>> for #name<__E, __D> {
-                type Output = #DFDX::tensor::Tensor<#out_b, __E, __D, __T>;
-                type Error = __D::Err;
-                fn try_forward_mut(&mut self, _: #DFDX::tensor::Tensor<#in_b, __E, __D, __T>) -> ::core::result::Result<Self::Output, __D::Err> { ::core::unreachable!() }
-            }
-            impl<#impl_generics, __T: #DFDX::tensor::Tape<__E, __D>> #DFDX::nn::ModuleMut<#DFDX::tensor::Tensor<#in_ty, __E, __D, __T>> for #name<__E, __D> {
-                type Output = #DFDX::tensor::Tensor<#out_ty, __E, __D, __T>;
-                type Error = __D::Err;
-                fn try_forward_mut(&mut self, _: #DFDX::tensor::Tensor<#in_ty, __E, __D, __T>) -> ::core::result::Result<Self::Output, __D::Err> { ::core::unreachable!() }
-            }
-            impl<#impl_generics> #ONNX::Export for #name<__E, __D> {
-                fn export(&self, _: &mut #ONNX::Builder, _: #ONNX::Value) -> ::core::result::Result<#ONNX::Value, #ONNX::ExportError> { ::core::unreachable!() }
-            }
-        };
-    };
 
     let mut nodes = Vec::new();
     all_nodes(&checked.nodes, &mut nodes);
@@ -274,104 +229,112 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
         } else {
             first_ty
         };
-        let vars: Vec<syn::Ident> = inputs.iter().map(|i| format_ident!("__in_{}", i.ident)).collect();
-        let first = format_ident!("__first");
-        let bind = if several_in {
-            let rest = &vars[1..];
-            quote!(let (mut #first, #(#rest,)*) = __inputs;)
+        let (arg, body) = if stand_in {
+            (quote!(_), quote!(::core::unreachable!()))
         } else {
-            quote!(let mut #first = __inputs;)
-        };
-        // Run-time axes shared between inputs (and the batch axis) must agree.
-        let mut axes: Vec<(String, Vec<TokenStream>)> = Vec::new();
-        let mut note = |axis: String, what: TokenStream| match axes.iter_mut().find(|(a, _)| *a == axis) {
-            Some((_, v)) => v.push(what),
-            None => axes.push((axis, vec![what])),
-        };
-        for (k, info) in inputs.iter().enumerate() {
-            let v = if k == 0 { quote!(#first) } else { let v = &vars[k]; quote!(#v) };
-            let label = info.ident.to_string();
-            match info.kind {
-                InputKind::Tensor => {
-                    let off = usize::from(batched);
-                    if batched {
-                        note("batch".into(), quote!((#label, #DFDX::shapes::Shape::concrete(#DFDX::shapes::HasShape::shape(&#v))[0])));
+            let vars: Vec<syn::Ident> = inputs.iter().map(|i| format_ident!("__in_{}", i.ident)).collect();
+            let first = format_ident!("__first");
+            let bind = if several_in {
+                let rest = &vars[1..];
+                quote!(let (mut #first, #(#rest,)*) = __inputs;)
+            } else {
+                quote!(let mut #first = __inputs;)
+            };
+            // Run-time axes shared between inputs (and the batch axis) must agree.
+            let mut axes: Vec<(String, Vec<TokenStream>)> = Vec::new();
+            let mut note = |axis: String, what: TokenStream| match axes.iter_mut().find(|(a, _)| *a == axis) {
+                Some((_, v)) => v.push(what),
+                None => axes.push((axis, vec![what])),
+            };
+            for (k, info) in inputs.iter().enumerate() {
+                let v = if k == 0 { quote!(#first) } else { let v = &vars[k]; quote!(#v) };
+                let label = info.ident.to_string();
+                match info.kind {
+                    InputKind::Tensor => {
+                        let off = usize::from(batched);
+                        if batched {
+                            note("batch".into(), quote!((#label, #DFDX::shapes::Shape::concrete(#DFDX::shapes::HasShape::shape(&#v))[0])));
+                        }
+                        for (ax, d) in info.shape.dims.iter().enumerate() {
+                            if let crate::shape::Dim::Runtime(n) = d {
+                                let ax = ax + off;
+                                note(n.clone(), quote!((#label, #DFDX::shapes::Shape::concrete(#DFDX::shapes::HasShape::shape(&#v))[#ax])));
+                            }
+                        }
                     }
-                    for (ax, d) in info.shape.dims.iter().enumerate() {
-                        if let crate::shape::Dim::Runtime(n) = d {
-                            let ax = ax + off;
-                            note(n.clone(), quote!((#label, #DFDX::shapes::Shape::concrete(#DFDX::shapes::HasShape::shape(&#v))[#ax])));
+                    InputKind::Graph => {
+                        if let Some(crate::shape::Dim::Runtime(n)) = info.shape.dims.first() {
+                            note(n.clone(), quote!((#label, #v.num_nodes())));
+                        }
+                    }
+                    InputKind::Mask => {
+                        if batched {
+                            note("batch".into(), quote!((#label, #v.shape().0)));
+                        }
+                        if let Some(crate::shape::Dim::Runtime(n)) = info.shape.dims.first() {
+                            note(n.clone(), quote!((#label, #v.shape().1)));
                         }
                     }
                 }
-                InputKind::Graph => {
-                    if let Some(crate::shape::Dim::Runtime(n)) = info.shape.dims.first() {
-                        note(n.clone(), quote!((#label, #v.num_nodes())));
-                    }
-                }
-                InputKind::Mask => {
-                    if batched {
-                        note("batch".into(), quote!((#label, #v.shape().0)));
-                    }
-                    if let Some(crate::shape::Dim::Runtime(n)) = info.shape.dims.first() {
-                        note(n.clone(), quote!((#label, #v.shape().1)));
+            }
+            if inputs.is_empty() && checked.input.repeats_runtime_axis() {
+                // One input naming a run-time axis twice (`[n, n]`): its sizes must agree.
+                let off = usize::from(batched);
+                for (ax, d) in checked.input.dims.iter().enumerate() {
+                    if let crate::shape::Dim::Runtime(n) = d {
+                        let label = format!("axis {ax} of the input");
+                        let ax = ax + off;
+                        note(n.clone(), quote!((#label, #DFDX::shapes::Shape::concrete(#DFDX::shapes::HasShape::shape(&#first))[#ax])));
                     }
                 }
             }
-        }
-        if inputs.is_empty() && checked.input.repeats_runtime_axis() {
-            // One input naming a run-time axis twice (`[n, n]`): its sizes must agree.
-            let off = usize::from(batched);
-            for (ax, d) in checked.input.dims.iter().enumerate() {
-                if let crate::shape::Dim::Runtime(n) = d {
-                    let label = format!("axis {ax} of the input");
-                    let ax = ax + off;
-                    note(n.clone(), quote!((#label, #DFDX::shapes::Shape::concrete(#DFDX::shapes::HasShape::shape(&#first))[#ax])));
-                }
-            }
-        }
-        let checks = axes.iter().filter(|(_, v)| v.len() > 1).map(|(axis, v)| quote!(#LAYERS::NetworkError::agree(#axis, &[#(#v),*])?;));
-        let sels = inputs.iter().filter(|i| i.selector).map(|i| {
-            let (s, v) = (format_ident!("__sel_{}", i.ident), format_ident!("__in_{}", i.ident));
-            quote!(let #s: ::std::vec::Vec<usize> = #v.as_vec();)
-        });
-        let (trait_, method, mode, borrow, recv) = if train {
-            (quote!(#DFDX::nn::ModuleMut), quote!(try_forward_mut), quote!(#LAYERS::Train), quote!(&mut), quote!(&mut self))
-        } else {
-            (quote!(#DFDX::nn::Module), quote!(try_forward), quote!(#LAYERS::Eval), quote!(&), quote!(&self))
-        };
-        let n = tree_macros.len();
-        let runs = tree_macros.iter().enumerate().map(|(k, m)| {
-            let o = format_ident!("__out_{}", k);
-            let arg = if k + 1 == n {
-                quote!(#first)
+            let checks = axes.iter().filter(|(_, v)| v.len() > 1).map(|(axis, v)| quote!(#LAYERS::NetworkError::agree(#axis, &[#(#v),*])?;));
+            let sels = inputs.iter().filter(|i| i.selector).map(|i| {
+                let (s, v) = (format_ident!("__sel_{}", i.ident), format_ident!("__in_{}", i.ident));
+                quote!(let #s: ::std::vec::Vec<usize> = #v.as_vec();)
+            });
+            let (trait_, method, mode, borrow) = if train {
+                (quote!(#DFDX::nn::ModuleMut), quote!(try_forward_mut), quote!(#LAYERS::Train), quote!(&mut))
             } else {
-                // A copy of the first input on a fresh tape: the trunk runs once per output.
-                quote!({
-                    let (v, t) = #DFDX::tensor::SplitTape::split_tape(#first);
-                    #first = #DFDX::tensor::PutTape::put_tape(::core::clone::Clone::clone(&v), t);
-                    #DFDX::tensor::PutTape::put_tape(v, <__T as ::core::default::Default>::default())
-                })
+                (quote!(#DFDX::nn::Module), quote!(try_forward), quote!(#LAYERS::Eval), quote!(&))
             };
-            quote!(let #o = #trait_::#method(#borrow #m!(self, #(#margs,)* #mode, #borrow), #arg)?;)
-        });
-        let outs: Vec<syn::Ident> = (0..n).map(|k| format_ident!("__out_{}", k)).collect();
-        let result = if checked.outputs.is_empty() { quote!(#(#outs)*) } else { quote!((#(#outs,)*)) };
+            let n = tree_macros.len();
+            let runs = tree_macros.iter().enumerate().map(|(k, m)| {
+                let o = format_ident!("__out_{}", k);
+                let arg = if k + 1 == n {
+                    quote!(#first)
+                } else {
+                    // A copy of the first input on a fresh tape: the trunk runs once per output.
+                    quote!({
+                        let (v, t) = #DFDX::tensor::SplitTape::split_tape(#first);
+                        #first = #DFDX::tensor::PutTape::put_tape(::core::clone::Clone::clone(&v), t);
+                        #DFDX::tensor::PutTape::put_tape(v, <__T as ::core::default::Default>::default())
+                    })
+                };
+                quote!(let #o = #trait_::#method(#borrow #m!(self, #(#margs,)* #mode, #borrow), #arg)?;)
+            });
+            let outs: Vec<syn::Ident> = (0..n).map(|k| format_ident!("__out_{}", k)).collect();
+            let result = if checked.outputs.is_empty() { quote!(#(#outs)*) } else { quote!((#(#outs,)*)) };
+            let body = quote! {
+                #bind
+                #(#checks)*
+                #(#sels)*
+                #(#runs)*
+                ::core::result::Result::Ok(#result)
+            };
+            (quote!(__inputs), body)
+        };
         let lt = if graph_or_mask { quote!('__a,) } else { quote!() };
         let head = quote!(impl<#lt #impl_generics, __T: #DFDX::tensor::Tape<__E, __D>>);
-        let sig = if train { quote!(fn try_forward_mut) } else { quote!(fn try_forward) };
+        let (sig, recv) = if train { (quote!(fn try_forward_mut), quote!(&mut self)) } else { (quote!(fn try_forward), quote!(&self)) };
         let tr = if train { quote!(#DFDX::nn::ModuleMut) } else { quote!(#DFDX::nn::Module) };
         quote! {
             #head #tr<#in_ty> for #name<__E, __D> {
                 type Output = #o;
                 type Error = #error;
                 #[allow(unused_mut, clippy::let_and_return)]
-                #sig(#recv, __inputs: #in_ty) -> ::core::result::Result<Self::Output, Self::Error> {
-                    #bind
-                    #(#checks)*
-                    #(#sels)*
-                    #(#runs)*
-                    ::core::result::Result::Ok(#result)
+                #sig(#recv, #arg: #in_ty) -> ::core::result::Result<Self::Output, Self::Error> {
+                    #body
                 }
             }
         }
@@ -381,7 +344,7 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
         impls.push(imp(false, true));
         impls.push(imp(true, true));
     }
-    let tree_defs = tree_macros.iter().zip(&tree_bodies).map(|(m, body)| {
+    let tree_defs = tree_macros.iter().zip(&tree_bodies).filter(|_| !stand_in).map(|(m, body)| {
         quote! {
             #[doc(hidden)]
             #[allow(unused_macros)]
@@ -393,20 +356,21 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
     let asserts = &checked.asserts;
     let marker = format_ident!("__marker");
 
-    let shape_macro = shape_macro(decl);
+    let shape_macro = shape_macro(decl, checked.fallible);
     // ONNX: a network with `heads` exports its trunk once and each head on it.
     let onnx_trees = match checked.nodes.split_last().and_then(|(l, trunk)| l.heads.as_ref().map(|_| (&l.children, trunk))) {
-        Some((heads, trunk)) if !checked.outputs.is_empty() => {
+        Some((heads, trunk)) if !checked.outputs.is_empty() && !stand_in => {
             Some((tree_lifted(trunk, lift), heads.iter().map(|nodes| tree_lifted(nodes, lift)).collect::<Vec<_>>()))
         }
         _ => None,
     };
-    let onnx = onnx_export(decl, &checked, &names, &tree_macros, onnx_trees, &mparams, &margs);
+    let onnx = onnx_export(decl, &checked, &names, &tree_macros, onnx_trees, &mparams, &margs, stand_in);
+    let doc = (!stand_in).then(|| quote!(#[doc = #doc]));
     quote! {
         #shape_macro
 
         #(#attrs)*
-        #[doc = #doc]
+        #doc
         #[derive(Clone, Debug)]
         #vis struct #name<#struct_generics> {
             #(#field_defs)*
@@ -462,7 +426,9 @@ pub fn network(decl: &NetworkDecl, checked: Option<Checked>) -> TokenStream {
 /// output is also a layer (`Export`), with the input `input` and the output `output`; one
 /// with several inputs or outputs exports as a whole model only (`ExportNetwork::export_network`:
 /// inputs and outputs named as declared, index inputs `int64`, masks `bool`), and a network
-/// with `heads` exports its trunk once (macros of its own for the trunk and each head).
+/// with `heads` exports its trunk once (macros of its own for the trunk and each head). A
+/// stand-in (a declaration with errors) never runs: its bodies are unreachable.
+#[allow(clippy::too_many_arguments)]
 fn onnx_export(
     decl: &NetworkDecl,
     checked: &Checked,
@@ -471,6 +437,7 @@ fn onnx_export(
     heads: Option<(TokenStream, Vec<TokenStream>)>,
     mparams: &[TokenStream],
     margs: &[TokenStream],
+    stand_in: bool,
 ) -> TokenStream {
     let name = &decl.name;
     let (_, impl_generics) = generics();
@@ -494,7 +461,9 @@ fn onnx_export(
         let __k = __Keyed { #(#keyed,)* };
     };
     let single = checked.inputs.is_empty() && checked.outputs.is_empty() && tree_macros.len() == 1;
-    let export_body = if single {
+    let export_body = if stand_in {
+        quote!({ let _ = (g, x); ::core::unreachable!() })
+    } else if single {
         let tree_macro = &tree_macros[0];
         quote! {
             #keyed_struct
@@ -538,7 +507,7 @@ fn onnx_export(
     let output_names: Vec<String> =
         if checked.outputs.is_empty() { vec!["output".into()] } else { checked.outputs.iter().map(|(n, _)| n.to_string()).collect() };
 
-    let export_network = if single {
+    let export_network = if single || stand_in {
         quote!()
     } else {
         // The inputs as the tree's macro takes them: the first flows in; a tensor input is a
@@ -624,9 +593,10 @@ fn onnx_export(
 
 /// A hidden macro, in the macro namespace under the network's own name, through which a
 /// `network!` in another invocation or module learns this network's declared shapes.
-fn shape_macro(decl: &NetworkDecl) -> TokenStream {
+fn shape_macro(decl: &NetworkDecl, fallible: bool) -> TokenStream {
     let name = &decl.name;
     let (i, o) = (&decl.input.tokens, &decl.output.tokens);
+    let flag = fallible.then(|| quote!(fallible));
     // A `pub` network is usable as a layer from other crates: its macro is exported (at the
     // crate root, under a name made unique by the declaration's place in the crate's source)
     // and re-exported next to the struct. Others keep a crate-local macro.
@@ -650,7 +620,7 @@ fn shape_macro(decl: &NetworkDecl) -> TokenStream {
         #export
         macro_rules! #hidden {
             (@typenet_shape ($($p:tt)*) ; $($rest:tt)*) => {
-                #TYPENET::network! { @known ($($p)*) : #i -> #o ; $($rest)* }
+                #TYPENET::network! { @known ($($p)*) #flag : #i -> #o ; $($rest)* }
             };
         }
         #[doc(hidden)]

@@ -134,8 +134,8 @@ fn expand_invocation(original: proc_macro2::TokenStream) -> proc_macro2::TokenSt
         Err(e) => return e.to_compile_error(),
     };
     let mut known = layers::Known::new();
-    for (path, i, o) in &nets.1 {
-        known.insert(path.clone(), (check::shape_of(i), check::shape_of(o)));
+    for (path, i, o, fallible) in &nets.1 {
+        known.insert(path.clone(), (check::shape_of(i), check::shape_of(o), *fallible));
     }
     // A network declared in another invocation: ask its hidden shape macro for its shapes,
     // which calls `network!` again with them prepended.
@@ -145,8 +145,23 @@ fn expand_invocation(original: proc_macro2::TokenStream) -> proc_macro2::TokenSt
     }
     let mut errors: Vec<syn::Error> = Vec::new();
     for n in &nets.0 {
-        if known.insert(n.name.to_string(), (check::shape_of(&n.input), check::shape_of(&n.output))).is_some() {
+        if known.insert(n.name.to_string(), (check::shape_of(&n.input), check::shape_of(&n.output), false)).is_some() {
             errors.push(syn::Error::new(n.name.span(), format!("`{}` is declared twice in this invocation", n.name)));
+        }
+    }
+    // Which of them check their input at run time (read from their layers; a network using
+    // such a network as a layer does too): to a fixed point, networks may use later ones.
+    for _ in 0..nets.0.len() {
+        let mut changed = false;
+        for n in &nets.0 {
+            let fallible = check::declared(n, &known).fallible;
+            if let Some(entry) = known.get_mut(&n.name.to_string()).filter(|e| e.2 != fallible) {
+                entry.2 = fallible;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
         }
     }
     let mut out = proc_macro2::TokenStream::new();
@@ -157,7 +172,7 @@ fn expand_invocation(original: proc_macro2::TokenStream) -> proc_macro2::TokenSt
         let checked = cx.network(n, &body);
         let failed = !cx.errors.is_empty();
         errors.append(&mut cx.errors);
-        out.extend(expand::network(n, if failed { None } else { checked }));
+        out.extend(expand::network(n, if failed { None } else { checked }, &known));
     }
     for e in errors {
         out.extend(e.to_compile_error());
@@ -270,6 +285,43 @@ mod tests {
             let out = expand_invocation(text.parse().unwrap()).to_string();
             assert!(!out.contains("compile_error"), "{text}: {out}");
             assert!(out.contains("struct Net"));
+        }
+    }
+
+    /// A declaration with errors gets a stand-in whose interface is read from the declaration
+    /// alone (`check::declared`): for valid declarations of every input and output form and
+    /// every layer that changes the interface (run-time checks, per-sample only, pooled
+    /// graphs, index inputs), it is the checked one.
+    #[test]
+    fn declared_interface_is_the_checked_one() {
+        for text in [
+            "pub Net: [4] -> [2] { dense(8), relu, dense(2) }",
+            "pub Net: [n, n] -> [n, n] { relu }",
+            "pub Net: [t] -> [t, 5] { embedding(10, 4), positional(max = 8), transformer(heads = 2, ff = 8), dense(5) }",
+            "pub Net: [t, 4] -> [t, 4] { residual { attention(heads = 2) }, positional(sinusoidal) }",
+            "pub Net: (image: [1, 6, 6], meta: [3]) -> [2] { conv2d(2, kernel = 3), global_avg_pool, concat { {}, { meta, dense(2) } }, dense(2) }",
+            "pub Net: (x: [t, 4], tokens: [t]) -> [t, 8] { concat { {}, { tokens, embedding(10, 4) } } }",
+            "pub Net: [6] -> (mean: [2], log_var: [3]) { dense(4), relu, heads { mean: { dense(2) }, log_var: { dense(3) } } }",
+            "pub Net: (x: [n, 3], g: graph[n]) -> [2] { gcn(4), relu, graph_pool(mean), dense(2) }",
+            "pub Net: (x: [n, 3], g: graph[n]) -> [n, 2] { graph_conv(4, aggr = max), each { dense(2) } }",
+            "pub Net: (x: [n, 2], g: graph[n, 1]) -> [n, 3] { message_passing(aggr = sum) { dense(3), tanh } }",
+            "pub Net: (x: [n, 2], p: [n, 3]) -> [n, 3] { cfconv(3, rbf = 6, cutoff = 2.5, positions = p) }",
+            "pub Net: [n, 3] -> [2] { radial_basis(4, cutoff = 2.0), set_dense(4), pool(sum), dense(2) }",
+            "pub Net: (pos: [n, 3], z: [n], m: mask[n]) -> [1] { radial_basis(4, cutoff = 3.0, species = z, kinds = 2), attention(heads = 2, mask = m), route(z) { { dense(1) }, { dense(1) } }, pool(sum) }",
+        ] {
+            let nets = syn::parse_str::<crate::ast::Networks>(text).unwrap();
+            let n = &nets.0[0];
+            let known = crate::layers::Known::new();
+            let env = crate::layers::Env { networks: &known, current: n.name.to_string(), inputs: n.inputs.iter().map(|i| i.name.to_string()).collect() };
+            let body = crate::layers::parse_seq(&n.body, &env);
+            let checked = crate::check::Checker::new().network(n, &body).unwrap_or_else(|| panic!("{text}"));
+            let declared = crate::check::declared(n, &known);
+            let interface = |c: &crate::check::Checked| {
+                let inputs: Vec<_> = c.inputs.iter().map(|i| (i.ident.to_string(), i.kind, i.shape.text(), i.index, i.selector)).collect();
+                let outputs: Vec<_> = c.outputs.iter().map(|(n, s)| (n.to_string(), s.text())).collect();
+                (c.input.text(), c.input.index, c.output.text(), inputs, outputs, c.fallible, c.per_sample_only, c.pooled)
+            };
+            assert_eq!(interface(&declared), interface(&checked), "{text}");
         }
     }
 

@@ -34,7 +34,7 @@ mod reshape;
 mod sets;
 
 /// Declared shapes of the networks in this invocation, for composition.
-pub type Known = std::collections::HashMap<String, (Shape, Shape)>;
+pub type Known = std::collections::HashMap<String, (Shape, Shape, bool)>;
 
 /// What parsing needs to know about the invocation: the networks it can use as layers and
 /// the declared inputs (for suggestions).

@@ -14,6 +14,8 @@ pub struct Inner {
     name: String,
     output: Shape,
     input: Shape,
+    /// Its error is a `NetworkError` (it checks its input at run time): so is the caller's.
+    fallible: bool,
 }
 
 pub fn parse(call: &LayerCall, env: &Env) -> syn::Result<Box<dyn Layer>> {
@@ -25,7 +27,7 @@ pub fn parse(call: &LayerCall, env: &Env) -> syn::Result<Box<dyn Layer>> {
     if name == env.current {
         return Err(syn::Error::new_spanned(&call.kind, format!("`{name}` cannot contain itself")));
     }
-    let Some((input, output)) = env.networks.get(&call.kind_text()).or_else(|| env.networks.get(&name)) else {
+    let Some((input, output, fallible)) = env.networks.get(&call.kind_text()).or_else(|| env.networks.get(&name)) else {
         return Err(syn::Error::new_spanned(
             &call.kind,
             format!(
@@ -35,7 +37,7 @@ pub fn parse(call: &LayerCall, env: &Env) -> syn::Result<Box<dyn Layer>> {
             ),
         ));
     };
-    Ok(Box::new(Inner { path: call.kind.clone(), name, input: input.clone(), output: output.clone() }))
+    Ok(Box::new(Inner { path: call.kind.clone(), name, input: input.clone(), output: output.clone(), fallible: *fallible }))
 }
 
 impl Layer for Inner {
@@ -78,7 +80,7 @@ impl Layer for Inner {
         }
         let p = &self.path;
         let renames = renamed.iter().map(|(own, theirs, _)| (own.clone(), crate::work::axis_name(&theirs.text()))).collect();
-        let built = Built::field(output, quote!(#p<__E, __D>), quote!(<#p<__E, __D> as #TYPENET::Network>::NUM_PARAMS)).nested(quote!(#p<__E, __D>), renames);
+        let built = Built::field(output, quote!(#p<__E, __D>), quote!(<#p<__E, __D> as #TYPENET::Network>::NUM_PARAMS)).nested(quote!(#p<__E, __D>), renames).fallible_if(self.fallible);
         if deferred {
             // A size given as a constant, checked by the assertion: the sub-network is given
             // its input with its declared types.

@@ -56,9 +56,9 @@ unsafe fn mm<E: CpuFloat>(
     c: *mut E,
     sc: (usize, usize),
 ) {
-    let path = if crate::ops::floor::cpu::has_avx512() { GemmPath::Avx512 } else { GemmPath::Fallback };
+    let path = GemmPath::single();
     // SAFETY: the views are valid and `c` aliases neither input (this function's contract);
-    // the AVX-512 path is chosen only when `has_avx512` detected it.
+    // `GemmPath::single` picks a SIMD kernel only when the CPU has it.
     unsafe { gemm_with(path, mnk, alpha, a, sa, b, sb, beta, c, sc) }
 }
 

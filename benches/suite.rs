@@ -172,7 +172,13 @@ fn median(v: &[f64]) -> f64 {
 fn line(model: &str, variant: &str, ms: Vec<f64>, extra: &str) {
     let ms = sorted(ms);
     let n = ms.len();
-    let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
+    let mut extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
+    let cpu = LAST_CPU.with(|c| c.replace(f64::NAN));
+    if cpu.is_finite() {
+        // process CPU time per step (all threads): a figure that load from other processes
+        // disturbs less than the wall-clock step time
+        extra.push_str(&format!(", \"cpu_ms\": {cpu:.3}"));
+    }
     println!(
         "{{\"framework\": \"typenet\", \"model\": \"{model}\", \"variant\": \"{variant}\", \"threads\": {}, \"steps\": {n}, \"median_ms\": {:.4}, \"min_ms\": {:.4}, \"max_ms\": {:.4}, \"p10_ms\": {:.4}, \"p90_ms\": {:.4}{extra}}}",
         threads(),
@@ -184,18 +190,39 @@ fn line(model: &str, variant: &str, ms: Vec<f64>, extra: &str) {
     );
 }
 
+/// CPU time (user + system) of this process so far, all threads, in ms (`/proc/self/stat`,
+/// clock ticks of 10 ms: meaningful over many steps only).
+fn process_cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) * 10.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
+thread_local! {
+    /// Process CPU ms per step of the last `time_steps` call (printed by `line` as `cpu_ms`).
+    static LAST_CPU: std::cell::Cell<f64> = const { std::cell::Cell::new(f64::NAN) };
+}
+
 /// Runs `f` `warmup` times, then times it `steps` times (ms).
 fn time_steps(steps: usize, warmup: usize, mut f: impl FnMut()) -> Vec<f64> {
     for _ in 0..warmup {
         f();
     }
-    (0..steps)
+    let c0 = process_cpu_ms();
+    let v = (0..steps)
         .map(|_| {
             let t0 = Instant::now();
             f();
             t0.elapsed().as_secs_f64() * 1e3
         })
-        .collect()
+        .collect();
+    LAST_CPU.with(|c| c.set((process_cpu_ms() - c0) / steps as f64));
+    v
 }
 
 // ---------------------------------------------------------------------------------------

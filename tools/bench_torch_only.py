@@ -6,7 +6,7 @@ Usage: python tools/bench_torch_only.py THREADS STEPS WARMUP NAME[,NAME...]
 NAME: substrings of the model names (mlp, lenet, lstm, transformer, gcn).
 BENCH_PEERS overrides the path of bench_torch.py.
 """
-import os, sys
+import json, os, sys
 
 here = os.path.dirname(os.path.abspath(__file__))
 peers = os.environ.get("BENCH_PEERS") or os.path.join(here, "..", "..", "shared", "peers", "bench_torch.py")
@@ -23,5 +23,15 @@ sys.argv = [peers, threads, steps, warmup, "--all"]
 env = {"__name__": "__main__", "__file__": peers}
 exec(compile(head, peers, "exec"), env)
 full = env["bench"]
-env["bench"] = lambda name, *a: full(name, *a) if any(n in name for n in names) else None
+def bench(name, *a):
+    if not any(n in name for n in names):
+        return None
+    import time
+    c0 = time.process_time()
+    r = full(name, *a)
+    # process CPU time (all threads) per step, warm-up steps included
+    cpu = (time.process_time() - c0) * 1e3 / (int(steps) + int(warmup))
+    print(json.dumps(dict(framework=r["framework"], model=name, variant="cpu", threads=r["threads"], cpu_ms=round(cpu, 3))), flush=True)
+    return r
+env["bench"] = bench
 exec(compile(marker + tail, peers, "exec"), env)

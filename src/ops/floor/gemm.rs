@@ -18,8 +18,6 @@
 //! The per-call sizes of LeNet's convolutions and the LSTM recurrence are a few hundred kFLOP,
 //! where `gemm`'s generic blocking and AVX2 microkernels lose to a fixed tile.
 
-use super::cpu::has_avx512;
-
 /// Element types the door multiplies (`f32`, `f64`).
 pub(crate) trait GemmFloat: 'static + Copy + Send + Sync + num_traits::Float {}
 impl<E: 'static + Copy + Send + Sync + num_traits::Float> GemmFloat for E {}
@@ -170,7 +168,12 @@ pub(crate) enum GemmPath {
 
 impl GemmPath {
     /// The best single-threaded path this thread may use ([`super::cpu::Simd::current`]).
+    /// `TYPENET_GEMM_KERNEL=gemm` (read once) forces the `gemm` crate, for A/B runs.
     pub(crate) fn single() -> GemmPath {
+        static FORCE_CRATE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *FORCE_CRATE.get_or_init(|| std::env::var("TYPENET_GEMM_KERNEL").is_ok_and(|v| v.trim() == "gemm")) {
+            return GemmPath::Fallback;
+        }
         match super::cpu::Simd::current() {
             super::cpu::Simd::Avx512 => GemmPath::Avx512,
             super::cpu::Simd::Avx2 => GemmPath::Avx2,
@@ -620,6 +623,11 @@ mod avx2 {
     const KC: usize = 256;
     /// Rows per block (a `MC × KC` block of `A`, 96 KB, stays in L2).
     const MC: usize = 96;
+    /// `B` with contiguous rows is read in place up to this many columns (wider rows put every
+    /// row of a `KC × 16` panel on another page) and packed beyond.
+    const PACK_N: usize = 256;
+    /// `A` with non-contiguous rows is left to the `gemm` crate from this `k` on.
+    const A_STRIDED_MAX_K: usize = 256;
 
     thread_local! {
         static PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -651,30 +659,41 @@ mod avx2 {
                 }
                 return false;
             }
-            if bcs == 1 {
-                nn(m, n, k, alpha, a, ars, acs, b, brs, beta, c, crs);
+            if acs != 1 && k >= A_STRIDED_MAX_K {
+                // A column-major (a transposed operand, e.g. the weight gradient's `gyᵀ`) over a
+                // long `k`: one cache line per broadcast; the `gemm` crate packs it.
+                return false;
+            }
+            if bcs == 1 && n <= PACK_N {
+                nn(m, n, k, alpha, a, ars, acs, b, brs, 0, beta, c, crs);
             } else {
+                // Pack B strip by strip: strip `s` (columns `16s..16s+16`) as `k` rows of 16
+                // contiguous values (zero-padded past `n`), so that the kernel reads one
+                // contiguous `KC × 16` panel per pass whatever B's layout.
                 PACK.with(|p| {
                     let mut p = p.borrow_mut();
+                    let strips = n.div_ceil(NV * 8);
                     p.clear();
-                    p.reserve(k * n);
-                    if brs == 1 {
-                        // Bᵀ rows contiguous: gather column by column of the copy.
-                        p.resize(k * n, 0.0);
-                        for j in 0..n {
-                            let src = std::slice::from_raw_parts(b.add(j * bcs), k);
-                            for (pi, v) in src.iter().enumerate() {
-                                *p.get_unchecked_mut(pi * n + j) = *v;
+                    p.resize(strips * k * NV * 8, 0.0);
+                    for st in 0..strips {
+                        let j0 = st * NV * 8;
+                        let w = (n - j0).min(NV * 8);
+                        let dst = &mut p[st * k * NV * 8..(st + 1) * k * NV * 8];
+                        if bcs == 1 {
+                            for pi in 0..k {
+                                let src = std::slice::from_raw_parts(b.add(pi * brs + j0), w);
+                                dst[pi * NV * 8..pi * NV * 8 + w].copy_from_slice(src);
                             }
-                        }
-                    } else {
-                        for pi in 0..k {
-                            for j in 0..n {
-                                p.push(*b.add(pi * brs + j * bcs));
+                        } else {
+                            for jj in 0..w {
+                                let col = b.add((j0 + jj) * bcs);
+                                for pi in 0..k {
+                                    *dst.get_unchecked_mut(pi * NV * 8 + jj) = *col.add(pi * brs);
+                                }
                             }
                         }
                     }
-                    nn(m, n, k, alpha, a, ars, acs, p.as_ptr(), n, beta, c, crs);
+                    nn(m, n, k, alpha, a, ars, acs, p.as_ptr(), NV * 8, k * NV * 8, beta, c, crs);
                 });
             }
             true
@@ -691,11 +710,13 @@ mod avx2 {
         }
     }
 
-    /// `B` rows contiguous, `C` row-major.
+    /// `B` rows contiguous, `C` row-major. `strip = 0`: `B[p, j]` at `b[p·brs + j]`; otherwise
+    /// packed strips: `B[p, j]` at `b[(j / 16)·strip + p·brs + j % 16]`.
     ///
     /// # Safety
-    /// AVX2 and FMA must be available; `a` (`m×k`, strides `ars`, `acs`), `b` (`k×n`, strides
-    /// `brs`, 1) and `c` (`m×n`, strides `crs`, 1) valid for every index below their sizes.
+    /// AVX2 and FMA must be available; `a` (`m×k`, strides `ars`, `acs`), `b` (as above, every
+    /// `p < k`, `j < n`, padded strips readable up to a multiple of 16 columns) and `c` (`m×n`,
+    /// strides `crs`, 1) valid for every index below their sizes.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn nn(
@@ -708,6 +729,7 @@ mod avx2 {
         acs: usize,
         b: *const f32,
         brs: usize,
+        strip: usize,
         beta: f32,
         c: *mut f32,
         crs: usize,
@@ -730,7 +752,7 @@ mod avx2 {
                     while p0 < k {
                         let kc = (k - p0).min(KC);
                         let be = if p0 == 0 { beta } else { 1.0 };
-                        let bp = b.add(p0 * brs + j0);
+                        let bp = if strip == 0 { b.add(p0 * brs + j0) } else { b.add(j0 / (NV * 8) * strip + p0 * brs) };
                         let mut i0 = ib;
                         while i0 < ib + mb {
                             let mr = (ib + mb - i0).min(MR);

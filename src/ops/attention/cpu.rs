@@ -83,6 +83,58 @@ fn scores<E: CpuFloat>(dm: Dims, x: &[E], bi: usize, hi: usize, alpha: E, s: &mu
     }
 }
 
+/// The keys query `i` may see when there is no padding mask: `0..end`.
+#[inline]
+fn visible_end(spec: &AttentionSpec, t: usize, i: usize) -> usize {
+    if spec.causal {
+        (i + 1).min(t)
+    } else {
+        t
+    }
+}
+
+/// Turns the scores of row `i` into attention weights in place (masked entries 0) and returns
+/// the row's log-sum-exp (`−∞`, all weights 0, when every key is masked).
+fn softmax_row<E: CpuFloat>(spec: &AttentionSpec, bi: usize, t: usize, i: usize, row: &mut [E]) -> E {
+    if spec.key_padding.is_none() {
+        // The visible keys are a prefix: one max, one exp pass, one scaling pass.
+        let end = visible_end(spec, t, i);
+        let (vis, hidden) = row.split_at_mut(end);
+        hidden.iter_mut().for_each(|v| *v = E::zero());
+        let max = vis.iter().fold(E::neg_infinity(), |m, v| if *v > m { *v } else { m });
+        if max == E::neg_infinity() {
+            vis.iter_mut().for_each(|v| *v = E::zero());
+            return max;
+        }
+        let sum = E::exp_sub_sum(vis, max);
+        let inv = E::one() / sum;
+        vis.iter_mut().for_each(|v| *v = *v * inv);
+        return max + sum.ln();
+    }
+    let mut max = E::neg_infinity();
+    for (j, v) in row.iter().enumerate() {
+        if !spec.masked(bi, t, i, j) && *v > max {
+            max = *v;
+        }
+    }
+    if max == E::neg_infinity() {
+        row.iter_mut().for_each(|v| *v = E::zero());
+        return max;
+    }
+    E::exp_sub_sum(row, max);
+    let mut sum = E::zero();
+    for (j, v) in row.iter_mut().enumerate() {
+        if spec.masked(bi, t, i, j) {
+            *v = E::zero();
+        } else {
+            sum = sum + *v;
+        }
+    }
+    let inv = E::one() / sum;
+    row.iter_mut().for_each(|v| *v = *v * inv);
+    max + sum.ln()
+}
+
 /// Turns the scores of row `i` into attention weights (masked entries 0) given the row's
 /// log-sum-exp; a row with `lse = −∞` (every key masked) becomes all zeros.
 fn weights_row<E: CpuFloat>(spec: &AttentionSpec, bi: usize, t: usize, i: usize, row: &mut [E], lse: E) {
@@ -90,8 +142,18 @@ fn weights_row<E: CpuFloat>(spec: &AttentionSpec, bi: usize, t: usize, i: usize,
         row.iter_mut().for_each(|v| *v = E::zero());
         return;
     }
+    if spec.key_padding.is_none() {
+        let end = visible_end(spec, t, i);
+        let (vis, hidden) = row.split_at_mut(end);
+        E::exp_sub_sum(vis, lse);
+        hidden.iter_mut().for_each(|v| *v = E::zero());
+        return;
+    }
+    E::exp_sub_sum(row, lse);
     for (j, v) in row.iter_mut().enumerate() {
-        *v = if spec.masked(bi, t, i, j) { E::zero() } else { (*v - lse).exp() };
+        if spec.masked(bi, t, i, j) {
+            *v = E::zero();
+        }
     }
 }
 
@@ -140,24 +202,7 @@ where
                 scores(dm, xs, bi, hi, alpha, s);
                 for i in 0..t {
                     let row = &mut s[i * t..(i + 1) * t];
-                    let mut max = E::neg_infinity();
-                    for (j, v) in row.iter().enumerate() {
-                        if !spec.masked(bi, t, i, j) && *v > max {
-                            max = *v;
-                        }
-                    }
-                    let l = if max == E::neg_infinity() {
-                        max
-                    } else {
-                        let sum = row
-                            .iter()
-                            .enumerate()
-                            .filter(|(j, _)| !spec.masked(bi, t, i, *j))
-                            .fold(E::zero(), |a, (_, v)| a + (*v - max).exp());
-                        max + sum.ln()
-                    };
-                    lse_row[i] = l;
-                    weights_row(spec, bi, t, i, row, l);
+                    lse_row[i] = softmax_row(spec, bi, t, i, row);
                     if dropout {
                         drop_row(spec, bh, t, i, row, &mut pd[i * t..(i + 1) * t]);
                     }

@@ -999,7 +999,7 @@ mod tests {
         let mut sizes: Vec<usize> = (1..=70).collect();
         sizes.retain(|s| s % 4 == 1 || *s <= 20 || *s >= 60);
         for &s in &sizes {
-            for layout in [(s, 17, 9), (9, s, 17), (17, 9, s), (s, 64, 300), (300, s, 5)] {
+            for layout in [(s, 17, 9), (9, s, 17), (17, 9, s), (s, 64, 300), (300, s, 5), (s, 300, 9)] {
                 let (m, n, k) = layout;
                 let mut seed = s as u64;
                 let av: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();

@@ -4,7 +4,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::AttentionSpec;
-use crate::ops::floor::buf::{give, take, take_dirty};
+use crate::ops::floor::buf::{give, take_dirty};
 use crate::ops::floor::gemm::{gemm_with, GemmPath};
 use crate::ops::rnn::cpu::CpuFloat;
 
@@ -237,11 +237,12 @@ where
     let x_ghost = qkv.ghost();
     let out_ghost = out.ghost();
     tape.add_backward_op(move |grads| {
-        grads.try_alloc_for(&out_ghost)?;
-        let mut gy = take_dirty::<E>(b * t * d);
-        grads.get(&out_ghost).retaped::<NoneTape>().try_contiguous()?.copy_into(&mut gy);
+        // Borrow the output gradient by moving it out (no copy) and back at the end.
+        let gy = std::mem::replace(grads.get_or_alloc_mut(&out_ghost)?, <Cpu as Storage<E>>::try_alloc_len(&dev, 0)?);
         let spec = spec_owned.view();
-        let mut gx = take::<E>(b * t * d3);
+        // Every element is written by its (sample, head) task (the Q, K and V blocks of each
+        // head, β = 0), so the buffer need not be zeroed.
+        let mut gx = take_dirty::<E>(b * t * d3);
         if t > 0 {
             let gxp = SharedMut(gx.as_mut_ptr());
             let (xs, gys, lses) = (&xv, &gy, &lse);
@@ -307,9 +308,9 @@ where
             *a += *g;
         }
         give(gx);
-        give(gy);
         give(xv);
         give(lse);
+        *grads.get_or_alloc_mut(&out_ghost)? = gy;
         Ok(())
     });
     Ok(out.put_tape(tape))

@@ -108,7 +108,7 @@ fn softmax_row<E: CpuFloat>(spec: &AttentionSpec, bi: usize, t: usize, i: usize,
         }
         let sum = E::exp_sub_sum(vis, max);
         let inv = E::one() / sum;
-        vis.iter_mut().for_each(|v| *v = *v * inv);
+        vis.iter_mut().for_each(|v| *v *= inv);
         return max + sum.ln();
     }
     let mut max = E::neg_infinity();
@@ -127,11 +127,11 @@ fn softmax_row<E: CpuFloat>(spec: &AttentionSpec, bi: usize, t: usize, i: usize,
         if spec.masked(bi, t, i, j) {
             *v = E::zero();
         } else {
-            sum = sum + *v;
+            sum += *v;
         }
     }
     let inv = E::one() / sum;
-    row.iter_mut().for_each(|v| *v = *v * inv);
+    row.iter_mut().for_each(|v| *v *= inv);
     max + sum.ln()
 }
 

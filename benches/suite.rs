@@ -9,7 +9,9 @@
 //! SUITE_PARTS=peers,fit cargo bench --bench suite             # some parts only
 //! ```
 //!
-//! Parts (`SUITE_PARTS`, comma-separated; default all):
+//! Parts (`SUITE_PARTS`, comma-separated; default all); `SUITE_MODELS` (comma-separated
+//! substrings of the model names: `mlp`, `lenet`, `lstm`, `transformer`, `gcn`) and
+//! `SUITE_VARIANTS` (`default`, `cache`, `nocache`) narrow the `peers` part. The parts:
 //! - `peers`: the five workloads of `bench_torch.py --all`, each declared with `network!` and
 //!   trained by a hand-written dfdx loop on a plain `Cpu::default()` (variant `default`: what
 //!   a user gets), the same with dfdx's allocation cache turned on after `build` (`cache`) and,
@@ -170,7 +172,13 @@ fn median(v: &[f64]) -> f64 {
 fn line(model: &str, variant: &str, ms: Vec<f64>, extra: &str) {
     let ms = sorted(ms);
     let n = ms.len();
-    let extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
+    let mut extra = if extra.is_empty() { String::new() } else { format!(", {extra}") };
+    let cpu = LAST_CPU.with(|c| c.replace(f64::NAN));
+    if cpu.is_finite() {
+        // process CPU time per step (all threads): a figure that load from other processes
+        // disturbs less than the wall-clock step time
+        extra.push_str(&format!(", \"cpu_ms\": {cpu:.3}"));
+    }
     println!(
         "{{\"framework\": \"typenet\", \"model\": \"{model}\", \"variant\": \"{variant}\", \"threads\": {}, \"steps\": {n}, \"median_ms\": {:.4}, \"min_ms\": {:.4}, \"max_ms\": {:.4}, \"p10_ms\": {:.4}, \"p90_ms\": {:.4}{extra}}}",
         threads(),
@@ -182,18 +190,39 @@ fn line(model: &str, variant: &str, ms: Vec<f64>, extra: &str) {
     );
 }
 
+/// CPU time (user + system) of this process so far, all threads, in ms (`/proc/self/stat`,
+/// clock ticks of 10 ms: meaningful over many steps only).
+fn process_cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) * 10.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
+thread_local! {
+    /// Process CPU ms per step of the last `time_steps` call (printed by `line` as `cpu_ms`).
+    static LAST_CPU: std::cell::Cell<f64> = const { std::cell::Cell::new(f64::NAN) };
+}
+
 /// Runs `f` `warmup` times, then times it `steps` times (ms).
 fn time_steps(steps: usize, warmup: usize, mut f: impl FnMut()) -> Vec<f64> {
     for _ in 0..warmup {
         f();
     }
-    (0..steps)
+    let c0 = process_cpu_ms();
+    let v = (0..steps)
         .map(|_| {
             let t0 = Instant::now();
             f();
             t0.elapsed().as_secs_f64() * 1e3
         })
-        .collect()
+        .collect();
+    LAST_CPU.with(|c| c.set((process_cpu_ms() - c0) / steps as f64));
+    v
 }
 
 // ---------------------------------------------------------------------------------------
@@ -281,8 +310,29 @@ const LSTM: &str = "lstm_in32_h64_seq50_b32_head10";
 const TRANSFORMER: &str = "transformer_d64_h4_ff256_t32_b32_head10";
 const GCN: &str = "gcn_cora_sized_2708n_1433f_16h_7c";
 
+/// Whether workload `name` is selected by `SUITE_MODELS` (comma-separated substrings of the
+/// model names, e.g. `transformer,mlp`; default all).
+fn selected(name: &str) -> bool {
+    match std::env::var("SUITE_MODELS") {
+        Ok(v) if !v.trim().is_empty() => v.split(',').map(str::trim).any(|m| !m.is_empty() && name.contains(m)),
+        _ => true,
+    }
+}
+
+/// Whether variant `v` of the `peers` part is selected by `SUITE_VARIANTS` (comma-separated,
+/// e.g. `default`; default all).
+fn variant_selected(v: &str) -> bool {
+    match std::env::var("SUITE_VARIANTS") {
+        Ok(s) if !s.trim().is_empty() => s.split(',').map(str::trim).any(|x| x == v),
+        _ => true,
+    }
+}
+
 fn peers(cfg: &Cfg) {
     for variant in ["default", "cache", "nocache"] {
+        if !variant_selected(variant) {
+            continue;
+        }
         // A fresh plain device per workload, as a user's program would have; after `build`,
         // `cache` turns dfdx's allocation cache on and `nocache` off.
         let fresh = Cpu::default;
@@ -291,26 +341,36 @@ fn peers(cfg: &Cfg) {
             "nocache" => dev.disable_cache(),
             _ => {}
         };
-        let dev = fresh();
-        let mut h = mlp_hand(&dev);
-        set(&dev);
-        line(MLP, variant, time_steps(cfg.steps, cfg.warmup, || { std::hint::black_box(h.step()); }), "");
-        let dev = fresh();
-        let mut h = lenet_hand(&dev);
-        set(&dev);
-        line(LENET, variant, time_steps(cfg.steps, cfg.warmup, || { std::hint::black_box(h.step()); }), "");
-        let dev = fresh();
-        let mut h = lstm_hand(&dev);
-        set(&dev);
-        line(LSTM, variant, time_steps(cfg.steps, cfg.warmup, || { std::hint::black_box(h.step()); }), "");
+        if selected(MLP) {
+            let dev = fresh();
+            let mut h = mlp_hand(&dev);
+            set(&dev);
+            line(MLP, variant, time_steps(cfg.steps, cfg.warmup, || { std::hint::black_box(h.step()); }), "");
+        }
+        if selected(LENET) {
+            let dev = fresh();
+            let mut h = lenet_hand(&dev);
+            set(&dev);
+            line(LENET, variant, time_steps(cfg.steps, cfg.warmup, || { std::hint::black_box(h.step()); }), "");
+        }
+        if selected(LSTM) {
+            let dev = fresh();
+            let mut h = lstm_hand(&dev);
+            set(&dev);
+            line(LSTM, variant, time_steps(cfg.steps, cfg.warmup, || { std::hint::black_box(h.step()); }), "");
+        }
         if variant == "nocache" {
             continue;
         }
-        let dev = fresh();
-        let mut h = transformer_hand(&dev);
-        set(&dev);
-        line(TRANSFORMER, variant, time_steps(cfg.steps, cfg.warmup, || { std::hint::black_box(h.step()); }), "");
-        gcn(cfg, variant, &set);
+        if selected(TRANSFORMER) {
+            let dev = fresh();
+            let mut h = transformer_hand(&dev);
+            set(&dev);
+            line(TRANSFORMER, variant, time_steps(cfg.steps, cfg.warmup, || { std::hint::black_box(h.step()); }), "");
+        }
+        if selected(GCN) {
+            gcn(cfg, variant, &set);
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::AttentionSpec;
-use crate::ops::floor::buf::{give, take, take_dirty};
+use crate::ops::floor::buf::{give, take_dirty};
 use crate::ops::floor::gemm::{gemm_with, GemmPath};
 use crate::ops::rnn::cpu::CpuFloat;
 
@@ -56,9 +56,9 @@ unsafe fn mm<E: CpuFloat>(
     c: *mut E,
     sc: (usize, usize),
 ) {
-    let path = if crate::ops::floor::cpu::has_avx512() { GemmPath::Avx512 } else { GemmPath::Fallback };
+    let path = GemmPath::single();
     // SAFETY: the views are valid and `c` aliases neither input (this function's contract);
-    // the AVX-512 path is chosen only when `has_avx512` detected it.
+    // `GemmPath::single` picks a SIMD kernel only when the CPU has it.
     unsafe { gemm_with(path, mnk, alpha, a, sa, b, sb, beta, c, sc) }
 }
 
@@ -83,6 +83,58 @@ fn scores<E: CpuFloat>(dm: Dims, x: &[E], bi: usize, hi: usize, alpha: E, s: &mu
     }
 }
 
+/// The keys query `i` may see when there is no padding mask: `0..end`.
+#[inline]
+fn visible_end(spec: &AttentionSpec, t: usize, i: usize) -> usize {
+    if spec.causal {
+        (i + 1).min(t)
+    } else {
+        t
+    }
+}
+
+/// Turns the scores of row `i` into attention weights in place (masked entries 0) and returns
+/// the row's log-sum-exp (`−∞`, all weights 0, when every key is masked).
+fn softmax_row<E: CpuFloat>(spec: &AttentionSpec, bi: usize, t: usize, i: usize, row: &mut [E]) -> E {
+    if spec.key_padding.is_none() {
+        // The visible keys are a prefix: one max, one exp pass, one scaling pass.
+        let end = visible_end(spec, t, i);
+        let (vis, hidden) = row.split_at_mut(end);
+        hidden.iter_mut().for_each(|v| *v = E::zero());
+        let max = vis.iter().fold(E::neg_infinity(), |m, v| if *v > m { *v } else { m });
+        if max == E::neg_infinity() {
+            vis.iter_mut().for_each(|v| *v = E::zero());
+            return max;
+        }
+        let sum = E::exp_sub_sum(vis, max);
+        let inv = E::one() / sum;
+        vis.iter_mut().for_each(|v| *v *= inv);
+        return max + sum.ln();
+    }
+    let mut max = E::neg_infinity();
+    for (j, v) in row.iter().enumerate() {
+        if !spec.masked(bi, t, i, j) && *v > max {
+            max = *v;
+        }
+    }
+    if max == E::neg_infinity() {
+        row.iter_mut().for_each(|v| *v = E::zero());
+        return max;
+    }
+    E::exp_sub_sum(row, max);
+    let mut sum = E::zero();
+    for (j, v) in row.iter_mut().enumerate() {
+        if spec.masked(bi, t, i, j) {
+            *v = E::zero();
+        } else {
+            sum += *v;
+        }
+    }
+    let inv = E::one() / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
+    max + sum.ln()
+}
+
 /// Turns the scores of row `i` into attention weights (masked entries 0) given the row's
 /// log-sum-exp; a row with `lse = −∞` (every key masked) becomes all zeros.
 fn weights_row<E: CpuFloat>(spec: &AttentionSpec, bi: usize, t: usize, i: usize, row: &mut [E], lse: E) {
@@ -90,8 +142,18 @@ fn weights_row<E: CpuFloat>(spec: &AttentionSpec, bi: usize, t: usize, i: usize,
         row.iter_mut().for_each(|v| *v = E::zero());
         return;
     }
+    if spec.key_padding.is_none() {
+        let end = visible_end(spec, t, i);
+        let (vis, hidden) = row.split_at_mut(end);
+        E::exp_sub_sum(vis, lse);
+        hidden.iter_mut().for_each(|v| *v = E::zero());
+        return;
+    }
+    E::exp_sub_sum(row, lse);
     for (j, v) in row.iter_mut().enumerate() {
-        *v = if spec.masked(bi, t, i, j) { E::zero() } else { (*v - lse).exp() };
+        if spec.masked(bi, t, i, j) {
+            *v = E::zero();
+        }
     }
 }
 
@@ -140,24 +202,7 @@ where
                 scores(dm, xs, bi, hi, alpha, s);
                 for i in 0..t {
                     let row = &mut s[i * t..(i + 1) * t];
-                    let mut max = E::neg_infinity();
-                    for (j, v) in row.iter().enumerate() {
-                        if !spec.masked(bi, t, i, j) && *v > max {
-                            max = *v;
-                        }
-                    }
-                    let l = if max == E::neg_infinity() {
-                        max
-                    } else {
-                        let sum = row
-                            .iter()
-                            .enumerate()
-                            .filter(|(j, _)| !spec.masked(bi, t, i, *j))
-                            .fold(E::zero(), |a, (_, v)| a + (*v - max).exp());
-                        max + sum.ln()
-                    };
-                    lse_row[i] = l;
-                    weights_row(spec, bi, t, i, row, l);
+                    lse_row[i] = softmax_row(spec, bi, t, i, row);
                     if dropout {
                         drop_row(spec, bh, t, i, row, &mut pd[i * t..(i + 1) * t]);
                     }
@@ -192,11 +237,12 @@ where
     let x_ghost = qkv.ghost();
     let out_ghost = out.ghost();
     tape.add_backward_op(move |grads| {
-        grads.try_alloc_for(&out_ghost)?;
-        let mut gy = take_dirty::<E>(b * t * d);
-        grads.get(&out_ghost).retaped::<NoneTape>().try_contiguous()?.copy_into(&mut gy);
+        // Borrow the output gradient by moving it out (no copy) and back at the end.
+        let gy = std::mem::replace(grads.get_or_alloc_mut(&out_ghost)?, <Cpu as Storage<E>>::try_alloc_len(&dev, 0)?);
         let spec = spec_owned.view();
-        let mut gx = take::<E>(b * t * d3);
+        // Every element is written by its (sample, head) task (the Q, K and V blocks of each
+        // head, β = 0), so the buffer need not be zeroed.
+        let mut gx = take_dirty::<E>(b * t * d3);
         if t > 0 {
             let gxp = SharedMut(gx.as_mut_ptr());
             let (xs, gys, lses) = (&xv, &gy, &lse);
@@ -262,9 +308,9 @@ where
             *a += *g;
         }
         give(gx);
-        give(gy);
         give(xv);
         give(lse);
+        *grads.get_or_alloc_mut(&out_ghost)? = gy;
         Ok(())
     });
     Ok(out.put_tape(tape))

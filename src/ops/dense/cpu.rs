@@ -102,6 +102,10 @@ const SPARSE_MIN_WORK: usize = 1 << 20;
 /// An input with at most one nonzero in this many elements takes the sparse path.
 const SPARSE_RATIO: usize = 20;
 
+/// Elements of the input's prefix looked at before the full sparsity scan; more than twice
+/// the sparse path's density there rules it out at once.
+const PROBE: usize = 2048;
+
 /// The nonzeros of a row-major `[m, i]` matrix, row by row (CSR).
 struct SparseRows<E> {
     ptr: Vec<usize>,
@@ -117,6 +121,12 @@ impl<E: GemmFloat> SparseRows<E> {
             return None;
         }
         let limit = m * i / SPARSE_RATIO;
+        // A quick look at a prefix first: dense activations (most calls) fail here without
+        // building anything.
+        let probe = &x[..x.len().min(m * i).min(PROBE)];
+        if probe.len() == PROBE && probe.iter().filter(|v| **v != E::zero()).count() > 2 * PROBE / SPARSE_RATIO {
+            return None;
+        }
         let (mut ptr, mut col, mut val) = (Vec::with_capacity(m + 1), Vec::new(), Vec::new());
         ptr.push(0);
         for row in x.chunks(i.max(1)).take(m) {

@@ -15,6 +15,9 @@ pub trait CpuFloat: num_traits::Float + Dtype + Send + Sync + 'static + Scratch 
     fn sigmoid_slice(x: &mut [Self]);
     /// `x ← tanh(x)` element-wise.
     fn tanh_slice(x: &mut [Self]);
+    /// `x ← e^(x − sub)` element-wise; returns the sum of the results (the softmax of the
+    /// attention kernel; f32 through the vectorized `exp` of `fastmath`).
+    fn exp_sub_sum(x: &mut [Self], sub: Self) -> Self;
 }
 
 impl CpuFloat for f64 {
@@ -26,6 +29,13 @@ impl CpuFloat for f64 {
     fn tanh_slice(x: &mut [Self]) {
         x.iter_mut().for_each(|v| *v = v.tanh());
     }
+    #[inline(always)]
+    fn exp_sub_sum(x: &mut [Self], sub: Self) -> Self {
+        x.iter_mut().fold(0.0, |a, v| {
+            *v = (*v - sub).exp();
+            a + *v
+        })
+    }
 }
 
 impl CpuFloat for f32 {
@@ -36,6 +46,25 @@ impl CpuFloat for f32 {
     #[inline(always)]
     fn tanh_slice(x: &mut [Self]) {
         x.iter_mut().for_each(|v| *v = super::fastmath::tanh_f32(*v));
+    }
+    #[inline(always)]
+    fn exp_sub_sum(x: &mut [Self], sub: Self) -> Self {
+        // Eight partial sums so that the loop vectorizes (a single f32 accumulator would fix
+        // the order of the additions).
+        let mut acc = [0f32; 8];
+        let mut chunks = x.chunks_exact_mut(8);
+        for c in &mut chunks {
+            for (v, a) in c.iter_mut().zip(acc.iter_mut()) {
+                *v = super::fastmath::exp_f32(*v - sub);
+                *a += *v;
+            }
+        }
+        let mut sum = 0f32;
+        for v in chunks.into_remainder() {
+            *v = super::fastmath::exp_f32(*v - sub);
+            sum += *v;
+        }
+        acc.iter().sum::<f32>() + sum
     }
 }
 

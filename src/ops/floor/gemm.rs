@@ -703,9 +703,14 @@ mod avx2 {
     }
 
     /// Lane mask selecting the first `cols` (1..=8) lanes.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 (`_mm256_cmpgt_epi32`); the callers run only after the
+    /// dispatcher detected AVX2 and FMA.
     #[inline(always)]
     unsafe fn tail_mask(cols: usize) -> __m256i {
-        // SAFETY: plain SSE/AVX register construction (AVX is implied by the callers' AVX2).
+        // SAFETY: register construction and an AVX2 compare, no memory access; AVX2 is
+        // present (this function's contract).
         unsafe {
             let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
             _mm256_cmpgt_epi32(_mm256_set1_epi32(cols as i32), idx)

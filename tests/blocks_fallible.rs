@@ -22,6 +22,8 @@ network! {
         residual { cfconv(3, rbf = 6, cutoff = 2.5, positions = p), tanh },
     }
     pub PerSet: [s, t, 4] -> [s, t, 4] { each { attention(heads = 2) } }
+    /// An empty branch (the identity) beside a fallible one, in either order.
+    pub EmptyBranch: [t, 4] -> [t, 8] { sum { { attention(heads = 2) }, {} }, concat { {}, { attention(heads = 2) } } }
     pub Tokens: [t] -> [t, 6] { embedding(5, 4), residual { layer_norm, attention(heads = 2) }, concat { { attention(heads = 2) }, { dense(2) } } }
 }
 
@@ -127,4 +129,21 @@ fn attention_inside_each_and_after_an_embedding() {
     let bad: Tensor<(usize,), usize, Cpu> = dev.tensor_from_vec(vec![0, 1, 9], (3,));
     let e: NetworkError = t.try_forward(bad).unwrap_err();
     assert!(e.to_string().contains('9'), "{e}");
+}
+
+#[test]
+fn an_empty_branch_beside_a_fallible_one() {
+    let dev = Cpu::seed_from_u64(5);
+    let m = EmptyBranch::<f64, Cpu>::build(&dev);
+    let x: Tensor<(usize, Const<4>), f64, Cpu> = dev.sample_normal_like(&(3, Const));
+    let y = m.try_forward(x.clone()).unwrap();
+    let h = m.attention_1.try_forward(x.clone()).unwrap() + x;
+    let a = m.attention_2.try_forward(h.clone()).unwrap();
+    let (hv, av, yv) = (h.as_vec(), a.as_vec(), y.as_vec());
+    for r in 0..3 {
+        for c in 0..8 {
+            let want = if c < 4 { hv[r * 4 + c] } else { av[r * 4 + c - 4] };
+            assert!((yv[r * 8 + c] - want).abs() < 1e-12, "row {r} col {c}");
+        }
+    }
 }

@@ -262,7 +262,12 @@ pub fn block_trees(lists: &[Vec<Node>]) -> (Vec<TokenStream>, bool) {
     let fallible = lists.iter().flatten().any(|n| n.fallible);
     let trees = lists
         .iter()
-        .map(|nodes| crate::tree::seq(nodes.iter().map(|n| lift_if(n.tree.clone(), fallible)).collect()))
+        .map(|nodes| {
+            let tree = crate::tree::seq(nodes.iter().map(|n| lift_if(n.tree.clone(), fallible)).collect());
+            // An empty branch `{}` (the identity, `()`) has the device's error: lifted too, so
+            // every branch of a fallible block agrees on `NetworkError`.
+            if nodes.is_empty() { lift_if(tree, fallible) } else { tree }
+        })
         .collect();
     (trees, fallible)
 }

@@ -29,11 +29,20 @@ where
     if m * i > 0 {
         x.copy_into(&mut xv);
     }
-    let wv = if o * i > 0 { weight.as_vec() } else { Vec::new() };
+    // The weights from the scratch pool (no fresh pages per step), kept for the backward.
+    let mut wv = Buf::dirty(o * i);
+    if o * i > 0 {
+        weight.copy_into(&mut wv);
+    }
 
     // Mostly-zero inputs (bag-of-words features, a dropped-out sparse input): the forward
-    // product and the weight gradient visit the nonzeros only.
-    let sparse = if m * o * i >= SPARSE_MIN_WORK && wv.iter().all(|v| v.is_finite()) { SparseRows::of(&xv, m, i) } else { None };
+    // product and the weight gradient visit the nonzeros only. The probe of the input comes
+    // first: a dense input (the common case) is ruled out without scanning the weights.
+    let sparse = if m * o * i >= SPARSE_MIN_WORK {
+        SparseRows::of(&xv, m, i).filter(|_| wv.iter().all(|v| v.is_finite()))
+    } else {
+        None
+    };
     let mut yv = Buf::dirty(m * o);
     match &bias {
         Some(b) if m * o > 0 => {

@@ -585,7 +585,8 @@ where
         (sv, yc)
     });
     let o = dm.o;
-    let mut y = vec![E::zero(); b * t * o];
+    // Pooled (no fresh pages per step); every element is written below, zeroed anyway.
+    let mut y = take(b * t * o);
     let mut saved = Vec::with_capacity(tasks.len());
     for (task, (sv, yc)) in tasks.iter().zip(outs) {
         for (r, row) in yc.chunks_exact(h).enumerate() {
@@ -597,6 +598,7 @@ where
     }
     let dev = x.device().clone();
     let out = crate::ops::floor::upload::from_slice(&dev, &y, (b, t, o))?;
+    give(y);
     if Tp::OWNS_TAPE {
         let x_ghost = x.ghost();
         let out_ghost = out.ghost();

@@ -194,7 +194,7 @@ impl Graph {
     /// feature, is an `Err`.
     pub fn with_edge_features(self, k: usize, features: &[f64]) -> Result<Graph, GraphError> {
         let e = self.num_edges();
-        if k == 0 || features.len() % k != 0 || features.len() / k != e {
+        if k == 0 || !features.len().is_multiple_of(k) || features.len() / k != e {
             let given = if k == 0 { features.len() } else { features.len() / k };
             return Err(GraphError::EdgeFeatureCount { expected: e, given });
         }

@@ -209,8 +209,8 @@ fn parse_seq_layer(call: &LayerCall, kind: &'static Kind, transformer: bool) -> 
 
 /// Head counts near `h` that divide `width`.
 fn nearest_divisors(width: usize, h: usize) -> Vec<usize> {
-    let mut below = (1..h).rev().find(|k| width % k == 0);
-    let above = (h + 1..=width).find(|k| width % k == 0);
+    let mut below = (1..h).rev().find(|k| width.is_multiple_of(*k));
+    let above = (h + 1..=width).find(|k| width.is_multiple_of(*k));
     if below == Some(h) {
         below = None;
     }

@@ -71,19 +71,18 @@ impl<E: Scratch> Buf<E> {
     /// A buffer of `len` elements with unspecified (initialised) contents, for buffers the
     /// caller overwrites completely: an idle buffer holding at least `len` elements is only
     /// truncated, saving the zero fill (a memset of up to megabytes per call).
+    ///
+    /// An idle buffer with room for `len` elements but fewer initialised ones is taken too;
+    /// only its tail past the old length is zero-filled.
     pub fn dirty(len: usize) -> Self {
         let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
-        match take_best_fit(&mut pool, len, Vec::len) {
-            Some(mut v) => {
-                drop(pool);
-                v.truncate(len);
-                Buf(v)
-            }
-            None => {
-                drop(pool);
-                Self::zeros(len)
-            }
-        }
+        // Among the buffers that fit, one that needs no fill first, then the smallest.
+        let found = take_best_fit(&mut pool, len, |v| (v.len() < len, v.capacity()));
+        drop(pool);
+        let mut v = found.unwrap_or_else(|| Vec::with_capacity(len));
+        // `resize` truncates, or fills only the elements past the current length.
+        v.resize(len, E::default());
+        Buf(v)
     }
 
     /// The buffer as a plain `Vec`, no longer returned to the pool on drop.
@@ -131,18 +130,61 @@ impl<E: Scratch> std::ops::DerefMut for Buf<E> {
     }
 }
 
-/// Removes from `pool` and returns the smallest buffer whose `size` (`Vec::len` or
-/// `Vec::capacity`) is at least `n`, if any.
-pub(crate) fn take_best_fit<T>(pool: &mut Vec<Vec<T>>, n: usize, size: impl Fn(&Vec<T>) -> usize) -> Option<Vec<T>> {
+/// Removes from `pool` and returns the buffer that fits `n` elements best (the least `rank`),
+/// if any fits. A buffer fits when its capacity holds `n` elements without being more than
+/// twice that (plus [`SLACK`]): a small request never takes a large buffer that a large
+/// request of the same step needs next (it would then be allocated afresh and zero-filled
+/// every step — seen in the recurrent kernel, whose weight reads took its state buffers).
+pub(crate) fn take_best_fit<T, K: Ord>(pool: &mut Vec<Vec<T>>, n: usize, rank: impl Fn(&Vec<T>) -> K) -> Option<Vec<T>> {
     let best = pool
         .iter()
         .enumerate()
-        .filter(|(_, v)| size(v) >= n)
-        .min_by_key(|(_, v)| size(v))
+        .filter(|(_, v)| v.capacity() >= n && v.capacity() <= n.saturating_mul(2).saturating_add(SLACK))
+        .min_by_key(|(_, v)| rank(v))
         .map(|(i, _)| i)?;
     Some(pool.swap_remove(best))
 }
 
+/// Elements a buffer may exceed twice a request by and still serve it (small requests).
+const SLACK: usize = 1024;
+
 /// A new tensor of `shape` holding `data`, its buffer drawn from (and returned to) the
 /// device's allocation cache: [`super::upload::from_slice`].
 pub(crate) use super::upload::from_slice as to_tensor;
+
+#[cfg(test)]
+mod tests {
+    use super::take_best_fit;
+
+    fn pool(specs: &[(usize, usize)]) -> Vec<Vec<f32>> {
+        specs
+            .iter()
+            .map(|&(cap, len)| {
+                let mut v = Vec::with_capacity(cap);
+                v.resize(len, 1.0);
+                v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_small_request_does_not_take_a_large_buffer() {
+        let mut p = pool(&[(100, 100), (5000, 5000), (300_000, 300_000)]);
+        assert!(take_best_fit(&mut p, 1000, Vec::capacity).is_none(), "5000 is more than 2·1000 + slack");
+        assert_eq!(take_best_fit(&mut p, 80, Vec::capacity).map(|v| v.capacity()), Some(100));
+        assert_eq!(take_best_fit(&mut p, 2000, Vec::capacity).map(|v| v.capacity()), Some(5000));
+        assert_eq!(take_best_fit(&mut p, 200_000, Vec::capacity).map(|v| v.capacity()), Some(300_000));
+        assert!(p.is_empty());
+        assert!(take_best_fit(&mut p, 1, Vec::capacity).is_none());
+    }
+
+    #[test]
+    fn a_dirty_request_prefers_a_buffer_that_needs_no_fill() {
+        let len = 2500;
+        let mut p = pool(&[(3000, 0), (4000, 4000), (3500, 10)]);
+        let got = take_best_fit(&mut p, len, |v| (v.len() < len, v.capacity())).unwrap();
+        assert_eq!((got.capacity(), got.len()), (4000, 4000));
+        let got = take_best_fit(&mut p, len, |v| (v.len() < len, v.capacity())).unwrap();
+        assert_eq!(got.capacity(), 3000, "then the smallest that fits");
+    }
+}

@@ -585,17 +585,25 @@ where
         (sv, yc)
     });
     let o = dm.o;
-    // Pooled (no fresh pages per step); every element is written below, zeroed anyway.
-    let mut y = take(b * t * o);
     let mut saved = Vec::with_capacity(tasks.len());
-    for (task, (sv, yc)) in tasks.iter().zip(outs) {
-        for (r, row) in yc.chunks_exact(h).enumerate() {
-            let at = (task.b0 * t + r) * o + task.d * h;
-            y[at..at + h].copy_from_slice(row);
-        }
-        give(yc);
+    let y = if tasks.len() == 1 {
+        // One task (one direction, the whole batch): its output is the layer's output.
+        let (sv, yc) = outs.into_iter().next().expect("one task");
         saved.push(sv);
-    }
+        yc
+    } else {
+        // Pooled (no fresh pages per step); every element is written below.
+        let mut y = take_dirty(b * t * o);
+        for (task, (sv, yc)) in tasks.iter().zip(outs) {
+            for (r, row) in yc.chunks_exact(h).enumerate() {
+                let at = (task.b0 * t + r) * o + task.d * h;
+                y[at..at + h].copy_from_slice(row);
+            }
+            give(yc);
+            saved.push(sv);
+        }
+        y
+    };
     let dev = x.device().clone();
     let out = crate::ops::floor::upload::from_slice(&dev, &y, (b, t, o))?;
     give(y);
@@ -605,8 +613,8 @@ where
         // The parameters themselves (cheap `Arc` clones) serve as gradient keys.
         let keys: Vec<DirWeights<E, Cpu>> = dirs.to_vec();
         tape.add_backward_op(move |grads| {
-            grads.try_alloc_for(&out_ghost)?;
-            let gy = read(&grads.get(&out_ghost))?;
+            // Borrow the output gradient by moving it out (no copy) and back.
+            let gy = std::mem::replace(grads.get_or_alloc_mut(&out_ghost)?, <Cpu as Storage<E>>::try_alloc_len(&dev, 0)?);
             let idx: Vec<usize> = (0..tasks.len()).collect();
             let res: Vec<(DirGrads<E>, Vec<E>)> = run_tasks(&idx, |&i| {
                 let task = tasks[i];
@@ -617,18 +625,16 @@ where
                 let g = backward_dir(simd, cell, xc, &ws[task.d], &saved[i], dmc, task.d == 1, gyc, task.d * h, &mut dxc);
                 (g, dxc)
             });
-            let mut dx = take(b * t * f);
             for (task, (g, dxc)) in tasks.iter().zip(&res) {
-                add_into(&mut dx[task.b0 * t * f..task.b1 * t * f], dxc);
+                // Each task's input gradient covers its batch rows: added straight in.
+                add_into(&mut grads.get_or_alloc_mut(&x_ghost)?[task.b0 * t * f..task.b1 * t * f], dxc);
                 let k = &keys[task.d];
                 add_into(grads.get_or_alloc_mut(&k.w_ih)?, &g.ih);
                 add_into(grads.get_or_alloc_mut(&k.w_hh)?, &g.hh);
                 add_into(grads.get_or_alloc_mut(&k.b_ih)?, &g.bih);
                 add_into(grads.get_or_alloc_mut(&k.b_hh)?, &g.bhh);
             }
-            add_into(grads.get_or_alloc_mut(&x_ghost)?, &dx);
-            give(dx);
-            give(gy);
+            *grads.get_or_alloc_mut(&out_ghost)? = gy;
             give(xv);
             for (_, dxc) in res {
                 give(dxc);

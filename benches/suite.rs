@@ -292,13 +292,16 @@ fn lenet_hand(dev: &Dev) -> Hand<LeNet5<f32, Dev>, LeNetIn, (usize, Const<10>)> 
     Hand::new(LeNet5::build(dev), x, y)
 }
 
-fn lstm_hand(dev: &Dev) -> Hand<LstmHead<f32, Dev>, (usize, Const<50>, Const<32>), (usize, Const<10>)> {
+type LstmHand = Hand<LstmHead<f32, Dev>, (usize, Const<50>, Const<32>), (usize, Const<10>)>;
+type TransformerHand = Hand<TransformerHead<f32, Dev>, (usize, Const<32>, Const<64>), (usize, Const<10>)>;
+
+fn lstm_hand(dev: &Dev) -> LstmHand {
     let x = dev.sample_normal_like(&(32, Const, Const));
     let y = dev.tensor_from_vec(one_hot(32, 10), (32, Const));
     Hand::new(LstmHead::build(dev), x, y)
 }
 
-fn transformer_hand(dev: &Dev) -> Hand<TransformerHead<f32, Dev>, (usize, Const<32>, Const<64>), (usize, Const<10>)> {
+fn transformer_hand(dev: &Dev) -> TransformerHand {
     let x = dev.sample_normal_like(&(32, Const, Const));
     let y = dev.tensor_from_vec(one_hot(32, 10), (32, Const));
     Hand::new(TransformerHead::build(dev), x, y)

@@ -24,7 +24,10 @@ fn permute_rows(v: &[f64], w: usize, perm: &[usize]) -> Vec<f64> {
     out
 }
 
-fn arb_graph() -> impl Strategy<Value = (usize, Vec<(usize, usize)>, Vec<f64>, Vec<usize>)> {
+/// Nodes, edges, edge weights, node labels.
+type ArbGraph = (usize, Vec<(usize, usize)>, Vec<f64>, Vec<usize>);
+
+fn arb_graph() -> impl Strategy<Value = ArbGraph> {
     (2usize..7).prop_flat_map(|n| {
         (
             Just(n),
@@ -61,7 +64,8 @@ proptest! {
         let g2p = g2.relabel(&perm).unwrap();
         close(&permute_rows(&cf.try_forward((x.clone(), x.clone(), &g2)).unwrap().as_vec(), 2, &perm), &cf.try_forward((xp.clone(), xp.clone(), &g2p)).unwrap().as_vec());
         // graph_pool: invariant
-        for v in [GraphPool::<SumAggr>::default().try_forward((x.clone(), &g)).unwrap().as_vec()] {
+        {
+            let v = GraphPool::<SumAggr>::default().try_forward((x.clone(), &g)).unwrap().as_vec();
             close(&v, &GraphPool::<SumAggr>::default().try_forward((xp.clone(), &gp)).unwrap().as_vec());
         }
         close(&GraphPool::<MaxAggr>::default().try_forward((x.clone(), &g)).unwrap().as_vec(), &GraphPool::<MaxAggr>::default().try_forward((xp, &gp)).unwrap().as_vec());
@@ -87,7 +91,7 @@ proptest! {
     }
 
     #[test]
-    fn cfconv_is_invariant_to_rotation_and_translation(pos in prop::collection::vec(-1.5f64..1.5, 15), angle in 0.0f64..6.28, shift in prop::collection::vec(-3.0f64..3.0, 3)) {
+    fn cfconv_is_invariant_to_rotation_and_translation(pos in prop::collection::vec(-1.5f64..1.5, 15), angle in 0.0f64..std::f64::consts::TAU, shift in prop::collection::vec(-3.0f64..3.0, 3)) {
         let dev = Cpu::seed_from_u64(3);
         let n = 5;
         let cf = CfConv::<2, 3, 6, f64, Cpu>::build(&dev).with_cutoff(2.0).unwrap();

@@ -229,7 +229,7 @@ fn fit_with_restores_the_best_weights_when_training_diverges() {
 
 #[test]
 fn fit_restores_the_best_weights_when_training_diverges() {
-    let x = vec![0.0f64, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0];
+    let x = [0.0f64, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0];
     let tr = Dataset::new(x.repeat(4), &[2]).unwrap().with_targets([1.0, 1.0, 0.0, 0.0].repeat(4), 1).unwrap();
     let dev = Cpu::seed_from_u64(0);
     let mut m = Mlp::build(&dev);

@@ -280,7 +280,7 @@ impl Shape {
     }
 
     /// The same shape marked as a feature map.
-    pub fn as_map(mut self) -> Shape {
+    pub fn into_map(mut self) -> Shape {
         self.map = true;
         self
     }
@@ -383,7 +383,7 @@ mod tests {
         assert!(m.contains(r#".s("]needsimg::H≥N").s("(=").n(N).s(")")"#), "{m}");
         assert!(!m.contains("n(W)"), "{m}");
         // A constant that must be shown but is not mentioned is listed at the end.
-        let m = const_message("`dense(HIDDEN -> 2)` expects 3", &konst("HIDDEN").atoms().to_vec(), &[]).to_string().replace(' ', "");
+        let m = const_message("`dense(HIDDEN -> 2)` expects 3", konst("HIDDEN").atoms(), &[]).to_string().replace(' ', "");
         assert!(m.ends_with(r#".s("(HIDDEN=").n(HIDDEN).s(")")"#), "{m}");
         assert_eq!(first_mention("a config::W b", "W"), None);
         assert_eq!(first_mention("a W b", "W"), Some(3));

@@ -194,9 +194,9 @@ impl Graph {
     /// feature, is an `Err`.
     pub fn with_edge_features(self, k: usize, features: &[f64]) -> Result<Graph, GraphError> {
         let e = self.num_edges();
-        if k == 0 || !features.len().is_multiple_of(k) || features.len() / k != e {
-            let given = if k == 0 { features.len() } else { features.len() / k };
-            return Err(GraphError::EdgeFeatureCount { expected: e, given });
+        match features.len().checked_div(k) {
+            Some(rows) if features.len().is_multiple_of(k) && rows == e => {}
+            rows => return Err(GraphError::EdgeFeatureCount { expected: e, given: rows.unwrap_or(features.len()) }),
         }
         if features.iter().any(|v| !v.is_finite()) {
             return Err(GraphError::NotFinite("an edge feature"));

@@ -111,7 +111,7 @@ pub struct Attention<const DIM: usize, const HEADS: usize, E: Dtype = f32, D: St
 }
 
 impl<const M: usize, const H: usize, E: Dtype, D: Storage<E>, const C: bool> Attention<M, H, E, D, C> {
-    const HEADS_DIVIDE_WIDTH: () = assert!(H > 0 && M % H == 0, "attention: the number of heads must divide the width");
+    const HEADS_DIVIDE_WIDTH: () = assert!(H > 0 && M.is_multiple_of(H), "attention: the number of heads must divide the width");
 }
 
 impl<const M: usize, const H: usize, E: Float, D: Device<E>, const C: bool> TensorCollection<E, D> for Attention<M, H, E, D, C> {
@@ -429,7 +429,7 @@ macro_rules! seq_layer_modules {
             fn try_forward(&self, x: Tensor<(S, Const<M>), E, D, T>) -> Result<Self::Output, Self::Error> {
                 let shape = *x.shape();
                 let y = self.eval(x.try_reshape_like(&(Const::<1>, shape.0, Const::<M>))?, None).map_err(device_only)?;
-                Ok(y.try_reshape_like(&shape)?)
+                y.try_reshape_like(&shape)
             }
         }
         impl<S: Dim, $($gen)* ModuleMut<Tensor<(S, Const<M>), E, D, T>> for seq_layer_modules!(@ty $name) {
@@ -438,7 +438,7 @@ macro_rules! seq_layer_modules {
             fn try_forward_mut(&mut self, x: Tensor<(S, Const<M>), E, D, T>) -> Result<Self::Output, Self::Error> {
                 let shape = *x.shape();
                 let y = self.run(x.try_reshape_like(&(Const::<1>, shape.0, Const::<M>))?, None, true).map_err(device_only)?;
-                Ok(y.try_reshape_like(&shape)?)
+                y.try_reshape_like(&shape)
             }
         }
         impl<B: Dim, S: Dim, $($gen)* Module<Tensor<(B, S, Const<M>), E, D, T>> for seq_layer_modules!(@ty $name) {

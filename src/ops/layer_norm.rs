@@ -148,12 +148,12 @@ where
                     let (mut sd, mut sdx) = (E::zero(), E::zero());
                     for ((g, xh), w) in g.iter().zip(xh).zip(&w) {
                         let d = *g * *w;
-                        sd = sd + d;
-                        sdx = sdx + d * *xh;
+                        sd += d;
+                        sdx += d * *xh;
                     }
                     let (md, mdx) = (sd * inv_m, sdx * inv_m);
                     for (((o, g), xh), w) in gx.iter_mut().zip(g).zip(xh).zip(&w) {
-                        *o = *o + *s * (*g * *w - md - *xh * mdx);
+                        *o += *s * (*g * *w - md - *xh * mdx);
                     }
                 };
                 if n >= PARALLEL_MIN {
@@ -167,15 +167,15 @@ where
                 let mut acc = vec![E::zero(); 2 * m];
                 for (g, xh) in g.chunks(m).zip(xh.chunks(m)) {
                     for j in 0..m {
-                        acc[j] = acc[j] + g[j] * xh[j];
-                        acc[m + j] = acc[m + j] + g[j];
+                        acc[j] += g[j] * xh[j];
+                        acc[m + j] += g[j];
                     }
                 }
                 acc
             };
             let add = |mut a: Vec<E>, b: Vec<E>| {
                 for (a, b) in a.iter_mut().zip(b) {
-                    *a = *a + b;
+                    *a += b;
                 }
                 a
             };
@@ -186,10 +186,10 @@ where
                 column_sums((&gy, &xhat))
             };
             for (a, v) in grads.get_or_alloc_mut(&w_ghost)?.iter_mut().zip(&sums[..m]) {
-                *a = *a + *v;
+                *a += *v;
             }
             for (a, v) in grads.get_or_alloc_mut(&b_ghost)?.iter_mut().zip(&sums[m..]) {
-                *a = *a + *v;
+                *a += *v;
             }
             *grads.get_or_alloc_mut(&y_ghost)? = gy;
             Ok(())

@@ -143,7 +143,7 @@ impl Layer for Transpose {
         // A map `[c, l]` read as a sequence `[l, c]`; a sequence transposed is a map again.
         let out = Shape::new(dims);
         let ty = self.kind.ty(0);
-        Ok(Built::stateless(if input.is_map() { out } else { out.as_map() }, quote!(#ty)))
+        Ok(Built::stateless(if input.is_map() { out } else { out.into_map() }, quote!(#ty)))
     }
 }
 
@@ -236,7 +236,7 @@ impl Layer for Attention {
             (w, h) => {
                 let (wv, hv) = (w.value(), h.value());
                 let msg = format!("`{layer}`: the number of heads {} must divide the width {}", h.text(), w.text());
-                cx.require_const(quote!(#hv > 0 && #wv % #hv == 0), &msg, &[w, h]);
+                cx.require_const(quote!(#hv > 0 && ::core::primitive::usize::is_multiple_of(#wv, #hv)), &msg, &[w, h]);
             }
         }
         let mut mask_input = None;

@@ -406,7 +406,7 @@ impl Layer for Join {
             dims[axis] = joined;
         }
         let out = Shape::new(dims);
-        let output = if map { out.as_map() } else { out };
+        let output = if map { out.into_map() } else { out };
         let ty = self.kind.ty(0);
         // A branch whose size depends on a constant (checked by the assertion) gets the
         // reference's types on the compared axes.

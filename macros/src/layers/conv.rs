@@ -247,7 +247,7 @@ impl Layer for Conv {
         };
         let per = Coef::rule(value, quote!(conv_macs(#i, #o, #area, 1)), format!("{} × {} × {area}", c.text(), self.out.text()));
         let macs = Poly::product(&dims[1..]).mul(&Poly::konst(per));
-        Ok(Built::field(Shape::new(dims).as_map(), field, params).macs(macs))
+        Ok(Built::field(Shape::new(dims).into_map(), field, params).macs(macs))
     }
 }
 

@@ -99,7 +99,7 @@ impl Layer for Pool {
             let ((ph, oh), (pw, ow)) = (resolved[0].clone(), resolved[1].clone());
             quote!(#ty::<#kh, #kw, #sh, #sw, #ph, #pw, #oh, #ow>)
         };
-        Ok(Built::stateless(Shape::new(dims).as_map(), module))
+        Ok(Built::stateless(Shape::new(dims).into_map(), module))
     }
 }
 

@@ -208,6 +208,8 @@ where
                     }
                 }
                 let p = if dropout { &pd[..] } else { &s[..] };
+                // The closure captures the `Send` wrapper whole, not its pointer field.
+                #[allow(clippy::redundant_locals)]
                 let yp = yp;
                 // SAFETY: `p` holds `t·t` weights; V of this head lies inside `xs`; the
                 // destination is this (sample, head)'s `t × dh` block of `y` (`b·t·d`
@@ -260,6 +262,8 @@ where
                             drop_row(&spec, bh, t, i, row, &mut pd[i * t..(i + 1) * t]);
                         }
                     }
+                    // The closure captures the `Send` wrapper whole, not its pointer field.
+                    #[allow(clippy::redundant_locals)]
                     let gxp = gxp;
                     let dy = gys[dm.out_at(bi, hi)..].as_ptr();
                     let p_dropped = if dropout { pd.as_ptr() } else { s.as_ptr() };
@@ -283,7 +287,7 @@ where
                         if dropout {
                             let base = ((bh * t + i) * t) as u64;
                             for (j, v) in g.iter_mut().enumerate() {
-                                *v = *v * E::from(spec.keep_scale(base + j as u64)).unwrap();
+                                *v *= E::from(spec.keep_scale(base + j as u64)).unwrap();
                             }
                         }
                         let dot = g.iter().zip(p).fold(E::zero(), |a, (x, y)| a + *x * *y);

@@ -141,8 +141,8 @@ mod tests {
             }
             if with_bias {
                 let gb = g_fast.get(&b).as_vec();
-                for k in 0..o {
-                    assert!((fd(2, k) - gb[k]).abs() < 1e-6, "{m}×{i}→{o} db[{k}]");
+                for (k, g) in gb.iter().enumerate() {
+                    assert!((fd(2, k) - g).abs() < 1e-6, "{m}×{i}→{o} db[{k}]");
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Convolution composed of dfdx ops (gather, mul, matmul, permute, reshape), so it runs — and
 //! differentiates — on any dfdx device. Slower than the CPU kernel; tested against it.
 
+use crate::ops::floor::upload::IndexUpload;
 use dfdx::prelude::*;
 
 use super::{Dyn4, Window2D};
@@ -31,7 +32,7 @@ pub(crate) fn unfold_indices(c: usize, h: usize, w: usize, win: &Window2D) -> (V
 }
 
 /// `x` `[b, c, h, w]` → columns `[c·kh·kw·oh·ow, b]` (padding positions zero), via gather.
-pub(crate) fn unfold_generic<E: Dtype, D: Device<E>, T: Tape<E, D>>(
+pub(crate) fn unfold_generic<E: Dtype, D: Device<E> + IndexUpload, T: Tape<E, D>>(
     x: Tensor<Dyn4, E, D, T>,
     win: &Window2D,
     pad_value: E,
@@ -41,9 +42,8 @@ pub(crate) fn unfold_generic<E: Dtype, D: Device<E>, T: Tape<E, D>>(
     let (idx, valid) = unfold_indices(c, h, w, win);
     let len = idx.len();
     let dev = x.device().clone();
-    // The composed path's device bound has no `usize` cache uploads (`IndexUpload`): this
-    // index joins the cache when dropped, as any `try_tensor_from_vec` buffer does.
-    let idx = dev.try_tensor_from_vec(idx, (len,))?;
+    // Drawn from (and returned to) the device's cache: memory stays flat step after step.
+    let idx = crate::ops::floor::upload::from_slice(&dev, &idx, (len,))?;
     let xt = x.try_reshape_like(&(batch, c * h * w))?.try_permute::<_, Axes2<1, 0>>()?;
     let cols = xt.try_gather(idx)?;
     if valid.iter().all(|&v| v) {
@@ -58,7 +58,7 @@ pub(crate) fn unfold_generic<E: Dtype, D: Device<E>, T: Tape<E, D>>(
 
 /// [`super::ConvKernel::conv2d_op`] composed of dfdx ops: gather the columns, one matmul,
 /// add the broadcast bias.
-pub fn conv2d_generic<E: Dtype, D: Device<E>, T: Tape<E, D>>(
+pub fn conv2d_generic<E: Dtype, D: Device<E> + IndexUpload, T: Tape<E, D>>(
     x: Tensor<Dyn4, E, D, T>,
     weight: Tensor<Dyn4, E, D>,
     bias: Option<Tensor<(usize,), E, D>>,

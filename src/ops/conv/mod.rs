@@ -18,6 +18,7 @@ pub(crate) mod generic;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+use crate::ops::floor::upload::IndexUpload;
 use dfdx::prelude::*;
 
 pub use generic::conv2d_generic;
@@ -26,7 +27,7 @@ pub use crate::ops::floor::window::{out_len, out_len_asym, pad_after, Dyn4, Wind
 /// Convolution kernels. Every method has a default composed of dfdx ops, so any dfdx
 /// device implements it with an empty impl; `Cpu` overrides them with fast kernels for
 /// `f32` and `f64`.
-pub trait ConvKernel<E: Dtype>: Device<E> {
+pub trait ConvKernel<E: Dtype>: Device<E> + IndexUpload {
     /// `y[b, o] = bias[o] + Σ_c w[o, c] ⋆ x[b, c]` (cross-correlation, as PyTorch).
     ///
     /// `x`: `[batch, c_in, h, w]`, any tape; `weight`: `[c_out, c_in, kh, kw]`;

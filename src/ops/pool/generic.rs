@@ -4,6 +4,7 @@
 //! while the CPU kernel (and PyTorch) send it to the first; they agree whenever a window's
 //! maximum is unique.
 
+use crate::ops::floor::upload::IndexUpload;
 use dfdx::prelude::*;
 
 use super::{validate_pool, PoolKind};
@@ -11,7 +12,7 @@ use crate::ops::conv::generic::unfold_generic;
 use crate::ops::floor::window::{Dyn4, Window2D};
 
 /// [`super::PoolKernel::pool2d_op`] composed of dfdx ops.
-pub fn pool2d_generic<E: Dtype, D: Device<E>, T: Tape<E, D>>(
+pub fn pool2d_generic<E: Dtype, D: Device<E> + IndexUpload, T: Tape<E, D>>(
     x: Tensor<Dyn4, E, D, T>,
     kind: PoolKind,
     win: Window2D,

@@ -13,6 +13,7 @@ mod generic;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+use crate::ops::floor::upload::IndexUpload;
 use dfdx::prelude::*;
 
 use crate::ops::floor::window::{Dyn4, Window2D};
@@ -30,7 +31,7 @@ pub enum PoolKind {
 
 /// Pooling kernels. Defaults are composed of dfdx ops (any dfdx device implements the trait
 /// with an empty impl); `Cpu` overrides them for `f32` and `f64`.
-pub trait PoolKernel<E: Dtype>: Device<E> {
+pub trait PoolKernel<E: Dtype>: Device<E> + IndexUpload {
     /// Windowed pooling of `[b, c, h, w]` → `[b, c, oh, ow]`. Padding must not exceed half
     /// the kernel (as PyTorch requires), so no window is all padding.
     fn pool2d_op<T: Tape<E, Self>>(

@@ -237,7 +237,7 @@ impl<A: Aggregation> ExportWith<&GraphInput> for GraphPool<A> {
             }
             Aggr::Max => {
                 let nodes = g.node("ReduceSum", &[&member, &a1], &[("keepdims", Attr::Int(1))]);
-                let graphs = g.node("Unsqueeze", &[&count, &a0], &[]);
+                let graphs = rows_shape(g, &member);
                 let fw = g.ints(&[f as i64]);
                 let shape = g.node("Concat", &[&graphs, &fw], &[("axis", Attr::Int(0))]);
                 let lowest = filled(g, f32::NEG_INFINITY, &shape);

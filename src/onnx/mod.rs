@@ -525,8 +525,9 @@ pub enum InputKind {
     Index,
     /// A key-padding mask `mask[t]` (`true` = padding): an ONNX `bool` tensor `[batch, t]`.
     Mask,
-    /// A graph (`graph[n]`): no ONNX counterpart; a model that uses one cannot be exported
-    /// (its graph layers are errors naming them).
+    /// A graph (`graph[n]`, `graph[n, k]`): no ONNX input of its own; the layers that use it
+    /// add `{g}` (the edges, `int64 [2, {g}_edges]`), `{g}_batch` (`graph_pool`) and
+    /// `{g}_edge_attr` (edge features) as they need them (see [`GraphInput`]).
     Graph,
 }
 

@@ -258,7 +258,7 @@ fn initializers_are_named_by_typenet_keys() {
     let m = <(Dense<2, 3>, ReLU, (Lstm<3, 2>, Last))>::build(&dev);
     let bytes = export_with_to_bytes(&m, &sequence_sig(2)).unwrap();
     let model = ModelProto::decode(&bytes[..]).unwrap();
-    assert_eq!(model.opset_import[0].version, 17);
+    assert_eq!(model.opset_import[0].version, 18);
     let g = model.graph.unwrap();
     let mut names: Vec<_> = g.initializer.iter().map(|t| t.name.clone()).collect();
     names.sort();
@@ -443,7 +443,6 @@ network! {
     }
     GraphPooled: (x: [n, 3], g: graph[n]) -> [2] { gcn(4), tanh, graph_pool(mean), dense(2) }
     GraphSum: (x: [n, 3], g: graph[n]) -> [3] { graph_conv(3), graph_pool(sum) }
-    GraphMax: (x: [n, 3], g: graph[n]) -> [n, 2] { graph_conv(2, aggr = max) }
 }
 
 /// The ONNX inputs of a graph network on `x` (`[n, 3]`) and `graph`: `x`, the edges `g`
@@ -514,9 +513,6 @@ fn graph_layers_are_errors_naming_them() {
     for (name, e) in errors {
         assert!(matches!(e, ExportError::Unsupported { .. }) && e.to_string().contains(name), "{name}: {e}");
     }
-    // the maximum over neighbours needs opset 18
-    let e = export_to_bytes(&GraphMax::<f32, Cpu>::build(&dev)).unwrap_err();
-    assert!(matches!(e, ExportError::Unsupported { .. }) && e.to_string().contains("GraphConv at `graph_conv_1`"), "{e}");
 }
 
 // ---------------------------------------------------------------- several inputs and outputs
@@ -747,4 +743,184 @@ fn a_network_with_several_inputs_is_no_layer() {
     assert_eq!(kinds, [InputKind::Float, InputKind::Index, InputKind::Mask]);
     assert_eq!(sig.inputs[2].dims, [Dim::Named("t".into())]);
     assert_eq!(sig.outputs, ["y", "gate"]);
+}
+
+// ---------------------------------------------------------------- the rest of the graph family
+
+network! {
+    /// The maximum over neighbours (`ScatterND` by `max`), a node without incoming edges 0.
+    GraphMax: (x: [n, 3], g: graph[n]) -> [n, 2] { graph_conv(2, aggr = max) }
+    /// The maximum over each graph's nodes (an empty graph 0).
+    GraphPoolMax: (x: [n, 3], g: graph[n]) -> [3] { graph_conv(3, aggr = mean), graph_pool(max) }
+    /// A message block on `[x_i, x_j]`, summed.
+    Messages: (x: [n, 3], g: graph[n]) -> [n, 4] { message_passing { dense(4), tanh } }
+    /// With 2 features per edge (`g_edge_attr`), by mean and by maximum.
+    EdgeMessages: (x: [n, 3], g: graph[n, 2]) -> [n, 3] {
+        message_passing(aggr = mean) { dense(5), relu, dense(4) }, tanh,
+        message_passing(aggr = max) { dense(3) },
+    }
+    /// `cfconv` along the graph's edges.
+    CfGraph: (x: [n, 4], pos: [n, 3], g: graph[n]) -> [n, 3] {
+        cfconv(3, rbf = 5, cutoff = 2.0, positions = pos), softplus, dense(3),
+    }
+    /// A small SchNet: `cfconv` over every other point of a sample, inside `residual`.
+    CfPoints: (z: [n], pos: [n, 3]) -> [1] {
+        embedding(2, 4),
+        residual { cfconv(4, rbf = 5, cutoff = 2.5, positions = pos), softplus, dense(4) },
+        dense(1), pool(sum),
+    }
+    /// DSL §6's `Atoms`, small: one subnetwork per species.
+    Atoms: (pos: [n, 3], z: [n]) -> [1] {
+        radial_basis(3, cutoff = 2.5),
+        route(z) { { dense(4), tanh, dense(1) }, { dense(2), dense(1) } },
+        pool(sum),
+    }
+    /// `route` in a graph network (no batch axis), three branches.
+    RouteNodes: (x: [n, 3], z: [n], g: graph[n]) -> [n, 2] {
+        gcn(4), route(z) { { dense(2) }, { tanh, dense(2) }, { dense(2) } },
+    }
+}
+
+/// The edges of `graph` as the ONNX input `g` (`[2, e]`), and its edge features as
+/// `g_edge_attr` (`[e, k]`) when it has them.
+fn edge_feeds(graph: &typenet::graph::Graph) -> Vec<Feed> {
+    let (src, tgt): (Vec<i64>, Vec<i64>) = graph.edges().map(|(s, t)| (s as i64, t as i64)).unzip();
+    let e = src.len();
+    let mut feeds = vec![Feed { name: "g", shape: vec![2, e], data: Data::I64([src, tgt].concat()) }];
+    if let (Some(k), Some(f)) = (graph.edge_feature_width(), graph.edge_features()) {
+        feeds.push(Feed { name: "g_edge_attr", shape: vec![e, k], data: Data::F32(f.iter().map(|&v| v as f32).collect()) });
+    }
+    feeds
+}
+
+#[test]
+fn graph_max_and_message_passing() {
+    use typenet::graph::Graph;
+    let dev = Cpu::seed_from_u64(20);
+    let mut rng = StdRng::seed_from_u64(21);
+    // node 0 of `a` has no incoming edge; a repeated edge and a self-loop; an empty graph
+    // between two others (it pools to 0, as the ONNX graph counts it: `max(g_batch) + 1`)
+    let a = Graph::new(3, &[(0, 1), (1, 2), (1, 1), (0, 1), (2, 1)]).unwrap();
+    let b = Graph::undirected(4, &[(0, 1), (1, 2), (2, 3), (3, 0)]).unwrap();
+    let empty = Graph::new(0, &[]).unwrap();
+    let graphs = [a.clone(), Graph::batch(&[a.clone(), empty, b.clone()])];
+    let max = GraphMax::<f32, Cpu>::build(&dev);
+    let pool = GraphPoolMax::<f32, Cpu>::build(&dev);
+    let msg = Messages::<f32, Cpu>::build(&dev);
+    let (mut c1, mut c2, mut c3) = (vec![], vec![], vec![]);
+    for graph in &graphs {
+        let n = graph.num_nodes();
+        let (fx, x) = Feed::f32("x", &[n, 3], &mut rng);
+        let t = || dev.tensor_from_vec(x.clone(), (n, Const::<3>));
+        let feeds = || vec![Feed { name: "x", shape: fx.shape.clone(), data: Data::F32(x.clone()) }].into_iter().chain(edge_feeds(graph)).collect::<Vec<_>>();
+        c1.push((feeds(), vec![max.forward((t(), graph)).as_vec()]));
+        let batch = (0..n).map(|v| graph.graph_of(v).unwrap() as i64).collect();
+        let mut pooled = feeds();
+        pooled.push(Feed { name: "g_batch", shape: vec![n], data: Data::I64(batch) });
+        c2.push((pooled, vec![pool.forward((t(), graph)).as_vec()]));
+        c3.push((feeds(), vec![msg.forward((t(), graph)).as_vec()]));
+    }
+    // the maximum is ONNX's `ScatterND` by `max` (opset 18)
+    use prost::Message;
+    let g = ModelProto::decode(&export_to_bytes(&max).unwrap()[..]).unwrap().graph.unwrap();
+    let reductions: Vec<Vec<u8>> = g.node.iter().filter(|n| n.op_type == "ScatterND").flat_map(|n| n.attribute.iter().map(|a| a.s.clone())).collect();
+    assert!(reductions.contains(&b"max".to_vec()), "{reductions:?}");
+    check_network("net_graph_max", &max, c1);
+    check_network("net_graph_pool_max", &pool, c2);
+    check_network("net_message_passing", &msg, c3);
+    same_keys_as_safetensors(&msg, "message_passing");
+
+    // edge features: the ONNX input `g_edge_attr` after `g`
+    let features = |g: &Graph, rng: &mut StdRng| -> Vec<f64> { (0..g.num_edges() * 2).map(|_| rng.gen_range(-1.0..1.0)).collect() };
+    let fa = a.clone().with_edge_features(2, &features(&a, &mut rng)).unwrap();
+    let fb = b.clone().with_edge_features(2, &features(&b, &mut rng)).unwrap();
+    let graphs = [fa.clone(), Graph::try_batch(&[fa, fb]).unwrap()];
+    let edge = EdgeMessages::<f32, Cpu>::build(&dev);
+    let cases = graphs
+        .iter()
+        .map(|graph| {
+            let n = graph.num_nodes();
+            let (fx, x) = Feed::f32("x", &[n, 3], &mut rng);
+            let y = edge.forward((dev.tensor_from_vec(x, (n, Const::<3>)), graph));
+            (vec![fx].into_iter().chain(edge_feeds(graph)).collect::<Vec<_>>(), vec![y.as_vec()])
+        })
+        .collect();
+    check_network("net_edge_messages", &edge, cases);
+    same_keys_as_safetensors(&edge, "edge_messages");
+}
+
+#[test]
+fn cfconv_and_route() {
+    use typenet::graph::Graph;
+    let dev = Cpu::seed_from_u64(22);
+    let mut rng = StdRng::seed_from_u64(23);
+    let a = Graph::undirected(3, &[(0, 1), (1, 2)]).unwrap();
+    let b = Graph::new(4, &[(0, 1), (1, 2), (2, 3), (3, 0), (0, 2)]).unwrap();
+    let graphs = [a.clone(), Graph::batch(&[a, b])];
+
+    // along the edges: no batch axis, positions `[n, 3]` (some pairs beyond the cutoff)
+    let cf = CfGraph::<f32, Cpu>::build(&dev);
+    let cases = graphs
+        .iter()
+        .map(|graph| {
+            let n = graph.num_nodes();
+            let (fx, x) = Feed::f32("x", &[n, 4], &mut rng);
+            let (fp, p) = Feed::f32("pos", &[n, 3], &mut rng);
+            let y = cf.forward((dev.tensor_from_vec(x, (n, Const::<4>)), dev.tensor_from_vec(p, (n, Const::<3>)), graph));
+            (vec![fx, fp].into_iter().chain(edge_feeds(graph)).collect::<Vec<_>>(), vec![y.as_vec()])
+        })
+        .collect();
+    check_network("net_cfconv_graph", &cf, cases);
+    same_keys_as_safetensors(&cf, "cfconv_graph");
+
+    // every other point of a sample: batched in ONNX, per sample in typenet
+    let sch = CfPoints::<f32, Cpu>::build(&dev);
+    let cases = [(1, 1), (1, 3), (2, 5)]
+        .map(|(bs, n)| {
+            let (fz, z) = Feed::index("z", &[bs, n], 2, &mut rng);
+            let (fp, pos) = Feed::f32("pos", &[bs, n, 3], &mut rng);
+            let mut y = vec![];
+            for s in 0..bs {
+                let zs = dev.tensor_from_vec(z[s * n..(s + 1) * n].to_vec(), (n,));
+                let p = dev.tensor_from_vec(pos[s * n * 3..(s + 1) * n * 3].to_vec(), (n, Const::<3>));
+                y.extend(sch.forward((zs, p)).as_vec());
+            }
+            (vec![fz, fp], vec![y])
+        })
+        .into();
+    check_network("net_cfconv_points", &sch, cases);
+    same_keys_as_safetensors(&sch, "cfconv_points");
+
+    // route, batched: a sample with one species only (the other branch picks no row)
+    let atoms = Atoms::<f32, Cpu>::build(&dev);
+    let cases = [(1, 2, 2), (2, 4, 2), (1, 3, 1)]
+        .map(|(bs, n, kinds)| {
+            let (fp, pos) = Feed::f32("pos", &[bs, n, 3], &mut rng);
+            let (fz, z) = Feed::index("z", &[bs, n], kinds, &mut rng);
+            let mut y = vec![];
+            for s in 0..bs {
+                let p = dev.tensor_from_vec(pos[s * n * 3..(s + 1) * n * 3].to_vec(), (n, Const::<3>));
+                let zs = dev.tensor_from_vec(z[s * n..(s + 1) * n].to_vec(), (n,));
+                y.extend(atoms.forward((p, zs)).as_vec());
+            }
+            (vec![fp, fz], vec![y])
+        })
+        .into();
+    check_network("net_route", &atoms, cases);
+    same_keys_as_safetensors(&atoms, "route");
+
+    // route on the nodes of a graph network
+    let rn = RouteNodes::<f32, Cpu>::build(&dev);
+    let cases = graphs
+        .iter()
+        .map(|graph| {
+            let n = graph.num_nodes();
+            let (fx, x) = Feed::f32("x", &[n, 3], &mut rng);
+            let (fz, z) = Feed::index("z", &[n], 3, &mut rng);
+            let y = rn.forward((dev.tensor_from_vec(x, (n, Const::<3>)), dev.tensor_from_vec(z, (n,)), graph));
+            (vec![fx, fz].into_iter().chain(edge_feeds(graph)).collect::<Vec<_>>(), vec![y.as_vec()])
+        })
+        .collect();
+    check_network("net_route_nodes", &rn, cases);
+    same_keys_as_safetensors(&rn, "route_nodes");
 }

@@ -1,14 +1,11 @@
 //! [`Export`] for the blocks (`Each`, `Residual`, `ResidualProject`, `Concat`, `Sum`), the
 //! borrows a network's tree is made of (`Eval`, [`Keyed`]), the macro's own modules for
 //! several inputs (`Input`, `With`, `WithTensor`: [`ExportWith`]), `Realize`, `ReduceSet`,
-//! the attention family (with masks), the graph layers that ONNX opset 17 expresses (`gcn`,
-//! `graph_conv` and `graph_pool` by sum or mean), and an error for the others.
+//! and the attention family (with masks). The graph layers are in `graph.rs`.
 
-use dfdx::prelude::{Device, Dtype, Storage};
+use dfdx::prelude::Device;
 
-use super::{shape_str, Attr, Builder, Dim, Export, ExportError, ExportShape, GraphInput, Value};
-use crate::layers::graph::Aggregation;
-use crate::ops::scatter::Aggr;
+use super::{shape_str, Attr, Builder, Dim, Export, ExportError, ExportShape, Value};
 use crate::__private::{Realize, RealizeAfter, RealizeBefore, ReduceSet};
 use crate::layers::*;
 use crate::Float;
@@ -136,7 +133,7 @@ impl<M: Export, const RANK: usize> Export for Each<M, RANK> {
     }
 }
 
-fn add(g: &mut Builder, layer: &str, a: Value, b: &Value) -> Result<Value, ExportError> {
+pub(super) fn add(g: &mut Builder, layer: &str, a: Value, b: &Value) -> Result<Value, ExportError> {
     if a.rank() != b.rank() || a.dims.iter().zip(&b.dims).any(|(p, q)| p.fixed().is_some() && q.fixed().is_some() && p != q) {
         return Err(ExportError::shape(
             layer,
@@ -182,6 +179,7 @@ macro_rules! branches {
     )*};
 }
 branches!(
+    [M0 0]
     [M0 0, M1 1]
     [M0 0, M1 1, M2 2]
     [M0 0, M1 1, M2 2, M3 3]
@@ -287,8 +285,14 @@ impl<S: ExportShape, const OP: u8> Export for ReduceSet<S, OP> {
                 let ax = g.ints(&[1]);
                 g.node("ReduceSum", &[&x.name, &ax], &[("keepdims", Attr::Int(0))])
             }
-            1 => g.node("ReduceMean", &[&x.name], &[("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(0))]),
-            _ => g.node("ReduceMax", &[&x.name], &[("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(0))]),
+            1 => {
+                let ax = g.ints(&[1]);
+                g.node("ReduceMean", &[&x.name, &ax], &[("keepdims", Attr::Int(0))])
+            }
+            _ => {
+                let ax = g.ints(&[1]);
+                g.node("ReduceMax", &[&x.name, &ax], &[("keepdims", Attr::Int(0))])
+            }
         };
         Ok(Value { name: y, dims })
     }
@@ -363,204 +367,6 @@ impl Export for Sinusoidal {
         let pe = g.node("Sin", &[&angle], &[]);
         let y = g.node("Add", &[&x.name, &pe], &[]);
         Ok(Value { name: y, dims: x.dims })
-    }
-}
-
-/// `Err` naming the layer for layers with no ONNX export yet, alone or given an extra input.
-macro_rules! unsupported {
-    ($([$($g:tt)*] $ty:ty => $name:literal, $why:expr;)*) => {$(
-        impl<$($g)*> Export for $ty {
-            fn export(&self, g: &mut Builder, _x: Value) -> Result<Value, ExportError> {
-                Err(ExportError::unsupported(g.layer_name($name), $why))
-            }
-        }
-        impl<__A, $($g)*> ExportWith<__A> for $ty {
-            fn export_with(&self, g: &mut Builder, _x: Value, _: &__A) -> Result<Value, ExportError> {
-                Err(ExportError::unsupported(g.layer_name($name), $why))
-            }
-        }
-    )*};
-}
-
-const EDGE_FEATURES: &str = "not exported yet (a block on every edge, or distances to the neighbours)";
-
-unsupported! {
-    [const C: usize, B, A: crate::layers::graph::Aggregation] MessagePassing<C, B, A> => "MessagePassing", EDGE_FEATURES;
-    [const IN: usize, const OUT: usize, const RBF: usize, E: Dtype, D: Storage<E>] CfConv<IN, OUT, RBF, E, D> => "CfConv", EDGE_FEATURES;
-    [B] Route<B> => "Route", "`route` selects rows by an index input on the host; not exported yet";
-}
-
-// ---------------------------------------------------------------- graph layers
-
-/// A graph layer exported without its graph (alone, not in the network declaring it).
-fn needs_graph(g: &Builder, ty: &str) -> ExportError {
-    ExportError::unsupported(g.layer_name(ty), "a graph layer is exported within the network that declares its graph input (`onnx::export`)")
-}
-
-/// An error unless `x` is a node matrix `[n, F]` (a graph network has no batch axis).
-fn check_nodes(x: &Value, f: usize, layer: &str) -> Result<(), ExportError> {
-    if x.rank() == 2 && x.dims[1] == Dim::Fixed(f) {
-        Ok(())
-    } else {
-        Err(ExportError::shape(layer, format!("expected the nodes [n, {f}], got {}", shape_str(&x.dims))))
-    }
-}
-
-/// `Expand(value, shape)`: a float tensor of the (run-time) shape `shape` filled with `value`.
-fn filled(g: &mut Builder, value: f32, shape: &str) -> String {
-    let v = g.scalar(value);
-    g.node("Expand", &[&v, shape], &[])
-}
-
-/// `out[i] = Σ_{e: tgt[e] = i} updates[e]` over the rows of `like` (`[n, ..]`): ONNX
-/// `ScatterND` with `reduction = add` (opset 16) into zeros shaped as `like`.
-fn scatter_add(g: &mut Builder, like_shape: &str, tgt: &str, updates: &str) -> String {
-    let zeros = filled(g, 0.0, like_shape);
-    let a1 = g.ints(&[1]);
-    let idx = g.node("Unsqueeze", &[tgt, &a1], &[]);
-    g.node("ScatterND", &[&zeros, &idx, updates], &[("reduction", Attr::Str("add".into()))])
-}
-
-/// The rows of `Shape(x)` up to axis 1: `[n]` as a 1-element shape.
-fn rows_shape(g: &mut Builder, x: &str) -> String {
-    let shape = g.node("Shape", &[x], &[]);
-    let (z, one) = (g.ints(&[0]), g.ints(&[1]));
-    g.node("Slice", &[&shape, &z, &one, &z], &[])
-}
-
-/// `aggr_{j → i} x_j` for the nodes `x` (`[n, f]`): the sum, or the mean (0 without incoming
-/// edges), as typenet's `scatter::aggregate`; `Err` for the maximum (ONNX's `ScatterND`
-/// with `reduction = max` needs opset 18).
-fn aggregate(g: &mut Builder, graph: &GraphInput, x: &Value, aggr: Aggr, layer: &str) -> Result<Value, ExportError> {
-    let (src, tgt) = g.graph_edges(graph);
-    let msgs = g.node("Gather", &[&x.name, &src], &[("axis", Attr::Int(0))]);
-    let xs = g.node("Shape", &[&x.name], &[]);
-    let sum = scatter_add(g, &xs, &tgt, &msgs);
-    let y = match aggr {
-        Aggr::Sum => sum,
-        Aggr::Mean => {
-            let es = g.node("Shape", &[&src], &[]);
-            let ones = filled(g, 1.0, &es);
-            let ns = rows_shape(g, &x.name);
-            let count = scatter_add(g, &ns, &tgt, &ones);
-            let one = g.scalar(1.0);
-            let count = g.node("Max", &[&count, &one], &[]);
-            let a1 = g.ints(&[1]);
-            let count = g.node("Unsqueeze", &[&count, &a1], &[]);
-            g.node("Div", &[&sum, &count], &[])
-        }
-        Aggr::Max => {
-            return Err(ExportError::unsupported(layer, "`aggr = max` needs ONNX `ScatterND` with `reduction = max` (opset 18; this exporter writes opset 17)"))
-        }
-    };
-    Ok(Value { name: y, dims: x.dims.clone() })
-}
-
-impl<const IN: usize, const OUT: usize, E: Float, D: Device<E>> Export for Gcn<IN, OUT, E, D> {
-    fn export(&self, g: &mut Builder, _: Value) -> Result<Value, ExportError> {
-        Err(needs_graph(g, "Gcn"))
-    }
-}
-
-impl<const IN: usize, const OUT: usize, E: Float, D: Device<E>> ExportWith<&GraphInput> for Gcn<IN, OUT, E, D> {
-    /// PyTorch Geometric's `GCNConv` as typenet computes it: `h = x·Wᵀ`, `d̂_i` = 1 + the
-    /// edges into `i` from another node, `y_i = h_i/d̂_i + Σ_{j → i, j ≠ i} h_j/√(d̂_j d̂_i) + b`
-    /// (self-loops of the graph replaced by one of weight 1), with `Gather` and `ScatterND`.
-    fn export_with(&self, g: &mut Builder, x: Value, graph: &&GraphInput) -> Result<Value, ExportError> {
-        let layer = g.layer_name("Gcn");
-        check_nodes(&x, IN, &layer)?;
-        let w = g.weight("lin.weight", &self.weight)?;
-        let b = g.weight("bias", &self.bias)?;
-        let h = super::layers::linear(g, &x, &w, None, OUT);
-        let (src, tgt) = g.graph_edges(graph);
-        let same = g.node("Equal", &[&src, &tgt], &[]);
-        let other = g.node("Not", &[&same], &[]);
-        let other = g.node("Cast", &[&other], &[("to", Attr::Int(super::proto::data_type::FLOAT as i64))]);
-        let ns = rows_shape(g, &x.name);
-        let deg = scatter_add(g, &ns, &tgt, &other);
-        let one = g.scalar(1.0);
-        let deg = g.node("Add", &[&deg, &one], &[]);
-        let root = g.node("Sqrt", &[&deg], &[]);
-        let inv = g.node("Div", &[&one, &root], &[]);
-        let (is, it) = (
-            g.node("Gather", &[&inv, &src], &[("axis", Attr::Int(0))]),
-            g.node("Gather", &[&inv, &tgt], &[("axis", Attr::Int(0))]),
-        );
-        let we = g.node("Mul", &[&is, &it], &[]);
-        let we = g.node("Mul", &[&we, &other], &[]);
-        let a1 = g.ints(&[1]);
-        let we = g.node("Unsqueeze", &[&we, &a1], &[]);
-        let hj = g.node("Gather", &[&h.name, &src], &[("axis", Attr::Int(0))]);
-        let msgs = g.node("Mul", &[&hj, &we], &[]);
-        let hs = g.node("Shape", &[&h.name], &[]);
-        let agg = scatter_add(g, &hs, &tgt, &msgs);
-        let deg1 = g.node("Unsqueeze", &[&deg, &a1], &[]);
-        let own = g.node("Div", &[&h.name, &deg1], &[]);
-        let y = g.node("Add", &[&agg, &own], &[]);
-        let y = g.node("Add", &[&y, &b], &[]);
-        Ok(Value { name: y, dims: h.dims })
-    }
-}
-
-impl<const IN: usize, const OUT: usize, A: Aggregation, E: Float, D: Device<E>> Export for GraphConv<IN, OUT, A, E, D> {
-    fn export(&self, g: &mut Builder, _: Value) -> Result<Value, ExportError> {
-        Err(needs_graph(g, "GraphConv"))
-    }
-}
-
-impl<const IN: usize, const OUT: usize, A: Aggregation, E: Float, D: Device<E>> ExportWith<&GraphInput> for GraphConv<IN, OUT, A, E, D> {
-    /// PyTorch Geometric's `GraphConv`: `lin_rel(aggr_{j → i} x_j) + lin_root(x_i)`.
-    fn export_with(&self, g: &mut Builder, x: Value, graph: &&GraphInput) -> Result<Value, ExportError> {
-        let layer = g.layer_name("GraphConv");
-        check_nodes(&x, IN, &layer)?;
-        let agg = aggregate(g, graph, &x, A::AGGR, &layer)?;
-        let rel = g.scoped("lin_rel", |g| self.lin_rel.export(g, agg))?;
-        let root = g.scoped("lin_root", |g| self.lin_root.export(g, x))?;
-        add(g, &layer, rel, &root)
-    }
-}
-
-impl<A: Aggregation> Export for GraphPool<A> {
-    fn export(&self, g: &mut Builder, _: Value) -> Result<Value, ExportError> {
-        Err(needs_graph(g, "GraphPool"))
-    }
-}
-
-impl<A: Aggregation> ExportWith<&GraphInput> for GraphPool<A> {
-    /// One row per graph: the nodes `x` (`[n, f]`) reduced by the ONNX input `{g}_batch`
-    /// (`int64 [n]`, each node's graph, PyTorch Geometric's `batch`): a membership matrix
-    /// `[graphs, n]` times `x` (divided by the counts for the mean). The
-    /// number of graphs is `max(batch) + 1` (typenet's `Graph` also counts empty graphs
-    /// after the last node's).
-    fn export_with(&self, g: &mut Builder, x: Value, graph: &&GraphInput) -> Result<Value, ExportError> {
-        let layer = g.layer_name("GraphPool");
-        x.expect_rank(&layer, &[2])?;
-        let f = x.fixed(1, &layer)?;
-        let batch = g.graph_batch(graph, &x.dims[0]);
-        // member[b, v] = (batch[v] == b), b in 0..max(batch) + 1; the pool is member · x
-        let top = g.node("ReduceMax", &[&batch], &[("axes", Attr::Ints(vec![0])), ("keepdims", Attr::Int(0))]);
-        let (zero, one) = (g.const_i64(&[0], &[]), g.const_i64(&[1], &[]));
-        let count = g.node("Add", &[&top, &one], &[]);
-        let ids = g.node("Range", &[&zero, &count, &one], &[]);
-        let (a0, a1) = (g.ints(&[0]), g.ints(&[1]));
-        let ids = g.node("Unsqueeze", &[&ids, &a1], &[]);
-        let of = g.node("Unsqueeze", &[&batch, &a0], &[]);
-        let member = g.node("Equal", &[&ids, &of], &[]);
-        let member = g.node("Cast", &[&member], &[("to", Attr::Int(super::proto::data_type::FLOAT as i64))]);
-        let sum = g.node("MatMul", &[&member, &x.name], &[]);
-        let y = match A::AGGR {
-            Aggr::Sum => sum,
-            Aggr::Mean => {
-                let nodes = g.node("ReduceSum", &[&member, &a1], &[("keepdims", Attr::Int(1))]);
-                let one = g.scalar(1.0);
-                let nodes = g.node("Max", &[&nodes, &one], &[]);
-                g.node("Div", &[&sum, &nodes], &[])
-            }
-            Aggr::Max => {
-                return Err(ExportError::unsupported(layer, "`graph_pool(max)` needs ONNX `ScatterND` with `reduction = max` (opset 18; this exporter writes opset 17)"))
-            }
-        };
-        Ok(Value { name: y, dims: vec![Dim::Named(format!("{}_graphs", graph.name)), Dim::Fixed(f)] })
     }
 }
 

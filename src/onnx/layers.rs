@@ -358,7 +358,8 @@ macro_rules! global_pool_export {
                     }
                 }
                 let axes: Vec<i64> = (2..x.rank() as i64).collect();
-                let y = g.node($op, &[&x.name], &[("axes", Attr::Ints(axes)), ("keepdims", Attr::Int(0))]);
+                let axes = g.ints(&axes);
+                let y = g.node($op, &[&x.name, &axes], &[("keepdims", Attr::Int(0))]);
                 Ok(Value { name: y, dims: x.dims[..2].to_vec() })
             }
         }
@@ -548,7 +549,8 @@ macro_rules! set_pool_export {
         impl Export for $ty {
             fn export(&self, g: &mut Builder, x: Value) -> Result<Value, ExportError> {
                 let dims = set_dims(&x, &g.layer_name(stringify!($ty)))?;
-                let y = g.node($op, &[&x.name], &[("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(0))]);
+                let ax = g.ints(&[1]);
+                let y = g.node($op, &[&x.name, &ax], &[("keepdims", Attr::Int(0))]);
                 Ok(Value { name: y, dims })
             }
         }
@@ -569,7 +571,8 @@ impl<const I: usize, const O: usize, E: Float, D: Device<E>, Init> Export for Se
         let u = g.weight("weight_pool", &self.weight_pool)?;
         let b = g.weight("bias", &self.bias)?;
         let each = linear(g, &x, &w, None, O);
-        let mean = g.node("ReduceMean", &[&x.name], &[("axes", Attr::Ints(vec![1])), ("keepdims", Attr::Int(1))]);
+        let ax = g.ints(&[1]);
+        let mean = g.node("ReduceMean", &[&x.name, &ax], &[("keepdims", Attr::Int(1))]);
         let mean = Value { name: mean, dims: x.dims.clone() };
         let pooled = linear(g, &mean, &u, Some(&b), O);
         let y = g.node("Add", &[&each.name, &pooled.name], &[]);

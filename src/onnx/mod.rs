@@ -9,7 +9,7 @@
 //! [`export_with_to_bytes`] and a [`Signature`] given by the caller. A layer that takes an
 //! extra input (a mask, a selector) implements [`ExportWith`].
 //!
-//! The file: opset 17 of the default domain (`ai.onnx`), IR version 8, element type `float`
+//! The file: opset 18 of the default domain (`ai.onnx`), IR version 8, element type `float`
 //! (weights of an `f64` model are rounded to `f32`). Every input is batched: its first axis is
 //! the symbolic dimension `batch`, followed by the per-sample axes (run-time axes symbolic,
 //! named by the signature); index inputs are `int64`, masks `bool`. Inputs and outputs are
@@ -22,6 +22,7 @@
 //! that does not fit, is an [`ExportError`] naming the layer, never a wrong file.
 
 mod blocks;
+mod graph;
 mod layers;
 pub mod proto;
 
@@ -38,12 +39,15 @@ use prost::Message;
 use crate::Float;
 use proto::*;
 
-/// The opset of the default domain the exporter writes (ONNX 1.12, 2022). It is the first
-/// with `LayerNormalization`; everything else used (`GRU` with `linear_before_reset`,
-/// `Softmax` over one axis, `Split` with a `split` input, `Unsqueeze`/`ReduceSum` with `axes`
-/// inputs) is in it, and ONNX Runtime, tract and onnx.js-era runtimes all accept it.
-pub const OPSET: i64 = 17;
-/// The IR version that goes with [`OPSET`] 17.
+/// The opset of the default domain the exporter writes (ONNX 1.13, 2022). It is the first
+/// with `ScatterND` reducing by `max` (the maximum over neighbours of `graph_conv(aggr =
+/// max)`, `message_passing(aggr = max)`, `graph_pool(max)`), and has everything else used:
+/// `LayerNormalization` (opset 17), `GRU` with `linear_before_reset`, `Softmax` over one
+/// axis, `Split` with a `split` input, `GatherND` with `batch_dims`, and every `Reduce*`
+/// with its `axes` as an input (opset 18 moved them there from the attribute). ONNX Runtime
+/// (≥ 1.14) and tract (tested against opsets 9 to 18) accept it.
+pub const OPSET: i64 = 18;
+/// The IR version that goes with [`OPSET`] 18 (ONNX 1.13).
 pub const IR_VERSION: i64 = 8;
 
 /// One axis of a value in the graph: a size known at export time or a symbolic one.
@@ -204,6 +208,8 @@ pub struct Builder {
     graph_edges: Vec<(String, (String, String))>,
     /// Per graph input: the graph of each node (`[n]`), once read.
     graph_batch: Vec<(String, String)>,
+    /// Per graph input: its edges' features (`[e, k]`), once read.
+    graph_edge_attr: Vec<(String, String)>,
 }
 
 impl Builder {
@@ -373,6 +379,20 @@ impl Builder {
         name
     }
 
+    /// The features of the edges of the graph input `graph` (`graph[n, k]`): the ONNX input
+    /// `{graph}_edge_attr`, `float [{graph}_edges, k]` (PyTorch Geometric's `edge_attr`, one
+    /// row per edge in the order of the edges), added on first use.
+    pub fn graph_edge_attr(&mut self, graph: &GraphInput, k: usize) -> String {
+        if let Some((_, a)) = self.graph_edge_attr.iter().find(|(n, _)| *n == graph.name) {
+            return a.clone();
+        }
+        let name = format!("{}_edge_attr", graph.name);
+        let dims = vec![Dim::Named(format!("{}_edges", graph.name)), Dim::Fixed(k)];
+        self.graph_inputs.push((graph.name.clone(), (name.clone(), data_type::FLOAT, dims)));
+        self.graph_edge_attr.push((graph.name.clone(), name.clone()));
+        name
+    }
+
     /// Adds a node `op(inputs) {attrs}` with one output; returns the output's name. An empty
     /// input name is an omitted optional input.
     pub fn node(&mut self, op: &str, inputs: &[&str], attrs: &[(&str, Attr)]) -> String {
@@ -505,8 +525,9 @@ pub enum InputKind {
     Index,
     /// A key-padding mask `mask[t]` (`true` = padding): an ONNX `bool` tensor `[batch, t]`.
     Mask,
-    /// A graph (`graph[n]`): no ONNX counterpart; a model that uses one cannot be exported
-    /// (its graph layers are errors naming them).
+    /// A graph (`graph[n]`, `graph[n, k]`): no ONNX input of its own; the layers that use it
+    /// add `{g}` (the edges, `int64 [2, {g}_edges]`), `{g}_batch` (`graph_pool`) and
+    /// `{g}_edge_attr` (edge features) as they need them (see [`GraphInput`]).
     Graph,
 }
 

@@ -71,18 +71,22 @@ impl<E: Scratch> Buf<E> {
     /// A buffer of `len` elements with unspecified (initialised) contents, for buffers the
     /// caller overwrites completely: an idle buffer holding at least `len` elements is only
     /// truncated, saving the zero fill (a memset of up to megabytes per call).
+    /// A pooled buffer whose allocation fits but whose length (from its last use) is shorter
+    /// is extended by initialising only the missing tail.
     pub fn dirty(len: usize) -> Self {
         let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
-        match take_best_fit(&mut pool, len, Vec::len) {
+        let found = take_best_fit(&mut pool, len, Vec::capacity);
+        drop(pool);
+        match found {
             Some(mut v) => {
-                drop(pool);
-                v.truncate(len);
+                if v.len() >= len {
+                    v.truncate(len);
+                } else {
+                    v.resize(len, E::default());
+                }
                 Buf(v)
             }
-            None => {
-                drop(pool);
-                Self::zeros(len)
-            }
+            None => Self::zeros(len),
         }
     }
 

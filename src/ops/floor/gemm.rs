@@ -717,8 +717,10 @@ mod simd {
                 return true;
             }
             // `A` without contiguous rows (a transposed operand, e.g. the weight gradient's
-            // `gyᵀ`) is packed block by block; one cache line per broadcast otherwise.
-            let mut abuf = if acs != 1 { Some(take(&PACK_A)) } else { None };
+            // `gyᵀ`) is packed block by block when more than one strip of `B` reads it (one
+            // cache line per broadcast otherwise); with one strip (attention's `Pᵀ·dY`, 16
+            // columns) every element is read once and the copy would not pay.
+            let mut abuf = if acs != 1 && n > I::NV * I::LANES { Some(take(&PACK_A)) } else { None };
             if bcs == 1 && n <= I::PACK_N {
                 I::nn_entry(m, n, k, alpha, a, ars, acs, abuf.as_mut(), b, brs, 0, beta, c, crs);
             } else {

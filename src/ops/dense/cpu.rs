@@ -6,7 +6,7 @@ use dfdx::prelude::*;
 
 use super::Dyn2;
 use crate::ops::floor::buf::{to_tensor, Buf, Scratch};
-use crate::ops::floor::gemm::{matmul, GemmFloat};
+use crate::ops::floor::gemm::{matmul, matmul_bias_relu, GemmFloat};
 
 pub(crate) fn dense<E: Dtype + GemmFloat + Scratch, T: Tape<E, Cpu>>(
     x: Tensor<Dyn2, E, Cpu, T>,
@@ -46,27 +46,21 @@ where
         None
     };
     let mut yv = Buf::dirty(m * o);
-    match &bias {
-        Some(b) if m * o > 0 => {
-            let bv = b.as_vec();
-            for row in yv.chunks_mut(o) {
-                row.copy_from_slice(&bv);
-            }
-        }
-        _ => {}
-    }
+    let bv = bias.as_ref().map(|b| b.as_vec());
     if let Some(sp) = &sparse {
-        if bias.is_none() {
-            yv.fill(E::zero());
+        match &bv {
+            Some(bv) => yv.chunks_mut(o.max(1)).for_each(|row| row.copy_from_slice(bv)),
+            None => yv.fill(E::zero()),
         }
         sp.times_transposed(&wv, o, i, &mut yv);
+        if relu {
+            // dfdx's `relu`: `max(v, 0)` (NaN becomes 0).
+            yv.iter_mut().for_each(|v| *v = v.max(E::zero()));
+        }
     } else {
-        // y[m, o] = [bias +] x[m, i] · Wᵀ (Wᵀ[p, j] = w[j·i + p])
-        matmul((m, o, i), &mut yv, (o, 1), bias.is_some(), &xv, (i, 1), &wv, (1, i));
-    }
-    if relu {
-        // dfdx's `relu`: `max(v, 0)` (NaN becomes 0).
-        yv.iter_mut().for_each(|v| *v = v.max(E::zero()));
+        // y[m, o] = act([bias +] x[m, i] · Wᵀ) (Wᵀ[p, j] = w[j·i + p]), bias and ReLU applied
+        // as the GEMM stores its tiles.
+        matmul_bias_relu((m, o, i), &mut yv, o, &xv, (i, 1), &wv, (1, i), bv.as_deref(), relu);
     }
     // The sparse form replaces the saved input.
     let xv = if sparse.is_some() { drop(xv); Buf::dirty(0) } else { xv };

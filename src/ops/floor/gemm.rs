@@ -69,6 +69,73 @@ fn split_min() -> usize {
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) fn matmul<E: GemmFloat>(
+    mnk: (usize, usize, usize),
+    c: &mut [E],
+    sc: (usize, usize),
+    accumulate: bool,
+    a: &[E],
+    sa: (usize, usize),
+    b: &[E],
+    sb: (usize, usize),
+) {
+    door(mnk, c, sc, accumulate, a, sa, b, sb, Epi::NONE)
+}
+
+/// `c (m×n, row stride crs, column stride 1) = act(a·b + bias)`: `bias` (`n` values, or none)
+/// added to every row, `act` ReLU (`max(v, 0)`, NaN becoming 0 as dfdx's `relu`) or the
+/// identity; `c` is not read. The door's dispatch and threading as [`matmul`]; on the
+/// microkernels the bias and the ReLU are applied as each tile of `C` is stored (no pass of
+/// their own), elsewhere `c` is filled with the bias rows first and passed over after.
+///
+/// # Panics
+/// As [`matmul`], and when `bias` has fewer than `n` values.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_bias_relu<E: GemmFloat>(
+    (m, n, k): (usize, usize, usize),
+    c: &mut [E],
+    crs: usize,
+    a: &[E],
+    sa: (usize, usize),
+    b: &[E],
+    sb: (usize, usize),
+    bias: Option<&[E]>,
+    relu: bool,
+) {
+    if let Some(bias) = bias {
+        assert!(bias.len() >= n, "matmul_bias_relu: bias too short");
+    }
+    let epi = Epi { bias: bias.map_or(std::ptr::null(), <[E]>::as_ptr), relu };
+    door((m, n, k), c, (crs, 1), false, a, sa, b, sb, epi)
+}
+
+/// What becomes of each element of `C` after the product: `α·(A·B)[i, j]`, plus `bias[j]`
+/// (when `bias` is not null, in place of `β·C[i, j]`) or `β·C[i, j]`, then `max(·, 0)` when
+/// `relu`.
+#[derive(Clone, Copy)]
+pub(crate) struct Epi<E> {
+    /// `n` values, one per column of `C`, or null.
+    bias: *const E,
+    /// ReLU on the result.
+    relu: bool,
+}
+
+impl<E> Epi<E> {
+    /// Plain `C = α·A·B + β·C`.
+    const NONE: Epi<E> = Epi { bias: std::ptr::null(), relu: false };
+
+    /// The epilogue of columns `lo..` (the bias moved along).
+    ///
+    /// # Safety
+    /// `lo` at most the number of columns (the bias holds one value per column).
+    unsafe fn from_column(self, lo: usize) -> Self {
+        // SAFETY: `lo ≤ n` and a non-null bias holds `n` values (contract).
+        Epi { bias: if self.bias.is_null() { self.bias } else { unsafe { self.bias.add(lo) } }, relu: self.relu }
+    }
+}
+
+/// [`matmul`] with an epilogue.
+#[allow(clippy::too_many_arguments)]
+fn door<E: GemmFloat>(
     (m, n, k): (usize, usize, usize),
     c: &mut [E],
     (crs, ccs): (usize, usize),
@@ -77,6 +144,7 @@ pub(crate) fn matmul<E: GemmFloat>(
     (ars, acs): (usize, usize),
     b: &[E],
     (brs, bcs): (usize, usize),
+    epi: Epi<E>,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -93,18 +161,18 @@ pub(crate) fn matmul<E: GemmFloat>(
         // SAFETY: the asserts above bound the largest offset each view reaches (every index is
         // `i·rs + j·cs` with `i`, `j` below the sizes); `c` is a `&mut` slice, so it aliases
         // neither `a` nor `b`.
-        unsafe { gemm_with(GemmPath::Threads, (m, n, k), E::one(), a.as_ptr(), (ars, acs), b.as_ptr(), (brs, bcs), beta, c.as_mut_ptr(), (crs, ccs)) };
+        unsafe { gemm_with_epi(GemmPath::Threads, (m, n, k), E::one(), a.as_ptr(), (ars, acs), b.as_ptr(), (brs, bcs), beta, c.as_mut_ptr(), (crs, ccs), epi) };
         return;
     }
     let path = GemmPath::single();
     let threads = rayon::current_num_threads();
     if work >= split_min() && outside_pool && threads > 1 {
         // SAFETY: as above; `split` hands each thread a disjoint block of `c`.
-        unsafe { split(path, threads, (m, n, k), a.as_ptr(), (ars, acs), b.as_ptr(), (brs, bcs), beta, c.as_mut_ptr(), (crs, ccs)) };
+        unsafe { split(path, threads, (m, n, k), a.as_ptr(), (ars, acs), b.as_ptr(), (brs, bcs), beta, c.as_mut_ptr(), (crs, ccs), epi) };
         return;
     }
     // SAFETY: as above; `GemmPath::single` picks a SIMD kernel only when the CPU has it.
-    unsafe { gemm_with(path, (m, n, k), E::one(), a.as_ptr(), (ars, acs), b.as_ptr(), (brs, bcs), beta, c.as_mut_ptr(), (crs, ccs)) }
+    unsafe { gemm_with_epi(path, (m, n, k), E::one(), a.as_ptr(), (ars, acs), b.as_ptr(), (brs, bcs), beta, c.as_mut_ptr(), (crs, ccs), epi) }
 }
 
 /// A pointer that may cross to rayon's threads.
@@ -121,7 +189,7 @@ unsafe impl<E> Sync for Ptr<E> {}
 /// blocks in multiples of 16), each block multiplied by `path` on its own thread.
 ///
 /// # Safety
-/// As [`gemm_with`].
+/// As [`gemm_with_epi`].
 #[allow(clippy::too_many_arguments)]
 unsafe fn split<E: GemmFloat>(
     path: GemmPath,
@@ -134,6 +202,7 @@ unsafe fn split<E: GemmFloat>(
     beta: E,
     c: *mut E,
     (crs, ccs): (usize, usize),
+    epi: Epi<E>,
 ) {
     use rayon::prelude::*;
     let by_rows = m >= n;
@@ -141,8 +210,10 @@ unsafe fn split<E: GemmFloat>(
     let per = len.div_ceil(threads).div_ceil(unit) * unit;
     let blocks = len.div_ceil(per);
     let (a, b, c) = (Ptr(a as *mut E), Ptr(b as *mut E), Ptr(c));
+    let bias = Ptr(epi.bias as *mut E);
     (0..blocks).into_par_iter().for_each(move |blk| {
-        let (a, b, c) = (a, b, c);
+        let (a, b, c, bias) = (a, b, c, bias);
+        let epi = Epi { bias: bias.0 as *const E, relu: epi.relu };
         let lo = blk * per;
         let sz = per.min(len - lo);
         // SAFETY: block `blk` covers rows (or columns) `lo..lo + sz` of `C`, disjoint from every
@@ -150,9 +221,9 @@ unsafe fn split<E: GemmFloat>(
         // the caller's valid views (this function's contract).
         unsafe {
             if by_rows {
-                gemm_with(path, (sz, n, k), E::one(), a.0.add(lo * ars), (ars, acs), b.0, (brs, bcs), beta, c.0.add(lo * crs), (crs, ccs));
+                gemm_with_epi(path, (sz, n, k), E::one(), a.0.add(lo * ars), (ars, acs), b.0, (brs, bcs), beta, c.0.add(lo * crs), (crs, ccs), epi);
             } else {
-                gemm_with(path, (m, sz, k), E::one(), a.0, (ars, acs), b.0.add(lo * bcs), (brs, bcs), beta, c.0.add(lo * ccs), (crs, ccs));
+                gemm_with_epi(path, (m, sz, k), E::one(), a.0, (ars, acs), b.0.add(lo * bcs), (brs, bcs), beta, c.0.add(lo * ccs), (crs, ccs), epi.from_column(lo));
             }
         }
     });
@@ -199,6 +270,27 @@ impl GemmPath {
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm_with<E: GemmFloat>(
     path: GemmPath,
+    mnk: (usize, usize, usize),
+    alpha: E,
+    a: *const E,
+    sa: (usize, usize),
+    b: *const E,
+    sb: (usize, usize),
+    beta: E,
+    c: *mut E,
+    sc: (usize, usize),
+) {
+    // SAFETY: the caller's contract is this function's.
+    unsafe { gemm_with_epi(path, mnk, alpha, a, sa, b, sb, beta, c, sc, Epi::NONE) }
+}
+
+/// [`gemm_with`] with an epilogue ([`Epi`]).
+///
+/// # Safety
+/// As [`gemm_with`]; a non-null `epi.bias` valid for `n` reads.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_with_epi<E: GemmFloat>(
+    path: GemmPath,
     (m, n, k): (usize, usize, usize),
     alpha: E,
     a: *const E,
@@ -208,6 +300,7 @@ pub(crate) unsafe fn gemm_with<E: GemmFloat>(
     beta: E,
     c: *mut E,
     (crs, ccs): (usize, usize),
+    epi: Epi<E>,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -215,10 +308,19 @@ pub(crate) unsafe fn gemm_with<E: GemmFloat>(
     if k == 0 || alpha == E::zero() {
         for i in 0..m {
             for j in 0..n {
-                // SAFETY: `i < m`, `j < n`: inside the view of `C` (caller's contract).
-                let p = unsafe { c.add(i * crs + j * ccs) };
-                // SAFETY: as above; `C` is valid for reads and writes.
-                unsafe { *p = if beta == E::zero() { E::zero() } else { beta * *p } };
+                // SAFETY: `i < m`, `j < n`: inside the view of `C` (caller's contract), and of
+                // the bias when there is one.
+                unsafe {
+                    let p = c.add(i * crs + j * ccs);
+                    let v = if !epi.bias.is_null() {
+                        *epi.bias.add(j)
+                    } else if beta == E::zero() {
+                        E::zero()
+                    } else {
+                        beta * *p
+                    };
+                    *p = if epi.relu { v.max(E::zero()) } else { v };
+                }
             }
         }
         return;
@@ -239,6 +341,7 @@ pub(crate) unsafe fn gemm_with<E: GemmFloat>(
                 f(beta),
                 c as *mut f32,
                 (crs, ccs),
+                (epi.bias as *const f32, epi.relu),
             )
         };
         if done {
@@ -261,6 +364,7 @@ pub(crate) unsafe fn gemm_with<E: GemmFloat>(
                 f(beta),
                 c as *mut f32,
                 (crs, ccs),
+                (epi.bias as *const f32, epi.relu),
             )
         };
         if done {
@@ -272,8 +376,30 @@ pub(crate) unsafe fn gemm_with<E: GemmFloat>(
     } else {
         gemm::Parallelism::None
     };
+    let mut beta = beta;
+    if !epi.bias.is_null() {
+        // The bias rows first, accumulated onto.
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: `i < m`, `j < n`: inside `C` and the bias (caller's contract).
+                unsafe { *c.add(i * crs + j * ccs) = *epi.bias.add(j) };
+            }
+        }
+        beta = E::one();
+    }
     // SAFETY: the caller's contract is the `gemm` crate's.
     unsafe { fallback((m, n, k), alpha, a, (ars, acs), b, (brs, bcs), beta, c, (crs, ccs), par) }
+    if epi.relu {
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: as above.
+                unsafe {
+                    let p = c.add(i * crs + j * ccs);
+                    *p = (*p).max(E::zero());
+                }
+            }
+        }
+    }
 }
 
 /// The `gemm` crate.
@@ -389,6 +515,10 @@ mod simd {
         unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
         /// `a·b`.
         unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+        /// `a + b`.
+        unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+        /// `max(a, 0)` per lane, NaN becoming 0.
+        unsafe fn max0(a: Self::V) -> Self::V;
         /// The first `cols` lanes (every lane when `cols ≥ LANES`).
         unsafe fn tail_mask(cols: usize) -> Self::M;
         /// The sum of the lanes.
@@ -411,6 +541,8 @@ mod simd {
             beta: f32,
             c: *mut f32,
             crs: usize,
+            bias: *const f32,
+            relu: bool,
         );
     }
 
@@ -438,9 +570,11 @@ mod simd {
                 beta: f32,
                 c: *mut f32,
                 crs: usize,
+                bias: *const f32,
+                relu: bool,
             ) {
                 // SAFETY: the features are enabled here; the views are the caller's.
-                unsafe { nn::<$isa>(m, n, k, alpha, a, ars, acs, apack, b, brs, strip, beta, c, crs) }
+                unsafe { nn::<$isa>(m, n, k, alpha, a, ars, acs, apack, b, brs, strip, beta, c, crs, bias, relu) }
             }
         };
     }
@@ -465,9 +599,11 @@ mod simd {
                 beta: f32,
                 c: *mut f32,
                 crs: usize,
+                bias: *const f32,
+                relu: bool,
             ) {
                 // SAFETY: the trait's contract (the ISA's features) and the caller's views.
-                unsafe { $name(m, n, k, alpha, a, ars, acs, apack, b, brs, strip, beta, c, crs) }
+                unsafe { $name(m, n, k, alpha, a, ars, acs, apack, b, brs, strip, beta, c, crs, bias, relu) }
             }
         };
     }
@@ -529,6 +665,15 @@ mod simd {
         #[inline(always)]
         unsafe fn mul(a: __m256, b: __m256) -> __m256 {
             unsafe { _mm256_mul_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_add_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn max0(a: __m256) -> __m256 {
+            // `maxps` returns its second operand when either is NaN.
+            unsafe { _mm256_max_ps(a, _mm256_setzero_ps()) }
         }
         #[inline(always)]
         unsafe fn tail_mask(cols: usize) -> __m256i {
@@ -607,6 +752,15 @@ mod simd {
             unsafe { _mm512_mul_ps(a, b) }
         }
         #[inline(always)]
+        unsafe fn add(a: __m512, b: __m512) -> __m512 {
+            unsafe { _mm512_add_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn max0(a: __m512) -> __m512 {
+            // `vmaxps` returns its second operand when either is NaN.
+            unsafe { _mm512_max_ps(a, _mm512_setzero_ps()) }
+        }
+        #[inline(always)]
         unsafe fn tail_mask(cols: usize) -> __mmask16 {
             if cols >= 16 {
                 0xFFFF
@@ -655,9 +809,10 @@ mod simd {
         beta: f32,
         c: *mut f32,
         sc: (usize, usize),
+        epi: (*const f32, bool),
     ) -> bool {
         // SAFETY: the features are enabled here (contract) and the views are the caller's.
-        unsafe { sgemm::<Avx2>(mnk, alpha, a, sa, b, sb, beta, c, sc) }
+        unsafe { sgemm::<Avx2>(mnk, alpha, a, sa, b, sb, beta, c, sc, epi) }
     }
 
     /// The AVX-512F instance; `false` when the shape is not one the driver handles.
@@ -676,17 +831,19 @@ mod simd {
         beta: f32,
         c: *mut f32,
         sc: (usize, usize),
+        epi: (*const f32, bool),
     ) -> bool {
         // SAFETY: the features are enabled here (contract) and the views are the caller's.
-        unsafe { sgemm::<Avx512>(mnk, alpha, a, sa, b, sb, beta, c, sc) }
+        unsafe { sgemm::<Avx512>(mnk, alpha, a, sa, b, sb, beta, c, sc, epi) }
     }
 
     /// The driver; `false` when the shape is not one it handles (`C` neither row- nor
-    /// column-major).
+    /// column-major, or column-major with an epilogue). `(bias, relu)`: the epilogue
+    /// ([`super::Epi`]).
     ///
     /// # Safety
     /// `I`'s features must be available; the views as for [`super::gemm_with`], with `m`, `n`,
-    /// `k` > 0.
+    /// `k` > 0; a non-null `bias` valid for `n` reads.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     unsafe fn sgemm<I: Isa>(
@@ -699,11 +856,13 @@ mod simd {
         beta: f32,
         c: *mut f32,
         (crs, ccs): (usize, usize),
+        (bias, relu): (*const f32, bool),
     ) -> bool {
-        // A column-major `C` is `Cᵀ = Bᵀ·Aᵀ` with `Cᵀ` row-major.
+        // A column-major `C` is `Cᵀ = Bᵀ·Aᵀ` with `Cᵀ` row-major (the bias would run along its
+        // rows: not handled).
         let (m, n, a, ars, acs, b, brs, bcs, crs) = if ccs == 1 {
             (m, n, a, ars, acs, b, brs, bcs, crs)
-        } else if crs == 1 {
+        } else if crs == 1 && bias.is_null() && !relu {
             (n, m, b, bcs, brs, a, acs, ars, ccs)
         } else {
             return false;
@@ -713,7 +872,7 @@ mod simd {
         // packing functions size them to.
         unsafe {
             if I::NT && bcs != 1 && acs == 1 && brs == 1 && k >= I::NT_MIN_K {
-                nt::<I>(m, n, k, alpha, a, ars, b, bcs, beta, c, crs);
+                nt::<I>(m, n, k, alpha, a, ars, b, bcs, beta, c, crs, bias, relu);
                 return true;
             }
             // `A` without contiguous rows (a transposed operand, e.g. the weight gradient's
@@ -722,11 +881,11 @@ mod simd {
             // columns) every element is read once and the copy would not pay.
             let mut abuf = if acs != 1 && n > I::NV * I::LANES { Some(take(&PACK_A)) } else { None };
             if bcs == 1 && n <= I::PACK_N {
-                I::nn_entry(m, n, k, alpha, a, ars, acs, abuf.as_mut(), b, brs, 0, beta, c, crs);
+                I::nn_entry(m, n, k, alpha, a, ars, acs, abuf.as_mut(), b, brs, 0, beta, c, crs, bias, relu);
             } else {
                 let mut bbuf = take(&PACK_B);
                 let strip = pack_b::<I>(&mut bbuf, k, n, b, brs, bcs);
-                I::nn_entry(m, n, k, alpha, a, ars, acs, abuf.as_mut(), bbuf.as_ptr(), I::NV * I::LANES, strip, beta, c, crs);
+                I::nn_entry(m, n, k, alpha, a, ars, acs, abuf.as_mut(), bbuf.as_ptr(), I::NV * I::LANES, strip, beta, c, crs, bias, relu);
                 put(&PACK_B, bbuf);
             }
             if let Some(abuf) = abuf {
@@ -813,11 +972,13 @@ mod simd {
     /// `C = α·A·B + β·C`, `C` row-major. `strip = 0`: `B[p, j]` at `b[p·brs + j]`; otherwise
     /// packed strips: `B[p, j]` at `b[(j / W)·strip + p·brs + j % W]`, `W = NV·LANES`.
     /// `apack`: pack `A` block by block into this buffer (else `A` is read in place).
+    /// `bias` (null: none) is added in the first pass over `k` in place of `β·C`, `relu`
+    /// applied in the last.
     ///
     /// # Safety
     /// `I`'s features must be available; `a` (`m×k`, strides `ars`, `acs`), `b` (as above,
-    /// every `p < k`, `j < n`) and `c` (`m×n`, strides `crs`, 1) valid for every index below
-    /// their sizes.
+    /// every `p < k`, `j < n`), `c` (`m×n`, strides `crs`, 1) and a non-null `bias` (`n`)
+    /// valid for every index below their sizes.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     unsafe fn nn<I: Isa>(
@@ -835,6 +996,8 @@ mod simd {
         beta: f32,
         c: *mut f32,
         crs: usize,
+        bias: *const f32,
+        relu: bool,
     ) {
         let wt = I::NV * I::LANES;
         // SAFETY: `I`'s features are available (contract); `bp`, the block of `A` and `cp`
@@ -849,6 +1012,8 @@ mod simd {
                 while p0 < k {
                     let kc = (k - p0).min(KC);
                     let be = if p0 == 0 { beta } else { 1.0 };
+                    let first_bias = p0 == 0 && !bias.is_null();
+                    let act = relu && p0 + kc == k;
                     let a0 = a.add(ib * ars + p0 * acs);
                     // The block's row tile `q` at `ab + q·panel`, element (r, p) at `r·rs + p·cs`.
                     let (ab, rs, cs, panel) = match apack.as_deref_mut() {
@@ -866,6 +1031,8 @@ mod simd {
                         let mask = I::tail_mask(rem);
                         let full = rem == I::LANES;
                         let bp = if strip == 0 { b.add(p0 * brs + j0) } else { b.add(j0 / wt * strip + p0 * brs) };
+                        let bi = if first_bias { bias.add(j0) } else { std::ptr::null() };
+                        let ep = (bi, act);
                         let mut i0 = 0;
                         while i0 < mb {
                             let mr = (mb - i0).min(MR);
@@ -874,14 +1041,14 @@ mod simd {
                             macro_rules! go {
                                 ($($r:literal),*) => {
                                     match (mr, nv, full) {
-                                        $( ($r, 1, true) => tile::<I, $r, 1, false>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs),
-                                           ($r, 1, false) => tile::<I, $r, 1, true>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs),
-                                           ($r, 2, true) => tile::<I, $r, 2, false>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs),
-                                           ($r, 2, false) => tile::<I, $r, 2, true>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs),
-                                           ($r, 3, true) if I::NV >= 3 => tile::<I, $r, 3, false>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs),
-                                           ($r, 3, false) if I::NV >= 3 => tile::<I, $r, 3, true>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs),
-                                           ($r, 4, true) if I::NV >= 4 => tile::<I, $r, 4, false>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs),
-                                           ($r, 4, false) if I::NV >= 4 => tile::<I, $r, 4, true>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs), )*
+                                        $( ($r, 1, true) => tile::<I, $r, 1, false>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs, ep),
+                                           ($r, 1, false) => tile::<I, $r, 1, true>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs, ep),
+                                           ($r, 2, true) => tile::<I, $r, 2, false>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs, ep),
+                                           ($r, 2, false) => tile::<I, $r, 2, true>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs, ep),
+                                           ($r, 3, true) if I::NV >= 3 => tile::<I, $r, 3, false>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs, ep),
+                                           ($r, 3, false) if I::NV >= 3 => tile::<I, $r, 3, true>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs, ep),
+                                           ($r, 4, true) if I::NV >= 4 => tile::<I, $r, 4, false>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs, ep),
+                                           ($r, 4, false) if I::NV >= 4 => tile::<I, $r, 4, true>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs, ep), )*
                                         _ => unreachable!("tile {mr} × {nv} vectors"),
                                     }
                                 };
@@ -899,12 +1066,13 @@ mod simd {
     }
 
     /// One `R × LANES·V` tile of `C` over `kc` steps of `k`; `MASKED`: the last vector keeps
-    /// only the lanes of `mask`.
+    /// only the lanes of `mask`. `(bias, relu)`: `bias[col]` added in place of `β·C` (null:
+    /// none), then `max(·, 0)`.
     ///
     /// # Safety
-    /// `I`'s features must be available; `a` valid at `r·ars + p·acs`, `b` at `p·brs + col`
-    /// and `c` at `r·crs + col` for `r < R`, `p < kc` and every column `col` the tile covers
-    /// (the mask's lanes in the last vector when `MASKED`).
+    /// `I`'s features must be available; `a` valid at `r·ars + p·acs`, `b` at `p·brs + col`,
+    /// `c` at `r·crs + col` and a non-null `bias` at `col` for `r < R`, `p < kc` and every
+    /// column `col` the tile covers (the mask's lanes in the last vector when `MASKED`).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     unsafe fn tile<I: Isa, const R: usize, const V: usize, const MASKED: bool>(
@@ -919,6 +1087,7 @@ mod simd {
         beta: f32,
         c: *mut f32,
         crs: usize,
+        (bias, relu): (*const f32, bool),
     ) {
         // SAFETY: the loads read row `p < kc` of B at columns `LANES·v + lane` inside the
         // tile (the last vector masked when `MASKED`), A at `(r, p)` with `r < R`, `p < kc`,
@@ -953,15 +1122,20 @@ mod simd {
                 let cr = c.add(r * crs);
                 for v in 0..V {
                     let mut x = if alpha == 1.0 { acc[r][v] } else { I::mul(acc[r][v], al) };
-                    if MASKED && v == V - 1 {
-                        if beta != 0.0 {
-                            x = I::fmadd(be, I::load_masked(cr.add(I::LANES * v), mask), x);
-                        }
+                    let last = MASKED && v == V - 1;
+                    if !bias.is_null() {
+                        let bv = if last { I::load_masked(bias.add(I::LANES * v), mask) } else { I::load(bias.add(I::LANES * v)) };
+                        x = I::add(x, bv);
+                    } else if beta != 0.0 {
+                        let cv = if last { I::load_masked(cr.add(I::LANES * v), mask) } else { I::load(cr.add(I::LANES * v)) };
+                        x = I::fmadd(be, cv, x);
+                    }
+                    if relu {
+                        x = I::max0(x);
+                    }
+                    if last {
                         I::store_masked(cr.add(I::LANES * v), mask, x);
                     } else {
-                        if beta != 0.0 {
-                            x = I::fmadd(be, I::load(cr.add(I::LANES * v)), x);
-                        }
                         I::store(cr.add(I::LANES * v), x);
                     }
                 }
@@ -972,9 +1146,12 @@ mod simd {
     /// `C = α·A·B + β·C` with `A` rows and `Bᵀ` rows contiguous along `k` (`B[p, j] =
     /// b[j·bcs + p]`), `C` row-major: 4 × 3 blocks of dot products.
     ///
+    /// `(bias, relu)` as for [`nn`].
+    ///
     /// # Safety
     /// `I`'s features must be available; `a` (`m×k`, strides `ars`, 1), `Bᵀ` (`n×k`, strides
-    /// `bcs`, 1) and `c` (`m×n`, strides `crs`, 1) valid for every index below their sizes.
+    /// `bcs`, 1), `c` (`m×n`, strides `crs`, 1) and a non-null `bias` (`n`) valid for every
+    /// index below their sizes.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     unsafe fn nt<I: Isa>(
@@ -989,6 +1166,8 @@ mod simd {
         beta: f32,
         c: *mut f32,
         crs: usize,
+        bias: *const f32,
+        relu: bool,
     ) {
         // SAFETY: `I`'s features are available (contract); `ap`, `bp`, `cp` point at row i0
         // of A, row j0 of Bᵀ and element (i0, j0) of C, all below the sizes, and `dots` stays
@@ -1003,12 +1182,13 @@ mod simd {
                     let ap = a.add(i0 * ars);
                     let bp = b.add(j0 * bcs);
                     let cp = c.add(i0 * crs + j0);
+                    let ep = (if bias.is_null() { bias } else { bias.add(j0) }, relu);
                     macro_rules! go {
                         ($($r:literal),*) => {
                             match (mr, nr) {
-                                $( ($r, 1) => dots::<I, $r, 1>(k, ap, ars, bp, bcs, alpha, beta, cp, crs),
-                                   ($r, 2) => dots::<I, $r, 2>(k, ap, ars, bp, bcs, alpha, beta, cp, crs),
-                                   ($r, 3) => dots::<I, $r, 3>(k, ap, ars, bp, bcs, alpha, beta, cp, crs), )*
+                                $( ($r, 1) => dots::<I, $r, 1>(k, ap, ars, bp, bcs, alpha, beta, cp, crs, ep),
+                                   ($r, 2) => dots::<I, $r, 2>(k, ap, ars, bp, bcs, alpha, beta, cp, crs, ep),
+                                   ($r, 3) => dots::<I, $r, 3>(k, ap, ars, bp, bcs, alpha, beta, cp, crs, ep), )*
                                 _ => unreachable!("dots {mr} × {nr}"),
                             }
                         };
@@ -1021,11 +1201,11 @@ mod simd {
         }
     }
 
-    /// One `R × S` block of dot products of length `k`.
+    /// One `R × S` block of dot products of length `k`; `(bias, relu)` as for [`tile`].
     ///
     /// # Safety
-    /// `I`'s features must be available; `a` valid at `r·ars + p`, `b` at `s·bcs + p` and `c`
-    /// at `r·crs + s` for `r < R`, `s < S`, `p < k`.
+    /// `I`'s features must be available; `a` valid at `r·ars + p`, `b` at `s·bcs + p`, `c` at
+    /// `r·crs + s` and a non-null `bias` at `s` for `r < R`, `s < S`, `p < k`.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     unsafe fn dots<I: Isa, const R: usize, const S: usize>(
@@ -1038,6 +1218,7 @@ mod simd {
         beta: f32,
         c: *mut f32,
         crs: usize,
+        (bias, relu): (*const f32, bool),
     ) {
         // SAFETY: masked loads read `k` elements of rows `r < R` of A and `s < S` of Bᵀ (lanes
         // past `k` masked off, never touched), and each write is element `(r, s)` of C: inside
@@ -1063,7 +1244,15 @@ mod simd {
                 for s in 0..S {
                     let d = c.add(r * crs + s);
                     let v = alpha * I::reduce_add(acc[r][s]);
-                    *d = if beta == 0.0 { v } else { v + beta * *d };
+                    let v = if !bias.is_null() {
+                        v + *bias.add(s)
+                    } else if beta == 0.0 {
+                        v
+                    } else {
+                        v + beta * *d
+                    };
+                    // `f32::max` returns the other operand for NaN, as `maxps` does.
+                    *d = if relu { v.max(0.0) } else { v };
                 }
             }
         }
@@ -1184,7 +1373,7 @@ mod tests {
                         // SAFETY: the vectors hold `m·k`, `k·n` and `m·n` elements, which the
                         // strides reach exactly; `cv` is a separate allocation.
                         unsafe {
-                            split(path, threads, (m, n, k), av.as_ptr(), (k, 1), bv.as_ptr(), bstr, 1.0, cv.as_mut_ptr(), (n, 1))
+                            split(path, threads, (m, n, k), av.as_ptr(), (k, 1), bv.as_ptr(), bstr, 1.0, cv.as_mut_ptr(), (n, 1), Epi::NONE)
                         };
                         for i in 0..m {
                             for j in 0..n {
@@ -1234,6 +1423,78 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The epilogue (bias row, ReLU, both, neither) against a naive reference for every path
+    /// this CPU has, odd sizes, `k` over one pass (`KC`), `A` transposed (packed) or not, f32
+    /// and f64 (the `gemm` crate's emulation), split over threads and on one.
+    #[test]
+    fn bias_relu_epilogue_matches_reference() {
+        fn run<E: GemmFloat + std::fmt::Debug>(tol: f64) {
+            let mut seed = 5u64;
+            for (m, n, k) in [(1, 1, 1), (7, 13, 5), (13, 70, 33), (37, 17, 300), (64, 130, 64)] {
+                for at in [false, true] {
+                    let (sa, alen) = if at { ((1, m), m * k) } else { ((k, 1), m * k) };
+                    let av: Vec<E> = (0..alen).map(|_| E::from(lcg(&mut seed)).unwrap()).collect();
+                    let bv: Vec<E> = (0..k * n).map(|_| E::from(lcg(&mut seed)).unwrap()).collect();
+                    let bias: Vec<E> = (0..n).map(|_| E::from(lcg(&mut seed)).unwrap()).collect();
+                    for (with_bias, relu) in [(false, false), (true, false), (false, true), (true, true)] {
+                        let want = |i: usize, j: usize| -> f64 {
+                            let s: f64 = (0..k).map(|p| av[i * sa.0 + p * sa.1].to_f64().unwrap() * bv[p * n + j].to_f64().unwrap()).sum();
+                            let s = if with_bias { s + bias[j].to_f64().unwrap() } else { s };
+                            if relu { s.max(0.0) } else { s }
+                        };
+                        let check = |cv: &[E], what: &str| {
+                            for i in 0..m {
+                                for j in 0..n {
+                                    let got = cv[i * (n + 1) + j].to_f64().unwrap();
+                                    assert!((got - want(i, j)).abs() <= tol * (1.0 + k as f64).sqrt(), "{what} {m}×{n}×{k} at{at} bias{with_bias} relu{relu} [{i},{j}]: {got} vs {}", want(i, j));
+                                }
+                                assert!(cv[i * (n + 1) + n].is_nan(), "{what}: the padding column was written");
+                            }
+                        };
+                        let b = with_bias.then_some(&bias[..]);
+                        // Through the door (split over rayon's threads when big enough).
+                        let mut cv = vec![E::nan(); m * (n + 1)];
+                        matmul_bias_relu((m, n, k), &mut cv, n + 1, &av, sa, &bv, (n, 1), b, relu);
+                        check(&cv, "door");
+                        // Every single-threaded path this CPU has, and the split.
+                        let mut paths = vec![GemmPath::Fallback];
+                        if crate::ops::floor::cpu::Simd::detected() >= crate::ops::floor::cpu::Simd::Avx2 {
+                            paths.push(GemmPath::Avx2);
+                        }
+                        if crate::ops::floor::cpu::Simd::detected() >= crate::ops::floor::cpu::Simd::Avx512 {
+                            paths.push(GemmPath::Avx512);
+                        }
+                        let epi = Epi { bias: b.map_or(std::ptr::null(), <[E]>::as_ptr), relu };
+                        for path in paths {
+                            let mut cv = vec![E::nan(); m * (n + 1)];
+                            // SAFETY: the vectors hold every index the strides reach; the bias
+                            // holds `n` values; `cv` is a separate allocation.
+                            unsafe { gemm_with_epi(path, (m, n, k), E::one(), av.as_ptr(), sa, bv.as_ptr(), (n, 1), E::zero(), cv.as_mut_ptr(), (n + 1, 1), epi) };
+                            check(&cv, &format!("{path:?}"));
+                            let mut cv = vec![E::nan(); m * (n + 1)];
+                            // SAFETY: as above; `split` hands each task a disjoint block.
+                            unsafe { split(path, 3, (m, n, k), av.as_ptr(), sa, bv.as_ptr(), (n, 1), E::zero(), cv.as_mut_ptr(), (n + 1, 1), epi) };
+                            check(&cv, &format!("{path:?} split"));
+                        }
+                    }
+                }
+            }
+        }
+        run::<f32>(1e-4);
+        run::<f64>(1e-12);
+    }
+
+    /// ReLU of NaN is 0 on every path (dfdx's `relu`: `max(v, 0)`).
+    #[test]
+    fn relu_epilogue_turns_nan_into_zero() {
+        let a = [f32::NAN, 1.0, -1.0, 2.0];
+        let b = [1.0f32, 0.5, 1.0, -3.0];
+        let mut c = [7.0f32; 4];
+        matmul_bias_relu((2, 2, 2), &mut c, 2, &a, (2, 1), &b, (2, 1), None, true);
+        // row 0 holds NaN (both outputs NaN before the ReLU); row 1: [-1·1 + 2·1, -1·0.5 + 2·(-3)]
+        assert_eq!(c, [0.0, 0.0, 1.0, 0.0]);
     }
 
     #[test]

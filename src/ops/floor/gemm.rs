@@ -127,7 +127,7 @@ impl<E> Epi<E> {
     ///
     /// # Safety
     /// `lo` at most the number of columns (the bias holds one value per column).
-    unsafe fn from_column(self, lo: usize) -> Self {
+    unsafe fn at_column(self, lo: usize) -> Self {
         // SAFETY: `lo ≤ n` and a non-null bias holds `n` values (contract).
         Epi { bias: if self.bias.is_null() { self.bias } else { unsafe { self.bias.add(lo) } }, relu: self.relu }
     }
@@ -223,7 +223,7 @@ unsafe fn split<E: GemmFloat>(
             if by_rows {
                 gemm_with_epi(path, (sz, n, k), E::one(), a.0.add(lo * ars), (ars, acs), b.0, (brs, bcs), beta, c.0.add(lo * crs), (crs, ccs), epi);
             } else {
-                gemm_with_epi(path, (m, sz, k), E::one(), a.0, (ars, acs), b.0.add(lo * bcs), (brs, bcs), beta, c.0.add(lo * ccs), (crs, ccs), epi.from_column(lo));
+                gemm_with_epi(path, (m, sz, k), E::one(), a.0, (ars, acs), b.0.add(lo * bcs), (brs, bcs), beta, c.0.add(lo * ccs), (crs, ccs), epi.at_column(lo));
             }
         }
     });

@@ -229,10 +229,23 @@ impl<const M: usize, const H: usize, E: Float, D: Backend<E>, const C: bool> Seq
 pub trait FeedForwardActivation: 'static + Default + Clone + Copy + std::fmt::Debug + Send + Sync {
     /// Apply it.
     fn apply<S: Shape, E: Float, D: Device<E>, T: Tape<E, D>>(x: Tensor<S, E, D, T>) -> Result<Tensor<S, E, D, T>, D::Err>;
+    /// `act(linear(x))` (ReLU: one fused op, [`crate::ops::DenseKernel::dense_relu_op`]).
+    fn dense<const I: usize, const O: usize, B: Dim, S: Dim, E: Float, D: Backend<E>, T: Tape<E, D>>(
+        linear: &super::Dense<I, O, E, D>,
+        x: Tensor<(B, S, Const<I>), E, D, T>,
+    ) -> Result<Tensor<(B, S, Const<O>), E, D, T>, D::Err> {
+        Self::apply(linear.try_forward(x)?)
+    }
 }
 impl FeedForwardActivation for ReLU {
     fn apply<S: Shape, E: Float, D: Device<E>, T: Tape<E, D>>(x: Tensor<S, E, D, T>) -> Result<Tensor<S, E, D, T>, D::Err> {
         x.try_relu()
+    }
+    fn dense<const I: usize, const O: usize, B: Dim, S: Dim, E: Float, D: Backend<E>, T: Tape<E, D>>(
+        linear: &super::Dense<I, O, E, D>,
+        x: Tensor<(B, S, Const<I>), E, D, T>,
+    ) -> Result<Tensor<(B, S, Const<O>), E, D, T>, D::Err> {
+        linear.try_forward_relu(x)
     }
 }
 impl FeedForwardActivation for GeLU {
@@ -321,7 +334,7 @@ impl<const M: usize, const H: usize, const F: usize, E: Float, D: Backend<E>, A:
         x: Tensor<(B, S, Const<M>), E, D, T>,
         train: bool,
     ) -> Result<Tensor<(B, S, Const<M>), E, D, T>, D::Err> {
-        let h = A::apply(self.linear1.try_forward(x)?)?;
+        let h = A::dense(&self.linear1, x)?;
         let y = self.linear2.try_forward(self.drop(h, train)?)?;
         self.drop(y, train)
     }

@@ -81,6 +81,21 @@ where
     }
 }
 
+impl<const I: usize, const O: usize, E: Dtype, D: DenseKernel<E>, Init> Dense<I, O, E, D, Init> {
+    /// `relu(self(x))` on `[B, S, I]` as one op where the device fuses them
+    /// ([`DenseKernel::dense_relu_op`]; on `Cpu`, no separate activation tensor).
+    pub fn try_forward_relu<B: Dim, S: Dim, T: Tape<E, D>>(
+        &self,
+        x: Tensor<(B, S, Const<I>), E, D, T>,
+    ) -> Result<Tensor<(B, S, Const<O>), E, D, T>, D::Err> {
+        let s = *x.shape();
+        let rows = s.num_elements() / I.max(1);
+        let x = x.try_reshape_like(&(rows, I))?;
+        let y = D::dense_relu_op(x, dynamic(self.weight.clone()), Some(dynamic(self.bias.clone())))?;
+        y.try_reshape_like(&(s.0, s.1, Const::<O>))
+    }
+}
+
 // Every input rank is flattened to `[rows, I]` (free for contiguous tensors) and sent through
 // the device's `DenseKernel` (on `Cpu`: the project's GEMM, bias fused; elsewhere dfdx ops).
 macro_rules! dense_forward {

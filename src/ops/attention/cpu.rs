@@ -231,6 +231,7 @@ where
         );
     }
     let out = crate::ops::floor::upload::from_slice(&dev, &y, (b, t, d))?;
+    give(y);
     if !T::OWNS_TAPE {
         give(xv);
         give(lse);

@@ -1,16 +1,18 @@
 //! `Cpu` dense kernel: three products through the GEMM door, bias fused as the forward GEMM's
-//! initial value.
+//! initial value, optionally ReLU fused on the output (its mask taken from the kept output in
+//! the backward pass).
 
 use dfdx::prelude::*;
 
 use super::Dyn2;
 use crate::ops::floor::buf::{to_tensor, Buf, Scratch};
-use crate::ops::floor::gemm::{matmul, GemmFloat};
+use crate::ops::floor::gemm::{matmul, matmul_bias_relu, GemmFloat};
 
 pub(crate) fn dense<E: Dtype + GemmFloat + Scratch, T: Tape<E, Cpu>>(
     x: Tensor<Dyn2, E, Cpu, T>,
     weight: Tensor<Dyn2, E, Cpu>,
     bias: Option<Tensor<(usize,), E, Cpu>>,
+    relu: bool,
 ) -> Result<Tensor<Dyn2, E, Cpu, T>, CpuError>
 where
     Cpu: Device<E>,
@@ -44,28 +46,27 @@ where
         None
     };
     let mut yv = Buf::dirty(m * o);
-    match &bias {
-        Some(b) if m * o > 0 => {
-            let bv = b.as_vec();
-            for row in yv.chunks_mut(o) {
-                row.copy_from_slice(&bv);
-            }
-        }
-        _ => {}
-    }
+    let bv = bias.as_ref().map(|b| b.as_vec());
     if let Some(sp) = &sparse {
-        if bias.is_none() {
-            yv.fill(E::zero());
+        match &bv {
+            Some(bv) => yv.chunks_mut(o.max(1)).for_each(|row| row.copy_from_slice(bv)),
+            None => yv.fill(E::zero()),
         }
         sp.times_transposed(&wv, o, i, &mut yv);
+        if relu {
+            // dfdx's `relu`: `max(v, 0)` (NaN becomes 0).
+            yv.iter_mut().for_each(|v| *v = v.max(E::zero()));
+        }
     } else {
-        // y[m, o] = [bias +] x[m, i] · Wᵀ (Wᵀ[p, j] = w[j·i + p])
-        matmul((m, o, i), &mut yv, (o, 1), bias.is_some(), &xv, (i, 1), &wv, (1, i));
+        // y[m, o] = act([bias +] x[m, i] · Wᵀ) (Wᵀ[p, j] = w[j·i + p]), bias and ReLU applied
+        // as the GEMM stores its tiles.
+        matmul_bias_relu((m, o, i), &mut yv, o, &xv, (i, 1), &wv, (1, i), bv.as_deref(), relu);
     }
     // The sparse form replaces the saved input.
     let xv = if sparse.is_some() { drop(xv); Buf::dirty(0) } else { xv };
     let y = to_tensor(x.device(), &yv, (m, o))?;
-    drop(yv);
+    // With ReLU the output is kept for the backward pass (its positive entries are the mask).
+    let act = if relu && T::OWNS_TAPE { Some(yv) } else { drop(yv); None };
 
     if T::OWNS_TAPE {
         let x_ghost = x.ghost();
@@ -77,27 +78,41 @@ where
         tape.add_backward_op(move |grads| {
             // Borrow the output gradient by moving it out (no copy) and back.
             let gy = std::mem::replace(grads.get_or_alloc_mut(&y_ghost)?, <Cpu as Storage<E>>::try_alloc_len(&dev, 0)?);
+            // With ReLU, the gradient at the pre-activation: `gy` where the output is positive
+            // (dfdx's `relu` derivative: 1 for `v > 0`, else 0).
+            let gz = act.as_ref().map(|yv| {
+                let mut g = Buf::<E>::dirty(m * o);
+                for ((g, &d), &v) in g.iter_mut().zip(gy.iter()).zip(yv.iter()) {
+                    *g = if v > E::zero() { d } else { E::zero() };
+                }
+                g
+            });
+            let g: &[E] = match &gz {
+                Some(g) => g,
+                None => &gy,
+            };
             {
-                // gx[m, i] += gy[m, o] · W[o, i]
+                // gx[m, i] += g[m, o] · W[o, i]
                 let gx = grads.get_or_alloc_mut(&x_ghost)?;
-                matmul((m, i, o), gx, (i, 1), true, &gy, (o, 1), &wv, (i, 1));
+                matmul((m, i, o), gx, (i, 1), true, g, (o, 1), &wv, (i, 1));
             }
             {
-                // gW[o, i] += gyᵀ[o, m] · x[m, i]
+                // gW[o, i] += gᵀ[o, m] · x[m, i]
                 let gw = grads.get_or_alloc_mut(&w_ghost)?;
                 match &sparse {
-                    Some(sp) => sp.transposed_times(&gy, o, i, gw),
-                    None => matmul((o, i, m), gw, (i, 1), true, &gy, (1, o), &xv, (i, 1)),
+                    Some(sp) => sp.transposed_times(g, o, i, gw),
+                    None => matmul((o, i, m), gw, (i, 1), true, g, (1, o), &xv, (i, 1)),
                 }
             }
             if let Some(b_ghost) = &b_ghost {
                 let gb = grads.get_or_alloc_mut(b_ghost)?;
-                for row in gy.chunks(o.max(1)).take(m) {
+                for row in g.chunks(o.max(1)).take(m) {
                     for (a, v) in gb.iter_mut().zip(row) {
                         *a += *v;
                     }
                 }
             }
+            drop(gz);
             *grads.get_or_alloc_mut(&y_ghost)? = gy;
             Ok(())
         });

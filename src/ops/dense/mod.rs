@@ -6,6 +6,11 @@
 //! ([`crate::ops::floor::gemm::matmul`]): forward with the bias as the GEMM's initial value,
 //! backward as the two products `gx += gy·W` and `gW += gyᵀ·x` plus a row sum for the bias.
 //! Any other device gets [`dense_generic`], composed of dfdx ops, with an empty impl.
+//!
+//! [`DenseKernel::dense_relu_op`] is `relu(dense(..))`; `Cpu` applies the ReLU to the GEMM's
+//! output in place and masks the output gradient with the kept output, saving dfdx's separate
+//! activation tensor (a copy of the pre-activation, kept for its backward pass), its output
+//! buffer and its backward pass.
 
 mod cpu;
 
@@ -28,6 +33,16 @@ pub trait DenseKernel<E: Dtype>: Device<E> {
         bias: Option<Tensor<(usize,), E, Self>>,
     ) -> Result<Tensor<Dyn2, E, Self, T>, Self::Err> {
         dense_generic(x, weight, bias)
+    }
+
+    /// `relu(dense_op(x, weight, bias))` (dfdx's `relu`: `max(v, 0)`, derivative 1 where
+    /// `v > 0`, else 0); `Cpu` fuses the two.
+    fn dense_relu_op<T: Tape<E, Self>>(
+        x: Tensor<Dyn2, E, Self, T>,
+        weight: Tensor<Dyn2, E, Self>,
+        bias: Option<Tensor<(usize,), E, Self>>,
+    ) -> Result<Tensor<Dyn2, E, Self, T>, Self::Err> {
+        Self::dense_op(x, weight, bias)?.try_relu()
     }
 }
 
@@ -56,7 +71,14 @@ macro_rules! cpu_dense {
                 weight: Tensor<Dyn2, $e, Self>,
                 bias: Option<Tensor<(usize,), $e, Self>>,
             ) -> Result<Tensor<Dyn2, $e, Self, T>, Self::Err> {
-                cpu::dense(x, weight, bias)
+                cpu::dense(x, weight, bias, false)
+            }
+            fn dense_relu_op<T: Tape<$e, Self>>(
+                x: Tensor<Dyn2, $e, Self, T>,
+                weight: Tensor<Dyn2, $e, Self>,
+                bias: Option<Tensor<(usize,), $e, Self>>,
+            ) -> Result<Tensor<Dyn2, $e, Self, T>, Self::Err> {
+                cpu::dense(x, weight, bias, true)
             }
         }
     )*};
@@ -145,6 +167,93 @@ mod tests {
                     assert!((fd(2, k) - g).abs() < 1e-6, "{m}×{i}→{o} db[{k}]");
                 }
             }
+        }
+    }
+
+    /// The fused ReLU against `dense_generic` + dfdx's `relu` (values and every gradient) and
+    /// central finite differences in f64, with and without bias, odd sizes.
+    #[test]
+    fn fused_relu_matches_composed_path_and_finite_differences() {
+        for (m, i, o, with_bias) in [(1, 1, 1, true), (3, 5, 4, true), (7, 17, 9, false), (5, 40, 33, true)] {
+            let (dev, x, w, b) = setup(m, i, o);
+            let r: Tensor<Dyn2, f64, Cpu> = dev.sample_normal_like(&(m, o));
+            let bias = || with_bias.then(|| b.clone());
+            let y = Cpu::dense_relu_op(x.leaky_trace(), w.clone(), bias()).unwrap();
+            let yv = y.as_vec();
+            let g_fast = loss(y, &r).backward();
+            let y2 = dense_generic(x.leaky_trace(), w.clone(), bias()).unwrap().relu();
+            let y2v = y2.as_vec();
+            let g_slow = loss(y2, &r).backward();
+            assert!(y2v.iter().any(|v| *v == 0.0) || m * o < 8, "{m}×{i}→{o}: no unit is cut off, the mask is untested");
+            for (a, c) in yv.iter().zip(&y2v) {
+                assert!((a - c).abs() < 1e-12, "{m}×{i}→{o}: y {a} vs {c}");
+            }
+            let close = |a: Vec<f64>, c: Vec<f64>, what: &str| {
+                assert_eq!(a.len(), c.len());
+                for (p, q) in a.iter().zip(&c) {
+                    assert!((p - q).abs() < 1e-10, "{m}×{i}→{o} {what}: {p} vs {q}");
+                }
+            };
+            close(g_fast.get(&x).as_vec(), g_slow.get(&x).as_vec(), "dx");
+            close(g_fast.get(&w).as_vec(), g_slow.get(&w).as_vec(), "dW");
+            if with_bias {
+                close(g_fast.get(&b).as_vec(), g_slow.get(&b).as_vec(), "db");
+            }
+            let f = |xv: &[f64], wv: &[f64]| -> f64 {
+                let xt = dev.tensor_from_vec(xv.to_vec(), (m, i));
+                let wt = dev.tensor_from_vec(wv.to_vec(), (o, i));
+                (Cpu::dense_relu_op(xt, wt, bias()).unwrap() * r.clone()).sum::<Rank0, _>().array()
+            };
+            let (xv, wv) = (x.as_vec(), w.as_vec());
+            let h = 1e-6;
+            let gx = g_fast.get(&x).as_vec();
+            for k in (0..xv.len()).step_by(2) {
+                let (mut a, mut c) = (xv.clone(), xv.clone());
+                a[k] += h;
+                c[k] -= h;
+                let fd = (f(&a, &wv) - f(&c, &wv)) / (2.0 * h);
+                assert!((fd - gx[k]).abs() < 1e-6, "{m}×{i}→{o} dx[{k}]: {fd} vs {}", gx[k]);
+            }
+            let gw = g_fast.get(&w).as_vec();
+            for k in (0..wv.len()).step_by(2) {
+                let (mut a, mut c) = (wv.clone(), wv.clone());
+                a[k] += h;
+                c[k] -= h;
+                let fd = (f(&xv, &a) - f(&xv, &c)) / (2.0 * h);
+                assert!((fd - gw[k]).abs() < 1e-6, "{m}×{i}→{o} dW[{k}]: {fd} vs {}", gw[k]);
+            }
+        }
+    }
+
+    /// f32 through the SIMD kernel at a size where the products split over threads, and the
+    /// no-tape path.
+    #[test]
+    fn fused_relu_f32_matches_composed_path() {
+        let dev = Cpu::seed_from_u64(3);
+        let (m, i, o) = (130, 70, 129);
+        let x: Tensor<Dyn2, f32, Cpu> = dev.sample_normal_like(&(m, i));
+        let w: Tensor<Dyn2, f32, Cpu> = dev.sample_normal_like(&(o, i));
+        let b: Tensor<(usize,), f32, Cpu> = dev.sample_normal_like(&(o,));
+        let r: Tensor<Dyn2, f32, Cpu> = dev.sample_normal_like(&(m, o));
+        let plain = Cpu::dense_relu_op(x.clone(), w.clone(), Some(b.clone())).unwrap().as_vec();
+        let y = Cpu::dense_relu_op(x.leaky_trace(), w.clone(), Some(b.clone())).unwrap();
+        let yv = y.as_vec();
+        let g_fast = (y * r.clone()).sum().backward();
+        let y2 = dense_generic(x.leaky_trace(), w.clone(), Some(b.clone())).unwrap().relu();
+        let y2v = y2.as_vec();
+        let g_slow = (y2 * r.clone()).sum().backward();
+        assert_eq!(plain, yv);
+        for (a, c) in yv.iter().zip(&y2v) {
+            assert!((a - c).abs() < 1e-4, "y {a} vs {c}");
+        }
+        for (a, c) in g_fast.get(&x).as_vec().iter().zip(&g_slow.get(&x).as_vec()) {
+            assert!((a - c).abs() < 1e-3, "dx {a} vs {c}");
+        }
+        for (a, c) in g_fast.get(&w).as_vec().iter().zip(&g_slow.get(&w).as_vec()) {
+            assert!((a - c).abs() < 1e-3, "dW {a} vs {c}");
+        }
+        for (a, c) in g_fast.get(&b).as_vec().iter().zip(&g_slow.get(&b).as_vec()) {
+            assert!((a - c).abs() < 1e-3, "db {a} vs {c}");
         }
     }
 

@@ -2,21 +2,26 @@
 //! slices with arbitrary `(row, column)` strides, f32 and f64. Every CPU kernel (convolution,
 //! the recurrent kernel, dense, and new ops) multiplies matrices through it.
 //!
-//! Behind the door: for f32 on CPUs with AVX-512F an AVX-512F register-blocked microkernel
-//! (below), and the `gemm` crate for everything else (f64, other CPUs); products of at least
-//! [`PAR_MIN`] multiply-adds called from outside rayon's pool run on rayon's threads (through
-//! the `gemm` crate), smaller ones on the calling thread (callers parallelise over the batch).
+//! Behind the door: for f32 on CPUs with AVX2 + FMA (or AVX-512F) typenet's register-blocked
+//! microkernels (module `simd`: one driver generic over the vector ISA, an AVX2 and an
+//! AVX-512F instance), and the `gemm` crate for everything else (f64, other CPUs, `C` neither
+//! row- nor column-major); products of at least [`PAR_MIN`] multiply-adds called from outside
+//! rayon's pool run on rayon's threads (through the `gemm` crate), smaller ones split over
+//! rayon's threads from [`SPLIT_MIN`] on, or on the calling thread (callers parallelise over
+//! the batch).
 //!
-//! Shapes handled by the AVX-512 path (others fall back to `gemm`):
-//! - `B` with unit column stride (rows of `B` are vectors) and `C` row-major: a 6×64
-//!   broadcast-FMA tile reading `A` through its strides and `B` in place (no packing);
-//! - `A` and `Bᵀ` both contiguous along `k` (`A·Bᵀ` of two row-major matrices) and `k ≥ 64`: a
-//!   4×3 tile of dot products along `k`;
-//! - `C` column-major: solved as `Cᵀ = Bᵀ·Aᵀ`;
-//! - any other `B`: packed into a contiguous row-major copy first.
+//! The microkernels' driver, for any strides:
+//! - `C` row-major (column-major `C` solved as `Cᵀ = Bᵀ·Aᵀ`);
+//! - `B` with unit column stride read in place (rows of `B` are vectors), any other `B`
+//!   packed into strips of one tile width first;
+//! - `A` with unit column stride read in place (one broadcast per element), any other `A` (a
+//!   transposed operand, e.g. the weight gradient's `gyᵀ`) packed block by block into
+//!   row panels of the tile height;
+//! - on AVX-512F, `A` and `Bᵀ` both contiguous along `k` (`A·Bᵀ` of two row-major matrices)
+//!   and `k ≥ 64`: a 4×3 tile of dot products along `k`.
 //!
 //! The per-call sizes of LeNet's convolutions and the LSTM recurrence are a few hundred kFLOP,
-//! where `gemm`'s generic blocking and AVX2 microkernels lose to a fixed tile.
+//! where `gemm`'s generic blocking and microkernels lose to a fixed tile.
 
 /// Element types the door multiplies (`f32`, `f64`).
 pub(crate) trait GemmFloat: 'static + Copy + Send + Sync + num_traits::Float {}
@@ -64,6 +69,73 @@ fn split_min() -> usize {
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) fn matmul<E: GemmFloat>(
+    mnk: (usize, usize, usize),
+    c: &mut [E],
+    sc: (usize, usize),
+    accumulate: bool,
+    a: &[E],
+    sa: (usize, usize),
+    b: &[E],
+    sb: (usize, usize),
+) {
+    door(mnk, c, sc, accumulate, a, sa, b, sb, Epi::NONE)
+}
+
+/// `c (m×n, row stride crs, column stride 1) = act(a·b + bias)`: `bias` (`n` values, or none)
+/// added to every row, `act` ReLU (`max(v, 0)`, NaN becoming 0 as dfdx's `relu`) or the
+/// identity; `c` is not read. The door's dispatch and threading as [`matmul`]; on the
+/// microkernels the bias and the ReLU are applied as each tile of `C` is stored (no pass of
+/// their own), elsewhere `c` is filled with the bias rows first and passed over after.
+///
+/// # Panics
+/// As [`matmul`], and when `bias` has fewer than `n` values.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_bias_relu<E: GemmFloat>(
+    (m, n, k): (usize, usize, usize),
+    c: &mut [E],
+    crs: usize,
+    a: &[E],
+    sa: (usize, usize),
+    b: &[E],
+    sb: (usize, usize),
+    bias: Option<&[E]>,
+    relu: bool,
+) {
+    if let Some(bias) = bias {
+        assert!(bias.len() >= n, "matmul_bias_relu: bias too short");
+    }
+    let epi = Epi { bias: bias.map_or(std::ptr::null(), <[E]>::as_ptr), relu };
+    door((m, n, k), c, (crs, 1), false, a, sa, b, sb, epi)
+}
+
+/// What becomes of each element of `C` after the product: `α·(A·B)[i, j]`, plus `bias[j]`
+/// (when `bias` is not null, in place of `β·C[i, j]`) or `β·C[i, j]`, then `max(·, 0)` when
+/// `relu`.
+#[derive(Clone, Copy)]
+pub(crate) struct Epi<E> {
+    /// `n` values, one per column of `C`, or null.
+    bias: *const E,
+    /// ReLU on the result.
+    relu: bool,
+}
+
+impl<E> Epi<E> {
+    /// Plain `C = α·A·B + β·C`.
+    const NONE: Epi<E> = Epi { bias: std::ptr::null(), relu: false };
+
+    /// The epilogue of columns `lo..` (the bias moved along).
+    ///
+    /// # Safety
+    /// `lo` at most the number of columns (the bias holds one value per column).
+    unsafe fn at_column(self, lo: usize) -> Self {
+        // SAFETY: `lo ≤ n` and a non-null bias holds `n` values (contract).
+        Epi { bias: if self.bias.is_null() { self.bias } else { unsafe { self.bias.add(lo) } }, relu: self.relu }
+    }
+}
+
+/// [`matmul`] with an epilogue.
+#[allow(clippy::too_many_arguments)]
+fn door<E: GemmFloat>(
     (m, n, k): (usize, usize, usize),
     c: &mut [E],
     (crs, ccs): (usize, usize),
@@ -72,6 +144,7 @@ pub(crate) fn matmul<E: GemmFloat>(
     (ars, acs): (usize, usize),
     b: &[E],
     (brs, bcs): (usize, usize),
+    epi: Epi<E>,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -88,18 +161,18 @@ pub(crate) fn matmul<E: GemmFloat>(
         // SAFETY: the asserts above bound the largest offset each view reaches (every index is
         // `i·rs + j·cs` with `i`, `j` below the sizes); `c` is a `&mut` slice, so it aliases
         // neither `a` nor `b`.
-        unsafe { gemm_with(GemmPath::Threads, (m, n, k), E::one(), a.as_ptr(), (ars, acs), b.as_ptr(), (brs, bcs), beta, c.as_mut_ptr(), (crs, ccs)) };
+        unsafe { gemm_with_epi(GemmPath::Threads, (m, n, k), E::one(), a.as_ptr(), (ars, acs), b.as_ptr(), (brs, bcs), beta, c.as_mut_ptr(), (crs, ccs), epi) };
         return;
     }
     let path = GemmPath::single();
     let threads = rayon::current_num_threads();
     if work >= split_min() && outside_pool && threads > 1 {
         // SAFETY: as above; `split` hands each thread a disjoint block of `c`.
-        unsafe { split(path, threads, (m, n, k), a.as_ptr(), (ars, acs), b.as_ptr(), (brs, bcs), beta, c.as_mut_ptr(), (crs, ccs)) };
+        unsafe { split(path, threads, (m, n, k), a.as_ptr(), (ars, acs), b.as_ptr(), (brs, bcs), beta, c.as_mut_ptr(), (crs, ccs), epi) };
         return;
     }
     // SAFETY: as above; `GemmPath::single` picks a SIMD kernel only when the CPU has it.
-    unsafe { gemm_with(path, (m, n, k), E::one(), a.as_ptr(), (ars, acs), b.as_ptr(), (brs, bcs), beta, c.as_mut_ptr(), (crs, ccs)) }
+    unsafe { gemm_with_epi(path, (m, n, k), E::one(), a.as_ptr(), (ars, acs), b.as_ptr(), (brs, bcs), beta, c.as_mut_ptr(), (crs, ccs), epi) }
 }
 
 /// A pointer that may cross to rayon's threads.
@@ -116,7 +189,7 @@ unsafe impl<E> Sync for Ptr<E> {}
 /// blocks in multiples of 16), each block multiplied by `path` on its own thread.
 ///
 /// # Safety
-/// As [`gemm_with`].
+/// As [`gemm_with_epi`].
 #[allow(clippy::too_many_arguments)]
 unsafe fn split<E: GemmFloat>(
     path: GemmPath,
@@ -129,6 +202,7 @@ unsafe fn split<E: GemmFloat>(
     beta: E,
     c: *mut E,
     (crs, ccs): (usize, usize),
+    epi: Epi<E>,
 ) {
     use rayon::prelude::*;
     let by_rows = m >= n;
@@ -136,8 +210,10 @@ unsafe fn split<E: GemmFloat>(
     let per = len.div_ceil(threads).div_ceil(unit) * unit;
     let blocks = len.div_ceil(per);
     let (a, b, c) = (Ptr(a as *mut E), Ptr(b as *mut E), Ptr(c));
+    let bias = Ptr(epi.bias as *mut E);
     (0..blocks).into_par_iter().for_each(move |blk| {
-        let (a, b, c) = (a, b, c);
+        let (a, b, c, bias) = (a, b, c, bias);
+        let epi = Epi { bias: bias.0 as *const E, relu: epi.relu };
         let lo = blk * per;
         let sz = per.min(len - lo);
         // SAFETY: block `blk` covers rows (or columns) `lo..lo + sz` of `C`, disjoint from every
@@ -145,9 +221,9 @@ unsafe fn split<E: GemmFloat>(
         // the caller's valid views (this function's contract).
         unsafe {
             if by_rows {
-                gemm_with(path, (sz, n, k), E::one(), a.0.add(lo * ars), (ars, acs), b.0, (brs, bcs), beta, c.0.add(lo * crs), (crs, ccs));
+                gemm_with_epi(path, (sz, n, k), E::one(), a.0.add(lo * ars), (ars, acs), b.0, (brs, bcs), beta, c.0.add(lo * crs), (crs, ccs), epi);
             } else {
-                gemm_with(path, (m, sz, k), E::one(), a.0, (ars, acs), b.0.add(lo * bcs), (brs, bcs), beta, c.0.add(lo * ccs), (crs, ccs));
+                gemm_with_epi(path, (m, sz, k), E::one(), a.0, (ars, acs), b.0.add(lo * bcs), (brs, bcs), beta, c.0.add(lo * ccs), (crs, ccs), epi.at_column(lo));
             }
         }
     });
@@ -194,6 +270,27 @@ impl GemmPath {
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn gemm_with<E: GemmFloat>(
     path: GemmPath,
+    mnk: (usize, usize, usize),
+    alpha: E,
+    a: *const E,
+    sa: (usize, usize),
+    b: *const E,
+    sb: (usize, usize),
+    beta: E,
+    c: *mut E,
+    sc: (usize, usize),
+) {
+    // SAFETY: the caller's contract is this function's.
+    unsafe { gemm_with_epi(path, mnk, alpha, a, sa, b, sb, beta, c, sc, Epi::NONE) }
+}
+
+/// [`gemm_with`] with an epilogue ([`Epi`]).
+///
+/// # Safety
+/// As [`gemm_with`]; a non-null `epi.bias` valid for `n` reads.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_with_epi<E: GemmFloat>(
+    path: GemmPath,
     (m, n, k): (usize, usize, usize),
     alpha: E,
     a: *const E,
@@ -203,6 +300,7 @@ pub(crate) unsafe fn gemm_with<E: GemmFloat>(
     beta: E,
     c: *mut E,
     (crs, ccs): (usize, usize),
+    epi: Epi<E>,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -210,10 +308,19 @@ pub(crate) unsafe fn gemm_with<E: GemmFloat>(
     if k == 0 || alpha == E::zero() {
         for i in 0..m {
             for j in 0..n {
-                // SAFETY: `i < m`, `j < n`: inside the view of `C` (caller's contract).
-                let p = unsafe { c.add(i * crs + j * ccs) };
-                // SAFETY: as above; `C` is valid for reads and writes.
-                unsafe { *p = if beta == E::zero() { E::zero() } else { beta * *p } };
+                // SAFETY: `i < m`, `j < n`: inside the view of `C` (caller's contract), and of
+                // the bias when there is one.
+                unsafe {
+                    let p = c.add(i * crs + j * ccs);
+                    let v = if !epi.bias.is_null() {
+                        *epi.bias.add(j)
+                    } else if beta == E::zero() {
+                        E::zero()
+                    } else {
+                        beta * *p
+                    };
+                    *p = if epi.relu { v.max(E::zero()) } else { v };
+                }
             }
         }
         return;
@@ -224,7 +331,7 @@ pub(crate) unsafe fn gemm_with<E: GemmFloat>(
         // SAFETY: E is f32 (checked by `TypeId`), so the casts keep the element type; the views
         // are valid (caller's contract); the caller chose `Avx512` only on an AVX-512F CPU.
         let done = unsafe {
-            avx512::sgemm(
+            simd::sgemm_avx512(
                 (m, n, k),
                 f(alpha),
                 a as *const f32,
@@ -234,6 +341,7 @@ pub(crate) unsafe fn gemm_with<E: GemmFloat>(
                 f(beta),
                 c as *mut f32,
                 (crs, ccs),
+                (epi.bias as *const f32, epi.relu),
             )
         };
         if done {
@@ -246,7 +354,7 @@ pub(crate) unsafe fn gemm_with<E: GemmFloat>(
         // SAFETY: E is f32 (checked by `TypeId`), so the casts keep the element type; the views
         // are valid (caller's contract); the caller chose `Avx2` only on a CPU with AVX2 + FMA.
         let done = unsafe {
-            avx2::sgemm(
+            simd::sgemm_avx2(
                 (m, n, k),
                 f(alpha),
                 a as *const f32,
@@ -256,6 +364,7 @@ pub(crate) unsafe fn gemm_with<E: GemmFloat>(
                 f(beta),
                 c as *mut f32,
                 (crs, ccs),
+                (epi.bias as *const f32, epi.relu),
             )
         };
         if done {
@@ -267,8 +376,30 @@ pub(crate) unsafe fn gemm_with<E: GemmFloat>(
     } else {
         gemm::Parallelism::None
     };
+    let mut beta = beta;
+    if !epi.bias.is_null() {
+        // The bias rows first, accumulated onto.
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: `i < m`, `j < n`: inside `C` and the bias (caller's contract).
+                unsafe { *c.add(i * crs + j * ccs) = *epi.bias.add(j) };
+            }
+        }
+        beta = E::one();
+    }
     // SAFETY: the caller's contract is the `gemm` crate's.
     unsafe { fallback((m, n, k), alpha, a, (ars, acs), b, (brs, bcs), beta, c, (crs, ccs), par) }
+    if epi.relu {
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: as above.
+                unsafe {
+                    let p = c.add(i * crs + j * ccs);
+                    *p = (*p).max(E::zero());
+                }
+            }
+        }
+    }
 }
 
 /// The `gemm` crate.
@@ -313,32 +444,409 @@ unsafe fn fallback<E: 'static + Copy + num_traits::Float>(
     ) }
 }
 
+/// typenet's f32 microkernels: one driver (packing, blocking, tile dispatch) generic over a
+/// small vector-ISA trait, [`simd::Isa`], with two instances: AVX2 + FMA (8 lanes, a 6 × 16
+/// register tile) and AVX-512F (16 lanes, a 6 × 64 tile, plus a dot-product kernel for
+/// `A·Bᵀ` of two row-major matrices).
+///
+/// - `C` row-major (column-major `C` is solved as `Cᵀ = Bᵀ·Aᵀ`; any other `C` is left to the
+///   `gemm` crate);
+/// - `B` read in place when its rows are contiguous (up to [`simd::Isa::PACK_N`] columns),
+///   packed otherwise into strips of one tile width (`k` rows of `NV·LANES` contiguous values);
+/// - `A` read in place through its strides when its rows are contiguous, packed otherwise
+///   (a transposed operand such as the weight gradient's `gyᵀ`) block by block into panels of
+///   [`simd::MR`] rows (`kc` steps of `MR` contiguous values), so that the tile reads it
+///   sequentially;
+/// - rows in blocks of `MC` (a block of `A` stays in L2 while every strip of `B` passes over
+///   it), `k` in passes of [`simd::KC`] (a `KC`-row strip of `B` stays in L1/L2 across a
+///   block's row tiles).
+///
+/// Every function below the two entry points is `#[inline(always)]` and inlines into the entry
+/// point of its ISA, which carries the `target_feature`s; nothing else calls them.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::needless_range_loop)] // register tiles read best as indexed loops
-mod avx512 {
+mod simd {
     use core::arch::x86_64::*;
     use std::cell::RefCell;
 
-    /// Rows per tile of the broadcast kernel.
-    const MR: usize = 6;
-    /// 16-lane vectors per tile of the broadcast kernel.
-    const NV: usize = 4;
-    /// The dot-product kernel only for `k` at least this (shorter dots are dominated by the
-    /// horizontal sums; packing `B` is cheaper then).
-    const NT_MIN_K: usize = 64;
-    /// `k` per pass (a `KC × 64` panel of `B` stays in L1/L2 across the row tiles).
-    const KC: usize = 256;
+    /// Rows per register tile.
+    pub(super) const MR: usize = 6;
+    /// `k` per pass.
+    pub(super) const KC: usize = 256;
 
-    thread_local! {
-        static PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// Returns `false` when the shape is not one this module handles.
+    /// The primitives and the blocking of one vector ISA.
     ///
     /// # Safety
-    /// AVX-512F must be available; the views as for [`super::gemm_with`].
+    /// Every method needs the ISA's CPU features; they are called only from code inlined into
+    /// the ISA's entry point ([`sgemm_avx2`], [`sgemm_avx512`]), which the dispatcher runs only
+    /// after detecting the features.
+    pub(super) trait Isa {
+        /// A vector of `LANES` f32.
+        type V: Copy;
+        /// A lane mask.
+        type M: Copy;
+        /// f32 lanes per vector.
+        const LANES: usize;
+        /// Vectors per tile row (a tile is `MR × NV·LANES`).
+        const NV: usize;
+        /// Rows per block of `A`.
+        const MC: usize;
+        /// `B` with contiguous rows is read in place up to this many columns and packed beyond.
+        const PACK_N: usize;
+        /// Whether `A·Bᵀ` of two row-major matrices runs as dot products (from `NT_MIN_K` on).
+        const NT: bool;
+        /// See `NT`.
+        const NT_MIN_K: usize;
+        /// All lanes zero.
+        unsafe fn zero() -> Self::V;
+        /// `x` in every lane.
+        unsafe fn splat(x: f32) -> Self::V;
+        /// `*p` in every lane.
+        unsafe fn broadcast(p: *const f32) -> Self::V;
+        /// `LANES` values from `p` (unaligned).
+        unsafe fn load(p: *const f32) -> Self::V;
+        /// The lanes of `m` from `p`, the others zero (and not read).
+        unsafe fn load_masked(p: *const f32, m: Self::M) -> Self::V;
+        /// `LANES` values to `p` (unaligned).
+        unsafe fn store(p: *mut f32, v: Self::V);
+        /// The lanes of `m` to `p`; the others are not written.
+        unsafe fn store_masked(p: *mut f32, m: Self::M, v: Self::V);
+        /// `a·b + c`, fused.
+        unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+        /// `a·b`.
+        unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+        /// `a + b`.
+        unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+        /// `max(a, 0)` per lane, NaN becoming 0.
+        unsafe fn max0(a: Self::V) -> Self::V;
+        /// The first `cols` lanes (every lane when `cols ≥ LANES`).
+        unsafe fn tail_mask(cols: usize) -> Self::M;
+        /// The sum of the lanes.
+        unsafe fn reduce_add(v: Self::V) -> f32;
+        /// [`nn`] of this ISA, compiled as a function of its own with the ISA's features (inlined
+        /// into the driver, the 6 × 64 AVX-512 tiles lose their accumulators to the stack).
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn nn_entry(
+            m: usize,
+            n: usize,
+            k: usize,
+            alpha: f32,
+            a: *const f32,
+            ars: usize,
+            acs: usize,
+            apack: Option<&mut Vec<f32>>,
+            b: *const f32,
+            brs: usize,
+            strip: usize,
+            beta: f32,
+            c: *mut f32,
+            crs: usize,
+            bias: *const f32,
+            relu: bool,
+        );
+    }
+
+    /// The per-ISA instance of [`nn`] (`$name`, with the ISA's features, never inlined) and the
+    /// trait method that calls it.
+    macro_rules! nn_entry {
+        ($name:ident, $isa:ty, $features:literal) => {
+            /// # Safety
+            /// As [`nn`], with the ISA's features available.
+            #[allow(clippy::too_many_arguments)]
+            #[inline(never)]
+            #[target_feature(enable = $features)]
+            unsafe fn $name(
+                m: usize,
+                n: usize,
+                k: usize,
+                alpha: f32,
+                a: *const f32,
+                ars: usize,
+                acs: usize,
+                apack: Option<&mut Vec<f32>>,
+                b: *const f32,
+                brs: usize,
+                strip: usize,
+                beta: f32,
+                c: *mut f32,
+                crs: usize,
+                bias: *const f32,
+                relu: bool,
+            ) {
+                // SAFETY: the features are enabled here; the views are the caller's.
+                unsafe { nn::<$isa>(m, n, k, alpha, a, ars, acs, apack, b, brs, strip, beta, c, crs, bias, relu) }
+            }
+        };
+    }
+    nn_entry!(nn_avx2, Avx2, "avx2,fma");
+    nn_entry!(nn_avx512, Avx512, "avx512f,avx2,fma");
+
+    macro_rules! nn_method {
+        ($name:ident) => {
+            #[inline(always)]
+            unsafe fn nn_entry(
+                m: usize,
+                n: usize,
+                k: usize,
+                alpha: f32,
+                a: *const f32,
+                ars: usize,
+                acs: usize,
+                apack: Option<&mut Vec<f32>>,
+                b: *const f32,
+                brs: usize,
+                strip: usize,
+                beta: f32,
+                c: *mut f32,
+                crs: usize,
+                bias: *const f32,
+                relu: bool,
+            ) {
+                // SAFETY: the trait's contract (the ISA's features) and the caller's views.
+                unsafe { $name(m, n, k, alpha, a, ars, acs, apack, b, brs, strip, beta, c, crs, bias, relu) }
+            }
+        };
+    }
+
+    /// AVX2 + FMA: 8 lanes, a 6 × 16 tile (12 accumulators), rows in blocks of 96 (a 96 × 256
+    /// block of `A`, 96 KB, stays in L2).
+    pub(super) struct Avx2;
+
+    // SAFETY (every method): AVX2 and FMA are available (the trait's contract); the memory
+    // accesses are the caller's, who passes pointers valid for the lanes read or written.
+    impl Isa for Avx2 {
+        type V = __m256;
+        type M = __m256i;
+        const LANES: usize = 8;
+        const NV: usize = 2;
+        const MC: usize = 96;
+        // Wider rows put every row of a `KC × 16` strip on another page.
+        const PACK_N: usize = 256;
+        // The dot products lose to packing `B` with 8 lanes (horizontal sums).
+        const NT: bool = false;
+        const NT_MIN_K: usize = usize::MAX;
+        #[inline(always)]
+        unsafe fn zero() -> __m256 {
+            unsafe { _mm256_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> __m256 {
+            unsafe { _mm256_set1_ps(x) }
+        }
+        #[inline(always)]
+        unsafe fn broadcast(p: *const f32) -> __m256 {
+            // SAFETY: `p` is valid for one read (caller).
+            unsafe { _mm256_broadcast_ss(&*p) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m256 {
+            // SAFETY: `p` is valid for 8 reads (caller).
+            unsafe { _mm256_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn load_masked(p: *const f32, m: __m256i) -> __m256 {
+            // SAFETY: `p` is valid for the lanes of `m` (caller); masked-off lanes are not read.
+            unsafe { _mm256_maskload_ps(p, m) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m256) {
+            // SAFETY: `p` is valid for 8 writes (caller).
+            unsafe { _mm256_storeu_ps(p, v) }
+        }
+        #[inline(always)]
+        unsafe fn store_masked(p: *mut f32, m: __m256i, v: __m256) {
+            // SAFETY: `p` is valid for the lanes of `m` (caller).
+            unsafe { _mm256_maskstore_ps(p, m, v) }
+        }
+        #[inline(always)]
+        unsafe fn fmadd(a: __m256, b: __m256, c: __m256) -> __m256 {
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn mul(a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_mul_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_add_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn max0(a: __m256) -> __m256 {
+            // `maxps` returns its second operand when either is NaN.
+            unsafe { _mm256_max_ps(a, _mm256_setzero_ps()) }
+        }
+        #[inline(always)]
+        unsafe fn tail_mask(cols: usize) -> __m256i {
+            unsafe {
+                let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(cols.min(8) as i32), idx)
+            }
+        }
+        nn_method!(nn_avx2);
+        #[inline(always)]
+        unsafe fn reduce_add(v: __m256) -> f32 {
+            unsafe {
+                let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+                _mm_cvtss_f32(s)
+            }
+        }
+    }
+
+    /// AVX-512F: 16 lanes, a 6 × 64 tile (24 accumulators), `B` read in place whatever its
+    /// width, and `A·Bᵀ` as 4 × 3 blocks of dot products from `k = 64` on (shorter dots are
+    /// dominated by the horizontal sums; packing `B` is cheaper then).
+    pub(super) struct Avx512;
+
+    // SAFETY (every method): AVX-512F is available (the trait's contract); the memory
+    // accesses are the caller's, who passes pointers valid for the lanes read or written.
+    impl Isa for Avx512 {
+        type V = __m512;
+        type M = __mmask16;
+        const LANES: usize = 16;
+        const NV: usize = 4;
+        const MC: usize = usize::MAX;
+        const PACK_N: usize = usize::MAX;
+        const NT: bool = true;
+        const NT_MIN_K: usize = 64;
+        #[inline(always)]
+        unsafe fn zero() -> __m512 {
+            unsafe { _mm512_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> __m512 {
+            unsafe { _mm512_set1_ps(x) }
+        }
+        #[inline(always)]
+        unsafe fn broadcast(p: *const f32) -> __m512 {
+            // SAFETY: `p` is valid for one read (caller).
+            unsafe { _mm512_set1_ps(*p) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m512 {
+            // SAFETY: `p` is valid for 16 reads (caller).
+            unsafe { _mm512_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn load_masked(p: *const f32, m: __mmask16) -> __m512 {
+            // SAFETY: `p` is valid for the lanes of `m` (caller); masked-off lanes are not read.
+            unsafe { _mm512_maskz_loadu_ps(m, p) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m512) {
+            // SAFETY: `p` is valid for 16 writes (caller).
+            unsafe { _mm512_storeu_ps(p, v) }
+        }
+        #[inline(always)]
+        unsafe fn store_masked(p: *mut f32, m: __mmask16, v: __m512) {
+            // SAFETY: `p` is valid for the lanes of `m` (caller).
+            unsafe { _mm512_mask_storeu_ps(p, m, v) }
+        }
+        #[inline(always)]
+        unsafe fn fmadd(a: __m512, b: __m512, c: __m512) -> __m512 {
+            unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+            unsafe { _mm512_mul_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m512, b: __m512) -> __m512 {
+            unsafe { _mm512_add_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn max0(a: __m512) -> __m512 {
+            // `vmaxps` returns its second operand when either is NaN.
+            unsafe { _mm512_max_ps(a, _mm512_setzero_ps()) }
+        }
+        #[inline(always)]
+        unsafe fn tail_mask(cols: usize) -> __mmask16 {
+            if cols >= 16 {
+                0xFFFF
+            } else {
+                ((1u32 << cols) - 1) as __mmask16
+            }
+        }
+        nn_method!(nn_avx512);
+        #[inline(always)]
+        unsafe fn reduce_add(v: __m512) -> f32 {
+            unsafe { _mm512_reduce_add_ps(v) }
+        }
+    }
+
+    thread_local! {
+        /// Packed strips of `B` (reused across calls; not zeroed, padding lanes are never read).
+        static PACK_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+        /// Packed panels of `A`.
+        static PACK_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// The buffer of `key`, taken out (so that no borrow is held while the kernel runs, and no
+    /// closure stands between the entry point and the kernel).
+    fn take(key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>) -> Vec<f32> {
+        key.with(|p| std::mem::take(&mut *p.borrow_mut()))
+    }
+
+    /// Puts `buf` back as the buffer of `key`.
+    fn put(key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>, buf: Vec<f32>) {
+        key.with(|p| *p.borrow_mut() = buf);
+    }
+
+    /// The AVX2 + FMA instance; `false` when the shape is not one the driver handles.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; the views as for [`super::gemm_with`].
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn sgemm(
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn sgemm_avx2(
+        mnk: (usize, usize, usize),
+        alpha: f32,
+        a: *const f32,
+        sa: (usize, usize),
+        b: *const f32,
+        sb: (usize, usize),
+        beta: f32,
+        c: *mut f32,
+        sc: (usize, usize),
+        epi: (*const f32, bool),
+    ) -> bool {
+        // SAFETY: the features are enabled here (contract) and the views are the caller's.
+        unsafe { sgemm::<Avx2>(mnk, alpha, a, sa, b, sb, beta, c, sc, epi) }
+    }
+
+    /// The AVX-512F instance; `false` when the shape is not one the driver handles.
+    ///
+    /// # Safety
+    /// AVX-512F, AVX2 and FMA must be available; the views as for [`super::gemm_with`].
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn sgemm_avx512(
+        mnk: (usize, usize, usize),
+        alpha: f32,
+        a: *const f32,
+        sa: (usize, usize),
+        b: *const f32,
+        sb: (usize, usize),
+        beta: f32,
+        c: *mut f32,
+        sc: (usize, usize),
+        epi: (*const f32, bool),
+    ) -> bool {
+        // SAFETY: the features are enabled here (contract) and the views are the caller's.
+        unsafe { sgemm::<Avx512>(mnk, alpha, a, sa, b, sb, beta, c, sc, epi) }
+    }
+
+    /// The driver; `false` when the shape is not one it handles (`C` neither row- nor
+    /// column-major, or column-major with an epilogue). `(bias, relu)`: the epilogue
+    /// ([`super::Epi`]).
+    ///
+    /// # Safety
+    /// `I`'s features must be available; the views as for [`super::gemm_with`], with `m`, `n`,
+    /// `k` > 0; a non-null `bias` valid for `n` reads.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn sgemm<I: Isa>(
         (m, n, k): (usize, usize, usize),
         alpha: f32,
         a: *const f32,
@@ -348,54 +856,132 @@ mod avx512 {
         beta: f32,
         c: *mut f32,
         (crs, ccs): (usize, usize),
+        (bias, relu): (*const f32, bool),
     ) -> bool {
-        // SAFETY: every pointer offset below is `i·rs + j·cs` with `i`, `j` below the sizes, inside the views by this function's contract; PACK holds `k·n` elements.
+        // A column-major `C` is `Cᵀ = Bᵀ·Aᵀ` with `Cᵀ` row-major (the bias would run along its
+        // rows: not handled).
+        let (m, n, a, ars, acs, b, brs, bcs, crs) = if ccs == 1 {
+            (m, n, a, ars, acs, b, brs, bcs, crs)
+        } else if crs == 1 && bias.is_null() && !relu {
+            (n, m, b, bcs, brs, a, acs, ars, ccs)
+        } else {
+            return false;
+        };
+        // SAFETY: every pointer offset below is `i·rs + j·cs` with `i`, `j` below the sizes,
+        // inside the views by this function's contract; the packing buffers hold what the
+        // packing functions size them to.
         unsafe {
-            if ccs != 1 {
-                if crs == 1 {
-                    // Cᵀ (n×m, row-major) = Bᵀ·Aᵀ
-                    return sgemm((n, m, k), alpha, b, (bcs, brs), a, (acs, ars), beta, c, (ccs, 1));
-                }
-                return false;
+            if I::NT && bcs != 1 && acs == 1 && brs == 1 && k >= I::NT_MIN_K {
+                nt::<I>(m, n, k, alpha, a, ars, b, bcs, beta, c, crs, bias, relu);
+                return true;
             }
-            if bcs == 1 {
-                nn(m, n, k, alpha, a, ars, acs, b, brs, beta, c, crs);
-            } else if acs == 1 && brs == 1 && k >= NT_MIN_K {
-                nt(m, n, k, alpha, a, ars, b, bcs, beta, c, crs);
+            // `A` without contiguous rows (a transposed operand, e.g. the weight gradient's
+            // `gyᵀ`) is packed block by block when more than one strip of `B` reads it (one
+            // cache line per broadcast otherwise); with one strip (attention's `Pᵀ·dY`, 16
+            // columns) every element is read once and the copy would not pay.
+            let mut abuf = if acs != 1 && n > I::NV * I::LANES { Some(take(&PACK_A)) } else { None };
+            if bcs == 1 && n <= I::PACK_N {
+                I::nn_entry(m, n, k, alpha, a, ars, acs, abuf.as_mut(), b, brs, 0, beta, c, crs, bias, relu);
             } else {
-                PACK.with(|p| {
-                    let mut p = p.borrow_mut();
-                    p.clear();
-                    p.reserve(k * n);
-                    for pi in 0..k {
-                        for j in 0..n {
-                            p.push(*b.add(pi * brs + j * bcs));
-                        }
-                    }
-                    nn(m, n, k, alpha, a, ars, acs, p.as_ptr(), n, beta, c, crs);
-                });
+                let mut bbuf = take(&PACK_B);
+                let strip = pack_b::<I>(&mut bbuf, k, n, b, brs, bcs);
+                I::nn_entry(m, n, k, alpha, a, ars, acs, abuf.as_mut(), bbuf.as_ptr(), I::NV * I::LANES, strip, beta, c, crs, bias, relu);
+                put(&PACK_B, bbuf);
+            }
+            if let Some(abuf) = abuf {
+                put(&PACK_A, abuf);
             }
             true
         }
     }
 
+    /// Packs `B` (`k × n`, strides `brs`, `bcs`) into strips of `W = NV·LANES` columns: strip
+    /// `s` holds columns `W·s..W·s + W` as `k` rows of `W` contiguous values (lanes past `n`
+    /// left as they were: the kernel masks them). Returns the strip stride `k·W`.
+    ///
+    /// # Safety
+    /// `b` valid at `p·brs + j·bcs` for every `p < k`, `j < n`.
     #[inline(always)]
-    fn tail_mask(cols: usize) -> __mmask16 {
-        if cols >= 16 {
-            0xFFFF
-        } else {
-            ((1u32 << cols) - 1) as __mmask16
+    unsafe fn pack_b<I: Isa>(buf: &mut Vec<f32>, k: usize, n: usize, b: *const f32, brs: usize, bcs: usize) -> usize {
+        let w = I::NV * I::LANES;
+        let strips = n.div_ceil(w);
+        if buf.len() < strips * k * w {
+            buf.resize(strips * k * w, 0.0);
+        }
+        let d = buf.as_mut_ptr();
+        // SAFETY: reads inside `B` (contract); writes at `st·k·W + p·W + jj` with `st <
+        // strips`, `p < k`, `jj < W`: inside `buf` (sized above).
+        unsafe {
+            for st in 0..strips {
+                let j0 = st * w;
+                let cols = (n - j0).min(w);
+                let dst = d.add(st * k * w);
+                if bcs == 1 {
+                    for p in 0..k {
+                        std::ptr::copy_nonoverlapping(b.add(p * brs + j0), dst.add(p * w), cols);
+                    }
+                } else {
+                    for jj in 0..cols {
+                        let col = b.add((j0 + jj) * bcs);
+                        for p in 0..k {
+                            *dst.add(p * w + jj) = *col.add(p * brs);
+                        }
+                    }
+                }
+            }
+        }
+        k * w
+    }
+
+    /// Packs the `mb × kc` block of `A` at `a` (strides `ars`, `acs`) into panels of `MR`
+    /// rows: element `(r, p)` of panel `q` at `q·MR·kc + p·MR + r` (rows past `mb` in the last
+    /// panel left as they were: the kernel never reads them).
+    ///
+    /// # Safety
+    /// `a` valid at `r·ars + p·acs` for every `r < mb`, `p < kc`.
+    #[inline(always)]
+    unsafe fn pack_a(buf: &mut Vec<f32>, a: *const f32, ars: usize, acs: usize, mb: usize, kc: usize) {
+        let panels = mb.div_ceil(MR);
+        if buf.len() < panels * MR * kc {
+            buf.resize(panels * MR * kc, 0.0);
+        }
+        let d = buf.as_mut_ptr();
+        // SAFETY: reads inside the block of `A` (contract); writes at `q·MR·kc + p·MR + r`
+        // with `q < panels`, `p < kc`, `r < MR`: inside `buf` (sized above).
+        unsafe {
+            for q in 0..panels {
+                let r0 = q * MR;
+                let mr = (mb - r0).min(MR);
+                let dst = d.add(q * MR * kc);
+                let src = a.add(r0 * ars);
+                if ars == 1 && mr == MR {
+                    for p in 0..kc {
+                        std::ptr::copy_nonoverlapping(src.add(p * acs), dst.add(p * MR), MR);
+                    }
+                } else {
+                    for p in 0..kc {
+                        for r in 0..mr {
+                            *dst.add(p * MR + r) = *src.add(r * ars + p * acs);
+                        }
+                    }
+                }
+            }
         }
     }
 
-    /// `B` rows contiguous, `C` row-major.
+    /// `C = α·A·B + β·C`, `C` row-major. `strip = 0`: `B[p, j]` at `b[p·brs + j]`; otherwise
+    /// packed strips: `B[p, j]` at `b[(j / W)·strip + p·brs + j % W]`, `W = NV·LANES`.
+    /// `apack`: pack `A` block by block into this buffer (else `A` is read in place).
+    /// `bias` (null: none) is added in the first pass over `k` in place of `β·C`, `relu`
+    /// applied in the last.
     ///
     /// # Safety
-    /// AVX-512F must be available; `a` (`m×k`, strides `ars`, `acs`), `b` (`k×n`, strides
-    /// `brs`, 1) and `c` (`m×n`, strides `crs`, 1) valid for every index below their sizes.
+    /// `I`'s features must be available; `a` (`m×k`, strides `ars`, `acs`), `b` (as above,
+    /// every `p < k`, `j < n`), `c` (`m×n`, strides `crs`, 1) and a non-null `bias` (`n`)
+    /// valid for every index below their sizes.
     #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn nn(
+    #[inline(always)]
+    unsafe fn nn<I: Isa>(
         m: usize,
         n: usize,
         k: usize,
@@ -403,119 +989,172 @@ mod avx512 {
         a: *const f32,
         ars: usize,
         acs: usize,
+        mut apack: Option<&mut Vec<f32>>,
         b: *const f32,
         brs: usize,
+        strip: usize,
         beta: f32,
         c: *mut f32,
         crs: usize,
+        bias: *const f32,
+        relu: bool,
     ) {
-        // SAFETY: AVX-512F is available (contract); `bp`, `ap`, `cp` point at element (p0, j0), (i0, p0), (i0, j0) of their views, all below the sizes, and `tile` reads/writes only inside its `mr × w` block.
+        let wt = I::NV * I::LANES;
+        // SAFETY: `I`'s features are available (contract); `bp`, the block of `A` and `cp`
+        // start at element (p0, j0), (ib, p0) and (ib + i0, j0) of their views, all below the
+        // sizes; a packed panel holds `kc` steps of `MR` values; `tile` reads and writes only
+        // inside its `mr × w` block.
         unsafe {
-            let mut j0 = 0;
-            while j0 < n {
-                let w = (n - j0).min(NV * 16);
-                let nv = w.div_ceil(16);
-                let mask = tail_mask(w - (nv - 1) * 16);
+            let mut ib = 0;
+            while ib < m {
+                let mb = (m - ib).min(I::MC);
                 let mut p0 = 0;
                 while p0 < k {
                     let kc = (k - p0).min(KC);
                     let be = if p0 == 0 { beta } else { 1.0 };
-                    let bp = b.add(p0 * brs + j0);
-                    let mut i0 = 0;
-                    while i0 < m {
-                        let mr = (m - i0).min(MR);
-                        let ap = a.add(i0 * ars + p0 * acs);
-                        let cp = c.add(i0 * crs + j0);
-                        macro_rules! go {
-                            ($($r:literal),*) => {
-                                match (mr, nv) {
-                                    $( ($r, 1) => tile::<$r, 1>(kc, ap, ars, acs, bp, brs, mask, alpha, be, cp, crs),
-                                       ($r, 2) => tile::<$r, 2>(kc, ap, ars, acs, bp, brs, mask, alpha, be, cp, crs),
-                                       ($r, 3) => tile::<$r, 3>(kc, ap, ars, acs, bp, brs, mask, alpha, be, cp, crs),
-                                       ($r, 4) => tile::<$r, 4>(kc, ap, ars, acs, bp, brs, mask, alpha, be, cp, crs), )*
-                                    _ => unreachable!(),
-                                }
-                            };
+                    let first_bias = p0 == 0 && !bias.is_null();
+                    let act = relu && p0 + kc == k;
+                    let a0 = a.add(ib * ars + p0 * acs);
+                    // The block's row tile `q` at `ab + q·panel`, element (r, p) at `r·rs + p·cs`.
+                    let (ab, rs, cs, panel) = match apack.as_deref_mut() {
+                        Some(buf) => {
+                            pack_a(buf, a0, ars, acs, mb, kc);
+                            (buf.as_ptr(), 1, MR, MR * kc)
                         }
-                        go!(1, 2, 3, 4, 5, 6);
-                        i0 += mr;
+                        None => (a0, ars, acs, MR * ars),
+                    };
+                    let mut j0 = 0;
+                    while j0 < n {
+                        let w = (n - j0).min(wt);
+                        let nv = w.div_ceil(I::LANES);
+                        let rem = w - (nv - 1) * I::LANES;
+                        let mask = I::tail_mask(rem);
+                        let full = rem == I::LANES;
+                        let bp = if strip == 0 { b.add(p0 * brs + j0) } else { b.add(j0 / wt * strip + p0 * brs) };
+                        let bi = if first_bias { bias.add(j0) } else { std::ptr::null() };
+                        let ep = (bi, act);
+                        let mut i0 = 0;
+                        while i0 < mb {
+                            let mr = (mb - i0).min(MR);
+                            let ap = ab.add(i0 / MR * panel);
+                            let cp = c.add((ib + i0) * crs + j0);
+                            macro_rules! go {
+                                ($($r:literal),*) => {
+                                    match (mr, nv, full) {
+                                        $( ($r, 1, true) => tile::<I, $r, 1, false>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs, ep),
+                                           ($r, 1, false) => tile::<I, $r, 1, true>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs, ep),
+                                           ($r, 2, true) => tile::<I, $r, 2, false>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs, ep),
+                                           ($r, 2, false) => tile::<I, $r, 2, true>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs, ep),
+                                           ($r, 3, true) if I::NV >= 3 => tile::<I, $r, 3, false>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs, ep),
+                                           ($r, 3, false) if I::NV >= 3 => tile::<I, $r, 3, true>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs, ep),
+                                           ($r, 4, true) if I::NV >= 4 => tile::<I, $r, 4, false>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs, ep),
+                                           ($r, 4, false) if I::NV >= 4 => tile::<I, $r, 4, true>(kc, ap, rs, cs, bp, brs, mask, alpha, be, cp, crs, ep), )*
+                                        _ => unreachable!("tile {mr} × {nv} vectors"),
+                                    }
+                                };
+                            }
+                            go!(1, 2, 3, 4, 5, 6);
+                            i0 += mr;
+                        }
+                        j0 += w;
                     }
                     p0 += kc;
                 }
-                j0 += w;
+                ib += mb;
             }
         }
     }
 
-    /// One `R × 16·V` tile of `C` over `kc` steps of `k`.
+    /// One `R × LANES·V` tile of `C` over `kc` steps of `k`; `MASKED`: the last vector keeps
+    /// only the lanes of `mask`. `(bias, relu)`: `bias[col]` added in place of `β·C` (null:
+    /// none), then `max(·, 0)`.
     ///
     /// # Safety
-    /// AVX-512F must be available; `a` valid at `r·ars + p·acs`, `b` at `p·brs + col` and `c` at
-    /// `r·crs + col` for `r < R`, `p < kc` and every column `col` the mask keeps.
+    /// `I`'s features must be available; `a` valid at `r·ars + p·acs`, `b` at `p·brs + col`,
+    /// `c` at `r·crs + col` and a non-null `bias` at `col` for `r < R`, `p < kc` and every
+    /// column `col` the tile covers (the mask's lanes in the last vector when `MASKED`).
     #[allow(clippy::too_many_arguments)]
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn tile<const R: usize, const V: usize>(
+    #[inline(always)]
+    unsafe fn tile<I: Isa, const R: usize, const V: usize, const MASKED: bool>(
         kc: usize,
         a: *const f32,
         ars: usize,
         acs: usize,
         b: *const f32,
         brs: usize,
-        mask: __mmask16,
+        mask: I::M,
         alpha: f32,
         beta: f32,
         c: *mut f32,
         crs: usize,
+        (bias, relu): (*const f32, bool),
     ) {
-        // SAFETY: the loads read row `p < kc` of B at columns `16·v + lane` below the tile width (the last vector masked), A at `(r, p)` with `r < R`, `p < kc`, and C at `(r, 16·v + lane)` masked likewise: all inside the views (contract); the moving pointers use `wrapping_add`, so stepping one row past the end after the last iteration is not undefined behaviour.
+        // SAFETY: the loads read row `p < kc` of B at columns `LANES·v + lane` inside the
+        // tile (the last vector masked when `MASKED`), A at `(r, p)` with `r < R`, `p < kc`,
+        // and C at `(r, LANES·v + lane)` masked likewise: all inside the views (contract); the
+        // moving pointers use `wrapping_add`, so stepping one row past the end after the last
+        // iteration is not undefined behaviour.
         unsafe {
-            let mut acc = [[_mm512_setzero_ps(); V]; R];
+            let mut acc = [[I::zero(); V]; R];
             let mut ap = a;
             let mut bp = b;
             for _ in 0..kc {
-                let mut bv = [_mm512_setzero_ps(); V];
+                let mut bv = [I::zero(); V];
                 for v in 0..V {
-                    bv[v] = if v == V - 1 {
-                        _mm512_maskz_loadu_ps(mask, bp.add(16 * v))
-                    } else {
-                        _mm512_loadu_ps(bp.add(16 * v))
-                    };
+                    bv[v] = if MASKED && v == V - 1 { I::load_masked(bp.add(I::LANES * v), mask) } else { I::load(bp.add(I::LANES * v)) };
                 }
                 for r in 0..R {
-                    let av = _mm512_set1_ps(*ap.add(r * ars));
+                    let av = I::broadcast(ap.add(r * ars));
                     for v in 0..V {
-                        acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+                        acc[r][v] = I::fmadd(av, bv[v], acc[r][v]);
                     }
                 }
                 ap = ap.wrapping_add(acs);
                 bp = bp.wrapping_add(brs);
             }
-            let al = _mm512_set1_ps(alpha);
-            let be = _mm512_set1_ps(beta);
+            // The write-back below indexes the accumulators by loop counters that LLVM may not
+            // unroll (the 6 × 4 AVX-512 tile); through an opaque copy they stay in registers in
+            // the loop above instead of being stored to the stack at every step.
+            let acc = std::hint::black_box(acc);
+            let al = I::splat(alpha);
+            let be = I::splat(beta);
             for r in 0..R {
                 let cr = c.add(r * crs);
                 for v in 0..V {
-                    let m = if v == V - 1 { mask } else { 0xFFFF };
-                    let mut x = _mm512_mul_ps(acc[r][v], al);
-                    if beta != 0.0 {
-                        x = _mm512_fmadd_ps(be, _mm512_maskz_loadu_ps(m, cr.add(16 * v)), x);
+                    let mut x = if alpha == 1.0 { acc[r][v] } else { I::mul(acc[r][v], al) };
+                    let last = MASKED && v == V - 1;
+                    if !bias.is_null() {
+                        let bv = if last { I::load_masked(bias.add(I::LANES * v), mask) } else { I::load(bias.add(I::LANES * v)) };
+                        x = I::add(x, bv);
+                    } else if beta != 0.0 {
+                        let cv = if last { I::load_masked(cr.add(I::LANES * v), mask) } else { I::load(cr.add(I::LANES * v)) };
+                        x = I::fmadd(be, cv, x);
                     }
-                    _mm512_mask_storeu_ps(cr.add(16 * v), m, x);
+                    if relu {
+                        x = I::max0(x);
+                    }
+                    if last {
+                        I::store_masked(cr.add(I::LANES * v), mask, x);
+                    } else {
+                        I::store(cr.add(I::LANES * v), x);
+                    }
                 }
             }
         }
     }
 
-    /// # Safety
-    /// AVX-512F must be available; `a` (`m×k`, strides `ars`, 1), `Bᵀ` (`n×k`, strides `bcs`,
-    /// 1) and `c` (`m×n`, strides `crs`, 1) valid for every index below their sizes.
+    /// `C = α·A·B + β·C` with `A` rows and `Bᵀ` rows contiguous along `k` (`B[p, j] =
+    /// b[j·bcs + p]`), `C` row-major: 4 × 3 blocks of dot products.
     ///
-    /// `A` rows and `Bᵀ` rows contiguous along `k` (`B[p, j] = b[j·bcs + p]`), `C` row-major:
-    /// dot products.
+    /// `(bias, relu)` as for [`nn`].
+    ///
+    /// # Safety
+    /// `I`'s features must be available; `a` (`m×k`, strides `ars`, 1), `Bᵀ` (`n×k`, strides
+    /// `bcs`, 1), `c` (`m×n`, strides `crs`, 1) and a non-null `bias` (`n`) valid for every
+    /// index below their sizes.
     #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn nt(
+    #[inline(always)]
+    unsafe fn nt<I: Isa>(
         m: usize,
         n: usize,
         k: usize,
@@ -527,8 +1166,12 @@ mod avx512 {
         beta: f32,
         c: *mut f32,
         crs: usize,
+        bias: *const f32,
+        relu: bool,
     ) {
-        // SAFETY: AVX-512F is available (contract); `ap`, `bp`, `cp` point at row i0 of A, row j0 of Bᵀ and element (i0, j0) of C, all below the sizes, and `dots` stays inside its `mr × nr` block.
+        // SAFETY: `I`'s features are available (contract); `ap`, `bp`, `cp` point at row i0
+        // of A, row j0 of Bᵀ and element (i0, j0) of C, all below the sizes, and `dots` stays
+        // inside its `mr × nr` block.
         unsafe {
             let mut i0 = 0;
             while i0 < m {
@@ -539,13 +1182,14 @@ mod avx512 {
                     let ap = a.add(i0 * ars);
                     let bp = b.add(j0 * bcs);
                     let cp = c.add(i0 * crs + j0);
+                    let ep = (if bias.is_null() { bias } else { bias.add(j0) }, relu);
                     macro_rules! go {
                         ($($r:literal),*) => {
                             match (mr, nr) {
-                                $( ($r, 1) => dots::<$r, 1>(k, ap, ars, bp, bcs, alpha, beta, cp, crs),
-                                   ($r, 2) => dots::<$r, 2>(k, ap, ars, bp, bcs, alpha, beta, cp, crs),
-                                   ($r, 3) => dots::<$r, 3>(k, ap, ars, bp, bcs, alpha, beta, cp, crs), )*
-                                _ => unreachable!(),
+                                $( ($r, 1) => dots::<I, $r, 1>(k, ap, ars, bp, bcs, alpha, beta, cp, crs, ep),
+                                   ($r, 2) => dots::<I, $r, 2>(k, ap, ars, bp, bcs, alpha, beta, cp, crs, ep),
+                                   ($r, 3) => dots::<I, $r, 3>(k, ap, ars, bp, bcs, alpha, beta, cp, crs, ep), )*
+                                _ => unreachable!("dots {mr} × {nr}"),
                             }
                         };
                     }
@@ -557,15 +1201,14 @@ mod avx512 {
         }
     }
 
-    /// One `R × S` block of dot products of length `k`.
+    /// One `R × S` block of dot products of length `k`; `(bias, relu)` as for [`tile`].
     ///
     /// # Safety
-    /// AVX-512F must be available; `a` valid at `r·ars + p`, `b` at `s·bcs + p` and `c` at
-    /// `r·crs + s` for `r < R`, `s < S`, `p < k`.
+    /// `I`'s features must be available; `a` valid at `r·ars + p`, `b` at `s·bcs + p`, `c` at
+    /// `r·crs + s` and a non-null `bias` at `s` for `r < R`, `s < S`, `p < k`.
     #[allow(clippy::too_many_arguments)]
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn dots<const R: usize, const S: usize>(
+    #[inline(always)]
+    unsafe fn dots<I: Isa, const R: usize, const S: usize>(
         k: usize,
         a: *const f32,
         ars: usize,
@@ -575,285 +1218,41 @@ mod avx512 {
         beta: f32,
         c: *mut f32,
         crs: usize,
+        (bias, relu): (*const f32, bool),
     ) {
-        // SAFETY: masked loads read `k` elements of rows `r < R` of A and `s < S` of Bᵀ (lanes past `k` masked off, never touched), and each write is element `(r, s)` of C: inside the views (contract).
+        // SAFETY: masked loads read `k` elements of rows `r < R` of A and `s < S` of Bᵀ (lanes
+        // past `k` masked off, never touched), and each write is element `(r, s)` of C: inside
+        // the views (contract).
         unsafe {
-            let mut acc = [[_mm512_setzero_ps(); S]; R];
+            let mut acc = [[I::zero(); S]; R];
             let mut p = 0;
             while p < k {
-                let mask = tail_mask(k - p);
-                let mut bv = [_mm512_setzero_ps(); S];
+                let mask = I::tail_mask(k - p);
+                let mut bv = [I::zero(); S];
                 for s in 0..S {
-                    bv[s] = _mm512_maskz_loadu_ps(mask, b.add(s * bcs + p));
+                    bv[s] = I::load_masked(b.add(s * bcs + p), mask);
                 }
                 for r in 0..R {
-                    let av = _mm512_maskz_loadu_ps(mask, a.add(r * ars + p));
+                    let av = I::load_masked(a.add(r * ars + p), mask);
                     for s in 0..S {
-                        acc[r][s] = _mm512_fmadd_ps(av, bv[s], acc[r][s]);
+                        acc[r][s] = I::fmadd(av, bv[s], acc[r][s]);
                     }
                 }
-                p += 16;
+                p += I::LANES;
             }
             for r in 0..R {
                 for s in 0..S {
                     let d = c.add(r * crs + s);
-                    let v = alpha * _mm512_reduce_add_ps(acc[r][s]);
-                    *d = if beta == 0.0 { v } else { v + beta * *d };
-                }
-            }
-        }
-    }
-}
-
-/// The AVX2 + FMA f32 kernel (CPUs without AVX-512F, e.g. Zen 4 guests that hide it):
-/// `C` row-major (column-major `C` is solved as `Cᵀ = Bᵀ·Aᵀ`), `B` read in place when its rows
-/// are contiguous and packed into a contiguous row-major copy otherwise, `A` read through its
-/// strides (one broadcast per element). A 6 × 16 register tile (12 accumulators) over `KC`
-/// steps of `k`; rows in blocks of `MC` so that a block of `A` stays in L2 while every column
-/// strip of `B` passes over it.
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::needless_range_loop)] // register tiles read best as indexed loops
-mod avx2 {
-    use core::arch::x86_64::*;
-    use std::cell::RefCell;
-
-    /// Rows per tile.
-    const MR: usize = 6;
-    /// 8-lane vectors per tile (16 columns).
-    const NV: usize = 2;
-    /// `k` per pass (a `KC × 16` strip of `B`, 16 KB, stays in L1 across a row block).
-    const KC: usize = 256;
-    /// Rows per block (a `MC × KC` block of `A`, 96 KB, stays in L2).
-    const MC: usize = 96;
-    /// `B` with contiguous rows is read in place up to this many columns (wider rows put every
-    /// row of a `KC × 16` panel on another page) and packed beyond.
-    const PACK_N: usize = 256;
-    /// `A` with non-contiguous rows is left to the `gemm` crate from this `k` on.
-    const A_STRIDED_MAX_K: usize = 256;
-
-    thread_local! {
-        static PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// Returns `false` when the shape is not one this module handles.
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available; the views as for [`super::gemm_with`].
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn sgemm(
-        (m, n, k): (usize, usize, usize),
-        alpha: f32,
-        a: *const f32,
-        (ars, acs): (usize, usize),
-        b: *const f32,
-        (brs, bcs): (usize, usize),
-        beta: f32,
-        c: *mut f32,
-        (crs, ccs): (usize, usize),
-    ) -> bool {
-        // SAFETY: every pointer offset below is `i·rs + j·cs` with `i`, `j` below the sizes,
-        // inside the views by this function's contract; PACK holds `k·n` elements.
-        unsafe {
-            if ccs != 1 {
-                if crs == 1 {
-                    // Cᵀ (n×m, row-major) = Bᵀ·Aᵀ
-                    return sgemm((n, m, k), alpha, b, (bcs, brs), a, (acs, ars), beta, c, (ccs, 1));
-                }
-                return false;
-            }
-            if acs != 1 && k >= A_STRIDED_MAX_K {
-                // A column-major (a transposed operand, e.g. the weight gradient's `gyᵀ`) over a
-                // long `k`: one cache line per broadcast; the `gemm` crate packs it.
-                return false;
-            }
-            if bcs == 1 && n <= PACK_N {
-                nn(m, n, k, alpha, a, ars, acs, b, brs, 0, beta, c, crs);
-            } else {
-                // Pack B strip by strip: strip `s` (columns `16s..16s+16`) as `k` rows of 16
-                // contiguous values (zero-padded past `n`), so that the kernel reads one
-                // contiguous `KC × 16` panel per pass whatever B's layout.
-                PACK.with(|p| {
-                    let mut p = p.borrow_mut();
-                    let strips = n.div_ceil(NV * 8);
-                    p.clear();
-                    p.resize(strips * k * NV * 8, 0.0);
-                    for st in 0..strips {
-                        let j0 = st * NV * 8;
-                        let w = (n - j0).min(NV * 8);
-                        let dst = &mut p[st * k * NV * 8..(st + 1) * k * NV * 8];
-                        if bcs == 1 {
-                            for pi in 0..k {
-                                let src = std::slice::from_raw_parts(b.add(pi * brs + j0), w);
-                                dst[pi * NV * 8..pi * NV * 8 + w].copy_from_slice(src);
-                            }
-                        } else {
-                            for jj in 0..w {
-                                let col = b.add((j0 + jj) * bcs);
-                                for pi in 0..k {
-                                    *dst.get_unchecked_mut(pi * NV * 8 + jj) = *col.add(pi * brs);
-                                }
-                            }
-                        }
-                    }
-                    nn(m, n, k, alpha, a, ars, acs, p.as_ptr(), NV * 8, k * NV * 8, beta, c, crs);
-                });
-            }
-            true
-        }
-    }
-
-    /// Lane mask selecting the first `cols` (1..=8) lanes.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2 (`_mm256_cmpgt_epi32`); the callers run only after the
-    /// dispatcher detected AVX2 and FMA.
-    #[inline(always)]
-    unsafe fn tail_mask(cols: usize) -> __m256i {
-        // SAFETY: register construction and an AVX2 compare, no memory access; AVX2 is
-        // present (this function's contract).
-        unsafe {
-            let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            _mm256_cmpgt_epi32(_mm256_set1_epi32(cols as i32), idx)
-        }
-    }
-
-    /// `B` rows contiguous, `C` row-major. `strip = 0`: `B[p, j]` at `b[p·brs + j]`; otherwise
-    /// packed strips: `B[p, j]` at `b[(j / 16)·strip + p·brs + j % 16]`.
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available; `a` (`m×k`, strides `ars`, `acs`), `b` (as above, every
-    /// `p < k`, `j < n`, padded strips readable up to a multiple of 16 columns) and `c` (`m×n`,
-    /// strides `crs`, 1) valid for every index below their sizes.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn nn(
-        m: usize,
-        n: usize,
-        k: usize,
-        alpha: f32,
-        a: *const f32,
-        ars: usize,
-        acs: usize,
-        b: *const f32,
-        brs: usize,
-        strip: usize,
-        beta: f32,
-        c: *mut f32,
-        crs: usize,
-    ) {
-        // SAFETY: AVX2 + FMA are available (contract); `bp`, `ap`, `cp` point at element
-        // (p0, j0), (i0, p0), (i0, j0) of their views, all below the sizes, and `tile`
-        // reads/writes only inside its `mr × w` block.
-        unsafe {
-            let mut ib = 0;
-            while ib < m {
-                let mb = (m - ib).min(MC);
-                let mut j0 = 0;
-                while j0 < n {
-                    let w = (n - j0).min(NV * 8);
-                    let nv = w.div_ceil(8);
-                    let rem = w - (nv - 1) * 8;
-                    let mask = tail_mask(rem);
-                    let full = rem == 8;
-                    let mut p0 = 0;
-                    while p0 < k {
-                        let kc = (k - p0).min(KC);
-                        let be = if p0 == 0 { beta } else { 1.0 };
-                        let bp = if strip == 0 { b.add(p0 * brs + j0) } else { b.add(j0 / (NV * 8) * strip + p0 * brs) };
-                        let mut i0 = ib;
-                        while i0 < ib + mb {
-                            let mr = (ib + mb - i0).min(MR);
-                            let ap = a.add(i0 * ars + p0 * acs);
-                            let cp = c.add(i0 * crs + j0);
-                            macro_rules! go {
-                                ($($r:literal),*) => {
-                                    match (mr, nv, full) {
-                                        $( ($r, 1, true) => tile::<$r, 1, false>(kc, ap, ars, acs, bp, brs, mask, alpha, be, cp, crs),
-                                           ($r, 1, false) => tile::<$r, 1, true>(kc, ap, ars, acs, bp, brs, mask, alpha, be, cp, crs),
-                                           ($r, 2, true) => tile::<$r, 2, false>(kc, ap, ars, acs, bp, brs, mask, alpha, be, cp, crs),
-                                           ($r, 2, false) => tile::<$r, 2, true>(kc, ap, ars, acs, bp, brs, mask, alpha, be, cp, crs), )*
-                                        _ => unreachable!(),
-                                    }
-                                };
-                            }
-                            go!(1, 2, 3, 4, 5, 6);
-                            i0 += mr;
-                        }
-                        p0 += kc;
-                    }
-                    j0 += w;
-                }
-                ib += mb;
-            }
-        }
-    }
-
-    /// One `R × 8·V` tile of `C` over `kc` steps of `k`; `MASKED`: the last vector keeps only
-    /// the lanes of `mask`.
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available; `a` valid at `r·ars + p·acs`, `b` at `p·brs + col` and
-    /// `c` at `r·crs + col` for `r < R`, `p < kc` and every column `col` the mask keeps.
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile<const R: usize, const V: usize, const MASKED: bool>(
-        kc: usize,
-        a: *const f32,
-        ars: usize,
-        acs: usize,
-        b: *const f32,
-        brs: usize,
-        mask: __m256i,
-        alpha: f32,
-        beta: f32,
-        c: *mut f32,
-        crs: usize,
-    ) {
-        // SAFETY: the loads read row `p < kc` of B at columns `8·v + lane` below the tile
-        // width (the last vector masked when `MASKED`), A at `(r, p)` with `r < R`, `p < kc`,
-        // and C at `(r, 8·v + lane)` masked likewise: all inside the views (contract); the
-        // moving pointers use `wrapping_add`, so stepping one row past the end after the last
-        // iteration is not undefined behaviour.
-        unsafe {
-            let mut acc = [[_mm256_setzero_ps(); V]; R];
-            let mut ap = a;
-            let mut bp = b;
-            for _ in 0..kc {
-                let mut bv = [_mm256_setzero_ps(); V];
-                for v in 0..V {
-                    bv[v] = if MASKED && v == V - 1 {
-                        _mm256_maskload_ps(bp.add(8 * v), mask)
+                    let v = alpha * I::reduce_add(acc[r][s]);
+                    let v = if !bias.is_null() {
+                        v + *bias.add(s)
+                    } else if beta == 0.0 {
+                        v
                     } else {
-                        _mm256_loadu_ps(bp.add(8 * v))
+                        v + beta * *d
                     };
-                }
-                for r in 0..R {
-                    let av = _mm256_broadcast_ss(&*ap.add(r * ars));
-                    for v in 0..V {
-                        acc[r][v] = _mm256_fmadd_ps(av, bv[v], acc[r][v]);
-                    }
-                }
-                ap = ap.wrapping_add(acs);
-                bp = bp.wrapping_add(brs);
-            }
-            let al = _mm256_set1_ps(alpha);
-            let be = _mm256_set1_ps(beta);
-            for r in 0..R {
-                let cr = c.add(r * crs);
-                for v in 0..V {
-                    let mut x = if alpha == 1.0 { acc[r][v] } else { _mm256_mul_ps(acc[r][v], al) };
-                    if MASKED && v == V - 1 {
-                        if beta != 0.0 {
-                            x = _mm256_fmadd_ps(be, _mm256_maskload_ps(cr.add(8 * v), mask), x);
-                        }
-                        _mm256_maskstore_ps(cr.add(8 * v), mask, x);
-                    } else {
-                        if beta != 0.0 {
-                            x = _mm256_fmadd_ps(be, _mm256_loadu_ps(cr.add(8 * v)), x);
-                        }
-                        _mm256_storeu_ps(cr.add(8 * v), x);
-                    }
+                    // `f32::max` returns the other operand for NaN, as `maxps` does.
+                    *d = if relu { v.max(0.0) } else { v };
                 }
             }
         }
@@ -974,7 +1373,7 @@ mod tests {
                         // SAFETY: the vectors hold `m·k`, `k·n` and `m·n` elements, which the
                         // strides reach exactly; `cv` is a separate allocation.
                         unsafe {
-                            split(path, threads, (m, n, k), av.as_ptr(), (k, 1), bv.as_ptr(), bstr, 1.0, cv.as_mut_ptr(), (n, 1))
+                            split(path, threads, (m, n, k), av.as_ptr(), (k, 1), bv.as_ptr(), bstr, 1.0, cv.as_mut_ptr(), (n, 1), Epi::NONE)
                         };
                         for i in 0..m {
                             for j in 0..n {
@@ -1024,6 +1423,78 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The epilogue (bias row, ReLU, both, neither) against a naive reference for every path
+    /// this CPU has, odd sizes, `k` over one pass (`KC`), `A` transposed (packed) or not, f32
+    /// and f64 (the `gemm` crate's emulation), split over threads and on one.
+    #[test]
+    fn bias_relu_epilogue_matches_reference() {
+        fn run<E: GemmFloat + std::fmt::Debug>(tol: f64) {
+            let mut seed = 5u64;
+            for (m, n, k) in [(1, 1, 1), (7, 13, 5), (13, 70, 33), (37, 17, 300), (64, 130, 64)] {
+                for at in [false, true] {
+                    let (sa, alen) = if at { ((1, m), m * k) } else { ((k, 1), m * k) };
+                    let av: Vec<E> = (0..alen).map(|_| E::from(lcg(&mut seed)).unwrap()).collect();
+                    let bv: Vec<E> = (0..k * n).map(|_| E::from(lcg(&mut seed)).unwrap()).collect();
+                    let bias: Vec<E> = (0..n).map(|_| E::from(lcg(&mut seed)).unwrap()).collect();
+                    for (with_bias, relu) in [(false, false), (true, false), (false, true), (true, true)] {
+                        let want = |i: usize, j: usize| -> f64 {
+                            let s: f64 = (0..k).map(|p| av[i * sa.0 + p * sa.1].to_f64().unwrap() * bv[p * n + j].to_f64().unwrap()).sum();
+                            let s = if with_bias { s + bias[j].to_f64().unwrap() } else { s };
+                            if relu { s.max(0.0) } else { s }
+                        };
+                        let check = |cv: &[E], what: &str| {
+                            for i in 0..m {
+                                for j in 0..n {
+                                    let got = cv[i * (n + 1) + j].to_f64().unwrap();
+                                    assert!((got - want(i, j)).abs() <= tol * (1.0 + k as f64).sqrt(), "{what} {m}×{n}×{k} at{at} bias{with_bias} relu{relu} [{i},{j}]: {got} vs {}", want(i, j));
+                                }
+                                assert!(cv[i * (n + 1) + n].is_nan(), "{what}: the padding column was written");
+                            }
+                        };
+                        let b = with_bias.then_some(&bias[..]);
+                        // Through the door (split over rayon's threads when big enough).
+                        let mut cv = vec![E::nan(); m * (n + 1)];
+                        matmul_bias_relu((m, n, k), &mut cv, n + 1, &av, sa, &bv, (n, 1), b, relu);
+                        check(&cv, "door");
+                        // Every single-threaded path this CPU has, and the split.
+                        let mut paths = vec![GemmPath::Fallback];
+                        if crate::ops::floor::cpu::Simd::detected() >= crate::ops::floor::cpu::Simd::Avx2 {
+                            paths.push(GemmPath::Avx2);
+                        }
+                        if crate::ops::floor::cpu::Simd::detected() >= crate::ops::floor::cpu::Simd::Avx512 {
+                            paths.push(GemmPath::Avx512);
+                        }
+                        let epi = Epi { bias: b.map_or(std::ptr::null(), <[E]>::as_ptr), relu };
+                        for path in paths {
+                            let mut cv = vec![E::nan(); m * (n + 1)];
+                            // SAFETY: the vectors hold every index the strides reach; the bias
+                            // holds `n` values; `cv` is a separate allocation.
+                            unsafe { gemm_with_epi(path, (m, n, k), E::one(), av.as_ptr(), sa, bv.as_ptr(), (n, 1), E::zero(), cv.as_mut_ptr(), (n + 1, 1), epi) };
+                            check(&cv, &format!("{path:?}"));
+                            let mut cv = vec![E::nan(); m * (n + 1)];
+                            // SAFETY: as above; `split` hands each task a disjoint block.
+                            unsafe { split(path, 3, (m, n, k), av.as_ptr(), sa, bv.as_ptr(), (n, 1), E::zero(), cv.as_mut_ptr(), (n + 1, 1), epi) };
+                            check(&cv, &format!("{path:?} split"));
+                        }
+                    }
+                }
+            }
+        }
+        run::<f32>(1e-4);
+        run::<f64>(1e-12);
+    }
+
+    /// ReLU of NaN is 0 on every path (dfdx's `relu`: `max(v, 0)`).
+    #[test]
+    fn relu_epilogue_turns_nan_into_zero() {
+        let a = [f32::NAN, 1.0, -1.0, 2.0];
+        let b = [1.0f32, 0.5, 1.0, -3.0];
+        let mut c = [7.0f32; 4];
+        matmul_bias_relu((2, 2, 2), &mut c, 2, &a, (2, 1), &b, (2, 1), None, true);
+        // row 0 holds NaN (both outputs NaN before the ReLU); row 1: [-1·1 + 2·1, -1·0.5 + 2·(-3)]
+        assert_eq!(c, [0.0, 0.0, 1.0, 0.0]);
     }
 
     #[test]

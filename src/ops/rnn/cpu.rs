@@ -93,6 +93,30 @@ fn par_threshold() -> usize {
     PAR_OVERRIDE.with(|c| c.get()).unwrap_or(PAR_MIN)
 }
 
+/// The products over all steps at once (the input projection and the weight and input
+/// gradients: `T·B` rows or a depth of `T·B`). On AVX2-only CPUs they go to the `gemm` crate:
+/// measured on the LSTM benchmark (`LSTM_BENCH_STEPS=300 LSTM_BENCH_SEQ=50`, 2 threads,
+/// session 6), typenet's AVX2 kernel made the step 15–20 % slower than the crate for these
+/// shapes (B = 16 rows per task, narrow outputs), while it matches or beats the crate on the
+/// per-step products. With AVX-512 typenet's kernel stays (it was the faster one there).
+#[allow(clippy::too_many_arguments)]
+fn mm_bulk<E: CpuFloat>(
+    mnk: (usize, usize, usize),
+    c: &mut [E],
+    sc: (usize, usize),
+    acc: bool,
+    a: &[E],
+    sa: (usize, usize),
+    b: &[E],
+    sb: (usize, usize),
+) {
+    if Simd::current() == Simd::Avx2 {
+        crate::ops::floor::cpu::with_simd_cap(Simd::Scalar, || mm(mnk, c, sc, acc, a, sa, b, sb))
+    } else {
+        mm(mnk, c, sc, acc, a, sa, b, sb)
+    }
+}
+
 /// Sizes of one call.
 #[derive(Clone, Copy, Debug)]
 struct Dims {
@@ -160,7 +184,7 @@ fn forward_dir_impl<E: CpuFloat>(
     // Input projection of all steps at once: xp[b, t, :] = W_ih x + b_ih (+ b_hh where it
     // is not inside GRU's reset product).
     let mut xp = take_dirty(b * t * gh);
-    mm((b * t, gh, f), &mut xp, (gh, 1), false, x, (f, 1), &w.ih, (1, f));
+    mm_bulk((b * t, gh, f), &mut xp, (gh, 1), false, x, (f, 1), &w.ih, (1, f));
     let mut bias = w.bih.clone();
     let nb = if cell == CellKind::Gru { 2 * h } else { gh };
     for (bj, hj) in bias[..nb].iter_mut().zip(&w.bhh) {
@@ -387,7 +411,7 @@ fn backward_dir_impl<E: CpuFloat>(
     }
     // dW_hh = Σ_s dhp_sᵀ · h_{s-1};   dW_ih = dxpᵀ · x;   dx += dxp · W_ih
     let mut ghh = vec![zero; gh * h];
-    mm((gh, h, t * b), &mut ghh, (h, 1), false, &dhp, (1, gh), &sv.hs[..t * b * h], (h, 1));
+    mm_bulk((gh, h, t * b), &mut ghh, (h, 1), false, &dhp, (1, gh), &sv.hs[..t * b * h], (h, 1));
     let mut gih = vec![zero; gh * f];
     let mut gbih = vec![zero; gh];
     if shared {
@@ -399,10 +423,10 @@ fn backward_dir_impl<E: CpuFloat>(
                 xs[(s * b + bi) * f..(s * b + bi + 1) * f].copy_from_slice(&x[(bi * t + ti) * f..(bi * t + ti + 1) * f]);
             }
         }
-        mm((gh, f, t * b), &mut gih, (f, 1), false, &dhp, (1, gh), &xs, (f, 1));
+        mm_bulk((gh, f, t * b), &mut gih, (f, 1), false, &dhp, (1, gh), &xs, (f, 1));
         // dx (processing order) = dhp · W_ih, added back in natural order
         let mut dxs = xs;
-        mm((t * b, f, gh), &mut dxs, (f, 1), false, &dhp, (gh, 1), &w.ih, (f, 1));
+        mm_bulk((t * b, f, gh), &mut dxs, (f, 1), false, &dhp, (gh, 1), &w.ih, (f, 1));
         for s in 0..t {
             let ti = time(s, t, rev);
             for bi in 0..b {
@@ -411,8 +435,8 @@ fn backward_dir_impl<E: CpuFloat>(
         }
         give(dxs);
     } else {
-        mm((gh, f, b * t), &mut gih, (f, 1), false, &dxp, (1, gh), x, (f, 1));
-        mm((b * t, f, gh), dx, (f, 1), true, &dxp, (gh, 1), &w.ih, (f, 1));
+        mm_bulk((gh, f, b * t), &mut gih, (f, 1), false, &dxp, (1, gh), x, (f, 1));
+        mm_bulk((b * t, f, gh), dx, (f, 1), true, &dxp, (gh, 1), &w.ih, (f, 1));
         for row in dxp.chunks_exact(gh) {
             for (a, v) in gbih.iter_mut().zip(row) {
                 *a += *v;

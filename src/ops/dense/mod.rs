@@ -111,6 +111,14 @@ mod tests {
         (y * r.clone()).sum()
     }
 
+    /// `a` and `c` have the same length and agree within `tol` element by element.
+    fn assert_same(label: &str, what: &str, a: &[f64], c: &[f64], tol: f64) {
+        assert_eq!(a.len(), c.len(), "{label} {what}: lengths");
+        for (p, q) in a.iter().zip(c) {
+            assert!((p - q).abs() < tol, "{label} {what}: {p} vs {q}");
+        }
+    }
+
     #[test]
     fn cpu_matches_composed_path_and_finite_differences() {
         for (m, i, o, with_bias) in [(1, 1, 1, true), (3, 5, 4, true), (7, 17, 9, false), (2, 70, 33, true)] {
@@ -124,19 +132,12 @@ mod tests {
             let y2 = dense_generic(x.leaky_trace(), w.clone(), bias()).unwrap();
             let y2v = y2.as_vec();
             let g_slow = loss(y2, &r).backward();
-            for (a, c) in yv.iter().zip(&y2v) {
-                assert!((a - c).abs() < 1e-12, "{m}×{i}→{o}: y {a} vs {c}");
-            }
-            let close = |a: Vec<f64>, c: Vec<f64>, what: &str| {
-                assert_eq!(a.len(), c.len());
-                for (p, q) in a.iter().zip(&c) {
-                    assert!((p - q).abs() < 1e-10, "{m}×{i}→{o} {what}: {p} vs {q}");
-                }
-            };
-            close(g_fast.get(&x).as_vec(), g_slow.get(&x).as_vec(), "dx");
-            close(g_fast.get(&w).as_vec(), g_slow.get(&w).as_vec(), "dW");
+            let label = format!("{m}×{i}→{o}");
+            assert_same(&label, "y", &yv, &y2v, 1e-12);
+            assert_same(&label, "dx", &g_fast.get(&x).as_vec(), &g_slow.get(&x).as_vec(), 1e-10);
+            assert_same(&label, "dW", &g_fast.get(&w).as_vec(), &g_slow.get(&w).as_vec(), 1e-10);
             if with_bias {
-                close(g_fast.get(&b).as_vec(), g_slow.get(&b).as_vec(), "db");
+                assert_same(&label, "db", &g_fast.get(&b).as_vec(), &g_slow.get(&b).as_vec(), 1e-10);
             }
             // central finite differences of the fast kernel in f64
             let f = |xv: &[f64], wv: &[f64], bv: &[f64]| -> f64 {
@@ -185,19 +186,12 @@ mod tests {
             let y2v = y2.as_vec();
             let g_slow = loss(y2, &r).backward();
             assert!(y2v.contains(&0.0) || m * o < 8, "{m}×{i}→{o}: no unit is cut off, the mask is untested");
-            for (a, c) in yv.iter().zip(&y2v) {
-                assert!((a - c).abs() < 1e-12, "{m}×{i}→{o}: y {a} vs {c}");
-            }
-            let close = |a: Vec<f64>, c: Vec<f64>, what: &str| {
-                assert_eq!(a.len(), c.len());
-                for (p, q) in a.iter().zip(&c) {
-                    assert!((p - q).abs() < 1e-10, "{m}×{i}→{o} {what}: {p} vs {q}");
-                }
-            };
-            close(g_fast.get(&x).as_vec(), g_slow.get(&x).as_vec(), "dx");
-            close(g_fast.get(&w).as_vec(), g_slow.get(&w).as_vec(), "dW");
+            let label = format!("{m}×{i}→{o}");
+            assert_same(&label, "y", &yv, &y2v, 1e-12);
+            assert_same(&label, "dx", &g_fast.get(&x).as_vec(), &g_slow.get(&x).as_vec(), 1e-10);
+            assert_same(&label, "dW", &g_fast.get(&w).as_vec(), &g_slow.get(&w).as_vec(), 1e-10);
             if with_bias {
-                close(g_fast.get(&b).as_vec(), g_slow.get(&b).as_vec(), "db");
+                assert_same(&label, "db", &g_fast.get(&b).as_vec(), &g_slow.get(&b).as_vec(), 1e-10);
             }
             let f = |xv: &[f64], wv: &[f64]| -> f64 {
                 let xt = dev.tensor_from_vec(xv.to_vec(), (m, i));

@@ -875,11 +875,13 @@ mod simd {
                 nt::<I>(m, n, k, alpha, a, ars, b, bcs, beta, c, crs, bias, relu);
                 return true;
             }
-            // `A` without contiguous rows (a transposed operand, e.g. the weight gradient's
-            // `gyᵀ`) is packed block by block when more than one strip of `B` reads it (one
-            // cache line per broadcast otherwise); with one strip (attention's `Pᵀ·dY`, 16
-            // columns) every element is read once and the copy would not pay.
-            let mut abuf = if acs != 1 && n > I::NV * I::LANES { Some(take(&PACK_A)) } else { None };
+            // `A` is packed block by block into row panels when more than one strip of `B`
+            // reads it: the tile then reads its rows at constant offsets from one pointer
+            // (in place, each row's address is a run-time stride away, and a transposed
+            // operand such as the weight gradient's `gyᵀ` costs a cache line per broadcast).
+            // With one strip (attention's `Pᵀ·dY`, 16 columns) every element is read once and
+            // the copy would not pay.
+            let mut abuf = if n > I::NV * I::LANES { Some(take(&PACK_A)) } else { None };
             if bcs == 1 && n <= I::PACK_N {
                 I::nn_entry(m, n, k, alpha, a, ars, acs, abuf.as_mut(), b, brs, 0, beta, c, crs, bias, relu);
             } else {
@@ -1096,21 +1098,45 @@ mod simd {
         // iteration is not undefined behaviour.
         unsafe {
             let mut acc = [[I::zero(); V]; R];
-            let mut ap = a;
             let mut bp = b;
-            for _ in 0..kc {
-                let mut bv = [I::zero(); V];
-                for v in 0..V {
-                    bv[v] = if MASKED && v == V - 1 { I::load_masked(bp.add(I::LANES * v), mask) } else { I::load(bp.add(I::LANES * v)) };
-                }
-                for r in 0..R {
-                    let av = I::broadcast(ap.add(r * ars));
+            // One step of `k`: row `p` of the B tile times the `R` values of A at `$a(r)`.
+            macro_rules! step {
+                ($a:expr) => {{
+                    let mut bv = [I::zero(); V];
                     for v in 0..V {
-                        acc[r][v] = I::fmadd(av, bv[v], acc[r][v]);
+                        bv[v] = if MASKED && v == V - 1 { I::load_masked(bp.add(I::LANES * v), mask) } else { I::load(bp.add(I::LANES * v)) };
+                    }
+                    for r in 0..R {
+                        let av = I::broadcast($a(r));
+                        for v in 0..V {
+                            acc[r][v] = I::fmadd(av, bv[v], acc[r][v]);
+                        }
+                    }
+                    bp = bp.wrapping_add(brs);
+                }};
+            }
+            if ars == 1 && acs == MR {
+                // A packed panel: the row offsets are constants and one pointer moves. (With a
+                // run-time row stride LLVM computes the rows' addresses as a chain of
+                // additions, one per row, in series: 7 dependent adds per step, more than the
+                // 6 cycles of the step's 12 FMAs.)
+                let mut ap = a;
+                for _ in 0..kc {
+                    step!(|r| ap.add(r));
+                    ap = ap.wrapping_add(MR);
+                }
+            } else {
+                // A in place: one pointer per row, each moved on its own.
+                let mut rows = [a; R];
+                for (r, p) in rows.iter_mut().enumerate() {
+                    *p = a.wrapping_add(r * ars);
+                }
+                for _ in 0..kc {
+                    step!(|r: usize| rows[r]);
+                    for p in rows.iter_mut() {
+                        *p = p.wrapping_add(acs);
                     }
                 }
-                ap = ap.wrapping_add(acs);
-                bp = bp.wrapping_add(brs);
             }
             // The write-back below indexes the accumulators by loop counters that LLVM may not
             // unroll (the 6 × 4 AVX-512 tile); through an opaque copy they stay in registers in

@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::AttentionSpec;
 use crate::ops::floor::buf::{give, take_dirty};
+use crate::ops::floor::cpu::{simd_dispatch, Simd};
 use crate::ops::floor::gemm::{gemm_with, GemmPath};
 use crate::ops::rnn::cpu::CpuFloat;
 
@@ -25,6 +26,7 @@ struct Dims {
     t: usize,
     dh: usize,
     d: usize,
+    h: usize,
 }
 
 impl Dims {
@@ -95,6 +97,7 @@ fn visible_end(spec: &AttentionSpec, t: usize, i: usize) -> usize {
 
 /// Turns the scores of row `i` into attention weights in place (masked entries 0) and returns
 /// the row's log-sum-exp (`−∞`, all weights 0, when every key is masked).
+#[inline(always)]
 fn softmax_row<E: CpuFloat>(spec: &AttentionSpec, bi: usize, t: usize, i: usize, row: &mut [E]) -> E {
     if spec.key_padding.is_none() {
         // The visible keys are a prefix: one max, one exp pass, one scaling pass.
@@ -137,6 +140,7 @@ fn softmax_row<E: CpuFloat>(spec: &AttentionSpec, bi: usize, t: usize, i: usize,
 
 /// Turns the scores of row `i` into attention weights (masked entries 0) given the row's
 /// log-sum-exp; a row with `lse = −∞` (every key masked) becomes all zeros.
+#[inline(always)]
 fn weights_row<E: CpuFloat>(spec: &AttentionSpec, bi: usize, t: usize, i: usize, row: &mut [E], lse: E) {
     if lse == E::neg_infinity() {
         row.iter_mut().for_each(|v| *v = E::zero());
@@ -158,12 +162,133 @@ fn weights_row<E: CpuFloat>(spec: &AttentionSpec, bi: usize, t: usize, i: usize,
 }
 
 /// Multiplies row `i` by the dropout mask of (sample, head) `bh` into `dst`.
+#[inline(always)]
 fn drop_row<E: CpuFloat>(spec: &AttentionSpec, bh: usize, t: usize, i: usize, src: &[E], dst: &mut [E]) {
     let base = ((bh * t + i) * t) as u64;
     for (j, (d, s)) in dst.iter_mut().zip(src).enumerate() {
         *d = *s * E::from(spec.keep_scale(base + j as u64)).unwrap();
     }
 }
+
+/// The forward pass of (sample, head) `bh`: the weights of every query row (their log-sum-exp
+/// into `lse_row`) and the head's `t × dh` block of the output `y`. `s`, `pd`: `t·t` scratch
+/// (`pd` used with dropout only).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn forward_task_impl<E: CpuFloat>(
+    spec: &AttentionSpec<'_>,
+    dm: Dims,
+    xs: &[E],
+    alpha: E,
+    bh: usize,
+    s: &mut [E],
+    pd: &mut [E],
+    lse_row: &mut [E],
+    yp: SharedMut<E>,
+) {
+    let (t, d) = (dm.t, dm.d);
+    let dropout = spec.dropout > 0.0;
+    let (bi, hi) = (bh / dm.h, bh % dm.h);
+    scores(dm, xs, bi, hi, alpha, s);
+    for i in 0..t {
+        let row = &mut s[i * t..(i + 1) * t];
+        lse_row[i] = softmax_row(spec, bi, t, i, row);
+        if dropout {
+            drop_row(spec, bh, t, i, row, &mut pd[i * t..(i + 1) * t]);
+        }
+    }
+    let p = if dropout { &pd[..] } else { &s[..] };
+    // SAFETY: `p` holds `t·t` weights; V of this head lies inside `xs`; the destination is
+    // this (sample, head)'s `t × dh` block of `y` (`b·t·d` elements), which no other task
+    // writes (see `SharedMut`).
+    unsafe {
+        mm(
+            (t, dm.dh, t),
+            E::one(),
+            p.as_ptr(),
+            (t, 1),
+            xs.as_ptr().add(dm.qkv_at(bi, 2, hi)),
+            (3 * d, 1),
+            E::zero(),
+            yp.0.add(dm.out_at(bi, hi)),
+            (d, 1),
+        )
+    }
+}
+
+simd_dispatch!(forward_task, forward_task_avx2, forward_task_avx512, forward_task_impl, (),
+    (spec: &AttentionSpec<'_>, dm: Dims, xs: &[E], alpha: E, bh: usize, s: &mut [E], pd: &mut [E],
+     lse_row: &mut [E], yp: SharedMut<E>));
+
+/// The backward pass of (sample, head) `bh`: recomputes its weights from the saved
+/// log-sum-exp and writes the head's Q, K and V blocks of the input gradient `gx` (β = 0).
+/// `gys`: the output gradient; `s`, `pd`: `t·t` scratch.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_task_impl<E: CpuFloat>(
+    spec: &AttentionSpec<'_>,
+    dm: Dims,
+    xs: &[E],
+    gys: &[E],
+    lses: &[E],
+    alpha: E,
+    bh: usize,
+    s: &mut [E],
+    pd: &mut [E],
+    gxp: SharedMut<E>,
+) {
+    let (t, d) = (dm.t, dm.d);
+    let dropout = spec.dropout > 0.0;
+    let (bi, hi) = (bh / dm.h, bh % dm.h);
+    let rs = 3 * d;
+    // Recompute the weights P (in `s`) and the dropped weights P' (in `pd`).
+    scores(dm, xs, bi, hi, alpha, s);
+    for i in 0..t {
+        let row = &mut s[i * t..(i + 1) * t];
+        weights_row(spec, bi, t, i, row, lses[bh * t + i]);
+        if dropout {
+            drop_row(spec, bh, t, i, row, &mut pd[i * t..(i + 1) * t]);
+        }
+    }
+    let dy = gys[dm.out_at(bi, hi)..].as_ptr();
+    let p_dropped = if dropout { pd.as_ptr() } else { s.as_ptr() };
+    // SAFETY: `p_dropped` has `t·t` elements; `dy` is this head's `t × dh` block of `gy` (row
+    // stride d); the destination is this head's V block of `gx` (row stride 3d), written by
+    // no other task.
+    unsafe {
+        mm((t, dm.dh, t), E::one(), p_dropped, (1, t), dy, (d, 1), E::zero(), gxp.0.add(dm.qkv_at(bi, 2, hi)), (rs, 1));
+    }
+    // dP' = dY·Vᵀ into `pd` (P' is no longer needed).
+    // SAFETY: `dy` and V as above; `pd` holds `t·t` elements.
+    unsafe {
+        mm((t, t, dm.dh), E::one(), dy, (d, 1), xs.as_ptr().add(dm.qkv_at(bi, 2, hi)), (1, rs), E::zero(), pd.as_mut_ptr(), (t, 1));
+    }
+    // dS = P ⊙ (dP − Σⱼ dP ⊙ P), dP = dP' ⊙ dropout mask.
+    for i in 0..t {
+        let p = &s[i * t..(i + 1) * t];
+        let g = &mut pd[i * t..(i + 1) * t];
+        if dropout {
+            let base = ((bh * t + i) * t) as u64;
+            for (j, v) in g.iter_mut().enumerate() {
+                *v *= E::from(spec.keep_scale(base + j as u64)).unwrap();
+            }
+        }
+        let dot = g.iter().zip(p).fold(E::zero(), |a, (x, y)| a + *x * *y);
+        for (v, pv) in g.iter_mut().zip(p) {
+            *v = *pv * (*v - dot);
+        }
+    }
+    // SAFETY: `pd` (dS) has `t·t` elements; K and Q of this head lie in `xs`; the destinations
+    // are this head's Q and K blocks of `gx`, written by no other task.
+    unsafe {
+        mm((t, dm.dh, t), alpha, pd.as_ptr(), (t, 1), xs.as_ptr().add(dm.qkv_at(bi, 1, hi)), (rs, 1), E::zero(), gxp.0.add(dm.qkv_at(bi, 0, hi)), (rs, 1));
+        mm((t, dm.dh, t), alpha, pd.as_ptr(), (1, t), xs.as_ptr().add(dm.qkv_at(bi, 0, hi)), (rs, 1), E::zero(), gxp.0.add(dm.qkv_at(bi, 1, hi)), (rs, 1));
+    }
+}
+
+simd_dispatch!(backward_task, backward_task_avx2, backward_task_avx512, backward_task_impl, (),
+    (spec: &AttentionSpec<'_>, dm: Dims, xs: &[E], gys: &[E], lses: &[E], alpha: E, bh: usize,
+     s: &mut [E], pd: &mut [E], gxp: SharedMut<E>));
 
 /// The fused op; see [`super::AttentionKernel::try_attention`].
 pub(super) fn attention<E: CpuFloat, T: Tape<E, Cpu>>(
@@ -181,7 +306,7 @@ where
     if let Some(m) = spec.key_padding {
         assert_eq!(m.len(), b * t, "attention: key-padding mask length");
     }
-    let dm = Dims { b, t, dh: d / h, d };
+    let dm = Dims { b, t, dh: d / h, d, h };
     let dev = qkv.device().clone();
     let (qkv, mut tape) = qkv.split_tape();
     let mut xv = take_dirty::<E>(b * t * d3);
@@ -195,39 +320,10 @@ where
     if t > 0 {
         let yp = SharedMut(y.as_mut_ptr());
         let xs = &xv;
+        let simd = Simd::current();
         lse.par_chunks_mut(t).enumerate().for_each_init(
             || (vec![E::zero(); t * t], if dropout { vec![E::zero(); t * t] } else { Vec::new() }),
-            |(s, pd), (bh, lse_row)| {
-                let (bi, hi) = (bh / h, bh % h);
-                scores(dm, xs, bi, hi, alpha, s);
-                for i in 0..t {
-                    let row = &mut s[i * t..(i + 1) * t];
-                    lse_row[i] = softmax_row(spec, bi, t, i, row);
-                    if dropout {
-                        drop_row(spec, bh, t, i, row, &mut pd[i * t..(i + 1) * t]);
-                    }
-                }
-                let p = if dropout { &pd[..] } else { &s[..] };
-                // The closure captures the `Send` wrapper whole, not its pointer field.
-                #[allow(clippy::redundant_locals)]
-                let yp = yp;
-                // SAFETY: `p` holds `t·t` weights; V of this head lies inside `xs`; the
-                // destination is this (sample, head)'s `t × dh` block of `y` (`b·t·d`
-                // elements), which no other task writes (see `SharedMut`).
-                unsafe {
-                    mm(
-                        (t, dm.dh, t),
-                        E::one(),
-                        p.as_ptr(),
-                        (t, 1),
-                        xs.as_ptr().add(dm.qkv_at(bi, 2, hi)),
-                        (3 * d, 1),
-                        E::zero(),
-                        yp.0.add(dm.out_at(bi, hi)),
-                        (d, 1),
-                    )
-                }
-            },
+            |(s, pd), (bh, lse_row)| forward_task(simd, spec, dm, xs, alpha, bh, s, pd, lse_row, yp),
         );
     }
     let out = crate::ops::floor::upload::from_slice(&dev, &y, (b, t, d))?;
@@ -249,63 +345,10 @@ where
         if t > 0 {
             let gxp = SharedMut(gx.as_mut_ptr());
             let (xs, gys, lses) = (&xv, &gy, &lse);
+            let simd = Simd::current();
             (0..b * h).into_par_iter().for_each_init(
                 || (vec![E::zero(); t * t], vec![E::zero(); t * t]),
-                |(s, pd), bh| {
-                    let (bi, hi) = (bh / h, bh % h);
-                    let rs = 3 * d;
-                    // Recompute the weights P (in `s`) and the dropped weights P' (in `pd`).
-                    scores(dm, xs, bi, hi, alpha, s);
-                    for i in 0..t {
-                        let row = &mut s[i * t..(i + 1) * t];
-                        weights_row(&spec, bi, t, i, row, lses[bh * t + i]);
-                        if dropout {
-                            drop_row(&spec, bh, t, i, row, &mut pd[i * t..(i + 1) * t]);
-                        }
-                    }
-                    // The closure captures the `Send` wrapper whole, not its pointer field.
-                    #[allow(clippy::redundant_locals)]
-                    let gxp = gxp;
-                    let dy = gys[dm.out_at(bi, hi)..].as_ptr();
-                    let p_dropped = if dropout { pd.as_ptr() } else { s.as_ptr() };
-                    // SAFETY: `p_dropped` has `t·t` elements; `dy` is this head's `t × dh`
-                    // block of `gy` (row stride d); the destination is this head's V block of
-                    // `gx` (row stride 3d), written by no other task.
-                    unsafe {
-                        mm((t, dm.dh, t), E::one(), p_dropped, (1, t), dy, (d, 1), E::zero(),
-                            gxp.0.add(dm.qkv_at(bi, 2, hi)), (rs, 1));
-                    }
-                    // dP' = dY·Vᵀ into `pd` (P' is no longer needed).
-                    // SAFETY: `dy` and V as above; `pd` holds `t·t` elements.
-                    unsafe {
-                        mm((t, t, dm.dh), E::one(), dy, (d, 1), xs.as_ptr().add(dm.qkv_at(bi, 2, hi)), (1, rs),
-                            E::zero(), pd.as_mut_ptr(), (t, 1));
-                    }
-                    // dS = P ⊙ (dP − Σⱼ dP ⊙ P), dP = dP' ⊙ dropout mask.
-                    for i in 0..t {
-                        let p = &s[i * t..(i + 1) * t];
-                        let g = &mut pd[i * t..(i + 1) * t];
-                        if dropout {
-                            let base = ((bh * t + i) * t) as u64;
-                            for (j, v) in g.iter_mut().enumerate() {
-                                *v *= E::from(spec.keep_scale(base + j as u64)).unwrap();
-                            }
-                        }
-                        let dot = g.iter().zip(p).fold(E::zero(), |a, (x, y)| a + *x * *y);
-                        for (v, pv) in g.iter_mut().zip(p) {
-                            *v = *pv * (*v - dot);
-                        }
-                    }
-                    // SAFETY: `pd` (dS) has `t·t` elements; K and Q of this head lie in `xs`;
-                    // the destinations are this head's Q and K blocks of `gx`, written by no
-                    // other task.
-                    unsafe {
-                        mm((t, dm.dh, t), alpha, pd.as_ptr(), (t, 1), xs.as_ptr().add(dm.qkv_at(bi, 1, hi)), (rs, 1),
-                            E::zero(), gxp.0.add(dm.qkv_at(bi, 0, hi)), (rs, 1));
-                        mm((t, dm.dh, t), alpha, pd.as_ptr(), (1, t), xs.as_ptr().add(dm.qkv_at(bi, 0, hi)), (rs, 1),
-                            E::zero(), gxp.0.add(dm.qkv_at(bi, 1, hi)), (rs, 1));
-                    }
-                },
+                |(s, pd), bh| backward_task(simd, &spec, dm, xs, gys, lses, alpha, bh, s, pd, gxp),
             );
         }
         let dst = grads.get_or_alloc_mut(&x_ghost)?;

@@ -457,52 +457,9 @@ fn backward_dir_impl<E: CpuFloat>(
     DirGrads { ih: gih, hh: ghh, bih: gbih, bhh: gbhh }
 }
 
-/// Compiles `$impl` again with AVX-512F (16 wide) and with AVX2+FMA (8 wide) enabled — the gate
-/// loops and the inlined `exp` vectorize — and runs the version for the SIMD level `simd` the
-/// caller read with [`Simd::current`] on its own thread (AVX-512 measured ~4 % faster on the LSTM
-/// training step than AVX2 on an AVX-512 EPYC).
-macro_rules! dispatch {
-    ($name:ident, $avx:ident, $avx512:ident, $impl:ident, $ret:ty, ($($arg:ident: $ty:ty),*)) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        #[allow(clippy::too_many_arguments)]
-        fn $avx<E: CpuFloat>($($arg: $ty),*) -> $ret {
-            $impl($($arg),*)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f,avx2,fma")]
-        #[allow(clippy::too_many_arguments)]
-        fn $avx512<E: CpuFloat>($($arg: $ty),*) -> $ret {
-            $impl($($arg),*)
-        }
-
-        /// `simd` must not exceed [`Simd::detected`] (it comes from [`Simd::current`]).
-        #[allow(clippy::too_many_arguments)]
-        fn $name<E: CpuFloat>(simd: Simd, $($arg: $ty),*) -> $ret {
-            debug_assert!(simd <= Simd::detected());
-            #[cfg(target_arch = "x86_64")]
-            {
-                if simd == Simd::Avx512 && Simd::detected() == Simd::Avx512 {
-                    // SAFETY: `Simd::Avx512` is detected only when the CPU has avx512f, avx2
-                    // and fma: exactly the features `$avx512` enables.
-                    return unsafe { $avx512($($arg),*) };
-                }
-                if simd >= Simd::Avx2 && Simd::detected() >= Simd::Avx2 {
-                    // SAFETY: `Simd::Avx2` or better is detected only when the CPU has avx2 and
-                    // fma: exactly the features `$avx` enables.
-                    return unsafe { $avx($($arg),*) };
-                }
-            }
-            let _ = simd;
-            $impl($($arg),*)
-        }
-    };
-}
-
-dispatch!(forward_dir, forward_dir_avx2, forward_dir_avx512, forward_dir_impl, Saved<E>,
+crate::ops::floor::cpu::simd_dispatch!(forward_dir, forward_dir_avx2, forward_dir_avx512, forward_dir_impl, Saved<E>,
     (cell: CellKind, x: &[E], w: &W<E>, dm: Dims, rev: bool, y: &mut [E], off: usize));
-dispatch!(backward_dir, backward_dir_avx2, backward_dir_avx512, backward_dir_impl, DirGrads<E>,
+crate::ops::floor::cpu::simd_dispatch!(backward_dir, backward_dir_avx2, backward_dir_avx512, backward_dir_impl, DirGrads<E>,
     (cell: CellKind, x: &[E], w: &W<E>, sv: &Saved<E>, dm: Dims, rev: bool, gy: &[E], off: usize,
      dx: &mut [E]));
 

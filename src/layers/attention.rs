@@ -355,9 +355,9 @@ impl<const M: usize, const H: usize, const F: usize, E: Float, D: Backend<E>, A:
             Ok(x.try_add(f)?)
         } else {
             let a = self.drop(attn.run(x.retaped::<T>(), mask, train)?, train)?;
-            let x = self.norm1.try_forward(x.try_add(a)?)?;
+            let x = self.norm1.try_forward_residual(x, a)?;
             let f = self.feed_forward(x.retaped::<T>(), train)?;
-            Ok(self.norm2.try_forward(x.try_add(f)?)?)
+            Ok(self.norm2.try_forward_residual(x, f)?)
         }
     }
 }

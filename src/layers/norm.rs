@@ -163,6 +163,13 @@ impl<const M: usize, E: Float, D: Device<E>> TensorCollection<E, D> for LayerNor
 }
 
 impl<const M: usize, E: Float, D: Storage<E>> LayerNorm<M, E, D> {
+    /// γ and β as `[usize]` tensors (the op's form).
+    fn parameters(&self) -> (Tensor<(usize,), E, D>, Tensor<(usize,), E, D>) {
+        let (w, b) = (self.weight.clone().try_realize::<(usize,)>(), self.bias.clone().try_realize::<(usize,)>());
+        let (Ok(w), Ok(b)) = (w, b) else { unreachable!("realizing a const dim as usize cannot fail") };
+        (w, b)
+    }
+
     /// `x` as `[rows, M]` rows through the layer-norm op (the device's fused kernel).
     fn rows<S: Shape, T: Tape<E, D>>(&self, x: Tensor<S, E, D, T>) -> Result<Tensor<S, E, D, T>, D::Err>
     where
@@ -170,9 +177,28 @@ impl<const M: usize, E: Float, D: Storage<E>> LayerNorm<M, E, D> {
     {
         let shape = *x.shape();
         let rows = shape.num_elements() / M;
-        let (w, b) = (self.weight.clone().try_realize::<(usize,)>(), self.bias.clone().try_realize::<(usize,)>());
-        let (Ok(w), Ok(b)) = (w, b) else { unreachable!("realizing a const dim as usize cannot fail") };
+        let (w, b) = self.parameters();
         let y = crate::ops::layer_norm(x.try_reshape_like(&(rows, M))?, w, b, self.epsilon)?;
+        y.try_reshape_like(&shape)
+    }
+
+    /// `self.try_forward(x + r)` as one op (the post-norm residual of
+    /// [`crate::layers::Transformer`]): [`LayerNormKernel::try_add_layer_norm_op`], which on
+    /// `Cpu` forms the sum inside the layer-norm kernel. `x` and `r` must have the same shape
+    /// (else a panic, as `x + r`).
+    pub fn try_forward_residual<B: Dim, S: Dim, T: Tape<E, D> + Merge<R>, R: Tape<E, D>>(
+        &self,
+        x: Tensor<(B, S, Const<M>), E, D, T>,
+        r: Tensor<(B, S, Const<M>), E, D, R>,
+    ) -> Result<Tensor<(B, S, Const<M>), E, D, T>, D::Err>
+    where
+        D: LayerNormKernel<E>,
+    {
+        let shape = *x.shape();
+        assert_eq!(r.shape(), &shape, "LayerNorm::try_forward_residual: the residual's shape differs from the input's");
+        let rows = shape.num_elements() / M;
+        let (w, b) = self.parameters();
+        let y = crate::ops::add_layer_norm(x.try_reshape_like(&(rows, M))?, r.try_reshape_like(&(rows, M))?, w, b, self.epsilon)?;
         y.try_reshape_like(&shape)
     }
 }

@@ -15,6 +15,11 @@
 //! ```
 //!
 //! with `σ² = mean((x − μ)²)` (the biased variance, as PyTorch's `nn.LayerNorm`).
+//!
+//! [`LayerNormKernel::try_add_layer_norm_op`] is `LayerNorm(x + r)` for the post-norm residual
+//! of the transformer layer: on `Cpu` the same kernel, its input rows written as `x + r`
+//! straight into `x̂` (no add op, no output buffer for the sum), and `∂L/∂x` added into both
+//! `x`'s and `r`'s gradients in the same pass (dfdx's add would add it twice more).
 
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -38,6 +43,21 @@ pub trait LayerNormKernel<E: Dtype>: Device<E> {
         epsilon: f64,
     ) -> Result<Tensor<Dyn2, E, Self, T>, Self::Err> {
         layer_norm_composed(x, weight, bias, epsilon)
+    }
+
+    /// [`Self::try_layer_norm_op`] of `x + r` (the post-norm residual: `LayerNorm(x + f(x))`),
+    /// gradients flowing to both `x` and `r` through their merged tapes. The default composes
+    /// dfdx's add with [`Self::try_layer_norm_op`]; `Cpu` writes the sum straight into its
+    /// kernel's buffer and adds one input gradient into both. `x` and `r` must have the same
+    /// shape (else a panic, as dfdx's add).
+    fn try_add_layer_norm_op<T: Tape<E, Self> + Merge<R>, R: Tape<E, Self>>(
+        x: Tensor<Dyn2, E, Self, T>,
+        r: Tensor<Dyn2, E, Self, R>,
+        weight: Tensor<(usize,), E, Self>,
+        bias: Tensor<(usize,), E, Self>,
+        epsilon: f64,
+    ) -> Result<Tensor<Dyn2, E, Self, T>, Self::Err> {
+        Self::try_layer_norm_op(x.try_add(r)?, weight, bias, epsilon)
     }
 }
 
@@ -65,6 +85,15 @@ macro_rules! cpu_layer_norm {
             ) -> Result<Tensor<Dyn2, $e, Self, T>, CpuError> {
                 cpu_layer_norm(x, weight, bias, epsilon)
             }
+            fn try_add_layer_norm_op<T: Tape<$e, Self> + Merge<R>, R: Tape<$e, Self>>(
+                x: Tensor<Dyn2, $e, Self, T>,
+                r: Tensor<Dyn2, $e, Self, R>,
+                weight: Tensor<(usize,), $e, Self>,
+                bias: Tensor<(usize,), $e, Self>,
+                epsilon: f64,
+            ) -> Result<Tensor<Dyn2, $e, Self, T>, CpuError> {
+                cpu_add_layer_norm(x, r, weight, bias, epsilon)
+            }
         }
     )*};
 }
@@ -78,6 +107,17 @@ pub fn layer_norm<E: Dtype, D: LayerNormKernel<E>, T: Tape<E, D>>(
     epsilon: f64,
 ) -> Result<Tensor<Dyn2, E, D, T>, D::Err> {
     D::try_layer_norm_op(x, weight, bias, epsilon)
+}
+
+/// `x + r` normalised per row (see [`LayerNormKernel::try_add_layer_norm_op`]).
+pub fn add_layer_norm<E: Dtype, D: LayerNormKernel<E>, T: Tape<E, D> + Merge<R>, R: Tape<E, D>>(
+    x: Tensor<Dyn2, E, D, T>,
+    r: Tensor<Dyn2, E, D, R>,
+    weight: Tensor<(usize,), E, D>,
+    bias: Tensor<(usize,), E, D>,
+    epsilon: f64,
+) -> Result<Tensor<Dyn2, E, D, T>, D::Err> {
+    D::try_add_layer_norm_op(x, r, weight, bias, epsilon)
 }
 
 /// Rows per parallel task; below this many elements in all, one thread.
@@ -96,42 +136,15 @@ where
     <Cpu as Storage<E>>::Vec: std::ops::DerefMut<Target = Vec<E>>,
 {
     let (rows, m) = *x.shape();
-    assert_eq!(weight.shape().0, m, "layer_norm: weight has {} entries, rows have {m}", weight.shape().0);
-    assert_eq!(bias.shape().0, m, "layer_norm: bias has {} entries, rows have {m}", bias.shape().0);
     // Contiguous input (a no-op for contiguous tensors, a differentiable copy otherwise).
     let x = x.try_reshape_like(&(rows, m))?;
     let (x, mut tape) = x.split_tape();
-    let n = rows * m;
-    if n == 0 {
-        let y = x.device().try_zeros_like(&(rows, m))?;
-        return Ok(y.put_tape(tape));
+    if rows * m == 0 {
+        return Ok(x.device().try_zeros_like(&(rows, m))?.put_tape(tape));
     }
-    let (w, b) = (weight.as_vec(), bias.as_vec());
-    // x̂ (the normalised rows) is computed in place of the copied input, then kept.
-    let mut xhat = Buf::<E>::dirty(n);
+    let mut xhat = Buf::<E>::dirty(rows * m);
     x.copy_into(&mut xhat);
-    let mut rstd = vec![E::zero(); rows];
-    let mut yv = Buf::<E>::dirty(n);
-    let forward = |(xh, (y, r)): (&mut [E], (&mut [E], &mut E))| {
-        let inv_m = 1.0 / m as f64;
-        let mean = xh.iter().map(|v| v.to_f64().unwrap_or(f64::NAN)).sum::<f64>() * inv_m;
-        let var = xh.iter().map(|v| (v.to_f64().unwrap_or(f64::NAN) - mean).powi(2)).sum::<f64>() * inv_m;
-        let s = 1.0 / (var + epsilon).sqrt();
-        let (mean_e, s_e) = (E::from(mean).unwrap_or(E::nan()), E::from(s).unwrap_or(E::nan()));
-        for (((v, o), g), c) in xh.iter_mut().zip(y.iter_mut()).zip(&w).zip(&b) {
-            *v = (*v - mean_e) * s_e;
-            *o = *v * *g + *c;
-        }
-        *r = s_e;
-    };
-    if n >= PARALLEL_MIN {
-        xhat.par_chunks_mut(m).zip(yv.par_chunks_mut(m).zip(rstd.par_iter_mut())).with_min_len(ROWS_PER_TASK).for_each(forward);
-    } else {
-        xhat.chunks_mut(m).zip(yv.chunks_mut(m).zip(rstd.iter_mut())).for_each(forward);
-    }
-    let y = to_tensor(x.device(), &yv, (rows, m))?;
-    drop(yv);
-
+    let (y, saved) = Rows::forward(x.device(), m, xhat, None, &weight, &bias, epsilon)?;
     if T::OWNS_TAPE {
         let (x_ghost, w_ghost, b_ghost, y_ghost) = (x.ghost(), weight.ghost(), bias.ghost(), y.ghost());
         let dev = x.device().clone();
@@ -140,62 +153,216 @@ where
             grads.try_alloc_for(&y_ghost)?;
             // Borrow the output gradient by moving it out (no copy) and back.
             let gy = std::mem::replace(grads.get_or_alloc_mut(&y_ghost)?, <Cpu as Storage<E>>::try_alloc_len(&dev, 0)?);
-            let inv_m = E::from(1.0 / m as f64).unwrap_or(E::nan());
-            {
-                let gx = grads.get_or_alloc_mut(&x_ghost)?;
-                let body = |((gx, (g, xh)), s): ((&mut [E], (&[E], &[E])), &E)| {
-                    // d = g ⊙ γ; dx = s · (d − mean(d) − x̂ · mean(d ⊙ x̂))
-                    let (mut sd, mut sdx) = (E::zero(), E::zero());
-                    for ((g, xh), w) in g.iter().zip(xh).zip(&w) {
-                        let d = *g * *w;
-                        sd += d;
-                        sdx += d * *xh;
-                    }
-                    let (md, mdx) = (sd * inv_m, sdx * inv_m);
-                    for (((o, g), xh), w) in gx.iter_mut().zip(g).zip(xh).zip(&w) {
-                        *o += *s * (*g * *w - md - *xh * mdx);
-                    }
-                };
-                if n >= PARALLEL_MIN {
-                    gx.par_chunks_mut(m).zip(gy.par_chunks(m).zip(xhat.par_chunks(m))).zip(rstd.par_iter()).with_min_len(ROWS_PER_TASK).for_each(body);
-                } else {
-                    gx.chunks_mut(m).zip(gy.chunks(m).zip(xhat.chunks(m))).zip(rstd.iter()).for_each(body);
-                }
-            }
-            // γ and β: column sums over the rows (partial sums per task when parallel).
-            let column_sums = |(g, xh): (&[E], &[E])| {
-                let mut acc = vec![E::zero(); 2 * m];
-                for (g, xh) in g.chunks(m).zip(xh.chunks(m)) {
-                    for j in 0..m {
-                        acc[j] += g[j] * xh[j];
-                        acc[m + j] += g[j];
-                    }
-                }
-                acc
-            };
-            let add = |mut a: Vec<E>, b: Vec<E>| {
-                for (a, b) in a.iter_mut().zip(b) {
-                    *a += b;
-                }
-                a
-            };
-            let chunk = m * ROWS_PER_TASK * 4;
-            let sums = if n >= PARALLEL_MIN {
-                gy.par_chunks(chunk).zip(xhat.par_chunks(chunk)).map(column_sums).reduce(|| vec![E::zero(); 2 * m], add)
-            } else {
-                column_sums((&gy, &xhat))
-            };
-            for (a, v) in grads.get_or_alloc_mut(&w_ghost)?.iter_mut().zip(&sums[..m]) {
-                *a += *v;
-            }
-            for (a, v) in grads.get_or_alloc_mut(&b_ghost)?.iter_mut().zip(&sums[m..]) {
-                *a += *v;
-            }
+            saved.input_gradient(&gy, grads.get_or_alloc_mut(&x_ghost)?, None, E::one());
+            let sums = saved.parameter_gradients(&gy);
+            add_into(grads.get_or_alloc_mut(&w_ghost)?, &sums[..m]);
+            add_into(grads.get_or_alloc_mut(&b_ghost)?, &sums[m..]);
             *grads.get_or_alloc_mut(&y_ghost)? = gy;
             Ok(())
         });
     }
     Ok(y.put_tape(tape))
+}
+
+/// `LayerNorm(x + r)`: the sum is formed row by row in the kernel's `x̂` buffer (no add op,
+/// no buffer for the sum or its gradient), and the backward pass adds the one gradient
+/// `∂L/∂(x + r)` into both inputs' gradients in one pass.
+fn cpu_add_layer_norm<E, T: Tape<E, Cpu> + Merge<R>, R: Tape<E, Cpu>>(
+    x: Tensor<Dyn2, E, Cpu, T>,
+    r: Tensor<Dyn2, E, Cpu, R>,
+    weight: Tensor<(usize,), E, Cpu>,
+    bias: Tensor<(usize,), E, Cpu>,
+    epsilon: f64,
+) -> Result<Tensor<Dyn2, E, Cpu, T>, CpuError>
+where
+    E: Dtype + Scratch + num_traits::Float,
+    Cpu: Device<E>,
+    <Cpu as Storage<E>>::Vec: std::ops::DerefMut<Target = Vec<E>>,
+{
+    let (rows, m) = *x.shape();
+    assert_eq!(r.shape(), &(rows, m), "add_layer_norm: the residual's shape differs from the input's");
+    let x = x.try_reshape_like(&(rows, m))?;
+    let r = r.try_reshape_like(&(rows, m))?;
+    let (x, tx) = x.split_tape();
+    let (r, tr) = r.split_tape();
+    let mut tape = tx.merge(tr);
+    let n = rows * m;
+    if n == 0 {
+        return Ok(x.device().try_zeros_like(&(rows, m))?.put_tape(tape));
+    }
+    // dfdx 0.13 lends no view of a tensor's memory: both inputs are copied (memcpy) and
+    // summed row by row inside the kernel's forward pass.
+    let (mut xhat, mut rv) = (Buf::<E>::dirty(n), Buf::<E>::dirty(n));
+    x.copy_into(&mut xhat);
+    r.copy_into(&mut rv);
+    let (y, saved) = Rows::forward(x.device(), m, xhat, Some(&rv), &weight, &bias, epsilon)?;
+    drop(rv);
+    if T::OWNS_TAPE {
+        let (x_ghost, r_ghost, w_ghost, b_ghost, y_ghost) = (x.ghost(), r.ghost(), weight.ghost(), bias.ghost(), y.ghost());
+        let dev = x.device().clone();
+        drop((x, r));
+        tape.add_backward_op(move |grads| {
+            grads.try_alloc_for(&y_ghost)?;
+            let empty = || <Cpu as Storage<E>>::try_alloc_len(&dev, 0);
+            // Move the output's and x's gradients out (no copy) to borrow a third one.
+            let gy = std::mem::replace(grads.get_or_alloc_mut(&y_ghost)?, empty()?);
+            let mut gx = std::mem::replace(grads.get_or_alloc_mut(&x_ghost)?, empty()?);
+            let gr = grads.get_or_alloc_mut(&r_ghost)?;
+            if gr.is_empty() {
+                // r is x itself (the same id: dfdx 0.13 names no id publicly, but x's
+                // gradient slot now holds the empty placeholder, and n > 0): x + x.
+                saved.input_gradient(&gy, &mut gx, None, E::one() + E::one());
+            } else {
+                saved.input_gradient(&gy, &mut gx, Some(gr), E::one());
+            }
+            *grads.get_or_alloc_mut(&x_ghost)? = gx;
+            let sums = saved.parameter_gradients(&gy);
+            add_into(grads.get_or_alloc_mut(&w_ghost)?, &sums[..m]);
+            add_into(grads.get_or_alloc_mut(&b_ghost)?, &sums[m..]);
+            *grads.get_or_alloc_mut(&y_ghost)? = gy;
+            Ok(())
+        });
+    }
+    Ok(y.put_tape(tape))
+}
+
+fn add_into<E: Copy + std::ops::AddAssign>(dst: &mut [E], src: &[E]) {
+    for (a, v) in dst.iter_mut().zip(src) {
+        *a += *v;
+    }
+}
+
+/// The per-row kernel both ops share, and what its forward pass keeps for the backward one.
+struct Rows<E: Scratch> {
+    m: usize,
+    /// The normalised rows `x̂`, `[rows, m]`.
+    xhat: Buf<E>,
+    /// `1/σ` per row.
+    rstd: Vec<E>,
+    /// γ.
+    w: Vec<E>,
+}
+
+impl<E> Rows<E>
+where
+    E: Dtype + Scratch + num_traits::Float,
+    Cpu: Device<E>,
+{
+    /// Normalises the `m`-element rows of `xhat` in place (after adding `residual`'s rows,
+    /// when given) and returns `y = x̂ · γ + β` with what the backward pass needs. `xhat` holds
+    /// at least one row.
+    fn forward(
+        dev: &Cpu,
+        m: usize,
+        mut xhat: Buf<E>,
+        residual: Option<&[E]>,
+        weight: &Tensor<(usize,), E, Cpu>,
+        bias: &Tensor<(usize,), E, Cpu>,
+        epsilon: f64,
+    ) -> Result<(Tensor<Dyn2, E, Cpu>, Self), CpuError> {
+        assert_eq!(weight.shape().0, m, "layer_norm: weight has {} entries, rows have {m}", weight.shape().0);
+        assert_eq!(bias.shape().0, m, "layer_norm: bias has {} entries, rows have {m}", bias.shape().0);
+        let n = xhat.len();
+        let rows = n / m;
+        let (w, b) = (weight.as_vec(), bias.as_vec());
+        let mut rstd = vec![E::zero(); rows];
+        let mut yv = Buf::<E>::dirty(n);
+        let forward = |(i, (xh, (y, r))): (usize, (&mut [E], (&mut [E], &mut E)))| {
+            if let Some(res) = residual {
+                add_into(xh, &res[i * m..(i + 1) * m]);
+            }
+            let inv_m = 1.0 / m as f64;
+            let mean = xh.iter().map(|v| v.to_f64().unwrap_or(f64::NAN)).sum::<f64>() * inv_m;
+            let var = xh.iter().map(|v| (v.to_f64().unwrap_or(f64::NAN) - mean).powi(2)).sum::<f64>() * inv_m;
+            let s = 1.0 / (var + epsilon).sqrt();
+            let (mean_e, s_e) = (E::from(mean).unwrap_or(E::nan()), E::from(s).unwrap_or(E::nan()));
+            for (((v, o), g), c) in xh.iter_mut().zip(y.iter_mut()).zip(&w).zip(&b) {
+                *v = (*v - mean_e) * s_e;
+                *o = *v * *g + *c;
+            }
+            *r = s_e;
+        };
+        if n >= PARALLEL_MIN {
+            xhat.par_chunks_mut(m).zip(yv.par_chunks_mut(m).zip(rstd.par_iter_mut())).enumerate().with_min_len(ROWS_PER_TASK).for_each(forward);
+        } else {
+            xhat.chunks_mut(m).zip(yv.chunks_mut(m).zip(rstd.iter_mut())).enumerate().for_each(forward);
+        }
+        let y = to_tensor(dev, &yv, (rows, m))?;
+        Ok((y, Rows { m, xhat, rstd, w }))
+    }
+
+    /// Adds `k · ∂L/∂x` (`gy` the output gradient) into `gx`, and into `gr` when given:
+    /// `dx = (1/σ) · (d − mean(d) − x̂ · mean(d ⊙ x̂))`, `d = gy ⊙ γ`.
+    fn input_gradient(&self, gy: &[E], gx: &mut [E], gr: Option<&mut [E]>, k: E) {
+        let (m, w) = (self.m, &self.w);
+        let inv_m = E::from(1.0 / m as f64).unwrap_or(E::nan());
+        let row = |o1: &mut [E], o2: Option<&mut [E]>, g: &[E], xh: &[E], s: E| {
+            let (mut sd, mut sdx) = (E::zero(), E::zero());
+            for ((g, xh), w) in g.iter().zip(xh).zip(w) {
+                let d = *g * *w;
+                sd += d;
+                sdx += d * *xh;
+            }
+            let (md, mdx, s) = (sd * inv_m, sdx * inv_m, s * k);
+            match o2 {
+                None => {
+                    for (((o, g), xh), w) in o1.iter_mut().zip(g).zip(xh).zip(w) {
+                        *o += s * (*g * *w - md - *xh * mdx);
+                    }
+                }
+                Some(o2) => {
+                    for ((((o, p), g), xh), w) in o1.iter_mut().zip(o2.iter_mut()).zip(g).zip(xh).zip(w) {
+                        let v = s * (*g * *w - md - *xh * mdx);
+                        *o += v;
+                        *p += v;
+                    }
+                }
+            }
+        };
+        let (xhat, rstd) = (&self.xhat[..], &self.rstd[..]);
+        if gy.len() >= PARALLEL_MIN {
+            let rows_in = gy.par_chunks(m).zip(xhat.par_chunks(m)).zip(rstd.par_iter());
+            match gr {
+                None => gx.par_chunks_mut(m).zip(rows_in).with_min_len(ROWS_PER_TASK)
+                    .for_each(|(o, ((g, xh), s))| row(o, None, g, xh, *s)),
+                Some(gr) => gx.par_chunks_mut(m).zip(gr.par_chunks_mut(m)).zip(rows_in).with_min_len(ROWS_PER_TASK)
+                    .for_each(|((o, p), ((g, xh), s))| row(o, Some(p), g, xh, *s)),
+            }
+        } else {
+            let rows_in = gy.chunks(m).zip(xhat.chunks(m)).zip(rstd);
+            match gr {
+                None => gx.chunks_mut(m).zip(rows_in).for_each(|(o, ((g, xh), s))| row(o, None, g, xh, *s)),
+                Some(gr) => gx.chunks_mut(m).zip(gr.chunks_mut(m)).zip(rows_in)
+                    .for_each(|((o, p), ((g, xh), s))| row(o, Some(p), g, xh, *s)),
+            }
+        }
+    }
+
+    /// `[Σ_rows gy ⊙ x̂ (∂L/∂γ), Σ_rows gy (∂L/∂β)]`, `2m` entries (partial sums per task when
+    /// parallel).
+    fn parameter_gradients(&self, gy: &[E]) -> Vec<E> {
+        let m = self.m;
+        let column_sums = |(g, xh): (&[E], &[E])| {
+            let mut acc = vec![E::zero(); 2 * m];
+            for (g, xh) in g.chunks(m).zip(xh.chunks(m)) {
+                for j in 0..m {
+                    acc[j] += g[j] * xh[j];
+                    acc[m + j] += g[j];
+                }
+            }
+            acc
+        };
+        let add = |mut a: Vec<E>, b: Vec<E>| {
+            add_into(&mut a, &b);
+            a
+        };
+        let chunk = m * ROWS_PER_TASK * 4;
+        if gy.len() >= PARALLEL_MIN {
+            gy.par_chunks(chunk).zip(self.xhat.par_chunks(chunk)).map(column_sums).reduce(|| vec![E::zero(); 2 * m], add)
+        } else {
+            column_sums((gy, &self.xhat))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -278,5 +445,110 @@ mod tests {
         let empty: Tensor<Dyn2, f32, Cpu> = dev.zeros_like(&(0, 8));
         let y = layer_norm(empty.leaky_trace(), dev.ones_like(&(8,)), dev.zeros_like(&(8,)), 1e-5).unwrap();
         assert_eq!(y.shape(), &(0, 8));
+    }
+
+    /// The fused `LayerNorm(x + r)` against dfdx's add followed by the composed layer norm:
+    /// forward and the gradients of x, r, γ and β, one thread and parallel.
+    #[test]
+    fn fused_residual_matches_the_composed_path() {
+        let dev = Cpu::seed_from_u64(6);
+        for (rows, m) in [(5, 7), (700, 64)] {
+            let x: Tensor<Dyn2, f64, Cpu> = dev.sample_normal_like(&(rows, m));
+            let r: Tensor<Dyn2, f64, Cpu> = dev.sample_normal_like(&(rows, m));
+            let r = r * 2.0 - 0.5;
+            let w: Tensor<(usize,), f64, Cpu> = dev.sample_normal_like(&(m,));
+            let b: Tensor<(usize,), f64, Cpu> = dev.sample_normal_like(&(m,));
+            let c: Tensor<Dyn2, f64, Cpu> = dev.sample_normal_like(&(rows, m));
+            let run = |fast: bool| {
+                let mut grads = Gradients::leaky();
+                grads.try_alloc_for(&w).unwrap();
+                grads.try_alloc_for(&b).unwrap();
+                let xt = x.clone().traced(grads);
+                let rt = r.retaped::<OwnedTape<f64, Cpu>>();
+                let y = if fast {
+                    add_layer_norm(xt, rt, w.clone(), b.clone(), 1e-5)
+                } else {
+                    layer_norm_composed(xt + rt, w.clone(), b.clone(), 1e-5)
+                };
+                let y = y.unwrap();
+                let out = y.as_vec();
+                let g = (y * c.clone()).sum().backward();
+                [out, g.get(&x).as_vec(), g.get(&r).as_vec(), g.get(&w).as_vec(), g.get(&b).as_vec()]
+            };
+            let (f, s) = (run(true), run(false));
+            close(&f[0], &s[0], 1e-12);
+            for (a, b) in f[1..].iter().zip(&s[1..]) {
+                close(a, b, 1e-10);
+            }
+            // the gradients of x and r are one and the same, and not zero
+            assert_eq!(f[1], f[2]);
+            assert!(f[1].iter().any(|v| v.abs() > 1e-3));
+        }
+    }
+
+    /// `x + x`, the residual being the input itself (the same tensor id): its gradient counts
+    /// twice, as `LayerNorm(2x)`'s.
+    #[test]
+    fn fused_residual_of_a_tensor_with_itself() {
+        let dev = Cpu::seed_from_u64(7);
+        for (rows, m) in [(4, 6), (600, 64)] {
+            let x: Tensor<Dyn2, f64, Cpu> = dev.sample_normal_like(&(rows, m));
+            let w: Tensor<(usize,), f64, Cpu> = dev.sample_normal_like(&(m,));
+            let b: Tensor<(usize,), f64, Cpu> = dev.sample_normal_like(&(m,));
+            let c: Tensor<Dyn2, f64, Cpu> = dev.sample_normal_like(&(rows, m));
+            let xt = x.leaky_trace();
+            let y = add_layer_norm(xt.retaped::<OwnedTape<f64, Cpu>>(), xt, w.clone(), b.clone(), 1e-5).unwrap();
+            let (fy, fg) = (y.as_vec(), (y * c.clone()).sum().backward().get(&x).as_vec());
+            let y = layer_norm_composed(x.leaky_trace() * 2.0, w.clone(), b.clone(), 1e-5).unwrap();
+            let (sy, sg) = (y.as_vec(), (y * c.clone()).sum().backward().get(&x).as_vec());
+            close(&fy, &sy, 1e-12);
+            close(&fg, &sg, 1e-10);
+        }
+    }
+
+    #[test]
+    fn fused_residual_gradient_matches_finite_differences() {
+        let dev = Cpu::seed_from_u64(8);
+        let (rows, m) = (3, 5);
+        let x: Tensor<Dyn2, f64, Cpu> = dev.sample_normal_like(&(rows, m));
+        let r: Tensor<Dyn2, f64, Cpu> = dev.sample_normal_like(&(rows, m));
+        let w: Tensor<(usize,), f64, Cpu> = dev.sample_normal_like(&(m,));
+        let b: Tensor<(usize,), f64, Cpu> = dev.sample_normal_like(&(m,));
+        let c: Tensor<Dyn2, f64, Cpu> = dev.sample_normal_like(&(rows, m));
+        let loss = |x: Tensor<Dyn2, f64, Cpu>, r: Tensor<Dyn2, f64, Cpu>, w: Tensor<(usize,), f64, Cpu>, bb: Tensor<(usize,), f64, Cpu>| {
+            (add_layer_norm(x, r, w, bb, 1e-5).unwrap() * c.clone()).sum::<Rank0, _>().array()
+        };
+        let mut grads = Gradients::leaky();
+        grads.try_alloc_for(&w).unwrap();
+        grads.try_alloc_for(&b).unwrap();
+        let y = add_layer_norm(x.clone().traced(grads), r.retaped::<OwnedTape<f64, Cpu>>(), w.clone(), b.clone(), 1e-5).unwrap();
+        let g = (y * c.clone()).sum().backward();
+        let t2 = |v: &[f64]| dev.tensor_from_vec(v.to_vec(), (rows, m));
+        let t1 = |v: &[f64]| dev.tensor_from_vec(v.to_vec(), (m,));
+        assert_matches_finite_differences(&x.as_vec(), &g.get(&x).as_vec(), |v| loss(t2(v), r.clone(), w.clone(), b.clone()));
+        assert_matches_finite_differences(&r.as_vec(), &g.get(&r).as_vec(), |v| loss(x.clone(), t2(v), w.clone(), b.clone()));
+        assert_matches_finite_differences(&w.as_vec(), &g.get(&w).as_vec(), |v| loss(x.clone(), r.clone(), t1(v), b.clone()));
+        assert_matches_finite_differences(&b.as_vec(), &g.get(&b).as_vec(), |v| loss(x.clone(), r.clone(), w.clone(), t1(v)));
+    }
+
+    /// f32: the fused op equals the unfused Cpu path (add, then the layer-norm kernel), and an
+    /// empty batch works.
+    #[test]
+    fn f32_fused_residual_matches_add_then_layer_norm() {
+        let dev = Cpu::seed_from_u64(9);
+        let (rows, m) = (6, 32);
+        let x: Tensor<Dyn2, f32, Cpu> = dev.sample_normal_like(&(rows, m));
+        let r: Tensor<Dyn2, f32, Cpu> = dev.sample_normal_like(&(rows, m));
+        let (w, b): (Tensor<(usize,), f32, Cpu>, _) = (dev.sample_normal_like(&(m,)), dev.sample_normal_like(&(m,)));
+        let fused = add_layer_norm(x.leaky_trace(), r.retaped::<OwnedTape<f32, Cpu>>(), w.clone(), b.clone(), 1e-5).unwrap();
+        let (fy, fg) = (fused.as_vec(), fused.sum().backward().get(&r).as_vec());
+        let plain = layer_norm(x.leaky_trace() + r.retaped::<OwnedTape<f32, Cpu>>(), w.clone(), b.clone(), 1e-5).unwrap();
+        let (py, pg) = (plain.as_vec(), plain.sum().backward().get(&r).as_vec());
+        for (a, b) in fy.iter().zip(&py).chain(fg.iter().zip(&pg)) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+        }
+        let empty: Tensor<Dyn2, f32, Cpu> = dev.zeros_like(&(0, m));
+        let y = add_layer_norm(empty.leaky_trace(), empty.clone(), w, b, 1e-5).unwrap();
+        assert_eq!(y.shape(), &(0, m));
     }
 }

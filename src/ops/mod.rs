@@ -23,7 +23,7 @@ pub use dropout::{dropout, DropoutKernel};
 
 pub use floor::buf::clear_scratch_buffers;
 pub use floor::Window2D;
-pub use layer_norm::{layer_norm, layer_norm_composed, LayerNormKernel};
+pub use layer_norm::{add_layer_norm, layer_norm, layer_norm_composed, LayerNormKernel};
 pub use pool::{global_pool, pool1d, pool2d, PoolKernel, PoolKind};
 pub use radial_basis::{radial_basis_composed, radial_basis_species_composed, RadialBasisKernel, RadialBasisParams, Species};
 pub use scatter::{Aggr, GraphKernel};

@@ -85,21 +85,6 @@ pub(crate) fn avx512_or_skip(test: &str) -> bool {
     false
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cap_is_per_thread_and_restored() {
-        let d = Simd::detected();
-        with_simd_cap(Simd::Scalar, || {
-            assert_eq!(Simd::current(), Simd::Scalar);
-            std::thread::spawn(move || assert_eq!(Simd::current(), d)).join().unwrap();
-        });
-        assert_eq!(Simd::current(), d);
-    }
-}
-
 /// `simd_dispatch!(name, name_avx2, name_avx512, name_impl, Ret, (arg: Type, …))` defines
 /// `name(simd, arg, …)`, which runs `name_impl` compiled again with AVX-512F (16 wide) or with
 /// AVX2 + FMA (8 wide) enabled — loops such as the recurrent gates and the attention softmax,
@@ -146,3 +131,18 @@ macro_rules! simd_dispatch {
     };
 }
 pub(crate) use simd_dispatch;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_is_per_thread_and_restored() {
+        let d = Simd::detected();
+        with_simd_cap(Simd::Scalar, || {
+            assert_eq!(Simd::current(), Simd::Scalar);
+            std::thread::spawn(move || assert_eq!(Simd::current(), d)).join().unwrap();
+        });
+        assert_eq!(Simd::current(), d);
+    }
+}

@@ -24,6 +24,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
+use crate::ops::floor::cpu::use_pool;
 use crate::ops::floor::buf::{to_tensor, Buf, Scratch};
 
 /// A dynamically sized matrix `[rows, cols]`.
@@ -282,7 +283,7 @@ where
             }
             *r = s_e;
         };
-        if n >= PARALLEL_MIN {
+        if n >= PARALLEL_MIN && use_pool() {
             xhat.par_chunks_mut(m).zip(yv.par_chunks_mut(m).zip(rstd.par_iter_mut())).enumerate().with_min_len(ROWS_PER_TASK).for_each(forward);
         } else {
             xhat.chunks_mut(m).zip(yv.chunks_mut(m).zip(rstd.iter_mut())).enumerate().for_each(forward);
@@ -320,7 +321,7 @@ where
             }
         };
         let (xhat, rstd) = (&self.xhat[..], &self.rstd[..]);
-        if gy.len() >= PARALLEL_MIN {
+        if gy.len() >= PARALLEL_MIN && use_pool() {
             let rows_in = gy.par_chunks(m).zip(xhat.par_chunks(m)).zip(rstd.par_iter());
             match gr {
                 None => gx.par_chunks_mut(m).zip(rows_in).with_min_len(ROWS_PER_TASK)
@@ -357,7 +358,7 @@ where
             a
         };
         let chunk = m * ROWS_PER_TASK * 4;
-        if gy.len() >= PARALLEL_MIN {
+        if gy.len() >= PARALLEL_MIN && use_pool() {
             gy.par_chunks(chunk).zip(self.xhat.par_chunks(chunk)).map(column_sums).reduce(|| vec![E::zero(); 2 * m], add)
         } else {
             column_sums((gy, &self.xhat))

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 use super::AttentionSpec;
 use crate::ops::floor::buf::{give, take_dirty};
-use crate::ops::floor::cpu::{simd_dispatch, Simd};
+use crate::ops::floor::cpu::{simd_dispatch, use_pool, Simd};
 use crate::ops::floor::gemm::{gemm_with, GemmPath};
 use crate::ops::rnn::cpu::CpuFloat;
 
@@ -321,10 +321,16 @@ where
         let yp = SharedMut(y.as_mut_ptr());
         let xs = &xv;
         let simd = Simd::current();
-        lse.par_chunks_mut(t).enumerate().for_each_init(
-            || (vec![E::zero(); t * t], if dropout { vec![E::zero(); t * t] } else { Vec::new() }),
-            |(s, pd), (bh, lse_row)| forward_task(simd, spec, dm, xs, alpha, bh, s, pd, lse_row, yp),
-        );
+        let scratch = || (vec![E::zero(); t * t], if dropout { vec![E::zero(); t * t] } else { Vec::new() });
+        let task = |(s, pd): &mut (Vec<E>, Vec<E>), (bh, lse_row): (usize, &mut [E])| {
+            forward_task(simd, spec, dm, xs, alpha, bh, s, pd, lse_row, yp)
+        };
+        if use_pool() {
+            lse.par_chunks_mut(t).enumerate().for_each_init(scratch, task);
+        } else {
+            let mut sc = scratch();
+            lse.chunks_mut(t).enumerate().for_each(|item| task(&mut sc, item));
+        }
     }
     let out = crate::ops::floor::upload::from_slice(&dev, &y, (b, t, d))?;
     give(y);
@@ -346,10 +352,14 @@ where
             let gxp = SharedMut(gx.as_mut_ptr());
             let (xs, gys, lses) = (&xv, &gy, &lse);
             let simd = Simd::current();
-            (0..b * h).into_par_iter().for_each_init(
-                || (vec![E::zero(); t * t], vec![E::zero(); t * t]),
-                |(s, pd), bh| backward_task(simd, &spec, dm, xs, gys, lses, alpha, bh, s, pd, gxp),
-            );
+            let scratch = || (vec![E::zero(); t * t], vec![E::zero(); t * t]);
+            let task = |(s, pd): &mut (Vec<E>, Vec<E>), bh: usize| backward_task(simd, &spec, dm, xs, gys, lses, alpha, bh, s, pd, gxp);
+            if use_pool() {
+                (0..b * h).into_par_iter().for_each_init(scratch, task);
+            } else {
+                let mut sc = scratch();
+                (0..b * h).for_each(|bh| task(&mut sc, bh));
+            }
         }
         let dst = grads.get_or_alloc_mut(&x_ghost)?;
         for (a, g) in dst.iter_mut().zip(&gx) {

@@ -202,6 +202,25 @@ mod tests {
         }
     }
 
+    /// The kernel's inline loops (a one-thread pool) and its parallel ones give the same bits.
+    #[test]
+    fn cpu_kernel_is_the_same_inline_and_on_the_pool() {
+        let dev = Cpu::seed_from_u64(6);
+        let x: Tensor<(usize, usize, usize), f64, _> = dev.sample_normal_like(&(3, 5, 12));
+        let w: Tensor<(usize, usize, usize), f64, _> = dev.sample_normal_like(&(3, 5, 4));
+        let spec = AttentionSpec { causal: true, ..AttentionSpec::new(2) };
+        let run = || {
+            let y = Cpu::try_attention(x.leaky_trace(), &spec).unwrap();
+            let out = y.as_vec();
+            let g = (y * w.clone()).sum().backward();
+            (out, g.get(&x).as_vec())
+        };
+        let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+        let (a, b) = (pool(1).install(run), pool(2).install(run));
+        assert_eq!(a, b);
+        assert!(a.1.iter().any(|v| *v != 0.0));
+    }
+
     #[test]
     fn cpu_kernel_gradient_matches_finite_differences() {
         let dev = Cpu::seed_from_u64(4);

@@ -5,9 +5,9 @@
 //! with a col2im scatter-add straight into the gradient buffer.
 
 use dfdx::prelude::*;
-use rayon::prelude::*;
 
 use crate::ops::floor::buf::{to_tensor, Buf, Scratch};
+use crate::ops::floor::cpu::{for_each_chunk_mut, map_chunks_mut};
 use crate::ops::floor::gemm::matmul;
 use crate::ops::floor::window::{valid_range, Dyn4, Window2D};
 use crate::Float;
@@ -213,7 +213,7 @@ pub(crate) fn forward<E: Float + Scratch>(x: &[E], wv: &[E], bias: Option<&[E]>,
         return;
     }
     let (_, per) = chunking(batch);
-    y.par_chunks_mut(per * o * n).enumerate().for_each(|(t, yc)| {
+    for_each_chunk_mut(y, per * o * n, |(t, yc)| {
         let mut buf = Buf::dirty(if g.is_pointwise() { 0 } else { k * n });
         for (i, yb) in yc.chunks_mut(o * n).enumerate() {
             let b = t * per + i;
@@ -243,10 +243,7 @@ pub(crate) fn backward<E: Float + Scratch>(x: &[E], wv: &[E], gy: &[E], g: &Geo,
         return Buf::zeros(o * k + o);
     }
     let (_, per) = chunking(batch);
-    let partials: Vec<Buf<E>> = gx
-        .par_chunks_mut(per * chw)
-        .enumerate()
-        .map(|(t, gxc)| {
+    let partials: Vec<Buf<E>> = map_chunks_mut(gx, per * chw, |(t, gxc)| {
             let mut acc = Buf::zeros(o * k + o);
             let mut buf = Buf::dirty(if g.is_pointwise() { 0 } else { k * n });
             let mut dcols = Buf::dirty(if g.is_pointwise() { 0 } else { k * n });
@@ -280,8 +277,7 @@ pub(crate) fn backward<E: Float + Scratch>(x: &[E], wv: &[E], gy: &[E], g: &Geo,
                 }
             }
             acc
-        })
-        .collect();
+        });
     let mut total = partials.into_iter();
     let mut acc = total.next().unwrap();
     for p in total {

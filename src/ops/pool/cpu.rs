@@ -2,10 +2,10 @@
 //! tensors (the max's backward recomputes each window's first maximum from the input).
 
 use dfdx::prelude::*;
-use rayon::prelude::*;
 
 use super::{validate_pool, PoolKind};
 use crate::ops::floor::buf::{Buf, Scratch};
+use crate::ops::floor::cpu::{for_each_chunk_mut, for_each_chunk_mut2};
 use crate::ops::floor::window::{valid_range, Dyn4, Window2D};
 use crate::Float;
 
@@ -166,7 +166,7 @@ fn forward_max_idx<E: Float>(x: &[E], g: &PGeo, y: &mut [E], idx: &mut [u32]) {
     let per = planes_per_task(planes);
     let [kh, kw] = g.win.kernel;
     let [sh, sw] = g.win.stride;
-    y.par_chunks_mut(per * on).zip(idx.par_chunks_mut(per * on)).enumerate().for_each(|(t, (yc, ic))| {
+    for_each_chunk_mut2(y, idx, per * on, |(t, (yc, ic))| {
         for (i, (yp, ip)) in yc.chunks_mut(on).zip(ic.chunks_mut(on)).enumerate() {
             let p = t * per + i;
             let xp = &x[p * hw..(p + 1) * hw];
@@ -220,7 +220,7 @@ fn forward<E: Float>(x: &[E], g: &PGeo, kind: PoolKind, y: &mut [E]) {
     let [kh, kw] = g.win.kernel;
     let [dh, dw] = g.win.dilation;
     let inv = E::one() / E::from_usize(kh * kw).unwrap();
-    y.par_chunks_mut(per * on).enumerate().for_each(|(t, yc)| {
+    for_each_chunk_mut(y, per * on, |(t, yc)| {
         for (i, yp) in yc.chunks_mut(on).enumerate() {
             let p = t * per + i;
             let xp = &x[p * hw..(p + 1) * hw];
@@ -252,7 +252,7 @@ fn backward_max_idx<E: Float>(idx: &[u32], g: &PGeo, gy: &[E], gx: &mut [E]) {
     let (hw, on) = (g.h * g.w, g.oh * g.ow);
     let planes = gx.len() / hw.max(1);
     let per = planes_per_task(planes);
-    gx.par_chunks_mut(per * hw).enumerate().for_each(|(t, gxc)| {
+    for_each_chunk_mut(gx, per * hw, |(t, gxc)| {
         for (i, gxp) in gxc.chunks_mut(hw).enumerate() {
             let p = t * per + i;
             for (&a, &v) in idx[p * on..(p + 1) * on].iter().zip(&gy[p * on..(p + 1) * on]) {
@@ -271,7 +271,7 @@ fn backward_avg<E: Float>(g: &PGeo, gy: &[E], gx: &mut [E]) {
     let [kh, kw] = g.win.kernel;
     let [dh, dw] = g.win.dilation;
     let inv = E::one() / E::from_usize(kh * kw).unwrap();
-    gx.par_chunks_mut(per * hw).enumerate().for_each(|(t, gxc)| {
+    for_each_chunk_mut(gx, per * hw, |(t, gxc)| {
         for (i, gxp) in gxc.chunks_mut(hw).enumerate() {
             let p = t * per + i;
             let gyp = &gy[p * on..(p + 1) * on];

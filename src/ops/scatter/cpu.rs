@@ -26,7 +26,7 @@ fn rows_mut<E: Send>(out: &mut [E], f: usize, work: usize, body: impl Fn(usize, 
     if f == 0 {
         return;
     }
-    if work < PAR_MIN {
+    if work < PAR_MIN || !crate::ops::floor::cpu::use_pool() {
         out.chunks_mut(f).enumerate().for_each(|(i, o)| body(i, o));
     } else {
         out.par_chunks_mut(f).enumerate().for_each(|(i, o)| body(i, o));

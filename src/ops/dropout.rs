@@ -12,6 +12,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use crate::ops::floor::buf::{to_tensor, Buf, Scratch};
+use crate::ops::floor::cpu::use_pool;
 
 /// Devices that can run [`DropoutKernel::try_dropout_op`]; any dfdx device implements it with
 /// an empty body (dfdx's `dropout`).
@@ -69,7 +70,7 @@ fn keep_bits(seed: u64, n: usize, threshold: u32) -> Vec<u64> {
             *w = word;
         }
     };
-    if n >= 1 << 16 {
+    if n >= 1 << 16 && use_pool() {
         bits.par_chunks_mut(CHUNK_WORDS).enumerate().for_each(fill);
     } else {
         bits.chunks_mut(CHUNK_WORDS).enumerate().for_each(fill);
@@ -86,7 +87,7 @@ fn apply<E: Copy + Send + Sync + num_traits::Float>(out: &mut [E], a: &[E], bits
             *o = if accumulate { *o + v } else { v };
         }
     };
-    if out.len() >= 1 << 16 {
+    if out.len() >= 1 << 16 && use_pool() {
         out.par_chunks_mut(64).zip(a.par_chunks(64)).enumerate().for_each(body);
     } else {
         out.chunks_mut(64).zip(a.chunks(64)).enumerate().for_each(body);

@@ -23,7 +23,7 @@
 //! Arithmetic is in f64 for either element type.
 
 use dfdx::prelude::*;
-use rayon::prelude::*;
+use crate::ops::floor::cpu::for_each_chunk_mut;
 
 use super::{RadialBasisKernel, RadialBasisParams, Species};
 
@@ -140,7 +140,7 @@ where
 
     let mut out = vec![0.0f64; b * n * width];
     if width > 0 && n > 0 {
-        out.par_chunks_mut(width).enumerate().for_each(|(row, o)| {
+        for_each_chunk_mut(&mut out, width, |(row, o)| {
             let (s, i) = (row / n, row % n);
             let zs = z.as_ref().map(|(z, _)| &z[s * n..(s + 1) * n]);
             p.forward_row(&xs[s * n * 3..(s + 1) * n * 3], zs, i, o);
@@ -159,7 +159,7 @@ where
             let g: Vec<f64> = grads.get(&out_ghost).as_vec().iter().map(|v| v.as_()).collect();
             let mut gx = vec![0.0f64; b * n * 3];
             if width > 0 && n > 0 {
-                gx.par_chunks_mut(3).enumerate().for_each(|(row, o)| {
+                for_each_chunk_mut(&mut gx, 3, |(row, o)| {
                     let (s, i) = (row / n, row % n);
                     let zs = z.as_ref().map(|(z, _)| &z[s * n..(s + 1) * n]);
                     let v = p.backward_row(&xs[s * n * 3..(s + 1) * n * 3], zs, &g[s * n * width..(s + 1) * n * width], width, i);

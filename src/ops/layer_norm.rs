@@ -233,6 +233,51 @@ fn add_into<E: Copy + std::ops::AddAssign>(dst: &mut [E], src: &[E]) {
     }
 }
 
+/// Independent partial sums per row reduction: a single running sum is a chain of dependent
+/// additions (about 4 cycles each, 64 of them per row of a d-64 transformer), which kept the
+/// layer norm at ≈ 4 % of the transformer's one-thread step; eight interleaved sums let the
+/// additions overlap and the compiler vectorise them.
+const LANES: usize = 8;
+
+/// `Σ f(v)` over `xs` in [`LANES`] interleaved f64 partial sums.
+#[inline(always)]
+fn sum_f64<E: Copy>(xs: &[E], f: impl Fn(E) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += f(*v);
+        }
+    }
+    let mut tail = 0.0;
+    for v in chunks.remainder() {
+        tail += f(*v);
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// `(Σ aᵢ·bᵢ, Σ aᵢ·bᵢ·cᵢ)` in [`LANES`] interleaved partial sums each.
+#[inline(always)]
+fn sums_d_dx<E: num_traits::Float>(a: &[E], b: &[E], c: &[E]) -> (E, E) {
+    let (mut s1, mut s2) = ([E::zero(); LANES], [E::zero(); LANES]);
+    let n = a.len().min(b.len()).min(c.len());
+    let whole = n / LANES * LANES;
+    for ((a, b), c) in a[..whole].chunks_exact(LANES).zip(b[..whole].chunks_exact(LANES)).zip(c[..whole].chunks_exact(LANES)) {
+        for l in 0..LANES {
+            let d = a[l] * b[l];
+            s1[l] = s1[l] + d;
+            s2[l] = s2[l] + d * c[l];
+        }
+    }
+    let (mut t1, mut t2) = (E::zero(), E::zero());
+    for j in whole..n {
+        let d = a[j] * b[j];
+        t1 = t1 + d;
+        t2 = t2 + d * c[j];
+    }
+    (s1.iter().fold(t1, |s, v| s + *v), s2.iter().fold(t2, |s, v| s + *v))
+}
+
 /// The per-row kernel both ops share, and what its forward pass keeps for the backward one.
 struct Rows<E: Scratch> {
     m: usize,
@@ -273,8 +318,8 @@ where
                 add_into(xh, &res[i * m..(i + 1) * m]);
             }
             let inv_m = 1.0 / m as f64;
-            let mean = xh.iter().map(|v| v.to_f64().unwrap_or(f64::NAN)).sum::<f64>() * inv_m;
-            let var = xh.iter().map(|v| (v.to_f64().unwrap_or(f64::NAN) - mean).powi(2)).sum::<f64>() * inv_m;
+            let mean = sum_f64(xh, |v| v.to_f64().unwrap_or(f64::NAN)) * inv_m;
+            let var = sum_f64(xh, |v| (v.to_f64().unwrap_or(f64::NAN) - mean).powi(2)) * inv_m;
             let s = 1.0 / (var + epsilon).sqrt();
             let (mean_e, s_e) = (E::from(mean).unwrap_or(E::nan()), E::from(s).unwrap_or(E::nan()));
             for (((v, o), g), c) in xh.iter_mut().zip(y.iter_mut()).zip(&w).zip(&b) {
@@ -298,12 +343,7 @@ where
         let (m, w) = (self.m, &self.w);
         let inv_m = E::from(1.0 / m as f64).unwrap_or(E::nan());
         let row = |o1: &mut [E], o2: Option<&mut [E]>, g: &[E], xh: &[E], s: E| {
-            let (mut sd, mut sdx) = (E::zero(), E::zero());
-            for ((g, xh), w) in g.iter().zip(xh).zip(w) {
-                let d = *g * *w;
-                sd += d;
-                sdx += d * *xh;
-            }
+            let (sd, sdx) = sums_d_dx(g, w, xh);
             let (md, mdx, s) = (sd * inv_m, sdx * inv_m, s * k);
             match o2 {
                 None => {
@@ -375,6 +415,22 @@ mod tests {
         assert_eq!(a.len(), b.len());
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
             assert!((x - y).abs() <= tol * (1.0 + x.abs().max(y.abs())), "element {i}: {x} vs {y}");
+        }
+    }
+
+    /// The interleaved row sums against plain ones, for every length around the lane count.
+    #[test]
+    fn interleaved_sums_match_plain_sums() {
+        for n in 0..27 {
+            let a: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin() * 3.0).collect();
+            let b: Vec<f64> = (0..n).map(|i| (i as f64 * 1.3).cos()).collect();
+            let c: Vec<f64> = (0..n).map(|i| 0.5 - i as f64 * 0.01).collect();
+            let plain: f64 = a.iter().map(|v| v * v).sum();
+            assert!((sum_f64(&a, |v| v * v) - plain).abs() <= 1e-12 * (1.0 + plain.abs()), "n {n}");
+            let (d, dx) = sums_d_dx(&a, &b, &c);
+            let pd: f64 = a.iter().zip(&b).map(|(a, b)| a * b).sum();
+            let pdx: f64 = a.iter().zip(&b).zip(&c).map(|((a, b), c)| a * b * c).sum();
+            assert!((d - pd).abs() <= 1e-12 * (1.0 + pd.abs()) && (dx - pdx).abs() <= 1e-12 * (1.0 + pdx.abs()), "n {n}");
         }
     }
 

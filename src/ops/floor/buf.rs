@@ -46,7 +46,8 @@ pub(crate) fn take_dirty<E: Scratch>(n: usize) -> Vec<E> {
 
 /// Returns a buffer to the pool.
 pub(crate) fn give<E: Scratch>(v: Vec<E>) {
-    drop(Buf(v));
+    let len = v.len();
+    drop(Buf { v, len });
 }
 
 /// Frees every idle scratch buffer the CPU kernels keep between calls (they are reused by the
@@ -57,37 +58,52 @@ pub fn clear_scratch_buffers() {
     u32::pool().lock().unwrap_or_else(|e| e.into_inner()).clear();
 }
 
-/// A zero-filled buffer from the pool, given back on drop.
-pub(crate) struct Buf<E: Scratch>(Vec<E>);
+/// A buffer from the pool, given back on drop: the first `len` elements of its `Vec`.
+///
+/// The `Vec` itself may be longer: a pooled buffer keeps every element it ever had initialised
+/// (up to its capacity), so that [`Buf::dirty`] can hand out a prefix of any length up to it
+/// without a fill, whichever length it served before.
+pub(crate) struct Buf<E: Scratch> {
+    v: Vec<E>,
+    len: usize,
+}
 
 impl<E: Scratch> Buf<E> {
     /// A buffer of `len` zeros.
     pub fn zeros(len: usize) -> Self {
-        let mut v = Self::take(len);
-        v.0.resize(len, E::default());
-        v
+        let mut b = Self::take(len);
+        b.v.resize(len, E::default());
+        b
     }
 
     /// A buffer of `len` elements with unspecified (initialised) contents, for buffers the
-    /// caller overwrites completely: an idle buffer holding at least `len` elements is only
-    /// truncated, saving the zero fill (a memset of up to megabytes per call).
+    /// caller overwrites completely: an idle buffer whose `Vec` holds at least `len`
+    /// initialised elements is handed out as it is, saving the zero fill (a memset of up to
+    /// megabytes per call).
     ///
     /// An idle buffer with room for `len` elements but fewer initialised ones is taken too;
-    /// only its tail past the old length is zero-filled.
+    /// it is initialised to its whole capacity once (only past its old length), so that no
+    /// later request it serves needs a fill.
     pub fn dirty(len: usize) -> Self {
         let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
         // Among the buffers that fit, one that needs no fill first, then the smallest.
         let found = take_best_fit(&mut pool, len, |v| (v.len() < len, v.capacity()));
         drop(pool);
         let mut v = found.unwrap_or_else(|| Vec::with_capacity(len));
-        // `resize` truncates, or fills only the elements past the current length.
-        v.resize(len, E::default());
-        Buf(v)
+        if v.len() < len {
+            // Fills only the elements past the current length.
+            let cap = v.capacity().max(len);
+            v.resize(cap, E::default());
+        }
+        Buf { v, len }
     }
 
-    /// The buffer as a plain `Vec`, no longer returned to the pool on drop.
+    /// The buffer as a plain `Vec` of its `len` elements, no longer returned to the pool on
+    /// drop.
     pub fn into_vec(mut self) -> Vec<E> {
-        std::mem::take(&mut self.0)
+        let mut v = std::mem::take(&mut self.v);
+        v.truncate(self.len);
+        v
     }
 
     /// An empty buffer with capacity for `len` elements.
@@ -95,13 +111,13 @@ impl<E: Scratch> Buf<E> {
         let mut pool = E::pool().lock().unwrap_or_else(|e| e.into_inner());
         let mut v = take_best_fit(&mut pool, len, Vec::capacity).unwrap_or_else(|| Vec::with_capacity(len));
         v.clear();
-        Buf(v)
+        Buf { v, len }
     }
 }
 
 impl<E: Scratch> Drop for Buf<E> {
     fn drop(&mut self) {
-        let v = std::mem::take(&mut self.0);
+        let v = std::mem::take(&mut self.v);
         if v.capacity() == 0 {
             return;
         }
@@ -120,13 +136,13 @@ impl<E: Scratch> Drop for Buf<E> {
 impl<E: Scratch> std::ops::Deref for Buf<E> {
     type Target = [E];
     fn deref(&self) -> &[E] {
-        &self.0
+        &self.v[..self.len]
     }
 }
 
 impl<E: Scratch> std::ops::DerefMut for Buf<E> {
     fn deref_mut(&mut self) -> &mut [E] {
-        &mut self.0
+        &mut self.v[..self.len]
     }
 }
 
@@ -165,6 +181,33 @@ mod tests {
                 v
             })
             .collect()
+    }
+
+    /// Lengths and contents through reuse: a buffer that served a long request and then a short
+    /// one (its `Vec` still longer) serves the next request of any length up to its capacity
+    /// with exactly that length; `zeros` is zero whatever the buffer held.
+    #[test]
+    fn reused_buffers_have_the_requested_length_and_zeros_are_zero() {
+        use super::{Buf, give, take_dirty};
+        for round in 0..3 {
+            let n = 5000 + round;
+            let mut a = Buf::<f64>::dirty(n);
+            a.fill(7.0);
+            drop(a);
+            let b = Buf::<f64>::dirty(n / 2 + 1);
+            assert_eq!(b.len(), n / 2 + 1);
+            drop(b);
+            let c = Buf::<f64>::dirty(n);
+            assert_eq!(c.len(), n);
+            drop(c);
+            let z = Buf::<f64>::zeros(n);
+            assert_eq!(z.len(), n);
+            assert!(z.iter().all(|v| *v == 0.0));
+            let v = take_dirty::<f64>(n - 1);
+            assert_eq!(v.len(), n - 1);
+            give(v);
+            assert_eq!(Buf::<f64>::dirty(n).into_vec().len(), n);
+        }
     }
 
     #[test]

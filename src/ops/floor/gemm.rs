@@ -922,6 +922,12 @@ mod simd {
                     for p in 0..k {
                         std::ptr::copy_nonoverlapping(b.add(p * brs + j0), dst.add(p * w), cols);
                     }
+                } else if brs == 1 {
+                    // Column-major `B` (a weight `W[n, k]` read as `Wᵀ`): 8 × 8 blocks
+                    // transposed in registers. (Column by column, each store went to a new
+                    // cache line of a strip larger than L1: packing the MLP's 784 × 256
+                    // weight took 130 µs of a 435 µs product.)
+                    transpose_into(dst, w, b.add(j0 * bcs), bcs, k, cols);
                 } else {
                     for jj in 0..cols {
                         let col = b.add((j0 + jj) * bcs);
@@ -933,6 +939,72 @@ mod simd {
             }
         }
         k * w
+    }
+
+    /// `dst[p·w + j] = src[j·ld + p]` for `p < k`, `j < cols`: `cols` contiguous columns of
+    /// `k` values (`ld` apart) written as `k` rows of a strip `w` wide. Whole 8 × 8 blocks go
+    /// through registers (8 column loads, the AVX2 transpose, 8 row stores); the edges are
+    /// copied one value at a time.
+    ///
+    /// # Safety
+    /// AVX2 available (both ISAs' entry points enable it); `src` valid at `j·ld + p` and `dst`
+    /// at `p·w + j` for every `p < k`, `j < cols`.
+    #[inline(always)]
+    unsafe fn transpose_into(dst: *mut f32, w: usize, src: *const f32, ld: usize, k: usize, cols: usize) {
+        let (k8, c8) = (k / 8 * 8, cols / 8 * 8);
+        // SAFETY: every read is at `j·ld + p` with `j < cols`, `p < k` (an 8-wide load at
+        // `p ≤ k8 − 8` covers `p..p + 8 ≤ k`), every write at `p·w + j` with `p < k`,
+        // `j < cols` likewise: inside the views (contract).
+        unsafe {
+            let mut p0 = 0;
+            while p0 < k8 {
+                let mut j0 = 0;
+                while j0 < c8 {
+                    let r: [__m256; 8] = core::array::from_fn(|j| _mm256_loadu_ps(src.add((j0 + j) * ld + p0)));
+                    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+                    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+                    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+                    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+                    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+                    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+                    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                    let rows = [
+                        _mm256_permute2f128_ps::<0x20>(u0, u4),
+                        _mm256_permute2f128_ps::<0x20>(u1, u5),
+                        _mm256_permute2f128_ps::<0x20>(u2, u6),
+                        _mm256_permute2f128_ps::<0x20>(u3, u7),
+                        _mm256_permute2f128_ps::<0x31>(u0, u4),
+                        _mm256_permute2f128_ps::<0x31>(u1, u5),
+                        _mm256_permute2f128_ps::<0x31>(u2, u6),
+                        _mm256_permute2f128_ps::<0x31>(u3, u7),
+                    ];
+                    for (i, v) in rows.iter().enumerate() {
+                        _mm256_storeu_ps(dst.add((p0 + i) * w + j0), *v);
+                    }
+                    j0 += 8;
+                }
+                for j in c8..cols {
+                    for p in p0..p0 + 8 {
+                        *dst.add(p * w + j) = *src.add(j * ld + p);
+                    }
+                }
+                p0 += 8;
+            }
+            for j in 0..cols {
+                for p in k8..k {
+                    *dst.add(p * w + j) = *src.add(j * ld + p);
+                }
+            }
+        }
     }
 
     /// Packs the `mb × kc` block of `A` at `a` (strides `ars`, `acs`) into panels of `MR`
@@ -1528,5 +1600,52 @@ mod tests {
         let mut c = [1.0f64; 4];
         matmul((2, 2, 2), &mut c, (2, 1), true, &a, (2, 1), &b, (2, 1));
         assert_eq!(c, [20.0, 23.0, 44.0, 51.0]);
+    }
+}
+
+/// Throughput of the products a training step of the benchmark workloads runs (issue 15),
+/// one line per product: `cargo test --release --lib gemm_shape_throughput -- --ignored
+/// --nocapture` (with `RAYON_NUM_THREADS=1` and `taskset` for one core). Timing only.
+#[cfg(test)]
+mod shape_timing {
+    use super::matmul;
+
+    #[test]
+    #[ignore = "timing, run by hand"]
+    fn gemm_shape_throughput() {
+        // (label, m, n, k, a strides, b strides): C[m, n] = A[m, k]·B[k, n].
+        let shapes: Vec<(&str, usize, usize, usize, (usize, usize), (usize, usize))> = vec![
+            ("tr fwd qkv x·Wᵀ", 1024, 192, 64, (64, 1), (1, 64)),
+            ("tr fwd ff1 x·Wᵀ", 1024, 256, 64, (64, 1), (1, 64)),
+            ("tr fwd ff2 x·Wᵀ", 1024, 64, 256, (256, 1), (1, 256)),
+            ("tr fwd out x·Wᵀ", 1024, 64, 64, (64, 1), (1, 64)),
+            ("tr bwd qkv gy·W", 1024, 64, 192, (192, 1), (64, 1)),
+            ("tr bwd ff1 gy·W", 1024, 64, 256, (256, 1), (64, 1)),
+            ("tr bwd ff2 gy·W", 1024, 256, 64, (64, 1), (256, 1)),
+            ("tr bwd qkv gyᵀ·x", 192, 64, 1024, (1, 192), (64, 1)),
+            ("tr bwd ff1 gyᵀ·x", 256, 64, 1024, (1, 256), (64, 1)),
+            ("tr bwd ff2 gyᵀ·x", 64, 256, 1024, (1, 64), (256, 1)),
+            ("mlp fwd 1 x·Wᵀ", 64, 256, 784, (784, 1), (1, 784)),
+            ("mlp fwd 1 x·B", 64, 256, 784, (784, 1), (256, 1)),
+            ("mlp bwd 1 gyᵀ·x", 256, 784, 64, (1, 256), (784, 1)),
+            ("mlp fwd 2 x·Wᵀ", 64, 128, 256, (256, 1), (1, 256)),
+            ("mlp bwd 2 gy·W", 64, 256, 128, (128, 1), (256, 1)),
+            ("mlp bwd 2 gyᵀ·x", 128, 256, 64, (1, 128), (256, 1)),
+        ];
+        for (label, m, n, k, sa, sb) in shapes {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5).collect();
+            let mut c = vec![0.0f32; m * n];
+            let reps = (2e9 / (2.0 * (m * n * k) as f64)).clamp(20.0, 5000.0) as usize;
+            let mut best = f64::INFINITY;
+            for _ in 0..5 {
+                let t = std::time::Instant::now();
+                for _ in 0..reps {
+                    matmul((m, n, k), &mut c, (n, 1), true, &a, sa, &b, sb);
+                }
+                best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+            }
+            println!("{label:>18} {m:>5}×{n:>4}×{k:>5}: {:8.1} µs {:6.1} GFLOP/s", best * 1e6, 2.0 * (m * n * k) as f64 / best / 1e9);
+        }
     }
 }

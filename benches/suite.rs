@@ -10,8 +10,8 @@
 //! ```
 //!
 //! Parts (`SUITE_PARTS`, comma-separated; default all); `SUITE_MODELS` (comma-separated
-//! substrings of the model names: `mlp`, `lenet`, `lstm`, `transformer`, `gcn`) and
-//! `SUITE_VARIANTS` (`default`, `cache`, `nocache`) narrow the `peers` part. The parts:
+//! substrings of the model names: `mlp`, `lenet`, `lstm`, `transformer`, `gcn`) narrows the
+//! `peers` and `fit` parts, `SUITE_VARIANTS` (`default`, `cache`, `nocache`) the `peers` part. The parts:
 //! - `peers`: the five workloads of `bench_torch.py --all`, each declared with `network!` and
 //!   trained by a hand-written dfdx loop on a plain `Cpu::default()` (variant `default`: what
 //!   a user gets), the same with dfdx's allocation cache turned on after `build` (`cache`) and,
@@ -468,18 +468,27 @@ fn fit_vs_hand<M>(
 }
 
 fn fit_part(cfg: &Cfg) {
-    let dev = Cpu::default();
-    let mut h = mlp_hand(&dev);
-    fit_vs_hand(cfg, MLP, &dev, &[784], 10, 64, Mlp::build(&dev), || h.step());
-    let dev = Cpu::default();
-    let mut h = lenet_hand(&dev);
-    fit_vs_hand(cfg, LENET, &dev, &[1, 28, 28], 10, 64, LeNet5::build(&dev), || h.step());
-    let dev = Cpu::default();
-    let mut h = lstm_hand(&dev);
-    fit_vs_hand(cfg, LSTM, &dev, &[50, 32], 10, 32, LstmHead::build(&dev), || h.step());
-    let dev = Cpu::default();
-    let mut h = transformer_hand(&dev);
-    fit_vs_hand(cfg, TRANSFORMER, &dev, &[32, 64], 10, 32, TransformerHead::build(&dev), || h.step());
+    // `SUITE_MODELS` narrows this part too.
+    if selected(MLP) {
+        let dev = Cpu::default();
+        let mut h = mlp_hand(&dev);
+        fit_vs_hand(cfg, MLP, &dev, &[784], 10, 64, Mlp::build(&dev), || h.step());
+    }
+    if selected(LENET) {
+        let dev = Cpu::default();
+        let mut h = lenet_hand(&dev);
+        fit_vs_hand(cfg, LENET, &dev, &[1, 28, 28], 10, 64, LeNet5::build(&dev), || h.step());
+    }
+    if selected(LSTM) {
+        let dev = Cpu::default();
+        let mut h = lstm_hand(&dev);
+        fit_vs_hand(cfg, LSTM, &dev, &[50, 32], 10, 32, LstmHead::build(&dev), || h.step());
+    }
+    if selected(TRANSFORMER) {
+        let dev = Cpu::default();
+        let mut h = transformer_hand(&dev);
+        fit_vs_hand(cfg, TRANSFORMER, &dev, &[32, 64], 10, 32, TransformerHead::build(&dev), || h.step());
+    }
 }
 
 // ---------------------------------------------------------------------------------------

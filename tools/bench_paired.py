@@ -65,6 +65,9 @@ def main():
     ap.add_argument("--models", default="mlp,lenet,lstm,transformer,gcn")
     ap.add_argument("--out", default=os.path.join(root, "target", "bench", "paired.jsonl"))
     ap.add_argument("--suite")
+    ap.add_argument("--fit", action="store_true",
+                    help="also time `fit` (the suite's `fit` part, one epoch of 50 batches per round, "
+                         "5 rounds) in the same pair: a second ratio, fit / PyTorch (not for gcn)")
     ap.add_argument("--python", default=os.environ.get("BENCH_PYTHON") or
                     ("/work/venv/bin/python" if os.path.exists("/work/venv/bin/python") else sys.executable))
     a = ap.parse_args()
@@ -81,7 +84,8 @@ def main():
             cpus = ",".join(str(c) for c in range(min(a.threads, ncpu)))
         for m in models:
             base = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
-            tn_env = dict(base, SUITE_PARTS="peers", SUITE_MODELS=m, SUITE_VARIANTS="default",
+            fit = a.fit and "gcn" not in m
+            tn_env = dict(base, SUITE_PARTS="peers,fit" if fit else "peers", SUITE_MODELS=m, SUITE_VARIANTS="default",
                           SUITE_STEPS=str(a.steps), SUITE_WARMUP=str(a.warmup))
             tn_cmd = ["taskset", "-c", cpus, suite]
             pt_cmd = ["taskset", "-c", cpus, a.python, os.path.join(here, "bench_torch_only.py"),
@@ -95,25 +99,37 @@ def main():
                     out.write(json.dumps(l) + "\n")
                     if "median_ms" in l and l.get("variant", "default") == "default":
                         got[side] = l["median_ms"]
+                    if "median_ms" in l and l.get("variant") == "fit":
+                        got["fit"] = l["median_ms"]
             out.flush()
             ratio = got["typenet"] / got["torch"]
-            pairs[m].append((cpus, got["typenet"], got["torch"], ratio))
+            fr = got["fit"] / got["torch"] if "fit" in got else None
+            pairs[m].append((cpus, got["typenet"], got["torch"], ratio, fr))
             print(f"round {r + 1}/{a.rounds} cpus {cpus} {m}: typenet {got['typenet']:.2f} ms, "
-                  f"PyTorch {got['torch']:.2f} ms, ratio {ratio:.2f}", file=sys.stderr, flush=True)
+                  f"PyTorch {got['torch']:.2f} ms, ratio {ratio:.2f}"
+                  + (f", fit {got['fit']:.2f} ms, ratio {fr:.2f}" if fr is not None else ""), file=sys.stderr, flush=True)
     print(f"\nPaired rounds at {a.threads} thread(s), {a.steps} steps each (after {a.warmup} warm-up), "
           f"typenet's hand loop on `Cpu::default()` against PyTorch, both pinned to the same core(s); "
           f"ratio = typenet / PyTorch median step of the pair.\n")
+    def bold(x):
+        return f"**{x:.2f}**" if x <= 0.8 else f"{x:.2f}"
     print("| workload | typenet ms (median of rounds) | PyTorch ms | ratio per round | median ratio | rounds ≤ 0.8 |")
     print("|---|---|---|---|---|---|")
     for m in models:
         p = pairs[m]
-        rs = [x[3] for x in p]
-        med = statistics.median(rs)
-        per = ", ".join((f"**{x:.2f}**" if x <= 0.8 else f"{x:.2f}") for x in rs)
         name = next((v for k, v in NAMES.items() if k in m), m)
+        rs = [x[3] for x in p]
         print(f"| {name} | {statistics.median(x[1] for x in p):.2f} | {statistics.median(x[2] for x in p):.2f} "
-              f"| {per} | {'**' if med <= 0.8 else ''}{med:.2f}{'**' if med <= 0.8 else ''} "
-              f"| {sum(x <= 0.8 for x in rs)}/{len(rs)} |")
+              f"| {', '.join(bold(x) for x in rs)} | {bold(statistics.median(rs))} | {sum(x <= 0.8 for x in rs)}/{len(rs)} |")
+    if any(x[4] is not None for p in pairs.values() for x in p):
+        print("\nWith `fit` (one epoch of 50 batches per round, time per batch) against the same PyTorch step:\n")
+        print("| workload | ratio per round, `fit` | median ratio | rounds ≤ 0.8 |")
+        print("|---|---|---|---|")
+        for m in models:
+            rs = [x[4] for x in pairs[m] if x[4] is not None]
+            if rs:
+                name = next((v for k, v in NAMES.items() if k in m), m)
+                print(f"| {name} | {', '.join(bold(x) for x in rs)} | {bold(statistics.median(rs))} | {sum(x <= 0.8 for x in rs)}/{len(rs)} |")
 
 
 if __name__ == "__main__":

@@ -94,12 +94,15 @@ fn par_threshold() -> usize {
 }
 
 /// The products over all steps at once (the input projection and the weight and input
-/// gradients: `T·B` rows or a depth of `T·B`). On AVX2-only CPUs they go to the `gemm` crate:
-/// measured on the LSTM benchmark (`LSTM_BENCH_STEPS=300 LSTM_BENCH_SEQ=50`, 2 threads,
-/// session 6), typenet's AVX2 kernel made the step 15–20 % slower than the crate for these
-/// shapes (B = 16 rows per task, narrow outputs), while it matches or beats the crate on the
-/// per-step products. With AVX-512 typenet's kernel stays (it was the faster one there).
+/// gradients: `T·B` rows or a depth of `T·B`). Session 6 sent them to the `gemm` crate on
+/// AVX2-only CPUs (typenet's AVX2 kernel was then 15–20 % slower for these shapes). Since the
+/// tile's addressing fix and the register-transposed packing of a column-major `B` (session
+/// 8), typenet's kernel is the faster one here too: the LSTM benchmark's one-thread step,
+/// both builds alternated four times pinned to one core, median 8.04, 8.27, 9.13, 6.63 ms
+/// with the crate against 7.60, 8.13, 6.12, 6.32 ms without (two threads: no difference
+/// beyond the noise). So they take the same path as every other product.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 fn mm_bulk<E: CpuFloat>(
     mnk: (usize, usize, usize),
     c: &mut [E],
@@ -110,11 +113,7 @@ fn mm_bulk<E: CpuFloat>(
     b: &[E],
     sb: (usize, usize),
 ) {
-    if Simd::current() == Simd::Avx2 {
-        crate::ops::floor::cpu::with_simd_cap(Simd::Scalar, || mm(mnk, c, sc, acc, a, sa, b, sb))
-    } else {
-        mm(mnk, c, sc, acc, a, sa, b, sb)
-    }
+    mm(mnk, c, sc, acc, a, sa, b, sb)
 }
 
 /// Sizes of one call.

@@ -79,12 +79,45 @@ fn keep_bits(seed: u64, n: usize, threshold: u32) -> Vec<u64> {
 }
 
 /// `out[i] (+)= keep(i) ? a[i]·scale : 0`, in parallel for large slices.
-fn apply<E: Copy + Send + Sync + num_traits::Float>(out: &mut [E], a: &[E], bits: &[u64], scale: E, accumulate: bool) {
-    let body = |(w, (o, a)): (usize, (&mut [E], &[E]))| {
+///
+/// Branch-free for f32 and f64: a dropped element's value is cleared with a bit mask. (With
+/// `if keep { a·scale } else { 0 }` LLVM emitted a branch per element, mispredicted half of
+/// the time at p = 0.5: ≈ 7 ns per element, 46 % of the Cora GCN's one-thread step, whose
+/// 2708 × 1433 input passes through dropout.)
+fn apply<E: Copy + Send + Sync + num_traits::Float + 'static>(out: &mut [E], a: &[E], bits: &[u64], scale: E, accumulate: bool) {
+    use std::any::TypeId;
+    let n = out.len().min(a.len());
+    let (out, a) = (&mut out[..n], &a[..n]);
+    if TypeId::of::<E>() == TypeId::of::<f32>() {
+        // SAFETY: E is f32 (checked by `TypeId`): same size, alignment and validity, so the
+        // slices describe the same memory as `[f32]`; `out` is moved into its cast.
+        let (o, x) = unsafe { (std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut f32, n), std::slice::from_raw_parts(a.as_ptr() as *const f32, n)) };
+        let sc = scale.to_f32().unwrap_or(f32::NAN);
+        return masked(o, x, bits, accumulate, |v, keep| f32::from_bits((v * sc).to_bits() & (keep as u32).wrapping_neg()), |o, v| o + v);
+    }
+    if TypeId::of::<E>() == TypeId::of::<f64>() {
+        // SAFETY: as above, for f64.
+        let (o, x) = unsafe { (std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut f64, n), std::slice::from_raw_parts(a.as_ptr() as *const f64, n)) };
+        let sc = scale.to_f64().unwrap_or(f64::NAN);
+        return masked(o, x, bits, accumulate, |v, keep| f64::from_bits((v * sc).to_bits() & (keep as u64).wrapping_neg()), |o, v| o + v);
+    }
+    masked(out, a, bits, accumulate, |v, keep| if keep == 1 { v * scale } else { E::zero() }, |o, v| o + v);
+}
+
+/// The loop of [`apply`]: `out[i] = f(a[i], bit i)` (or `out[i] + f(…)` when `accumulate`),
+/// 64 elements per word of `bits`.
+#[inline(always)]
+fn masked<T: Copy + Send + Sync>(out: &mut [T], a: &[T], bits: &[u64], accumulate: bool, f: impl Fn(T, u8) -> T + Sync, add: impl Fn(T, T) -> T + Sync) {
+    let body = |(w, (o, a)): (usize, (&mut [T], &[T]))| {
         let word = bits[w];
-        for (j, (o, &a)) in o.iter_mut().zip(a).enumerate() {
-            let v = if (word >> j) & 1 == 1 { a * scale } else { E::zero() };
-            *o = if accumulate { *o + v } else { v };
+        if accumulate {
+            for (j, (o, &a)) in o.iter_mut().zip(a).enumerate() {
+                *o = add(*o, f(a, ((word >> j) & 1) as u8));
+            }
+        } else {
+            for (j, (o, &a)) in o.iter_mut().zip(a).enumerate() {
+                *o = f(a, ((word >> j) & 1) as u8);
+            }
         }
     };
     if out.len() >= 1 << 16 && use_pool() {
@@ -139,6 +172,32 @@ where
 mod tests {
     use super::*;
     use crate::ops::radial_basis::assert_matches_finite_differences;
+
+    /// The branch-free f32 and f64 loops against the rule itself, a NaN among the dropped
+    /// inputs included (a dropped element is 0 whatever it held), writing and accumulating.
+    #[test]
+    fn apply_matches_the_rule_in_f32_and_f64() {
+        let n = 200;
+        let bits = keep_bits(7, n, 1 << 31);
+        let keep = |i: usize| (bits[i / 64] >> (i % 64)) & 1 == 1;
+        let dropped = (0..n).find(|&i| !keep(i)).unwrap();
+        fn run<E: num_traits::Float + Send + Sync + std::fmt::Debug + 'static>(n: usize, bits: &[u64], keep: &dyn Fn(usize) -> bool, dropped: usize) {
+            let mut a: Vec<E> = (0..n).map(|i| E::from(i as f64 * 0.25 - 7.0).unwrap()).collect();
+            a[dropped] = E::nan();
+            let scale = E::from(2.0).unwrap();
+            let mut out = vec![E::from(9.0).unwrap(); n];
+            apply(&mut out, &a, bits, scale, false);
+            let mut acc = vec![E::one(); n];
+            apply(&mut acc, &a, bits, scale, true);
+            for i in 0..n {
+                let want = if keep(i) { a[i] * scale } else { E::zero() };
+                assert_eq!(out[i], want, "element {i}");
+                assert_eq!(acc[i], E::one() + want, "element {i}");
+            }
+        }
+        run::<f32>(n, &bits, &keep, dropped);
+        run::<f64>(n, &bits, &keep, dropped);
+    }
 
     #[test]
     fn keeps_about_one_minus_p_and_scales() {

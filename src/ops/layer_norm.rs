@@ -24,7 +24,8 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use crate::ops::floor::cpu::use_pool;
+use crate::ops::floor::cpu::{simd_dispatch, use_pool, Simd};
+use crate::ops::rnn::cpu::CpuFloat;
 use crate::ops::floor::buf::{to_tensor, Buf, Scratch};
 
 /// A dynamically sized matrix `[rows, cols]`.
@@ -132,7 +133,7 @@ fn cpu_layer_norm<E, T: Tape<E, Cpu>>(
     epsilon: f64,
 ) -> Result<Tensor<Dyn2, E, Cpu, T>, CpuError>
 where
-    E: Dtype + Scratch + num_traits::Float,
+    E: CpuFloat,
     Cpu: Device<E>,
     <Cpu as Storage<E>>::Vec: std::ops::DerefMut<Target = Vec<E>>,
 {
@@ -176,7 +177,7 @@ fn cpu_add_layer_norm<E, T: Tape<E, Cpu> + Merge<R>, R: Tape<E, Cpu>>(
     epsilon: f64,
 ) -> Result<Tensor<Dyn2, E, Cpu, T>, CpuError>
 where
-    E: Dtype + Scratch + num_traits::Float,
+    E: CpuFloat,
     Cpu: Device<E>,
     <Cpu as Storage<E>>::Vec: std::ops::DerefMut<Target = Vec<E>>,
 {
@@ -278,6 +279,54 @@ fn sums_d_dx<E: num_traits::Float>(a: &[E], b: &[E], c: &[E]) -> (E, E) {
     (s1.iter().fold(t1, |s, v| s + *v), s2.iter().fold(t2, |s, v| s + *v))
 }
 
+/// One row of the forward pass: `xh ← (xh [+ res] − μ)/σ` in place, `y = xh·γ + β`; returns
+/// `1/σ` (statistics in f64).
+#[inline(always)]
+fn forward_row_impl<E: CpuFloat>(xh: &mut [E], res: Option<&[E]>, y: &mut [E], w: &[E], b: &[E], epsilon: f64) -> E {
+    if let Some(res) = res {
+        add_into(xh, res);
+    }
+    let inv_m = 1.0 / xh.len() as f64;
+    let mean = sum_f64(xh, |v| v.to_f64().unwrap_or(f64::NAN)) * inv_m;
+    let var = sum_f64(xh, |v| (v.to_f64().unwrap_or(f64::NAN) - mean).powi(2)) * inv_m;
+    let s = 1.0 / (var + epsilon).sqrt();
+    let (mean_e, s_e) = (E::from(mean).unwrap_or(E::nan()), E::from(s).unwrap_or(E::nan()));
+    for (((v, o), g), c) in xh.iter_mut().zip(y.iter_mut()).zip(w).zip(b) {
+        *v = (*v - mean_e) * s_e;
+        *o = *v * *g + *c;
+    }
+    s_e
+}
+
+simd_dispatch!(forward_row, forward_row_avx2, forward_row_avx512, forward_row_impl, E,
+    (xh: &mut [E], res: Option<&[E]>, y: &mut [E], w: &[E], b: &[E], epsilon: f64));
+
+/// One row of the input gradient: adds `s·(g⊙γ − mean(g⊙γ) − x̂·mean(g⊙γ⊙x̂))` into `o1`
+/// (and `o2`); `s` is `k/σ`, `inv_m` `1/m`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gradient_row_impl<E: CpuFloat>(o1: &mut [E], o2: Option<&mut [E]>, g: &[E], xh: &[E], w: &[E], s: E, inv_m: E) {
+    let (sd, sdx) = sums_d_dx(g, w, xh);
+    let (md, mdx) = (sd * inv_m, sdx * inv_m);
+    match o2 {
+        None => {
+            for (((o, g), xh), w) in o1.iter_mut().zip(g).zip(xh).zip(w) {
+                *o += s * (*g * *w - md - *xh * mdx);
+            }
+        }
+        Some(o2) => {
+            for ((((o, p), g), xh), w) in o1.iter_mut().zip(o2.iter_mut()).zip(g).zip(xh).zip(w) {
+                let v = s * (*g * *w - md - *xh * mdx);
+                *o += v;
+                *p += v;
+            }
+        }
+    }
+}
+
+simd_dispatch!(gradient_row, gradient_row_avx2, gradient_row_avx512, gradient_row_impl, (),
+    (o1: &mut [E], o2: Option<&mut [E]>, g: &[E], xh: &[E], w: &[E], s: E, inv_m: E));
+
 /// The per-row kernel both ops share, and what its forward pass keeps for the backward one.
 struct Rows<E: Scratch> {
     m: usize,
@@ -291,7 +340,7 @@ struct Rows<E: Scratch> {
 
 impl<E> Rows<E>
 where
-    E: Dtype + Scratch + num_traits::Float,
+    E: CpuFloat,
     Cpu: Device<E>,
 {
     /// Normalises the `m`-element rows of `xhat` in place (after adding `residual`'s rows,
@@ -313,20 +362,10 @@ where
         let (w, b) = (weight.as_vec(), bias.as_vec());
         let mut rstd = vec![E::zero(); rows];
         let mut yv = Buf::<E>::dirty(n);
+        // The row loops compiled for the best vector ISA (chosen on the calling thread).
+        let simd = Simd::current();
         let forward = |(i, (xh, (y, r))): (usize, (&mut [E], (&mut [E], &mut E)))| {
-            if let Some(res) = residual {
-                add_into(xh, &res[i * m..(i + 1) * m]);
-            }
-            let inv_m = 1.0 / m as f64;
-            let mean = sum_f64(xh, |v| v.to_f64().unwrap_or(f64::NAN)) * inv_m;
-            let var = sum_f64(xh, |v| (v.to_f64().unwrap_or(f64::NAN) - mean).powi(2)) * inv_m;
-            let s = 1.0 / (var + epsilon).sqrt();
-            let (mean_e, s_e) = (E::from(mean).unwrap_or(E::nan()), E::from(s).unwrap_or(E::nan()));
-            for (((v, o), g), c) in xh.iter_mut().zip(y.iter_mut()).zip(&w).zip(&b) {
-                *v = (*v - mean_e) * s_e;
-                *o = *v * *g + *c;
-            }
-            *r = s_e;
+            *r = forward_row(simd, xh, residual.map(|res| &res[i * m..(i + 1) * m]), y, &w, &b, epsilon);
         };
         if n >= PARALLEL_MIN && use_pool() {
             xhat.par_chunks_mut(m).zip(yv.par_chunks_mut(m).zip(rstd.par_iter_mut())).enumerate().with_min_len(ROWS_PER_TASK).for_each(forward);
@@ -342,23 +381,9 @@ where
     fn input_gradient(&self, gy: &[E], gx: &mut [E], gr: Option<&mut [E]>, k: E) {
         let (m, w) = (self.m, &self.w);
         let inv_m = E::from(1.0 / m as f64).unwrap_or(E::nan());
+        let simd = Simd::current();
         let row = |o1: &mut [E], o2: Option<&mut [E]>, g: &[E], xh: &[E], s: E| {
-            let (sd, sdx) = sums_d_dx(g, w, xh);
-            let (md, mdx, s) = (sd * inv_m, sdx * inv_m, s * k);
-            match o2 {
-                None => {
-                    for (((o, g), xh), w) in o1.iter_mut().zip(g).zip(xh).zip(w) {
-                        *o += s * (*g * *w - md - *xh * mdx);
-                    }
-                }
-                Some(o2) => {
-                    for ((((o, p), g), xh), w) in o1.iter_mut().zip(o2.iter_mut()).zip(g).zip(xh).zip(w) {
-                        let v = s * (*g * *w - md - *xh * mdx);
-                        *o += v;
-                        *p += v;
-                    }
-                }
-            }
+            gradient_row(simd, o1, o2, g, xh, w, s * k, inv_m);
         };
         let (xhat, rstd) = (&self.xhat[..], &self.rstd[..]);
         if gy.len() >= PARALLEL_MIN && use_pool() {

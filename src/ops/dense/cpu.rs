@@ -154,10 +154,18 @@ impl<E: GemmFloat> SparseRows<E> {
         let (mut ptr, mut col, mut val) = (Vec::with_capacity(m + 1), Vec::new(), Vec::new());
         ptr.push(0);
         for row in x.chunks(i.max(1)).take(m) {
-            for (c, &v) in row.iter().enumerate() {
-                if v != E::zero() {
-                    col.push(c as u32);
-                    val.push(v);
+            // Blocks of 16 are tested for a nonzero without a branch per element (the scan of
+            // the Cora GCN's 2708 × 1433 dropped-out input took 10 % of its one-thread step
+            // element by element); only blocks holding one are walked.
+            for (bi, block) in row.chunks(16).enumerate() {
+                if !block.iter().fold(false, |any, v| any | (*v != E::zero())) {
+                    continue;
+                }
+                for (c, &v) in block.iter().enumerate() {
+                    if v != E::zero() {
+                        col.push((bi * 16 + c) as u32);
+                        val.push(v);
+                    }
                 }
             }
             if col.len() > limit {

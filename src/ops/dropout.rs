@@ -117,6 +117,22 @@ fn apply<E: Copy + Send + Sync + num_traits::Float + 'static>(out: &mut [E], a: 
         // SAFETY: as above, for f64.
         let (o, x) = unsafe { (std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut f64, n), std::slice::from_raw_parts(a.as_ptr() as *const f64, n)) };
         let sc = scale.to_f64().unwrap_or(f64::NAN);
+        #[cfg(target_arch = "x86_64")]
+        if crate::ops::floor::cpu::Simd::current() >= crate::ops::floor::cpu::Simd::Avx2 {
+            // As for f32.
+            let body = |(blk, (o, x)): (usize, (&mut [f64], &[f64]))| {
+                let words = &bits[blk * BLOCK / 64..];
+                // SAFETY: AVX2 was detected (`Simd::current`); `words` holds a word for every
+                // 64 elements of the block (`bits` covers all `n` elements).
+                unsafe { x86::apply_f64_avx2(o, x, words, sc, accumulate) }
+            };
+            if n >= 1 << 16 && use_pool() {
+                o.par_chunks_mut(BLOCK).zip(x.par_chunks(BLOCK)).enumerate().for_each(body);
+            } else {
+                o.chunks_mut(BLOCK).zip(x.chunks(BLOCK)).enumerate().for_each(body);
+            }
+            return;
+        }
         return masked(o, x, bits, accumulate, |v, keep| f64::from_bits((v * sc).to_bits() & (keep as u64).wrapping_neg()), |o, v| o + v);
     }
     masked(out, a, bits, accumulate, |v, keep| if keep == 1 { v * scale } else { E::zero() }, |o, v| o + v);
@@ -153,6 +169,37 @@ mod x86 {
                 let p = o.as_mut_ptr().add(i);
                 _mm256_storeu_ps(p, if accumulate { _mm256_add_ps(_mm256_loadu_ps(p), v) } else { v });
                 i += 8;
+            }
+        }
+        for i in whole..n {
+            let keep = (words[i / 64] >> (i % 64)) & 1 == 1;
+            let v = if keep { x[i] * scale } else { 0.0 };
+            o[i] = if accumulate { o[i] + v } else { v };
+        }
+    }
+
+    /// [`apply_f32_avx2`] for f64: four elements per step, the mask from four bits.
+    ///
+    /// # Safety
+    /// As [`apply_f32_avx2`].
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn apply_f64_avx2(o: &mut [f64], x: &[f64], words: &[u64], scale: f64, accumulate: bool) {
+        let n = o.len().min(x.len());
+        assert!(words.len() * 64 >= n);
+        let whole = n / 4 * 4;
+        // SAFETY: AVX2 is available (contract); every load and store is at `i..i + 4` with
+        // `i + 4 ≤ whole ≤ n`, inside both slices.
+        unsafe {
+            let lanes = _mm256_setr_epi64x(1, 2, 4, 8);
+            let s = _mm256_set1_pd(scale);
+            let mut i = 0;
+            while i < whole {
+                let nib = ((words[i / 64] >> (i % 64)) & 0xF) as i64;
+                let m = _mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(_mm256_set1_epi64x(nib), lanes), lanes));
+                let v = _mm256_and_pd(_mm256_mul_pd(_mm256_loadu_pd(x.as_ptr().add(i)), s), m);
+                let p = o.as_mut_ptr().add(i);
+                _mm256_storeu_pd(p, if accumulate { _mm256_add_pd(_mm256_loadu_pd(p), v) } else { v });
+                i += 4;
             }
         }
         for i in whole..n {

@@ -12,7 +12,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use crate::ops::floor::buf::{to_tensor, Buf, Scratch};
-use crate::ops::floor::cpu::use_pool;
+use crate::ops::floor::cpu::{for_each_chunk_mut, use_pool};
 
 /// Devices that can run [`DropoutKernel::try_dropout_op`]; any dfdx device implements it with
 /// an empty body (dfdx's `dropout`).
@@ -80,66 +80,62 @@ fn keep_bits(seed: u64, n: usize, threshold: u32) -> Vec<u64> {
 
 /// `out[i] (+)= keep(i) ? a[i]·scale : 0`, in parallel for large slices.
 ///
-/// Branch-free for f32 and f64: a dropped element's value is cleared with a bit mask. (With
-/// `if keep { a·scale } else { 0 }` LLVM emitted a branch per element, mispredicted half of
-/// the time at p = 0.5: ≈ 7 ns per element, 46 % of the Cora GCN's one-thread step, whose
-/// 2708 × 1433 input passes through dropout.)
+/// On AVX2 (f32, f64) a dropped element is cleared with a lane mask built from the bits by
+/// intrinsics. Written as `if keep { a·scale } else { 0 }` — and even as a bit mask
+/// `bits & −keep`, which LLVM turns back into a select — the loop compiled to a branch per
+/// element, mispredicted half the time at p = 0.5: ≈ 7 ns per element, 46 % of the Cora
+/// GCN's one-thread step (its 2708 × 1433 input passes through dropout) and 43 % of its
+/// two-thread one. Elsewhere: [`scalar_rule`].
 fn apply<E: Copy + Send + Sync + num_traits::Float + 'static>(out: &mut [E], a: &[E], bits: &[u64], scale: E, accumulate: bool) {
-    use std::any::TypeId;
     let n = out.len().min(a.len());
     let (out, a) = (&mut out[..n], &a[..n]);
-    if TypeId::of::<E>() == TypeId::of::<f32>() {
-        // SAFETY: E is f32 (checked by `TypeId`): same size, alignment and validity, so the
-        // slices describe the same memory as `[f32]`; `out` is moved into its cast.
-        let (o, x) = unsafe { (std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut f32, n), std::slice::from_raw_parts(a.as_ptr() as *const f32, n)) };
-        let sc = scale.to_f32().unwrap_or(f32::NAN);
-        #[cfg(target_arch = "x86_64")]
-        if crate::ops::floor::cpu::Simd::current() >= crate::ops::floor::cpu::Simd::Avx2 {
-            // LLVM turns the bit-mask form below back into a select, and a select in a loop
-            // into a branch when the loop is compiled on its own (the pooled path at two
-            // threads: 43 % of the GCN's step); the intrinsics keep it a mask.
-            let body = |(blk, (o, x)): (usize, (&mut [f32], &[f32]))| {
-                let words = &bits[blk * BLOCK / 64..];
-                // SAFETY: AVX2 was detected (`Simd::current`); `words` holds a word for every
-                // 64 elements of the block (`bits` covers all `n` elements).
-                unsafe { x86::apply_f32_avx2(o, x, words, sc, accumulate) }
-            };
-            if n >= 1 << 16 && use_pool() {
-                o.par_chunks_mut(BLOCK).zip(x.par_chunks(BLOCK)).enumerate().for_each(body);
-            } else {
-                o.chunks_mut(BLOCK).zip(x.chunks(BLOCK)).enumerate().for_each(body);
-            }
-            return;
+    #[cfg(target_arch = "x86_64")]
+    if crate::ops::floor::cpu::Simd::current() >= crate::ops::floor::cpu::Simd::Avx2 {
+        use std::any::TypeId;
+        if TypeId::of::<E>() == TypeId::of::<f32>() {
+            // SAFETY: E is f32 (checked by `TypeId`): same size, alignment and validity, so
+            // the slices describe the same memory as `[f32]`; `out` is moved into its cast.
+            let (o, x) = unsafe { (std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut f32, n), std::slice::from_raw_parts(a.as_ptr() as *const f32, n)) };
+            let sc = scale.to_f32().unwrap_or(f32::NAN);
+            // SAFETY: AVX2 was detected (`Simd::current`); `by_blocks` hands each block the
+            // words of its own elements.
+            return by_blocks(o, x, bits, |o, x, w| unsafe { x86::apply_f32_avx2(o, x, w, sc, accumulate) });
         }
-        return masked(o, x, bits, accumulate, |v, keep| f32::from_bits((v * sc).to_bits() & (keep as u32).wrapping_neg()), |o, v| o + v);
-    }
-    if TypeId::of::<E>() == TypeId::of::<f64>() {
-        // SAFETY: as above, for f64.
-        let (o, x) = unsafe { (std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut f64, n), std::slice::from_raw_parts(a.as_ptr() as *const f64, n)) };
-        let sc = scale.to_f64().unwrap_or(f64::NAN);
-        #[cfg(target_arch = "x86_64")]
-        if crate::ops::floor::cpu::Simd::current() >= crate::ops::floor::cpu::Simd::Avx2 {
-            // As for f32.
-            let body = |(blk, (o, x)): (usize, (&mut [f64], &[f64]))| {
-                let words = &bits[blk * BLOCK / 64..];
-                // SAFETY: AVX2 was detected (`Simd::current`); `words` holds a word for every
-                // 64 elements of the block (`bits` covers all `n` elements).
-                unsafe { x86::apply_f64_avx2(o, x, words, sc, accumulate) }
-            };
-            if n >= 1 << 16 && use_pool() {
-                o.par_chunks_mut(BLOCK).zip(x.par_chunks(BLOCK)).enumerate().for_each(body);
-            } else {
-                o.chunks_mut(BLOCK).zip(x.chunks(BLOCK)).enumerate().for_each(body);
-            }
-            return;
+        if TypeId::of::<E>() == TypeId::of::<f64>() {
+            // SAFETY: as above, for f64.
+            let (o, x) = unsafe { (std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut f64, n), std::slice::from_raw_parts(a.as_ptr() as *const f64, n)) };
+            let sc = scale.to_f64().unwrap_or(f64::NAN);
+            // SAFETY: as above.
+            return by_blocks(o, x, bits, |o, x, w| unsafe { x86::apply_f64_avx2(o, x, w, sc, accumulate) });
         }
-        return masked(o, x, bits, accumulate, |v, keep| f64::from_bits((v * sc).to_bits() & (keep as u64).wrapping_neg()), |o, v| o + v);
     }
-    masked(out, a, bits, accumulate, |v, keep| if keep == 1 { v * scale } else { E::zero() }, |o, v| o + v);
+    by_blocks(out, a, bits, |o, x, w| scalar_rule(o, x, w, 0, scale, accumulate));
 }
 
-/// Elements per task of the vector path (a multiple of 64: whole words of the mask).
+/// Elements per task (a multiple of 64: whole words of the mask).
 const BLOCK: usize = 64 * 256;
+
+/// `f(o, x, words)` on blocks of [`BLOCK`] elements of `o` and `x` (`words`: the block's own
+/// words of the mask), on rayon's pool for slices of 2¹⁶ elements and more.
+fn by_blocks<T: Send + Sync>(o: &mut [T], x: &[T], bits: &[u64], f: impl Fn(&mut [T], &[T], &[u64]) + Sync + Send) {
+    if o.len() < 1 << 16 {
+        return f(o, x, bits);
+    }
+    for_each_chunk_mut(o, BLOCK, |(blk, o)| {
+        let at = blk * BLOCK;
+        f(o, &x[at..at + o.len()], &bits[at / 64..]);
+    });
+}
+
+/// The rule itself, one element at a time from element `start` on: `o[i] (+)= bit i of
+/// `words` ? x[i]·scale : 0`. The fallback, and the vector kernels' tails.
+#[inline(always)]
+fn scalar_rule<T: num_traits::Float>(o: &mut [T], x: &[T], words: &[u64], start: usize, scale: T, accumulate: bool) {
+    for i in start..o.len().min(x.len()) {
+        let v = if (words[i / 64] >> (i % 64)) & 1 == 1 { x[i] * scale } else { T::zero() };
+        o[i] = if accumulate { o[i] + v } else { v };
+    }
+}
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -147,7 +143,7 @@ mod x86 {
 
     /// `o[i] (+)= bit i of words ? x[i]·scale : 0`, eight elements per step, the eight bits
     /// of a byte turned into a lane mask (`(byte & 2^lane) == 2^lane`) and ANDed with the
-    /// scaled values.
+    /// scaled values; the last `n mod 8` by [`super::scalar_rule`].
     ///
     /// # Safety
     /// AVX2 must be available; `words` holds at least `⌈o.len() / 64⌉` words.
@@ -171,11 +167,7 @@ mod x86 {
                 i += 8;
             }
         }
-        for i in whole..n {
-            let keep = (words[i / 64] >> (i % 64)) & 1 == 1;
-            let v = if keep { x[i] * scale } else { 0.0 };
-            o[i] = if accumulate { o[i] + v } else { v };
-        }
+        super::scalar_rule(o, x, words, whole, scale, accumulate);
     }
 
     /// [`apply_f32_avx2`] for f64: four elements per step, the mask from four bits.
@@ -202,34 +194,7 @@ mod x86 {
                 i += 4;
             }
         }
-        for i in whole..n {
-            let keep = (words[i / 64] >> (i % 64)) & 1 == 1;
-            let v = if keep { x[i] * scale } else { 0.0 };
-            o[i] = if accumulate { o[i] + v } else { v };
-        }
-    }
-}
-
-/// The loop of [`apply`]: `out[i] = f(a[i], bit i)` (or `out[i] + f(…)` when `accumulate`),
-/// 64 elements per word of `bits`.
-#[inline(always)]
-fn masked<T: Copy + Send + Sync>(out: &mut [T], a: &[T], bits: &[u64], accumulate: bool, f: impl Fn(T, u8) -> T + Sync, add: impl Fn(T, T) -> T + Sync) {
-    let body = |(w, (o, a)): (usize, (&mut [T], &[T]))| {
-        let word = bits[w];
-        if accumulate {
-            for (j, (o, &a)) in o.iter_mut().zip(a).enumerate() {
-                *o = add(*o, f(a, ((word >> j) & 1) as u8));
-            }
-        } else {
-            for (j, (o, &a)) in o.iter_mut().zip(a).enumerate() {
-                *o = f(a, ((word >> j) & 1) as u8);
-            }
-        }
-    };
-    if out.len() >= 1 << 16 && use_pool() {
-        out.par_chunks_mut(64).zip(a.par_chunks(64)).enumerate().for_each(body);
-    } else {
-        out.chunks_mut(64).zip(a.chunks(64)).enumerate().for_each(body);
+        super::scalar_rule(o, x, words, whole, scale, accumulate);
     }
 }
 
@@ -283,9 +248,12 @@ mod tests {
     /// inputs included (a dropped element is 0 whatever it held), writing and accumulating.
     #[test]
     fn apply_matches_the_rule_in_f32_and_f64() {
-        // A tail of the vector path; several blocks (the pooled path at two threads or more).
+        // A tail of the vector path; several blocks (the pooled path at two threads or more);
+        // the best path this CPU has, then the scalar fallback.
+        use crate::ops::floor::cpu::{with_simd_cap, Simd};
         for n in [203, 2 * BLOCK + 37, (1 << 16) + 5] {
             check_apply(n);
+            with_simd_cap(Simd::Scalar, || check_apply(n));
         }
     }
 

@@ -7,7 +7,7 @@
 use dfdx::prelude::*;
 
 use crate::ops::floor::buf::{to_tensor, Buf, Scratch};
-use crate::ops::floor::cpu::{for_each_chunk_mut, map_chunks_mut};
+use crate::ops::floor::cpu::{for_each_chunk_mut, lane_sum, map_chunks_mut};
 use crate::ops::floor::gemm::matmul;
 use crate::ops::floor::window::{valid_range, Dyn4, Window2D};
 use crate::Float;
@@ -199,21 +199,6 @@ fn as_f32_mut<E: 'static>(x: &mut [E]) -> &mut [f32] {
     unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr() as *mut f32, x.len()) }
 }
 
-/// `Σ row` in eight interleaved partial sums: one running sum is a chain of dependent
-/// additions (≈ 4 cycles each; LeNet-5's first layer sums 6 rows of 784 per sample, which
-/// took most of the backward pass's own time at one thread).
-fn lane_sum<E: Float>(row: &[E]) -> E {
-    let mut acc = [E::zero(); 8];
-    let mut chunks = row.chunks_exact(8);
-    for c in &mut chunks {
-        for (a, v) in acc.iter_mut().zip(c) {
-            *a += *v;
-        }
-    }
-    let tail = chunks.remainder().iter().fold(E::zero(), |s, v| s + *v);
-    acc.iter().fold(tail, |s, v| s + *v)
-}
-
 /// Chunking of the batch over rayon threads: `(chunks, samples per chunk)`.
 pub(crate) fn chunking(batch: usize) -> (usize, usize) {
     let nt = rayon::current_num_threads().clamp(1, batch.max(1));
@@ -277,7 +262,7 @@ pub(crate) fn backward<E: Float + Scratch>(x: &[E], wv: &[E], gy: &[E], g: &Geo,
                 // gemm runs this shape 1.5–3× faster with that destination layout.
                 matmul((o, k, n), gw, (1, o), true, gyb, (n, 1), cols, (1, n));
                 for (gbo, row) in gb.iter_mut().zip(gyb.chunks(n)) {
-                    *gbo += lane_sum(row);
+                    *gbo += lane_sum(row, |v| v);
                 }
                 // dcols[k, n] = Wᵀ[k, o] · gy[o, n]; gx += col2im(dcols)
                 if g.is_pointwise() {
@@ -366,16 +351,4 @@ where
         });
     }
     Ok(y.put_tape(tape))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn lane_sum_is_the_sum_for_every_length() {
-        for n in 0..30 {
-            let row: Vec<f64> = (0..n).map(|i| 1.0 + i as f64 * 0.5).collect();
-            let want: f64 = row.iter().sum();
-            assert!((super::lane_sum(&row) - want).abs() < 1e-12, "n {n}");
-        }
-    }
 }

@@ -93,29 +93,6 @@ fn par_threshold() -> usize {
     PAR_OVERRIDE.with(|c| c.get()).unwrap_or(PAR_MIN)
 }
 
-/// The products over all steps at once (the input projection and the weight and input
-/// gradients: `T·B` rows or a depth of `T·B`). Session 6 sent them to the `gemm` crate on
-/// AVX2-only CPUs (typenet's AVX2 kernel was then 15–20 % slower for these shapes). Since the
-/// tile's addressing fix and the register-transposed packing of a column-major `B` (session
-/// 8), typenet's kernel is the faster one here too: the LSTM benchmark's one-thread step,
-/// both builds alternated four times pinned to one core, median 8.04, 8.27, 9.13, 6.63 ms
-/// with the crate against 7.60, 8.13, 6.12, 6.32 ms without (two threads: no difference
-/// beyond the noise). So they take the same path as every other product.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-fn mm_bulk<E: CpuFloat>(
-    mnk: (usize, usize, usize),
-    c: &mut [E],
-    sc: (usize, usize),
-    acc: bool,
-    a: &[E],
-    sa: (usize, usize),
-    b: &[E],
-    sb: (usize, usize),
-) {
-    mm(mnk, c, sc, acc, a, sa, b, sb)
-}
-
 /// Sizes of one call.
 #[derive(Clone, Copy, Debug)]
 struct Dims {
@@ -183,7 +160,9 @@ fn forward_dir_impl<E: CpuFloat>(
     // Input projection of all steps at once: xp[b, t, :] = W_ih x + b_ih (+ b_hh where it
     // is not inside GRU's reset product).
     let mut xp = take_dirty(b * t * gh);
-    mm_bulk((b * t, gh, f), &mut xp, (gh, 1), false, x, (f, 1), &w.ih, (1, f));
+    // (The all-steps products take the GEMM door like every other since session 8; session 6
+    // had sent them to the `gemm` crate on AVX2-only CPUs: README, "Session 8".)
+    mm((b * t, gh, f), &mut xp, (gh, 1), false, x, (f, 1), &w.ih, (1, f));
     let mut bias = w.bih.clone();
     let nb = if cell == CellKind::Gru { 2 * h } else { gh };
     for (bj, hj) in bias[..nb].iter_mut().zip(&w.bhh) {
@@ -410,7 +389,7 @@ fn backward_dir_impl<E: CpuFloat>(
     }
     // dW_hh = Σ_s dhp_sᵀ · h_{s-1};   dW_ih = dxpᵀ · x;   dx += dxp · W_ih
     let mut ghh = vec![zero; gh * h];
-    mm_bulk((gh, h, t * b), &mut ghh, (h, 1), false, &dhp, (1, gh), &sv.hs[..t * b * h], (h, 1));
+    mm((gh, h, t * b), &mut ghh, (h, 1), false, &dhp, (1, gh), &sv.hs[..t * b * h], (h, 1));
     let mut gih = vec![zero; gh * f];
     let mut gbih = vec![zero; gh];
     if shared {
@@ -422,10 +401,10 @@ fn backward_dir_impl<E: CpuFloat>(
                 xs[(s * b + bi) * f..(s * b + bi + 1) * f].copy_from_slice(&x[(bi * t + ti) * f..(bi * t + ti + 1) * f]);
             }
         }
-        mm_bulk((gh, f, t * b), &mut gih, (f, 1), false, &dhp, (1, gh), &xs, (f, 1));
+        mm((gh, f, t * b), &mut gih, (f, 1), false, &dhp, (1, gh), &xs, (f, 1));
         // dx (processing order) = dhp · W_ih, added back in natural order
         let mut dxs = xs;
-        mm_bulk((t * b, f, gh), &mut dxs, (f, 1), false, &dhp, (gh, 1), &w.ih, (f, 1));
+        mm((t * b, f, gh), &mut dxs, (f, 1), false, &dhp, (gh, 1), &w.ih, (f, 1));
         for s in 0..t {
             let ti = time(s, t, rev);
             for bi in 0..b {
@@ -434,8 +413,8 @@ fn backward_dir_impl<E: CpuFloat>(
         }
         give(dxs);
     } else {
-        mm_bulk((gh, f, b * t), &mut gih, (f, 1), false, &dxp, (1, gh), x, (f, 1));
-        mm_bulk((b * t, f, gh), dx, (f, 1), true, &dxp, (gh, 1), &w.ih, (f, 1));
+        mm((gh, f, b * t), &mut gih, (f, 1), false, &dxp, (1, gh), x, (f, 1));
+        mm((b * t, f, gh), dx, (f, 1), true, &dxp, (gh, 1), &w.ih, (f, 1));
         for row in dxp.chunks_exact(gh) {
             for (a, v) in gbih.iter_mut().zip(row) {
                 *a += *v;

@@ -198,7 +198,7 @@ impl Graph {
             Some(rows) if features.len().is_multiple_of(k) && rows == e => {}
             rows => return Err(GraphError::EdgeFeatureCount { expected: e, given: rows.unwrap_or(features.len()) }),
         }
-        if features.iter().any(|v| !v.is_finite()) {
+        if crate::ops::floor::cpu::first_non_finite(features).is_some() {
             return Err(GraphError::NotFinite("an edge feature"));
         }
         let i = &self.inner;
@@ -390,7 +390,7 @@ impl Propagation {
         if let Some(s) = &self_loop {
             g.check_nodes(s.len())?;
         }
-        if edge.iter().chain(self_loop.iter().flatten()).any(|w| !w.is_finite()) {
+        if std::iter::once(&edge).chain(&self_loop).any(|w| crate::ops::floor::cpu::first_non_finite(w).is_some()) {
             return Err(GraphError::NotFinite("a propagation weight"));
         }
         Ok(Propagation { edge: Arc::new(edge), self_loop: self_loop.map(Arc::new) })

@@ -289,7 +289,7 @@ impl Builder {
     pub fn weight<S: Shape, E: Float, D: Device<E>>(&mut self, key: &str, t: &Tensor<S, E, D>) -> Result<String, ExportError> {
         let name = self.key(key);
         let data: Vec<f32> = t.as_vec().into_iter().map(|v| v.to_f32().unwrap_or(f32::NAN)).collect();
-        if data.iter().any(|v| !v.is_finite()) {
+        if crate::ops::floor::cpu::first_non_finite(&data).is_some() {
             return Err(ExportError::shape(name, "the tensor holds a value that is not finite in f32"));
         }
         let dims: Vec<i64> = t.shape().concrete().into_iter().map(|d| d as i64).collect();

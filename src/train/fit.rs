@@ -15,6 +15,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 
 use super::loss::{Loss, Regularization};
+use crate::ops::floor::cpu::first_non_finite;
+use crate::ops::floor::data::DataInput;
 use super::metrics::argmax_rows;
 use super::optim::LearningRate;
 use super::schedule::{LrSchedule, ScheduleUnit};
@@ -355,7 +357,7 @@ impl<E: Float, D: Device<E>> TensorVisitor<E, D> for NonFiniteTensor {
         _: TensorOptions<S, E, D>,
         (t, name): (&Tensor<S, E, D>, String),
     ) -> Result<Option<Tensor<S, E, D>>, D::Err> {
-        if self.0.is_none() && t.as_vec().iter().any(|v| !v.is_finite()) {
+        if self.0.is_none() && first_non_finite(&t.as_vec()).is_some() {
             self.0 = Some(name);
         }
         Ok(None)
@@ -384,7 +386,7 @@ fn check_inputs<S: SampleShape, E: Float>(ds: &Dataset<E>, what: &str) -> Result
     if ds.labels.is_none() && ds.targets.is_none() {
         return Err(TrainError::Data(format!("the {what} set has neither labels nor targets")));
     }
-    if let Some(i) = ds.inputs.iter().position(|v| !v.is_finite()) {
+    if let Some(i) = first_non_finite(&ds.inputs) {
         let f = ds.feature_len();
         return Err(TrainError::Data(format!(
             "{what} sample {} has a non-finite input ({:?} at position {})",
@@ -393,13 +395,36 @@ fn check_inputs<S: SampleShape, E: Float>(ds: &Dataset<E>, what: &str) -> Result
             i % f
         )));
     }
-    if let Some(i) = ds.targets.as_ref().and_then(|t| t.iter().position(|v| !v.is_finite())) {
+    if let Some(i) = ds.targets.as_deref().and_then(first_non_finite) {
         return Err(TrainError::Data(format!(
             "{what} sample {} has a non-finite target",
             i / ds.target_len.max(1)
         )));
     }
     Ok(())
+}
+
+/// The progress bar of one epoch (`len` batches, a spinner when unknown), or a hidden one
+/// when `show` is false.
+pub(super) fn epoch_bar(show: bool, len: Option<usize>, epoch: usize, epochs: usize) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = len.map_or_else(ProgressBar::new_spinner, |n| ProgressBar::new(n as u64));
+    if let Ok(style) = ProgressStyle::with_template("{prefix:>12} [{bar:30.cyan/blue}] {pos:>4}/{len:4} {elapsed:>4} {msg}") {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_prefix(format!("epoch {}/{}", epoch + 1, epochs));
+    pb
+}
+
+/// One batch done, with the epoch's mean loss so far; nothing (not even the message's
+/// formatting) for a hidden bar.
+pub(super) fn tick(pb: &ProgressBar, mean_loss: f64) {
+    if !pb.is_hidden() {
+        pb.inc(1);
+        pb.set_message(format!("loss {mean_loss:.4}"));
+    }
 }
 
 /// The inputs of samples `idx` as one batch tensor. `host` is the caller's gathering buffer,
@@ -611,18 +636,7 @@ impl<S: SampleShape> Trainer<S> {
             // Cheap: tensors are reference-counted; the first update of the epoch copies on
             // write.
             let mut epoch_start = cfg.check_weights.then(|| model.clone());
-            let pb = if cfg.verbose && on_terminal {
-                let pb = ProgressBar::new(n_batches as u64);
-                if let Ok(style) = ProgressStyle::with_template(
-                    "{prefix:>12} [{bar:30.cyan/blue}] {pos:>4}/{len:4} {elapsed:>4} {msg}",
-                ) {
-                    pb.set_style(style.progress_chars("=> "));
-                }
-                pb.set_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
-                pb
-            } else {
-                ProgressBar::hidden()
-            };
+            let pb = epoch_bar(cfg.verbose && on_terminal, Some(n_batches), epoch, cfg.epochs);
 
             let (mut loss_sum, mut seen) = (0f64, 0usize);
             let mut acc = AccuracyTally::new();
@@ -633,7 +647,11 @@ impl<S: SampleShape> Trainer<S> {
                 let b = idx.len();
                 let frozen = super::step::snapshot_frozen(&*model, &cfg.frozen)?;
                 let x = upload_inputs::<S, E, D>(&dev, &mut host, train, idx)?;
-                let y = model.try_forward_mut(x.traced(grads)).map_err(dev_err)?;
+                let y = {
+                    // The batch is data: the first layer skips the gradient nothing reads.
+                    let _data = DataInput::mark(&x);
+                    model.try_forward_mut(x.traced(grads)).map_err(dev_err)?
+                };
                 let out_shape = *y.shape();
                 let k = out_shape.num_elements() / b.max(1);
                 let t = crate::ops::floor::upload::from_slice(&dev, &gather_targets(train, idx, k, cfg.loss)?, out_shape)
@@ -669,8 +687,7 @@ impl<S: SampleShape> Trainer<S> {
                 seen += b;
                 acc.add(correct(&classes(&pred, k, cfg.loss), train, idx, k), b);
                 global_step += 1;
-                pb.inc(1);
-                pb.set_message(format!("loss {:.4}", loss_sum / seen as f64));
+                tick(&pb, loss_sum / seen as f64);
             }
 
             if let Some(start) = epoch_start.take() {

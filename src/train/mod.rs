@@ -54,6 +54,7 @@ mod schedule;
 mod step;
 mod weights;
 
+pub use crate::ops::floor::data::DataInput;
 pub use fit::{
     evaluate, fit, predict, EarlyStopping, EpochStats, Evaluation, FitConfig, History, Predictions,
     SampleShape, TrainError, Trainer,

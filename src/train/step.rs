@@ -59,9 +59,8 @@ use dfdx::nn::tensor_collection::{
 use dfdx::nn::ZeroGrads;
 use dfdx::optim::{Optimizer, OptimizerUpdateError};
 use dfdx::prelude::*;
-use indicatif::{ProgressBar, ProgressStyle};
 
-use super::fit::{dev_err, device_of, epoch_summary, non_finite_tensor, restore_and_fail, EpochStats, FitConfig, History, TrainError};
+use super::fit::{dev_err, device_of, epoch_bar, epoch_summary, non_finite_tensor, restore_and_fail, tick, EpochStats, FitConfig, History, TrainError};
 use super::optim::LearningRate;
 use super::schedule::ScheduleUnit;
 use crate::Float;
@@ -390,21 +389,11 @@ where
         };
         let start = cfg.check_weights.then(|| model.clone());
         let iter = batches(epoch).into_iter();
-        let pb = if cfg.verbose && on_terminal {
-            let pb = match iter.size_hint() {
-                (lo, Some(hi)) if lo == hi => ProgressBar::new(hi as u64),
-                _ => ProgressBar::new_spinner(),
-            };
-            if let Ok(style) =
-                ProgressStyle::with_template("{prefix:>12} [{bar:30.cyan/blue}] {pos:>4}/{len:4} {elapsed:>4} {msg}")
-            {
-                pb.set_style(style.progress_chars("=> "));
-            }
-            pb.set_prefix(format!("epoch {}/{}", epoch + 1, cfg.epochs));
-            pb
-        } else {
-            ProgressBar::hidden()
+        let len = match iter.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(hi),
+            _ => None,
         };
+        let pb = epoch_bar(cfg.verbose && on_terminal, len, epoch, cfg.epochs);
         let (mut loss_sum, mut n) = (0f64, 0usize);
         for (i, batch) in iter.enumerate() {
             if cfg.schedule_unit == ScheduleUnit::Step {
@@ -433,8 +422,7 @@ where
                 }
             }
             global_step += 1;
-            pb.inc(1);
-            pb.set_message(format!("loss {:.4}", loss_sum / n as f64));
+            tick(&pb, loss_sum / n as f64);
         }
         if n == 0 {
             return restore_and_fail(model, &mut best_model, TrainError::Data(format!("epoch {} produced no batches", epoch + 1)));

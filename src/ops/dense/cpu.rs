@@ -6,6 +6,7 @@ use dfdx::prelude::*;
 
 use super::Dyn2;
 use crate::ops::floor::buf::{to_tensor, Buf, Scratch};
+use crate::ops::floor::data::is_data;
 use crate::ops::floor::gemm::{matmul, matmul_bias_relu, GemmFloat};
 
 pub(crate) fn dense<E: Dtype + GemmFloat + Scratch, T: Tape<E, Cpu>>(
@@ -27,6 +28,8 @@ where
     // Contiguous input (a no-op for contiguous tensors, a differentiable copy otherwise).
     let x = x.try_reshape_like(&(m, i))?;
     let (x, mut tape) = x.split_tape();
+    // The training batch: its gradient is never read (`floor::data`).
+    let want_gx = !is_data(&x);
     let mut xv = Buf::dirty(m * i);
     if m * i > 0 {
         x.copy_into(&mut xv);
@@ -91,7 +94,7 @@ where
                 Some(g) => g,
                 None => &gy,
             };
-            {
+            if want_gx {
                 // gx[m, i] += g[m, o] · W[o, i]
                 let gx = grads.get_or_alloc_mut(&x_ghost)?;
                 matmul((m, i, o), gx, (i, 1), true, g, (o, 1), &wv, (i, 1));

@@ -119,6 +119,28 @@ mod tests {
         }
     }
 
+    /// A batch marked as data (`floor::data`, as `fit` marks it) gets no gradient; the weight
+    /// and bias gradients are those of the unmarked run, bit for bit.
+    #[test]
+    fn a_marked_batch_gets_no_input_gradient() {
+        let (dev, x, w, b) = setup(6, 40, 9);
+        let r: Tensor<Dyn2, f64, Cpu> = dev.sample_normal_like(&(6, 9));
+        let run = |mark: bool| {
+            let _data = mark.then(|| crate::ops::floor::data::DataInput::mark(&x));
+            let y = Cpu::dense_op(x.leaky_trace(), w.clone(), Some(b.clone())).unwrap();
+            let mut g = loss(y, &r).backward();
+            let (gw, gb) = (g.get(&w).as_vec(), g.get(&b).as_vec());
+            // A gradient nobody wrote is allocated here, as zeros.
+            let gx = g.get_or_alloc_mut(&x).unwrap().to_vec();
+            (gx, gw, gb)
+        };
+        let (gx, gw, gb) = run(false);
+        let (gx_marked, gw_marked, gb_marked) = run(true);
+        assert!(gx.iter().any(|v| *v != 0.0), "unmarked: the input gradient is computed");
+        assert!(gx_marked.iter().all(|v| *v == 0.0), "marked: no input gradient");
+        assert_eq!((gw, gb), (gw_marked, gb_marked));
+    }
+
     #[test]
     fn cpu_matches_composed_path_and_finite_differences() {
         for (m, i, o, with_bias) in [(1, 1, 1, true), (3, 5, 4, true), (7, 17, 9, false), (2, 70, 33, true)] {

@@ -194,9 +194,40 @@ pub(crate) fn lane_sum<T: Copy, A: Copy + num_traits::Zero>(xs: &[T], f: impl Fn
     acc.iter().fold(tail, |s, v| s + *v)
 }
 
+/// Index of the first NaN or infinity in `xs`. Blocks of 64 are checked whole, without an
+/// early exit, so that the check vectorises (a scan with `position` stops to branch at every
+/// element: ≈ 1 ms for a 10 MB training set, once per `fit` call); the block holding one is
+/// then searched element by element.
+pub fn first_non_finite<E: num_traits::Float>(xs: &[E]) -> Option<usize> {
+    const BLOCK: usize = 64;
+    let (b, block) = xs.chunks(BLOCK).enumerate().find(|(_, c)| !c.iter().fold(true, |ok, v| ok & v.is_finite()))?;
+    block.iter().position(|v| !v.is_finite()).map(|i| b * BLOCK + i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`first_non_finite`] finds the first NaN or infinity wherever it is (first, last, in a
+    /// block's tail, after another block's), and none in a finite slice.
+    #[test]
+    fn first_non_finite_finds_the_first() {
+        for n in [0usize, 1, 63, 64, 65, 200] {
+            let clean: Vec<f32> = (0..n).map(|i| i as f32 - 7.5).collect();
+            assert_eq!(first_non_finite(&clean), None, "n {n}");
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                for at in [0, n / 2, n.saturating_sub(1)].into_iter().filter(|&a| a < n) {
+                    let mut v = clean.clone();
+                    v[at] = bad;
+                    if at + 70 < n {
+                        v[at + 70] = f32::NAN;
+                    }
+                    assert_eq!(first_non_finite(&v), Some(at), "n {n}, at {at}, {bad}");
+                }
+            }
+        }
+        assert_eq!(first_non_finite(&[1.0f64, f64::MAX, f64::NAN]), Some(2));
+    }
 
     /// [`lane_sum`] is the sum, for every length around the lane count.
     #[test]

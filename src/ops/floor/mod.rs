@@ -4,6 +4,7 @@
 //! - [`buf`]: the one scratch-buffer pool (per element type) all CPU kernels draw from;
 //! - [`gemm`]: the one GEMM door, [`gemm::matmul`] ("multiply matrices"), with typenet's
 //!   AVX-512 f32 microkernel and the `gemm` crate behind it;
+//! - [`data`]: the training batch marked as data, so that ops skip the gradient nothing reads;
 //! - [`cpu`]: CPU-feature detection ([`cpu::Simd`]) and the per-thread override tests use to
 //!   force a lesser SIMD path;
 //! - [`upload`]: host data into tensors whose buffers come from (and return to) dfdx's
@@ -16,6 +17,7 @@
 
 pub mod buf;
 pub mod cpu;
+pub mod data;
 pub(crate) mod gemm;
 pub mod upload;
 pub mod window;

@@ -289,7 +289,7 @@ struct DirGrads<E> {
     bhh: Vec<E>,
 }
 
-/// BPTT for one direction; accumulates into `dx` (`[B, T, F]`).
+/// BPTT for one direction; accumulates into `dx` (`[B, T, F]`; empty: not computed).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn backward_dir_impl<E: CpuFloat>(
@@ -305,6 +305,8 @@ fn backward_dir_impl<E: CpuFloat>(
 ) -> DirGrads<E> {
     let Dims { b, t, f, h, gh, o } = dm;
     let zero = E::zero();
+    // An empty `dx`: the input gradient is not wanted (the training batch, `floor::data`).
+    let want_dx = !dx.is_empty();
     let one = E::one();
     // input-side pre-activation gradients, natural order [B, T, GH]
     // For the Elman cells and LSTM the input-side and recurrent-side pre-activation gradients
@@ -404,17 +406,21 @@ fn backward_dir_impl<E: CpuFloat>(
         mm((gh, f, t * b), &mut gih, (f, 1), false, &dhp, (1, gh), &xs, (f, 1));
         // dx (processing order) = dhp · W_ih, added back in natural order
         let mut dxs = xs;
-        mm((t * b, f, gh), &mut dxs, (f, 1), false, &dhp, (gh, 1), &w.ih, (f, 1));
-        for s in 0..t {
-            let ti = time(s, t, rev);
-            for bi in 0..b {
-                add_into(&mut dx[(bi * t + ti) * f..(bi * t + ti + 1) * f], &dxs[(s * b + bi) * f..(s * b + bi + 1) * f]);
+        if want_dx {
+            mm((t * b, f, gh), &mut dxs, (f, 1), false, &dhp, (gh, 1), &w.ih, (f, 1));
+            for s in 0..t {
+                let ti = time(s, t, rev);
+                for bi in 0..b {
+                    add_into(&mut dx[(bi * t + ti) * f..(bi * t + ti + 1) * f], &dxs[(s * b + bi) * f..(s * b + bi + 1) * f]);
+                }
             }
         }
         give(dxs);
     } else {
         mm((gh, f, b * t), &mut gih, (f, 1), false, &dxp, (1, gh), x, (f, 1));
-        mm((b * t, f, gh), dx, (f, 1), true, &dxp, (gh, 1), &w.ih, (f, 1));
+        if want_dx {
+            mm((b * t, f, gh), dx, (f, 1), true, &dxp, (gh, 1), &w.ih, (f, 1));
+        }
         for row in dxp.chunks_exact(gh) {
             for (a, v) in gbih.iter_mut().zip(row) {
                 *a += *v;
@@ -521,6 +527,8 @@ where
     let simd = Simd::current();
     let x = x.try_contiguous()?;
     let (x, mut tape) = x.split_tape();
+    // The training batch: its gradient is never read (`floor::data`).
+    let want_dx = !crate::ops::floor::data::is_data(&x) && b * t * f > 0;
     let xv = read(&x)?;
     let ws: Vec<W<E>> = dirs
         .iter()
@@ -580,13 +588,15 @@ where
                 let dmc = Dims { b: task.b1 - task.b0, ..dm };
                 let xc = &xv[task.b0 * t * f..task.b1 * t * f];
                 let gyc = &gy[task.b0 * t * o..task.b1 * t * o];
-                let mut dxc = take(dmc.b * t * f);
+                let mut dxc = take(if want_dx { dmc.b * t * f } else { 0 });
                 let g = backward_dir(simd, cell, xc, &ws[task.d], &saved[i], dmc, task.d == 1, gyc, task.d * h, &mut dxc);
                 (g, dxc)
             });
             for (task, (g, dxc)) in tasks.iter().zip(&res) {
                 // Each task's input gradient covers its batch rows: added straight in.
-                add_into(&mut grads.get_or_alloc_mut(&x_ghost)?[task.b0 * t * f..task.b1 * t * f], dxc);
+                if want_dx {
+                    add_into(&mut grads.get_or_alloc_mut(&x_ghost)?[task.b0 * t * f..task.b1 * t * f], dxc);
+                }
                 let k = &keys[task.d];
                 add_into(grads.get_or_alloc_mut(&k.w_ih)?, &g.ih);
                 add_into(grads.get_or_alloc_mut(&k.w_hh)?, &g.hh);

@@ -20,9 +20,12 @@
 //! - `fit`: the same networks (not GCN: `fit` takes one tensor input) trained by
 //!   `typenet::train::fit` — one epoch of `SUITE_FIT_BATCHES` minibatches per call (no
 //!   validation, no progress bar; shuffling and the per-epoch weight check on, as by
-//!   default), time per step = epoch time / batches — interleaved round by round with as many
-//!   steps of the hand loop on a second copy of the model (variant `fit`, and a
-//!   `fit_overhead` line with the median of the per-round ratios fit / hand loop).
+//!   default), time per step = epoch time / batches — interleaved round by round (which of
+//!   the two goes first alternates) with as many steps of the hand loop on a second copy of
+//!   the model (variant `fit`, and a `fit_overhead` line with the median of the per-round
+//!   ratios fit / hand loop). `fit` marks its batch as data (`typenet::train::DataInput`: the
+//!   first layer skips the input gradient); so does this hand loop, so that the ratio is
+//!   `fit`'s own overhead.
 //! - `macro`: the MLP's `network!` against the identical hand-written tuple of typenet's layer
 //!   types, and against dfdx's own `Linear` tuple, interleaved rounds, median of the ratios.
 //! - `peak`: GFLOP/s and fraction of the machine's peak: dense forward + backward at
@@ -47,7 +50,7 @@ use typenet::graph::Graph;
 use typenet::layers::{Dense, ReLU};
 use typenet::ops::{ConvKernel, DenseKernel, Window2D};
 use typenet::prelude::*;
-use typenet::train::{fit, FitConfig};
+use typenet::train::{fit, DataInput, FitConfig};
 
 network! {
     /// `mlp_784_256_128_10_b64`.
@@ -236,6 +239,8 @@ struct Hand<M: TensorCollection<f32, Dev>, S: Shape, O: Shape> {
     grads: Option<Gradients<f32, Dev>>,
     x: Tensor<S, f32, Dev>,
     y: Tensor<O, f32, Dev>,
+    /// Mark the batch as data, as `fit` does (see the `fit` part).
+    mark: bool,
 }
 
 impl<M, S, O> Hand<M, S, O>
@@ -247,13 +252,19 @@ where
     fn new(model: M, x: Tensor<S, f32, Dev>, y: Tensor<O, f32, Dev>) -> Self {
         let opt = Adam::new(&model, AdamConfig { lr: 1e-3, ..Default::default() });
         let grads = Some(model.alloc_grads());
-        Hand { model, opt, grads, x, y }
+        Hand { model, opt, grads, x, y, mark: false }
+    }
+
+    fn marking(self) -> Self {
+        Hand { mark: true, ..self }
     }
 
     fn step(&mut self) -> f32 {
         let mut grads = self.grads.take().unwrap();
         self.model.zero_grads(&mut grads);
+        let data = self.mark.then(|| DataInput::mark(&self.x));
         let logits = self.model.forward_mut(self.x.clone().traced(grads));
+        drop(data);
         let loss = cross_entropy_with_logits_loss(logits, self.y.clone());
         let l = loss.array();
         let grads = loss.backward();
@@ -441,15 +452,26 @@ fn fit_vs_hand<M>(
         hand_step();
     }
     let (mut tf, mut th, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..cfg.fit_rounds {
-        let t0 = Instant::now();
-        fit(&mut model, &mut opt, &ds, None, &fcfg).unwrap();
-        let f = t0.elapsed().as_secs_f64() * 1e3 / cfg.fit_batches as f64;
-        let t0 = Instant::now();
-        for _ in 0..cfg.fit_batches {
-            std::hint::black_box(hand_step());
-        }
-        let h = t0.elapsed().as_secs_f64() * 1e3 / cfg.fit_batches as f64;
+    for round in 0..cfg.fit_rounds {
+        let mut time_fit = || {
+            let t0 = Instant::now();
+            fit(&mut model, &mut opt, &ds, None, &fcfg).unwrap();
+            t0.elapsed().as_secs_f64() * 1e3 / cfg.fit_batches as f64
+        };
+        let mut time_hand = || {
+            let t0 = Instant::now();
+            for _ in 0..cfg.fit_batches {
+                std::hint::black_box(hand_step());
+            }
+            t0.elapsed().as_secs_f64() * 1e3 / cfg.fit_batches as f64
+        };
+        let (f, h) = if round % 2 == 0 {
+            let f = time_fit();
+            (f, time_hand())
+        } else {
+            let h = time_hand();
+            (time_fit(), h)
+        };
         tf.push(f);
         th.push(h);
         ratios.push(f / h);
@@ -471,22 +493,22 @@ fn fit_part(cfg: &Cfg) {
     // `SUITE_MODELS` narrows this part too.
     if selected(MLP) {
         let dev = Cpu::default();
-        let mut h = mlp_hand(&dev);
+        let mut h = mlp_hand(&dev).marking();
         fit_vs_hand(cfg, MLP, &dev, &[784], 10, 64, Mlp::build(&dev), || h.step());
     }
     if selected(LENET) {
         let dev = Cpu::default();
-        let mut h = lenet_hand(&dev);
+        let mut h = lenet_hand(&dev).marking();
         fit_vs_hand(cfg, LENET, &dev, &[1, 28, 28], 10, 64, LeNet5::build(&dev), || h.step());
     }
     if selected(LSTM) {
         let dev = Cpu::default();
-        let mut h = lstm_hand(&dev);
+        let mut h = lstm_hand(&dev).marking();
         fit_vs_hand(cfg, LSTM, &dev, &[50, 32], 10, 32, LstmHead::build(&dev), || h.step());
     }
     if selected(TRANSFORMER) {
         let dev = Cpu::default();
-        let mut h = transformer_hand(&dev);
+        let mut h = transformer_hand(&dev).marking();
         fit_vs_hand(cfg, TRANSFORMER, &dev, &[32, 64], 10, 32, TransformerHead::build(&dev), || h.step());
     }
 }

@@ -283,3 +283,34 @@ fn f32_fast_matches_generic() {
         assert!((a - b).abs() < 1e-4, "{a} vs {b}");
     }
 }
+
+/// A batch marked as data (`typenet::train::DataInput`, as `fit` marks it) gets no input
+/// gradient from the fast kernel; the weight and bias gradients are those of the unmarked run,
+/// bit for bit (a 3×3 window and a pointwise one; batches of one and of several tasks).
+#[test]
+fn a_marked_batch_gets_no_input_gradient() {
+    for (x_shape, o, win) in [
+        ((5usize, 3usize, 7usize, 6usize), 4usize, Window2D::new([3, 3], [1, 1], [1, 1], [1, 1])),
+        ((1, 2, 5, 5), 3, Window2D::new([1, 1], [1, 1], [0, 0], [1, 1])),
+        ((9, 1, 6, 6), 2, Window2D::new([2, 2], [2, 2], [0, 0], [1, 1])),
+    ] {
+        let dev = Cpu::seed_from_u64(3);
+        let x: Tensor<Dyn4, f64, Cpu> = dev.sample_normal_like(&x_shape);
+        let w: Tensor<Dyn4, f64, Cpu> = dev.sample_normal_like(&(o, x_shape.1, win.kernel[0], win.kernel[1]));
+        let bias: Tensor<T1, f64, Cpu> = dev.sample_normal_like(&(o,));
+        let run = |mark: bool| {
+            let _data = mark.then(|| typenet::train::DataInput::mark(&x));
+            let y = conv2d(x.leaky_trace(), w.clone(), Some(bias.clone()), win).unwrap();
+            let r: Tensor<Dyn4, f64, Cpu> = Cpu::seed_from_u64(4).sample_normal_like(y.shape());
+            let mut g = (y * r).sum::<Rank0, _>().backward();
+            let (gw, gb) = (g.get(&w).as_vec(), g.get(&bias).as_vec());
+            // A gradient nobody wrote is allocated here, as zeros.
+            (g.get_or_alloc_mut(&x).unwrap().to_vec(), gw, gb)
+        };
+        let (gx, gw, gb) = run(false);
+        let (gx_marked, gw_marked, gb_marked) = run(true);
+        assert!(gx.iter().any(|v| *v != 0.0), "{x_shape:?}: unmarked input gradient");
+        assert!(gx_marked.iter().all(|v| *v == 0.0), "{x_shape:?}: marked, no input gradient");
+        assert_eq!((gw, gb), (gw_marked, gb_marked), "{x_shape:?}");
+    }
+}

@@ -8,6 +8,7 @@ use dfdx::prelude::*;
 
 use crate::ops::floor::buf::{to_tensor, Buf, Scratch};
 use crate::ops::floor::cpu::{for_each_chunk_mut, lane_sum, map_chunks_mut};
+use crate::ops::floor::data::is_data;
 use crate::ops::floor::gemm::matmul;
 use crate::ops::floor::window::{valid_range, Dyn4, Window2D};
 use crate::Float;
@@ -234,37 +235,40 @@ pub(crate) fn forward<E: Float + Scratch>(x: &[E], wv: &[E], bias: Option<&[E]>,
     });
 }
 
-/// Backward: adds the input gradient into `gx` (`[batch, c, h, w]`) and returns the weight
-/// gradient, column-major (`[k, o]`), followed by the bias gradient `[o]`, summed over the
-/// batch.
-pub(crate) fn backward<E: Float + Scratch>(x: &[E], wv: &[E], gy: &[E], g: &Geo, batch: usize, gx: &mut [E]) -> Buf<E> {
+/// Backward: adds the input gradient into `gx` (`[batch, c, h, w]`; `None`: not wanted, the
+/// training batch of `floor::data`) and returns the weight gradient, column-major (`[k, o]`),
+/// followed by the bias gradient `[o]`, summed over the batch.
+pub(crate) fn backward<E: Float + Scratch>(x: &[E], wv: &[E], gy: &[E], g: &Geo, batch: usize, gx: Option<&mut [E]>) -> Buf<E> {
     let (k, n, o, chw) = (g.k(), g.n(), g.o, g.chw());
     if batch == 0 {
         return Buf::zeros(o * k + o);
     }
     let (_, per) = chunking(batch);
-    let partials: Vec<Buf<E>> = map_chunks_mut(gx, per * chw, |(t, gxc)| {
-            let mut acc = Buf::zeros(o * k + o);
-            let mut buf = Buf::dirty(if g.is_pointwise() { 0 } else { k * n });
-            let mut dcols = Buf::dirty(if g.is_pointwise() { 0 } else { k * n });
-            for (i, gxb) in gxc.chunks_mut(chw).enumerate() {
-                let b = t * per + i;
-                let xb = &x[b * chw..(b + 1) * chw];
-                let gyb = &gy[b * o * n..(b + 1) * o * n];
-                let cols: &[E] = if g.is_pointwise() {
-                    xb
-                } else {
-                    im2col(xb, g, &mut buf);
-                    &buf
-                };
-                let (gw, gb) = acc.split_at_mut(o * k);
-                // gW[o, k] += gy[o, n] · cols[k, n]ᵀ, accumulated column-major (`gw[kk·o + oo]`):
-                // gemm runs this shape 1.5–3× faster with that destination layout.
-                matmul((o, k, n), gw, (1, o), true, gyb, (n, 1), cols, (1, n));
-                for (gbo, row) in gb.iter_mut().zip(gyb.chunks(n)) {
-                    *gbo += lane_sum(row, |v| v);
-                }
-                // dcols[k, n] = Wᵀ[k, o] · gy[o, n]; gx += col2im(dcols)
+    // Task `t`: samples `t·per..`, their input gradients (if wanted) in `gxc`.
+    let task = |t: usize, mut gxc: Option<&mut [E]>| {
+        let mut acc = Buf::zeros(o * k + o);
+        let mut buf = Buf::dirty(if g.is_pointwise() { 0 } else { k * n });
+        let mut dcols = Buf::dirty(if g.is_pointwise() || gxc.is_none() { 0 } else { k * n });
+        for b in t * per..((t + 1) * per).min(batch) {
+            let xb = &x[b * chw..(b + 1) * chw];
+            let gyb = &gy[b * o * n..(b + 1) * o * n];
+            let cols: &[E] = if g.is_pointwise() {
+                xb
+            } else {
+                im2col(xb, g, &mut buf);
+                &buf
+            };
+            let (gw, gb) = acc.split_at_mut(o * k);
+            // gW[o, k] += gy[o, n] · cols[k, n]ᵀ, accumulated column-major (`gw[kk·o + oo]`):
+            // gemm runs this shape 1.5–3× faster with that destination layout.
+            matmul((o, k, n), gw, (1, o), true, gyb, (n, 1), cols, (1, n));
+            for (gbo, row) in gb.iter_mut().zip(gyb.chunks(n)) {
+                *gbo += lane_sum(row, |v| v);
+            }
+            // dcols[k, n] = Wᵀ[k, o] · gy[o, n]; gx += col2im(dcols)
+            if let Some(gxc) = gxc.as_deref_mut() {
+                let i = b - t * per;
+                let gxb = &mut gxc[i * chw..(i + 1) * chw];
                 if g.is_pointwise() {
                     matmul((k, n, o), gxb, (n, 1), true, wv, (1, k), gyb, (n, 1));
                 } else {
@@ -272,8 +276,13 @@ pub(crate) fn backward<E: Float + Scratch>(x: &[E], wv: &[E], gy: &[E], g: &Geo,
                     col2im_add(&dcols, g, gxb);
                 }
             }
-            acc
-        });
+        }
+        acc
+    };
+    let partials: Vec<Buf<E>> = match gx {
+        Some(gx) => map_chunks_mut(gx, per * chw, |(t, gxc)| task(t, Some(gxc))),
+        None => map_chunks_mut(&mut vec![(); batch], per, |(t, _)| task(t, None)),
+    };
     let mut total = partials.into_iter();
     let mut acc = total.next().unwrap();
     for p in total {
@@ -308,6 +317,8 @@ where
     // Contiguous input (a no-op for contiguous tensors, a differentiable copy otherwise).
     let x = x.try_reshape_like(&(batch, c, h, w))?;
     let (x, mut tape) = x.split_tape();
+    // The training batch: its gradient is never read (`floor::data`).
+    let want_gx = !is_data(&x);
     let mut xv = Buf::dirty(batch * g.chw());
     x.copy_into(&mut xv);
     let wv = weight.as_vec();
@@ -328,9 +339,10 @@ where
         tape.add_backward_op(move |grads| {
             // Borrow the output gradient by moving it out (no copy) and back.
             let gy = std::mem::replace(grads.get_or_alloc_mut(&y_ghost)?, <Cpu as Storage<E>>::try_alloc_len(&dev, 0)?);
-            let gwb = {
-                let gx = grads.get_or_alloc_mut(&x_ghost)?;
-                backward(&xv, &wv, &gy, &g, batch, gx)
+            let gwb = if want_gx {
+                backward(&xv, &wv, &gy, &g, batch, Some(grads.get_or_alloc_mut(&x_ghost)?))
+            } else {
+                backward(&xv, &wv, &gy, &g, batch, None)
             };
             *grads.get_or_alloc_mut(&y_ghost)? = gy;
             let (gw_new, gb_new) = gwb.split_at(o * g.k());

@@ -10,7 +10,7 @@
 //! `TRANSFORMER_BENCH_T=32,128` picks the lengths. PyTorch side by side:
 //! `/work/venv/bin/python /work/shared/peers/bench_torch.py 2 200 20 --all` (t = 32) and
 //! `/work/venv/bin/python tools/bench_transformer_torch.py 2 50 5 32 128 512` (every length,
-//! with peak RSS). Figures: README, "Attention and transformers".
+//! with peak RSS). Figures: the README's performance section (earlier ones: docs/performance-history.md, "Attention and transformers").
 
 use criterion::{criterion_group, BenchmarkId, Criterion};
 use typenet::layers::{Dense, SetMean, Transformer};

@@ -29,8 +29,28 @@ fn address<S: Shape, E: Unit, T>(t: &Tensor<S, E, Cpu, T>) -> usize {
     &t[S::Concrete::default()] as *const E as usize
 }
 
-/// While alive, marks a batch as data on this thread (see the module documentation); the
-/// previous mark comes back when it is dropped.
+/// While alive, marks a batch as data on this thread: the dense, convolution and recurrent
+/// ops that take it (the network's first layer) do not compute the gradient with respect to
+/// it, which a training loop never reads. `fit` marks its batches; a hand-written loop marks
+/// its own around the forward pass. The previous mark comes back when the guard is dropped.
+/// Do not mark a tensor whose gradient you read (it would stay zero). `Cpu` only; on other
+/// devices marking does nothing.
+///
+/// ```
+/// use typenet::prelude::*;
+/// use typenet::train::DataInput;
+///
+/// network! { pub Mlp: [4] -> [2] { dense(8), relu, dense(2) } }
+///
+/// let dev = Cpu::seed_from_u64(0);
+/// let mut model = Mlp::<f32, Cpu>::build(&dev);
+/// let x: Tensor<(usize, Const<4>), f32, Cpu> = dev.sample_normal_like(&(3, Const));
+/// let data = DataInput::mark(&x);
+/// let y = model.forward_mut(x.traced(model.alloc_grads()));
+/// drop(data);
+/// let grads = y.sum().backward(); // every weight's gradient; none for `x`
+/// assert!(grads.get(&model.dense_1.weight).array().iter().flatten().any(|g| *g != 0.0));
+/// ```
 #[must_use = "the mark lasts as long as the guard"]
 pub struct DataInput<K> {
     _keep: K,

@@ -37,7 +37,7 @@ pub(crate) const PAR_MIN: usize = 1 << 27;
 /// by the single-threaded kernel. 2²⁰ multiply-adds are ≈ 30 µs on one core, enough to pay
 /// for waking rayon's threads; the transformer's and MLP's dense products (2²¹–2²⁴) split, the
 /// LSTM's per-step recurrence (2¹⁹, 50 calls a step) does not. The A/B runs behind it are in
-/// the README (performance, session 5); `TYPENET_GEMM_SPLIT_MIN` (read once) overrides it.
+/// `docs/performance-history.md` (session 5); `TYPENET_GEMM_SPLIT_MIN` (read once) overrides it.
 pub(crate) const SPLIT_MIN: usize = 1 << 20;
 
 fn env_usize(name: &str) -> Option<usize> {

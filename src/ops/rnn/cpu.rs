@@ -161,7 +161,7 @@ fn forward_dir_impl<E: CpuFloat>(
     // is not inside GRU's reset product).
     let mut xp = take_dirty(b * t * gh);
     // (The all-steps products take the GEMM door like every other since session 8; session 6
-    // had sent them to the `gemm` crate on AVX2-only CPUs: README, "Session 8".)
+    // had sent them to the `gemm` crate on AVX2-only CPUs: docs/performance-history.md, "Session 8".)
     mm((b * t, gh, f), &mut xp, (gh, 1), false, x, (f, 1), &w.ih, (1, f));
     let mut bias = w.bih.clone();
     let nb = if cell == CellKind::Gru { 2 * h } else { gh };

@@ -195,9 +195,9 @@ pub(crate) fn lane_sum<T: Copy, A: Copy + num_traits::Zero>(xs: &[T], f: impl Fn
 }
 
 /// Index of the first NaN or infinity in `xs`. Blocks of 64 are checked whole, without an
-/// early exit, so that the check vectorises (a scan with `position` stops to branch at every
-/// element: ≈ 1 ms for a 10 MB training set, once per `fit` call); the block holding one is
-/// then searched element by element.
+/// early exit, so that the check vectorises (a scan with `position` branches at every element;
+/// `fit` checks its whole training set once per call); the block holding one is then searched
+/// element by element.
 pub fn first_non_finite<E: num_traits::Float>(xs: &[E]) -> Option<usize> {
     const BLOCK: usize = 64;
     let (b, block) = xs.chunks(BLOCK).enumerate().find(|(_, c)| !c.iter().fold(true, |ok, v| ok & v.is_finite()))?;

@@ -528,7 +528,7 @@ where
     let x = x.try_contiguous()?;
     let (x, mut tape) = x.split_tape();
     // The training batch: its gradient is never read (`floor::data`).
-    let want_dx = !crate::ops::floor::data::is_data(&x) && b * t * f > 0;
+    let want_dx = !crate::ops::floor::data::is_data(&x);
     let xv = read(&x)?;
     let ws: Vec<W<E>> = dirs
         .iter()

@@ -519,24 +519,30 @@ fn fit_part(cfg: &Cfg) {
 type TypenetTuple = (Dense<784, 256, f32, Dev>, ReLU, Dense<256, 128, f32, Dev>, ReLU, Dense<128, 10, f32, Dev>);
 type DfdxTuple = (Linear<784, 256>, dfdx::nn::builders::ReLU, Linear<256, 128>, dfdx::nn::builders::ReLU, Linear<128, 10>);
 
-/// Rounds alternating `steps` steps of `a` and of `b`: (median ms of a, of b, median ratio).
+/// Rounds of `steps` steps of `a` and of `b` (which goes first alternates): (median ms of a,
+/// of b, median ratio).
 fn interleave(rounds: usize, steps: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64, f64) {
     for _ in 0..steps {
         a();
         b();
     }
     let (mut ta, mut tb, mut r) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
+    let time = |f: &mut dyn FnMut()| {
         let t = Instant::now();
         for _ in 0..steps {
-            a();
+            f();
         }
-        let x = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
-        let t = Instant::now();
-        for _ in 0..steps {
-            b();
-        }
-        let y = t.elapsed().as_secs_f64() * 1e3 / steps as f64;
+        t.elapsed().as_secs_f64() * 1e3 / steps as f64
+    };
+    for round in 0..rounds {
+        // Which of the two goes first alternates, so that an order effect cancels.
+        let (x, y) = if round % 2 == 0 {
+            let x = time(&mut a);
+            (x, time(&mut b))
+        } else {
+            let y = time(&mut b);
+            (time(&mut a), y)
+        };
         ta.push(x);
         tb.push(y);
         r.push(x / y);

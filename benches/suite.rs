@@ -572,6 +572,41 @@ fn macro_part(cfg: &Cfg) {
 }
 
 // ---------------------------------------------------------------------------------------
+// align
+
+/// The hand loop of each workload (`SUITE_MODELS` narrows them) with the CPU kernels' buffers
+/// on a cache line (as shipped) and without (`typenet::__private::set_cache_line_buffers`),
+/// interleaved rounds of one process on one model (`SUITE_MACRO_ROUNDS` × `SUITE_MACRO_STEPS`),
+/// median of the per-round ratios aligned / unaligned.
+fn align_part(cfg: &Cfg) {
+    let dev = Cpu::default();
+    macro_rules! run {
+        ($name:expr, $hand:expr) => {
+            if selected($name) {
+                let hand = std::cell::RefCell::new($hand);
+                let step = |aligned: bool| {
+                    typenet::__private::set_cache_line_buffers(aligned);
+                    hand.borrow_mut().step();
+                };
+                let (a, b, r) = interleave(cfg.macro_rounds, cfg.macro_steps, || step(true), || step(false));
+                typenet::__private::set_cache_line_buffers(true);
+                println!(
+                    "{{\"framework\": \"typenet\", \"model\": \"{}\", \"variant\": \"cache_line_buffers\", \"threads\": {}, \"rounds\": {}, \"steps_per_round\": {}, \"aligned_ms\": {a:.4}, \"unaligned_ms\": {b:.4}, \"ratio\": {r:.4}}}",
+                    $name,
+                    threads(),
+                    cfg.macro_rounds,
+                    cfg.macro_steps
+                );
+            }
+        };
+    }
+    run!(MLP, mlp_hand(&dev));
+    run!(LENET, lenet_hand(&dev));
+    run!(LSTM, lstm_hand(&dev));
+    run!(TRANSFORMER, transformer_hand(&dev));
+}
+
+// ---------------------------------------------------------------------------------------
 // peak
 
 /// This machine's peak GFLOP/s per thread for f32: `PEAK_GFLOPS_PER_CORE`, else 32 FLOP/cycle
@@ -683,9 +718,10 @@ fn main() {
             "fit" => fit_part(&cfg),
             "macro" => macro_part(&cfg),
             "peak" => peak_part(&cfg),
+            "align" => align_part(&cfg),
             "resnet" => resnet_part(),
             "" => {}
-            other => eprintln!("suite: unknown part `{other}` (peers, fit, macro, peak, resnet)"),
+            other => eprintln!("suite: unknown part `{other}` (peers, fit, macro, peak, resnet, align)"),
         }
         eprintln!("suite: part {p} took {:.1} s", t.elapsed().as_secs_f64());
     }

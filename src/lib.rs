@@ -104,6 +104,13 @@ pub mod __private {
         let _ = dev.try_enable_cache();
     }
 
+    /// Whether the CPU kernels' scratch and packing buffers start on a cache line (on by
+    /// default): a measurement aid for `benches/suite.rs` (part `align`), which times the same
+    /// network with it on and off in interleaved rounds of one process. Not an API.
+    pub fn set_cache_line_buffers(on: bool) {
+        crate::ops::floor::buf::ALIGN.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Change dimension types (`Const` ↔ `usize`) of a tensor whose sizes the macro has
     /// already checked.
     pub fn realize<Dst: Shape<Concrete = S::Concrete>, S: Shape + RealizeShapeTo<Dst>, E: Dtype, D: Storage<E>, T>(

@@ -1646,23 +1646,25 @@ mod shape_timing {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5).collect();
             let mut c = vec![0.0f32; m * n];
-            let reps = (2e9 / (2.0 * (m * n * k) as f64)).clamp(20.0, 5000.0) as usize;
-            let mut best = f64::INFINITY;
-            for _ in 0..5 {
-                let t = std::time::Instant::now();
-                for _ in 0..reps {
-                    matmul((m, n, k), &mut c, (n, 1), true, &a, sa, &b, sb);
-                }
-                best = best.min(t.elapsed().as_secs_f64() / reps as f64);
-            }
+            let best = best_time((m, n, k), &mut c, &a, sa, &b, sb);
             println!("{label:>18} {m:>5}×{n:>4}×{k:>5}: {:8.1} µs {:6.1} GFLOP/s", best * 1e6, 2.0 * (m * n * k) as f64 / best / 1e9);
         }
     }
-}
 
-#[cfg(test)]
-mod align_timing {
-    use super::matmul;
+    /// The best of 5 timings (seconds per product) of `C = A·B` (about 2 GFLOP each).
+    fn best_time((m, n, k): (usize, usize, usize), c: &mut [f32], a: &[f32], sa: (usize, usize), b: &[f32], sb: (usize, usize)) -> f64 {
+        let reps = (2e9 / (2.0 * (m * n * k) as f64)).clamp(20.0, 5000.0) as usize;
+        let mut best = f64::INFINITY;
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                matmul((m, n, k), c, (n, 1), true, a, sa, b, sb);
+            }
+            best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+        }
+        best
+    }
+
     /// A slice of `n` elements starting `off` floats past a 64-byte boundary.
     fn at(buf: &mut Vec<f32>, n: usize, off: usize) -> std::ops::Range<usize> {
         buf.resize(n + 64, 0.5);
@@ -1670,8 +1672,14 @@ mod align_timing {
         let skip = ((64 - base % 64) % 64) / 4 + off;
         skip..skip + n
     }
+
+    /// The transformer's products with every operand starting on a cache line (`off 0`), 4
+    /// floats past one (`malloc`'s 16-byte alignment) and 1 float past one, in one process:
+    /// `cargo test --release --lib gemm_alignment -- --ignored --nocapture`. The products that
+    /// read a row-major `B` in place ran 12–14 % slower unaligned (session 10), hence the
+    /// aligned scratch buffers ([`crate::ops::floor::buf::Buf`]) and packing buffers. Timing only.
     #[test]
-    #[ignore = "timing"]
+    #[ignore = "timing, run by hand"]
     fn gemm_alignment() {
         let shapes: Vec<(&str, usize, usize, usize, (usize, usize), (usize, usize))> = vec![
             ("tr fwd qkv x·Wᵀ", 1024, 192, 64, (64, 1), (1, 64)),
@@ -1686,16 +1694,7 @@ mod align_timing {
                 let ra = at(&mut ab, m * k, off);
                 let rb = at(&mut bb, k * n, off);
                 let rc = at(&mut cb, m * n, off);
-                let reps = (2e9 / (2.0 * (m * n * k) as f64)).clamp(20.0, 5000.0) as usize;
-                let mut best = f64::INFINITY;
-                for _ in 0..5 {
-                    let t = std::time::Instant::now();
-                    for _ in 0..reps {
-                        let (a, b) = (&ab[ra.clone()], &bb[rb.clone()]);
-                        matmul((m, n, k), &mut cb[rc.clone()], (n, 1), true, a, sa, b, sb);
-                    }
-                    best = best.min(t.elapsed().as_secs_f64() / reps as f64);
-                }
+                let best = best_time((m, n, k), &mut cb[rc], &ab[ra], sa, &bb[rb], sb);
                 println!("{label:>18} off {off}: {:8.1} µs {:6.1} GFLOP/s", best * 1e6, 2.0 * (m * n * k) as f64 / best / 1e9);
             }
         }

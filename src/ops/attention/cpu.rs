@@ -221,7 +221,8 @@ simd_dispatch!(forward_task, forward_task_avx2, forward_task_avx512, forward_tas
      lse_row: &mut [E], yp: SharedMut<E>));
 
 /// The backward pass of (sample, head) `bh`: recomputes its weights from the saved
-/// log-sum-exp and writes the head's Q, K and V blocks of the input gradient `gx` (β = 0).
+/// log-sum-exp and adds the head's Q, K and V blocks of the input gradient into `gx` (β = 1:
+/// `gx` is dfdx's gradient of the input, accumulated in place).
 /// `gys`: the output gradient; `s`, `pd`: `t·t` scratch.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
@@ -256,7 +257,7 @@ fn backward_task_impl<E: CpuFloat>(
     // stride d); the destination is this head's V block of `gx` (row stride 3d), written by
     // no other task.
     unsafe {
-        mm((t, dm.dh, t), E::one(), p_dropped, (1, t), dy, (d, 1), E::zero(), gxp.0.add(dm.qkv_at(bi, 2, hi)), (rs, 1));
+        mm((t, dm.dh, t), E::one(), p_dropped, (1, t), dy, (d, 1), E::one(), gxp.0.add(dm.qkv_at(bi, 2, hi)), (rs, 1));
     }
     // dP' = dY·Vᵀ into `pd` (P' is no longer needed).
     // SAFETY: `dy` and V as above; `pd` holds `t·t` elements.
@@ -281,8 +282,8 @@ fn backward_task_impl<E: CpuFloat>(
     // SAFETY: `pd` (dS) has `t·t` elements; K and Q of this head lie in `xs`; the destinations
     // are this head's Q and K blocks of `gx`, written by no other task.
     unsafe {
-        mm((t, dm.dh, t), alpha, pd.as_ptr(), (t, 1), xs.as_ptr().add(dm.qkv_at(bi, 1, hi)), (rs, 1), E::zero(), gxp.0.add(dm.qkv_at(bi, 0, hi)), (rs, 1));
-        mm((t, dm.dh, t), alpha, pd.as_ptr(), (1, t), xs.as_ptr().add(dm.qkv_at(bi, 0, hi)), (rs, 1), E::zero(), gxp.0.add(dm.qkv_at(bi, 1, hi)), (rs, 1));
+        mm((t, dm.dh, t), alpha, pd.as_ptr(), (t, 1), xs.as_ptr().add(dm.qkv_at(bi, 1, hi)), (rs, 1), E::one(), gxp.0.add(dm.qkv_at(bi, 0, hi)), (rs, 1));
+        mm((t, dm.dh, t), alpha, pd.as_ptr(), (1, t), xs.as_ptr().add(dm.qkv_at(bi, 0, hi)), (rs, 1), E::one(), gxp.0.add(dm.qkv_at(bi, 1, hi)), (rs, 1));
     }
 }
 
@@ -345,9 +346,10 @@ where
         // Borrow the output gradient by moving it out (no copy) and back at the end.
         let gy = std::mem::replace(grads.get_or_alloc_mut(&out_ghost)?, <Cpu as Storage<E>>::try_alloc_len(&dev, 0)?);
         let spec = spec_owned.view();
-        // Every element is written by its (sample, head) task (the Q, K and V blocks of each
-        // head, β = 0), so the buffer need not be zeroed.
-        let mut gx = take_dirty::<E>(b * t * d3);
+        // Each (sample, head) task adds its head's Q, K and V blocks into the input's gradient
+        // in place (no buffer of its own, no pass adding one in).
+        let gx = grads.get_or_alloc_mut(&x_ghost)?;
+        assert_eq!(gx.len(), b * t * d3, "attention: input gradient length");
         if t > 0 {
             let gxp = SharedMut(gx.as_mut_ptr());
             let (xs, gys, lses) = (&xv, &gy, &lse);
@@ -361,11 +363,6 @@ where
                 (0..b * h).for_each(|bh| task(&mut sc, bh));
             }
         }
-        let dst = grads.get_or_alloc_mut(&x_ghost)?;
-        for (a, g) in dst.iter_mut().zip(&gx) {
-            *a += *g;
-        }
-        give(gx);
         give(xv);
         give(lse);
         *grads.get_or_alloc_mut(&out_ghost)? = gy;

@@ -221,6 +221,26 @@ mod tests {
         assert!(a.1.iter().any(|v| *v != 0.0));
     }
 
+    /// The kernel adds its input gradient to what the input's other uses put there first (it
+    /// accumulates in place): `x` feeds the attention and a product recorded after it, whose
+    /// backward runs first.
+    #[test]
+    fn the_input_gradient_adds_to_other_uses() {
+        let dev = Cpu::seed_from_u64(8);
+        let x: Tensor<(usize, usize, usize), f64, _> = dev.sample_normal_like(&(2, 4, 12));
+        let w: Tensor<(usize, usize, usize), f64, _> = dev.sample_normal_like(&(2, 4, 4));
+        let c: Tensor<(usize, usize, usize), f64, _> = dev.sample_normal_like(&(2, 4, 12));
+        for spec in specs(&PAD) {
+            let alone = (Cpu::try_attention(x.leaky_trace(), &spec).unwrap() * w.clone()).sum().backward();
+            let xt = x.leaky_trace();
+            let y = Cpu::try_attention(xt.retaped::<OwnedTape<f64, Cpu>>(), &spec).unwrap();
+            let other = (xt * c.clone()).sum();
+            let both = ((y * w.clone()).sum() + other).backward();
+            let want: Vec<f64> = alone.get(&x).as_vec().iter().zip(c.as_vec()).map(|(g, c)| g + c).collect();
+            close(&both.get(&x).as_vec(), &want, 1e-12);
+        }
+    }
+
     #[test]
     fn cpu_kernel_gradient_matches_finite_differences() {
         let dev = Cpu::seed_from_u64(4);

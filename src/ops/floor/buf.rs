@@ -33,7 +33,8 @@ const KEEP: usize = 48;
 /// Fresh multi-megabyte allocations cost page faults on every training step (glibc serves
 /// them with `mmap`). Hand it back with [`give`].
 pub(crate) fn take<E: Scratch>(n: usize) -> Vec<E> {
-    let mut v = Buf::<E>::take(n).into_vec();
+    // With the slack of a `Buf` of `n`: given back, it can serve `Buf::dirty(n)` too.
+    let mut v = Buf::<E>::take(n + slack::<E>(n)).into_vec();
     v.resize(n, E::default());
     v
 }

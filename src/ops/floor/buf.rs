@@ -68,7 +68,7 @@ pub fn clear_scratch_buffers() {
 /// serves, so that the elements can start on a cache line wherever `malloc` put the
 /// allocation (16-byte alignment): the GEMM reads a row-major `B` in place 16 floats (a
 /// cache line) per row, and from an unaligned buffer each of those reads touches two lines
-/// (12–14 % slower products in `gemm::align_timing`, issue 15).
+/// (12–14 % slower products in the `gemm_alignment` timing test, issue 15).
 pub(crate) struct Buf<E: Scratch> {
     v: Vec<E>,
     off: usize,

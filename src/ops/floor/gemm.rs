@@ -944,8 +944,9 @@ mod simd {
 
     /// A pointer to `len` floats of `buf` starting on a 64-byte boundary (the buffer grown to
     /// hold them). A tile row of a packed strip is 16 floats, one cache line when aligned and
-    /// two otherwise: the in-place reads of an unaligned operand ran 12–14 % slower in
-    /// `align_timing` (issue 15).
+    /// two otherwise, as for an operand read in place (where unaligned rows cost 12–14 % in the
+    /// `gemm_alignment` timing test, issue 15; the packing buffers' share of that was not
+    /// measured apart).
     #[inline(always)]
     fn aligned(buf: &mut Vec<f32>, len: usize) -> *mut f32 {
         if buf.len() < len + ALIGN_SLACK {

@@ -27,8 +27,7 @@
 //!   first layer skips the input gradient); so does this hand loop, so that the ratio is
 //!   `fit`'s own overhead.
 //! - `macro`: the MLP's `network!` against the identical hand-written tuple of typenet's layer
-//!   types, and against dfdx's own `Linear` tuple, interleaved rounds (each on a freshly built
-//!   pair of models), median of the ratios.
+//!   types, and against dfdx's own `Linear` tuple, interleaved rounds, median of the ratios.
 //! - `peak`: GFLOP/s and fraction of the machine's peak: dense forward + backward at
 //!   1024×1024×1024 in f32 and f64, the ResNet-sized convolution (64→64, 3×3, 56×56, batch
 //!   32) forward + backward. (The LeNet-5 step as a whole is computed by the table script
@@ -527,12 +526,7 @@ fn interleave(rounds: usize, steps: usize, mut a: impl FnMut(), mut b: impl FnMu
         a();
         b();
     }
-    summarise((0..rounds).map(|round| timed_pair(round, steps, &mut a, &mut b)))
-}
-
-/// One round: `steps` calls of `a` timed, and of `b`, ms per call; which of the two goes
-/// first alternates with the round, so that an order effect cancels.
-fn timed_pair(round: usize, steps: usize, a: &mut dyn FnMut(), b: &mut dyn FnMut()) -> (f64, f64) {
+    let (mut ta, mut tb, mut r) = (Vec::new(), Vec::new(), Vec::new());
     let time = |f: &mut dyn FnMut()| {
         let t = Instant::now();
         for _ in 0..steps {
@@ -540,46 +534,29 @@ fn timed_pair(round: usize, steps: usize, a: &mut dyn FnMut(), b: &mut dyn FnMut
         }
         t.elapsed().as_secs_f64() * 1e3 / steps as f64
     };
-    if round.is_multiple_of(2) {
-        let x = time(a);
-        (x, time(b))
-    } else {
-        let y = time(b);
-        (time(a), y)
+    for round in 0..rounds {
+        // Which of the two goes first alternates, so that an order effect cancels.
+        let (x, y) = if round % 2 == 0 {
+            let x = time(&mut a);
+            (x, time(&mut b))
+        } else {
+            let y = time(&mut b);
+            (time(&mut a), y)
+        };
+        ta.push(x);
+        tb.push(y);
+        r.push(x / y);
     }
-}
-
-/// The medians of `a`'s times, of `b`'s and of the per-round ratios a / b.
-fn summarise(rounds: impl Iterator<Item = (f64, f64)>) -> (f64, f64, f64) {
-    let (ta, tb): (Vec<f64>, Vec<f64>) = rounds.unzip();
-    let r: Vec<f64> = ta.iter().zip(&tb).map(|(x, y)| x / y).collect();
     (median(&ta), median(&tb), median(&r))
-}
-
-/// As [`interleave`], but every round on a freshly built pair (`make`; two untimed steps of
-/// each first). Two models built once keep their buffers where the allocator put them for the
-/// whole run, and identical code then ran up to 8 % apart for a whole process (session 10:
-/// network over tuple 0.915 to 1.026 at two threads); a new pair per round varies the
-/// placement from round to round, and the median over rounds no longer leans on one draw.
-fn interleave_fresh<A, B>(
-    rounds: usize,
-    steps: usize,
-    mut make: impl FnMut() -> (A, B),
-    mut a: impl FnMut(&mut A),
-    mut b: impl FnMut(&mut B),
-) -> (f64, f64, f64) {
-    summarise((0..rounds).map(|round| {
-        let (mut ma, mut mb) = make();
-        for _ in 0..2 {
-            a(&mut ma);
-            b(&mut mb);
-        }
-        timed_pair(round, steps, &mut || a(&mut ma), &mut || b(&mut mb))
-    }))
 }
 
 fn macro_part(cfg: &Cfg) {
     let dev = Cpu::default();
+    let mut ours = mlp_hand(&dev);
+    let x = ours.x.clone();
+    let y = ours.y.clone();
+    let mut tuple = Hand::new(<TypenetTuple as BuildModule<Dev, f32>>::build(&dev), x.clone(), y.clone());
+    let mut dfdx_tuple = Hand::new(dev.build_module::<DfdxTuple, f32>(), x, y);
     let emit = |against: &str, (a, b, r): (f64, f64, f64)| {
         println!(
             "{{\"framework\": \"typenet\", \"model\": \"{MLP}\", \"variant\": \"macro_overhead\", \"against\": \"{against}\", \"threads\": {}, \"rounds\": {}, \"steps_per_round\": {}, \"network_ms\": {a:.4}, \"tuple_ms\": {b:.4}, \"ratio\": {r:.4}}}",
@@ -588,19 +565,9 @@ fn macro_part(cfg: &Cfg) {
             cfg.macro_steps
         )
     };
-    let pair = |dev: &Dev| {
-        let ours = mlp_hand(dev);
-        let tuple = Hand::new(<TypenetTuple as BuildModule<Dev, f32>>::build(dev), ours.x.clone(), ours.y.clone());
-        (ours, tuple)
-    };
-    let r = interleave_fresh(cfg.macro_rounds, cfg.macro_steps, || pair(&dev), |m| { m.step(); }, |m| { m.step(); });
+    let r = interleave(cfg.macro_rounds, cfg.macro_steps, || { ours.step(); }, || { tuple.step(); });
     emit("typenet_layer_tuple", r);
-    let pair = |dev: &Dev| {
-        let ours = mlp_hand(dev);
-        let tuple = Hand::new(dev.build_module::<DfdxTuple, f32>(), ours.x.clone(), ours.y.clone());
-        (ours, tuple)
-    };
-    let r = interleave_fresh(cfg.macro_rounds, cfg.macro_steps, || pair(&dev), |m| { m.step(); }, |m| { m.step(); });
+    let r = interleave(cfg.macro_rounds, cfg.macro_steps, || { ours.step(); }, || { dfdx_tuple.step(); });
     emit("dfdx_linear_tuple", r);
 }
 

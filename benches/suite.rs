@@ -36,6 +36,8 @@
 //!   each batch size of `SUITE_RESNET_BATCHES` (default 16,64,256), each in a fresh process
 //!   (this binary re-executed with `SUITE_RESNET_CHILD=batch`) so that the peak is that
 //!   batch size's.
+//! - `align` (not in the default set): each workload's hand loop with the CPU kernels'
+//!   buffers on a cache line (as shipped) against without, interleaved rounds of one process.
 //!
 //! Step counts: `SUITE_STEPS` (default 200), `SUITE_WARMUP` (20), `SUITE_RESNET_STEPS` (5;
 //! batch 256 takes a third of them, at least 2), `BENCH_QUICK=1` makes every count tiny.

@@ -1621,29 +1621,32 @@ mod tests {
 mod shape_timing {
     use super::matmul;
 
+    /// (label, m, n, k, a strides, b strides): `C[m, n] = A[m, k]·B[k, n]`, the products of a
+    /// training step of the benchmark workloads.
+    type Product = (&'static str, usize, usize, usize, (usize, usize), (usize, usize));
+    const PRODUCTS: &[Product] = &[
+        ("tr fwd qkv x·Wᵀ", 1024, 192, 64, (64, 1), (1, 64)),
+        ("tr fwd ff1 x·Wᵀ", 1024, 256, 64, (64, 1), (1, 64)),
+        ("tr fwd ff2 x·Wᵀ", 1024, 64, 256, (256, 1), (1, 256)),
+        ("tr fwd out x·Wᵀ", 1024, 64, 64, (64, 1), (1, 64)),
+        ("tr bwd qkv gy·W", 1024, 64, 192, (192, 1), (64, 1)),
+        ("tr bwd ff1 gy·W", 1024, 64, 256, (256, 1), (64, 1)),
+        ("tr bwd ff2 gy·W", 1024, 256, 64, (64, 1), (256, 1)),
+        ("tr bwd qkv gyᵀ·x", 192, 64, 1024, (1, 192), (64, 1)),
+        ("tr bwd ff1 gyᵀ·x", 256, 64, 1024, (1, 256), (64, 1)),
+        ("tr bwd ff2 gyᵀ·x", 64, 256, 1024, (1, 64), (256, 1)),
+        ("mlp fwd 1 x·Wᵀ", 64, 256, 784, (784, 1), (1, 784)),
+        ("mlp fwd 1 x·B", 64, 256, 784, (784, 1), (256, 1)),
+        ("mlp bwd 1 gyᵀ·x", 256, 784, 64, (1, 256), (784, 1)),
+        ("mlp fwd 2 x·Wᵀ", 64, 128, 256, (256, 1), (1, 256)),
+        ("mlp bwd 2 gy·W", 64, 256, 128, (128, 1), (256, 1)),
+        ("mlp bwd 2 gyᵀ·x", 128, 256, 64, (1, 128), (256, 1)),
+    ];
+
     #[test]
     #[ignore = "timing, run by hand"]
     fn gemm_shape_throughput() {
-        // (label, m, n, k, a strides, b strides): C[m, n] = A[m, k]·B[k, n].
-        let shapes: Vec<(&str, usize, usize, usize, (usize, usize), (usize, usize))> = vec![
-            ("tr fwd qkv x·Wᵀ", 1024, 192, 64, (64, 1), (1, 64)),
-            ("tr fwd ff1 x·Wᵀ", 1024, 256, 64, (64, 1), (1, 64)),
-            ("tr fwd ff2 x·Wᵀ", 1024, 64, 256, (256, 1), (1, 256)),
-            ("tr fwd out x·Wᵀ", 1024, 64, 64, (64, 1), (1, 64)),
-            ("tr bwd qkv gy·W", 1024, 64, 192, (192, 1), (64, 1)),
-            ("tr bwd ff1 gy·W", 1024, 64, 256, (256, 1), (64, 1)),
-            ("tr bwd ff2 gy·W", 1024, 256, 64, (64, 1), (256, 1)),
-            ("tr bwd qkv gyᵀ·x", 192, 64, 1024, (1, 192), (64, 1)),
-            ("tr bwd ff1 gyᵀ·x", 256, 64, 1024, (1, 256), (64, 1)),
-            ("tr bwd ff2 gyᵀ·x", 64, 256, 1024, (1, 64), (256, 1)),
-            ("mlp fwd 1 x·Wᵀ", 64, 256, 784, (784, 1), (1, 784)),
-            ("mlp fwd 1 x·B", 64, 256, 784, (784, 1), (256, 1)),
-            ("mlp bwd 1 gyᵀ·x", 256, 784, 64, (1, 256), (784, 1)),
-            ("mlp fwd 2 x·Wᵀ", 64, 128, 256, (256, 1), (1, 256)),
-            ("mlp bwd 2 gy·W", 64, 256, 128, (128, 1), (256, 1)),
-            ("mlp bwd 2 gyᵀ·x", 128, 256, 64, (1, 128), (256, 1)),
-        ];
-        for (label, m, n, k, sa, sb) in shapes {
+        for &(label, m, n, k, sa, sb) in PRODUCTS {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5).collect();
             let mut c = vec![0.0f32; m * n];
@@ -1682,14 +1685,9 @@ mod shape_timing {
     #[test]
     #[ignore = "timing, run by hand"]
     fn gemm_alignment() {
-        let shapes: Vec<(&str, usize, usize, usize, (usize, usize), (usize, usize))> = vec![
-            ("tr fwd qkv x·Wᵀ", 1024, 192, 64, (64, 1), (1, 64)),
-            ("tr fwd ff2 x·Wᵀ", 1024, 64, 256, (256, 1), (1, 256)),
-            ("tr bwd qkv gy·W", 1024, 64, 192, (192, 1), (64, 1)),
-            ("tr bwd qkv gyᵀ·x", 192, 64, 1024, (1, 192), (64, 1)),
-            ("tr bwd ff1 gyᵀ·x", 256, 64, 1024, (1, 256), (64, 1)),
-        ];
-        for (label, m, n, k, sa, sb) in shapes {
+        // The in-place `B` products (`gy·W`, `gyᵀ·x`) and two packed ones.
+        let labels = ["tr fwd qkv x·Wᵀ", "tr fwd ff2 x·Wᵀ", "tr bwd qkv gy·W", "tr bwd qkv gyᵀ·x", "tr bwd ff1 gyᵀ·x"];
+        for &(label, m, n, k, sa, sb) in PRODUCTS.iter().filter(|p| labels.contains(&p.0)) {
             for off in [0usize, 4, 1] {
                 let (mut ab, mut bb, mut cb) = (Vec::new(), Vec::new(), Vec::new());
                 let ra = at(&mut ab, m * k, off);

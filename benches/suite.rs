@@ -27,7 +27,13 @@
 //!   first layer skips the input gradient); so does this hand loop, so that the ratio is
 //!   `fit`'s own overhead.
 //! - `macro`: the MLP's `network!` against the identical hand-written tuple of typenet's layer
-//!   types, and against dfdx's own `Linear` tuple, interleaved rounds, median of the ratios.
+//!   types, against a second copy of the network (the measurement's noise floor) and against
+//!   dfdx's own `Linear` tuple: step by step alternation (`SUITE_MACRO_ROUNDS` rounds of
+//!   `SUITE_MACRO_STEPS` steps, default 1000 × 1; which goes first alternates), median of the
+//!   per-round ratios. Rounds of 25 steps spread 0.915–1.035 at two threads here for code that
+//!   executes the same instructions; single steps, 0.985–1.007.
+//! - `macro_work` (not in the default set): one arm of `macro` alone, untimed, for
+//!   `tools/macro_instructions.sh` (instructions per step under valgrind).
 //! - `peak`: GFLOP/s and fraction of the machine's peak: dense forward + backward at
 //!   1024×1024×1024 in f32 and f64, the ResNet-sized convolution (64→64, 3×3, 56×56, batch
 //!   32) forward + backward. (The LeNet-5 step as a whole is computed by the table script
@@ -141,8 +147,8 @@ impl Cfg {
             warmup: env_usize("SUITE_WARMUP", if q { 1 } else { 20 }),
             fit_batches: env_usize("SUITE_FIT_BATCHES", if q { 3 } else { 50 }).max(1),
             fit_rounds: env_usize("SUITE_FIT_ROUNDS", if q { 1 } else { 5 }).max(1),
-            macro_rounds: env_usize("SUITE_MACRO_ROUNDS", if q { 3 } else { 40 }).max(1),
-            macro_steps: env_usize("SUITE_MACRO_STEPS", if q { 2 } else { 25 }).max(1),
+            macro_rounds: env_usize("SUITE_MACRO_ROUNDS", if q { 3 } else { 1000 }).max(1),
+            macro_steps: env_usize("SUITE_MACRO_STEPS", if q { 2 } else { 1 }).max(1),
             peak_reps: env_usize("SUITE_PEAK_REPS", if q { 1 } else { 7 }).max(1),
             resnet_steps: env_usize("SUITE_RESNET_STEPS", if q { 1 } else { 5 }).max(1),
         }
@@ -558,7 +564,9 @@ fn macro_part(cfg: &Cfg) {
     let x = ours.x.clone();
     let y = ours.y.clone();
     let mut tuple = Hand::new(<TypenetTuple as BuildModule<Dev, f32>>::build(&dev), x.clone(), y.clone());
-    let mut dfdx_tuple = Hand::new(dev.build_module::<DfdxTuple, f32>(), x, y);
+    let mut dfdx_tuple = Hand::new(dev.build_module::<DfdxTuple, f32>(), x.clone(), y.clone());
+    // The noise floor: the network against a second copy of itself, measured the same way.
+    let mut twin = Hand::new(Mlp::build(&dev), x, y);
     let emit = |against: &str, (a, b, r): (f64, f64, f64)| {
         println!(
             "{{\"framework\": \"typenet\", \"model\": \"{MLP}\", \"variant\": \"macro_overhead\", \"against\": \"{against}\", \"threads\": {}, \"rounds\": {}, \"steps_per_round\": {}, \"network_ms\": {a:.4}, \"tuple_ms\": {b:.4}, \"ratio\": {r:.4}}}",
@@ -569,8 +577,43 @@ fn macro_part(cfg: &Cfg) {
     };
     let r = interleave(cfg.macro_rounds, cfg.macro_steps, || { ours.step(); }, || { tuple.step(); });
     emit("typenet_layer_tuple", r);
+    let r = interleave(cfg.macro_rounds, cfg.macro_steps, || { ours.step(); }, || { twin.step(); });
+    emit("same_network", r);
     let r = interleave(cfg.macro_rounds, cfg.macro_steps, || { ours.step(); }, || { dfdx_tuple.step(); });
     emit("dfdx_linear_tuple", r);
+}
+
+/// `macro_work` (not in the default set): `SUITE_STEPS` steps of one arm of the `macro` part
+/// alone (`SUITE_MACRO_ARM`: `network`, the default, `tuple`, or `dfdx` for dfdx's `Linear`
+/// tuple, a different dense kernel that shows the count tells code apart), untimed, for counting the
+/// instructions each arm executes under valgrind (`tools/macro_instructions.sh`).
+fn macro_work_part(cfg: &Cfg) {
+    let dev = Cpu::default();
+    let ours = mlp_hand(&dev);
+    let arm = std::env::var("SUITE_MACRO_ARM").unwrap_or_else(|_| "network".into());
+    let mut loss = 0.0;
+    match arm.as_str() {
+        "network" => {
+            let mut h = ours;
+            for _ in 0..cfg.steps {
+                loss += h.step();
+            }
+        }
+        "tuple" => {
+            let mut h = Hand::new(<TypenetTuple as BuildModule<Dev, f32>>::build(&dev), ours.x, ours.y);
+            for _ in 0..cfg.steps {
+                loss += h.step();
+            }
+        }
+        "dfdx" => {
+            let mut h = Hand::new(dev.build_module::<DfdxTuple, f32>(), ours.x, ours.y);
+            for _ in 0..cfg.steps {
+                loss += h.step();
+            }
+        }
+        other => panic!("SUITE_MACRO_ARM: `network`, `tuple` or `dfdx`, not `{other}`"),
+    }
+    println!("{{\"variant\": \"macro_work\", \"arm\": \"{arm}\", \"steps\": {}, \"loss_sum\": {loss}}}", cfg.steps);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -721,9 +764,10 @@ fn main() {
             "macro" => macro_part(&cfg),
             "peak" => peak_part(&cfg),
             "align" => align_part(&cfg),
+            "macro_work" => macro_work_part(&cfg),
             "resnet" => resnet_part(),
             "" => {}
-            other => eprintln!("suite: unknown part `{other}` (peers, fit, macro, peak, resnet, align)"),
+            other => eprintln!("suite: unknown part `{other}` (peers, fit, macro, peak, resnet, align, macro_work)"),
         }
         eprintln!("suite: part {p} took {:.1} s", t.elapsed().as_secs_f64());
     }

@@ -32,8 +32,9 @@
 //!   `SUITE_MACRO_STEPS` steps, default 1000 × 1; which goes first alternates), median of the
 //!   per-round ratios. Rounds of 25 steps spread 0.915–1.035 at two threads here for code that
 //!   executes the same instructions; single steps, 0.985–1.007.
-//! - `macro_work` (not in the default set): one arm of `macro` alone, untimed, for
-//!   `tools/macro_instructions.sh` (instructions per step under valgrind).
+//! - `macro_work`, `fit_work` (not in the default set): one arm of `macro`, or of `fit` on
+//!   LeNet-5, alone and untimed, for `tools/step_instructions.sh macro` and
+//!   `tools/step_instructions.sh fit` (instructions per step under valgrind).
 //! - `peak`: GFLOP/s and fraction of the machine's peak: dense forward + backward at
 //!   1024×1024×1024 in f32 and f64, the ResNet-sized convolution (64→64, 3×3, 56×56, batch
 //!   32) forward + backward. (The LeNet-5 step as a whole is computed by the table script
@@ -146,7 +147,7 @@ impl Cfg {
             steps: env_usize("SUITE_STEPS", if q { 3 } else { 200 }).max(1),
             warmup: env_usize("SUITE_WARMUP", if q { 1 } else { 20 }),
             fit_batches: env_usize("SUITE_FIT_BATCHES", if q { 3 } else { 50 }).max(1),
-            fit_rounds: env_usize("SUITE_FIT_ROUNDS", if q { 1 } else { 5 }).max(1),
+            fit_rounds: env_usize("SUITE_FIT_ROUNDS", if q { 1 } else { 20 }).max(1),
             macro_rounds: env_usize("SUITE_MACRO_ROUNDS", if q { 3 } else { 1000 }).max(1),
             macro_steps: env_usize("SUITE_MACRO_STEPS", if q { 2 } else { 1 }).max(1),
             peak_reps: env_usize("SUITE_PEAK_REPS", if q { 1 } else { 7 }).max(1),
@@ -429,60 +430,54 @@ fn gcn(cfg: &Cfg, variant: &str, set: &dyn Fn(&Dev)) {
 // fit, interleaved with the hand loop
 
 /// `rounds` rounds of: one `fit` epoch of `batches` minibatches of `b` samples, then as many
-/// hand-loop steps on a second model; prints the fit line and the median ratio.
-#[allow(clippy::too_many_arguments)]
-fn fit_vs_hand<M>(
-    cfg: &Cfg,
-    name: &str,
-    dev: &Dev,
-    sample: &[usize],
-    k: usize,
-    b: usize,
-    mut model: M,
-    mut hand_step: impl FnMut() -> f32,
-) where
+/// hand-loop steps, both on the hand loop's model and optimizer (so that where the weights
+/// and the optimizer's moments lie in memory is the same for both); prints the fit line and
+/// the median ratio.
+fn fit_vs_hand<M, S>(cfg: &Cfg, name: &str, sample: &[usize], k: usize, mut h: Hand<M, S, (usize, Const<10>)>)
+where
+    S: Shape,
     M: Network + Clone + TensorCollection<f32, Dev>,
     M::Input: typenet::train::SampleShape,
-    M: ModuleMut<
+    M: ModuleMut<Tensor<S, f32, Dev, Tp>, Output = Tensor<(usize, Const<10>), f32, Dev, Tp>>
+        + ModuleMut<
             Tensor<<M::Input as typenet::train::SampleShape>::WithBatch, f32, Dev, Tp>,
             Output = Tensor<(usize, Const<10>), f32, Dev, Tp>,
         > + Module<Tensor<<M::Input as typenet::train::SampleShape>::WithBatch, f32, Dev>, Output = Tensor<(usize, Const<10>), f32, Dev>>,
 {
+    let b = h.x.shape().concrete()[0];
     let n = b * cfg.fit_batches;
     let numel: usize = sample.iter().product();
+    let dev = h.x.device().clone();
     let xs: Vec<f32> = dev.sample_normal_like(&(n * numel,)).as_vec();
     let ds = Dataset::new(xs, sample).unwrap().with_labels(labels(n, k)).unwrap();
     let fcfg = FitConfig::default().epochs(1).batch_size(b).verbose(false);
-    let mut opt = Adam::new(&model, AdamConfig { lr: 1e-3, ..Default::default() });
+    let time_fit = |h: &mut Hand<M, S, (usize, Const<10>)>| {
+        let t0 = Instant::now();
+        fit(&mut h.model, &mut h.opt, &ds, None, &fcfg).unwrap();
+        t0.elapsed().as_secs_f64() * 1e3 / cfg.fit_batches as f64
+    };
+    let time_hand = |h: &mut Hand<M, S, (usize, Const<10>)>| {
+        let t0 = Instant::now();
+        for _ in 0..cfg.fit_batches {
+            std::hint::black_box(h.step());
+        }
+        t0.elapsed().as_secs_f64() * 1e3 / cfg.fit_batches as f64
+    };
     // Warm-up: one epoch, and as many hand steps.
-    fit(&mut model, &mut opt, &ds, None, &fcfg).unwrap();
-    for _ in 0..cfg.fit_batches {
-        hand_step();
-    }
+    time_fit(&mut h);
+    time_hand(&mut h);
     let (mut tf, mut th, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..cfg.fit_rounds {
-        let mut time_fit = || {
-            let t0 = Instant::now();
-            fit(&mut model, &mut opt, &ds, None, &fcfg).unwrap();
-            t0.elapsed().as_secs_f64() * 1e3 / cfg.fit_batches as f64
-        };
-        let mut time_hand = || {
-            let t0 = Instant::now();
-            for _ in 0..cfg.fit_batches {
-                std::hint::black_box(hand_step());
-            }
-            t0.elapsed().as_secs_f64() * 1e3 / cfg.fit_batches as f64
-        };
-        let (f, h) = if round % 2 == 0 {
-            let f = time_fit();
-            (f, time_hand())
+        let (f, t) = if round % 2 == 0 {
+            let f = time_fit(&mut h);
+            (f, time_hand(&mut h))
         } else {
-            let h = time_hand();
-            (time_fit(), h)
+            let t = time_hand(&mut h);
+            (time_fit(&mut h), t)
         };
         tf.push(f);
-        th.push(h);
-        ratios.push(f / h);
+        th.push(t);
+        ratios.push(f / t);
     }
     let extra = format!("\"batches_per_epoch\": {}, \"rounds\": {}", cfg.fit_batches, cfg.fit_rounds);
     line(name, "fit", tf.clone(), &extra);
@@ -500,24 +495,16 @@ fn fit_vs_hand<M>(
 fn fit_part(cfg: &Cfg) {
     // `SUITE_MODELS` narrows this part too.
     if selected(MLP) {
-        let dev = Cpu::default();
-        let mut h = mlp_hand(&dev).marking();
-        fit_vs_hand(cfg, MLP, &dev, &[784], 10, 64, Mlp::build(&dev), || h.step());
+        fit_vs_hand(cfg, MLP, &[784], 10, mlp_hand(&Cpu::default()).marking());
     }
     if selected(LENET) {
-        let dev = Cpu::default();
-        let mut h = lenet_hand(&dev).marking();
-        fit_vs_hand(cfg, LENET, &dev, &[1, 28, 28], 10, 64, LeNet5::build(&dev), || h.step());
+        fit_vs_hand(cfg, LENET, &[1, 28, 28], 10, lenet_hand(&Cpu::default()).marking());
     }
     if selected(LSTM) {
-        let dev = Cpu::default();
-        let mut h = lstm_hand(&dev).marking();
-        fit_vs_hand(cfg, LSTM, &dev, &[50, 32], 10, 32, LstmHead::build(&dev), || h.step());
+        fit_vs_hand(cfg, LSTM, &[50, 32], 10, lstm_hand(&Cpu::default()).marking());
     }
     if selected(TRANSFORMER) {
-        let dev = Cpu::default();
-        let mut h = transformer_hand(&dev).marking();
-        fit_vs_hand(cfg, TRANSFORMER, &dev, &[32, 64], 10, 32, TransformerHead::build(&dev), || h.step());
+        fit_vs_hand(cfg, TRANSFORMER, &[32, 64], 10, transformer_hand(&Cpu::default()).marking());
     }
 }
 
@@ -586,7 +573,7 @@ fn macro_part(cfg: &Cfg) {
 /// `macro_work` (not in the default set): `SUITE_STEPS` steps of one arm of the `macro` part
 /// alone (`SUITE_MACRO_ARM`: `network`, the default, `tuple`, or `dfdx` for dfdx's `Linear`
 /// tuple, a different dense kernel that shows the count tells code apart), untimed, for counting the
-/// instructions each arm executes under valgrind (`tools/macro_instructions.sh`).
+/// instructions each arm executes under valgrind (`tools/step_instructions.sh macro`).
 fn macro_work_part(cfg: &Cfg) {
     let dev = Cpu::default();
     let ours = mlp_hand(&dev);
@@ -614,6 +601,33 @@ fn macro_work_part(cfg: &Cfg) {
         other => panic!("SUITE_MACRO_ARM: `network`, `tuple` or `dfdx`, not `{other}`"),
     }
     println!("{{\"variant\": \"macro_work\", \"arm\": \"{arm}\", \"steps\": {}, \"loss_sum\": {loss}}}", cfg.steps);
+}
+
+/// `fit_work` (not in the default set): LeNet-5 trained `SUITE_STEPS` steps by `fit` (epochs
+/// of `SUITE_FIT_BATCHES` batches; `SUITE_STEPS` rounded down to whole epochs) or by the hand
+/// loop of the `fit` part (`SUITE_FIT_ARM`: `fit`, the default, or `hand`), untimed, for
+/// counting the instructions each executes under valgrind (`tools/step_instructions.sh fit`).
+fn fit_work_part(cfg: &Cfg) {
+    let mut h = lenet_hand(&Cpu::default()).marking();
+    let arm = std::env::var("SUITE_FIT_ARM").unwrap_or_else(|_| "fit".into());
+    let b = 64;
+    let n = b * cfg.fit_batches;
+    let xs: Vec<f32> = h.x.device().sample_normal_like(&(n * 784,)).as_vec();
+    let ds = Dataset::new(xs, &[1, 28, 28]).unwrap().with_labels(labels(n, 10)).unwrap();
+    let fcfg = FitConfig::default().epochs(cfg.steps / cfg.fit_batches).batch_size(b).verbose(false);
+    let steps = match arm.as_str() {
+        "fit" => fit(&mut h.model, &mut h.opt, &ds, None, &fcfg).unwrap().epochs.len() * cfg.fit_batches,
+        "hand" => {
+            // `fit` turns dfdx's allocation cache on; so does this arm, so that both allocate alike.
+            h.x.device().enable_cache();
+            for _ in 0..cfg.steps {
+                std::hint::black_box(h.step());
+            }
+            cfg.steps
+        }
+        other => panic!("SUITE_FIT_ARM: `fit` or `hand`, not `{other}`"),
+    };
+    println!("{{\"variant\": \"fit_work\", \"arm\": \"{arm}\", \"steps\": {steps}}}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -765,9 +779,10 @@ fn main() {
             "peak" => peak_part(&cfg),
             "align" => align_part(&cfg),
             "macro_work" => macro_work_part(&cfg),
+            "fit_work" => fit_work_part(&cfg),
             "resnet" => resnet_part(),
             "" => {}
-            other => eprintln!("suite: unknown part `{other}` (peers, fit, macro, peak, resnet, align, macro_work)"),
+            other => eprintln!("suite: unknown part `{other}` (peers, fit, macro, peak, resnet, align, macro_work, fit_work)"),
         }
         eprintln!("suite: part {p} took {:.1} s", t.elapsed().as_secs_f64());
     }

@@ -86,7 +86,9 @@ def main():
             base = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
             fit = a.fit and "gcn" not in m
             tn_env = dict(base, SUITE_PARTS="peers,fit" if fit else "peers", SUITE_MODELS=m, SUITE_VARIANTS="default",
-                          SUITE_STEPS=str(a.steps), SUITE_WARMUP=str(a.warmup))
+                          SUITE_STEPS=str(a.steps), SUITE_WARMUP=str(a.warmup),
+                          # Only the `fit` step time is used here, not its ratio to the hand loop.
+                          SUITE_FIT_ROUNDS=os.environ.get("SUITE_FIT_ROUNDS", "5"))
             tn_cmd = ["taskset", "-c", cpus, suite]
             pt_cmd = ["taskset", "-c", cpus, a.python, os.path.join(here, "bench_torch_only.py"),
                       str(a.threads), str(a.steps), str(a.warmup), m]

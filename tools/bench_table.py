@@ -114,11 +114,13 @@ p("")
 
 p("### Macro overhead (goal ≤ 1.02 in every run)")
 p("")
-p("MLP step, the `network!` network over the identical hand-written tuple, interleaved rounds, median ratio per run.")
+p("MLP step, the `network!` network over the identical hand-written tuple, alternating step by step, median of the per-step ratios, one value per run; "
+  "the network against a second copy of itself shows what the measurement resolves.")
 p("")
 p("| against | threads | network! ms | tuple ms | ratio per run | worst |")
 p("|---|---|---|---|---|---|")
 for against, label in [("typenet_layer_tuple", "tuple of typenet's layers (`Dense`, `ReLU`)"),
+                       ("same_network", "a second copy of the network (noise floor)"),
                        ("dfdx_linear_tuple", "tuple of dfdx's `Linear` (`benches/dense.rs`)")]:
     for t in threads:
         rs = ratios.get(("mlp_784_256_128_10_b64", "macro_overhead", against, t))

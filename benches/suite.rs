@@ -20,10 +20,10 @@
 //! - `fit`: the same networks (not GCN: `fit` takes one tensor input) trained by
 //!   `typenet::train::fit` — one epoch of `SUITE_FIT_BATCHES` minibatches per call (no
 //!   validation, no progress bar; shuffling and the per-epoch weight check on, as by
-//!   default), time per step = epoch time / batches — interleaved round by round (which of
-//!   the two goes first alternates) with as many steps of the hand loop on a second copy of
-//!   the model (variant `fit`, and a `fit_overhead` line with the median of the per-round
-//!   ratios fit / hand loop). `fit` marks its batch as data (`typenet::train::DataInput`: the
+//!   default), time per step = epoch time / batches — interleaved round by round
+//!   (`SUITE_FIT_ROUNDS`, default 20; which of the two goes first alternates) with as many
+//!   steps of the hand loop on the same model and optimizer (variant `fit`, and a
+//!   `fit_overhead` line with the median of the per-round ratios fit / hand loop). `fit` marks its batch as data (`typenet::train::DataInput`: the
 //!   first layer skips the input gradient); so does this hand loop, so that the ratio is
 //!   `fit`'s own overhead.
 //! - `macro`: the MLP's `network!` against the identical hand-written tuple of typenet's layer
@@ -572,34 +572,28 @@ fn macro_part(cfg: &Cfg) {
 
 /// `macro_work` (not in the default set): `SUITE_STEPS` steps of one arm of the `macro` part
 /// alone (`SUITE_MACRO_ARM`: `network`, the default, `tuple`, or `dfdx` for dfdx's `Linear`
-/// tuple, a different dense kernel that shows the count tells code apart), untimed, for counting the
-/// instructions each arm executes under valgrind (`tools/step_instructions.sh macro`).
+/// tuple, a different dense kernel that shows the count tells code apart), untimed, for
+/// counting the instructions each arm executes under valgrind (`tools/step_instructions.sh
+/// macro`).
 fn macro_work_part(cfg: &Cfg) {
+    /// `n` steps of `h`: the sum of their losses.
+    fn steps<M, S, O>(mut h: Hand<M, S, O>, n: usize) -> f32
+    where
+        M: TensorCollection<f32, Dev> + ModuleMut<Tensor<S, f32, Dev, Tp>, Output = Tensor<O, f32, Dev, Tp>>,
+        S: Shape,
+        O: Shape,
+    {
+        (0..n).map(|_| h.step()).sum()
+    }
     let dev = Cpu::default();
     let ours = mlp_hand(&dev);
     let arm = std::env::var("SUITE_MACRO_ARM").unwrap_or_else(|_| "network".into());
-    let mut loss = 0.0;
-    match arm.as_str() {
-        "network" => {
-            let mut h = ours;
-            for _ in 0..cfg.steps {
-                loss += h.step();
-            }
-        }
-        "tuple" => {
-            let mut h = Hand::new(<TypenetTuple as BuildModule<Dev, f32>>::build(&dev), ours.x, ours.y);
-            for _ in 0..cfg.steps {
-                loss += h.step();
-            }
-        }
-        "dfdx" => {
-            let mut h = Hand::new(dev.build_module::<DfdxTuple, f32>(), ours.x, ours.y);
-            for _ in 0..cfg.steps {
-                loss += h.step();
-            }
-        }
+    let loss = match arm.as_str() {
+        "network" => steps(ours, cfg.steps),
+        "tuple" => steps(Hand::new(<TypenetTuple as BuildModule<Dev, f32>>::build(&dev), ours.x, ours.y), cfg.steps),
+        "dfdx" => steps(Hand::new(dev.build_module::<DfdxTuple, f32>(), ours.x, ours.y), cfg.steps),
         other => panic!("SUITE_MACRO_ARM: `network`, `tuple` or `dfdx`, not `{other}`"),
-    }
+    };
     println!("{{\"variant\": \"macro_work\", \"arm\": \"{arm}\", \"steps\": {}, \"loss_sum\": {loss}}}", cfg.steps);
 }
 

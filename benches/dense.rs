@@ -13,37 +13,51 @@ network! {
 
 type Tuple = (Linear<784, 256>, ReLU, Linear<256, 128>, ReLU, Linear<128, 10>);
 
+type X = Tensor<(usize, Const<784>), f32, Cpu>;
+type Y = Tensor<(usize, Const<10>), f32, Cpu>;
+
+/// A model, its Adam and its gradients: one training step at a time.
+struct Trainer<M: TensorCollection<f32, Cpu>> {
+    model: M,
+    opt: Adam<M, f32, Cpu>,
+    grads: Option<Gradients<f32, Cpu>>,
+}
+
+impl<M> Trainer<M>
+where
+    M: TensorCollection<f32, Cpu> + ModuleMut<Tensor<(usize, Const<784>), f32, Cpu, OwnedTape<f32, Cpu>>, Output = Tensor<(usize, Const<10>), f32, Cpu, OwnedTape<f32, Cpu>>>,
+{
+    fn new(model: M) -> Self {
+        let opt = Adam::new(&model, AdamConfig::default());
+        let grads = Some(model.alloc_grads());
+        Trainer { model, opt, grads }
+    }
+
+    /// One step (forward, cross-entropy, backward, Adam): the seconds it took.
+    fn step(&mut self, x: &X, y: &Y) -> f64 {
+        let t = std::time::Instant::now();
+        let mut g = self.grads.take().unwrap();
+        self.model.zero_grads(&mut g);
+        let loss = cross_entropy_with_logits_loss(self.model.forward_mut(x.trace(g)), y.clone());
+        let g = loss.backward();
+        self.opt.update(&mut self.model, &g).unwrap();
+        self.grads = Some(g);
+        t.elapsed().as_secs_f64()
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let dev = Cpu::seed_from_u64(0);
-    let x: Tensor<(usize, Const<784>), f32, Cpu> = dev.sample_normal_like(&(64, Const));
-    let y: Tensor<(usize, Const<10>), f32, Cpu> = dev.sample_normal_like(&(64, Const)).softmax::<Axis<1>>();
+    let x: X = dev.sample_normal_like(&(64, Const));
+    let y: Y = dev.sample_normal_like(&(64, Const)).softmax::<Axis<1>>();
 
     let mut g = c.benchmark_group("mlp_784_256_128_10_b64_train_step");
     g.sample_size(60);
 
-    let mut ours = Mlp::<f32, Cpu>::build(&dev);
-    let mut opt = Adam::new(&ours, AdamConfig::default());
-    let mut grads = ours.alloc_grads();
-    g.bench_function("typenet network!", |b| {
-        b.iter(|| {
-            ours.zero_grads(&mut grads);
-            let loss = cross_entropy_with_logits_loss(ours.forward_mut(x.trace(grads.clone())), y.clone());
-            grads = loss.backward();
-            opt.update(&mut ours, &grads).unwrap();
-        })
-    });
-
-    let mut theirs = dev.build_module::<Tuple, f32>();
-    let mut opt = Adam::new(&theirs, AdamConfig::default());
-    let mut grads = theirs.alloc_grads();
-    g.bench_function("dfdx tuple", |b| {
-        b.iter(|| {
-            theirs.zero_grads(&mut grads);
-            let loss = cross_entropy_with_logits_loss(theirs.forward_mut(x.trace(grads.clone())), y.clone());
-            grads = loss.backward();
-            opt.update(&mut theirs, &grads).unwrap();
-        })
-    });
+    let mut ours = Trainer::new(Mlp::<f32, Cpu>::build(&dev));
+    g.bench_function("typenet network!", |b| b.iter(|| ours.step(&x, &y)));
+    let mut theirs = Trainer::new(dev.build_module::<Tuple, f32>());
+    g.bench_function("dfdx tuple", |b| b.iter(|| theirs.step(&x, &y)));
     g.finish();
 }
 
@@ -54,42 +68,18 @@ fn bench(c: &mut Criterion) {
 fn interleaved_ratio() {
     const ROUNDS: usize = 1000;
     let dev = Cpu::seed_from_u64(0);
-    let x: Tensor<(usize, Const<784>), f32, Cpu> = dev.sample_normal_like(&(64, Const));
-    let y: Tensor<(usize, Const<10>), f32, Cpu> = dev.sample_normal_like(&(64, Const)).softmax::<Axis<1>>();
-    let mut ours = Mlp::<f32, Cpu>::build(&dev);
-    let mut theirs = dev.build_module::<Tuple, f32>();
-    let mut opt_a = Adam::new(&ours, AdamConfig::default());
-    let mut opt_b = Adam::new(&theirs, AdamConfig::default());
-    let mut ga = Some(ours.alloc_grads());
-    let mut gb = Some(theirs.alloc_grads());
-    let mut step_a = || {
-        let t = std::time::Instant::now();
-        let mut g = ga.take().unwrap();
-        ours.zero_grads(&mut g);
-        let loss = cross_entropy_with_logits_loss(ours.forward_mut(x.trace(g)), y.clone());
-        let g = loss.backward();
-        opt_a.update(&mut ours, &g).unwrap();
-        ga = Some(g);
-        t.elapsed().as_secs_f64()
-    };
-    let mut step_b = || {
-        let t = std::time::Instant::now();
-        let mut g = gb.take().unwrap();
-        theirs.zero_grads(&mut g);
-        let loss = cross_entropy_with_logits_loss(theirs.forward_mut(x.trace(g)), y.clone());
-        let g = loss.backward();
-        opt_b.update(&mut theirs, &g).unwrap();
-        gb = Some(g);
-        t.elapsed().as_secs_f64()
-    };
+    let x: X = dev.sample_normal_like(&(64, Const));
+    let y: Y = dev.sample_normal_like(&(64, Const)).softmax::<Axis<1>>();
+    let mut ours = Trainer::new(Mlp::<f32, Cpu>::build(&dev));
+    let mut theirs = Trainer::new(dev.build_module::<Tuple, f32>());
     let (mut ta, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let (a, b) = if round % 2 == 0 {
-            let a = step_a();
-            (a, step_b())
+            let a = ours.step(&x, &y);
+            (a, theirs.step(&x, &y))
         } else {
-            let b = step_b();
-            (step_a(), b)
+            let b = theirs.step(&x, &y);
+            (ours.step(&x, &y), b)
         };
         ta.push(a);
         tb.push(b);

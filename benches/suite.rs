@@ -429,11 +429,31 @@ fn gcn(cfg: &Cfg, variant: &str, set: &dyn Fn(&Dev)) {
 // ---------------------------------------------------------------------------------------
 // fit, interleaved with the hand loop
 
+/// `rounds` rounds of one call of `a` and one of `b`, each returning the time it measured
+/// (which goes first alternates, so that an order effect cancels): every round's time of `a`,
+/// of `b`, and their ratio.
+fn alternate(rounds: usize, mut a: impl FnMut() -> f64, mut b: impl FnMut() -> f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut ta, mut tb, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (x, y) = if round % 2 == 0 {
+            let x = a();
+            (x, b())
+        } else {
+            let y = b();
+            (a(), y)
+        };
+        ta.push(x);
+        tb.push(y);
+        r.push(x / y);
+    }
+    (ta, tb, r)
+}
+
 /// `rounds` rounds of: one `fit` epoch of `batches` minibatches of `b` samples, then as many
 /// hand-loop steps, both on the hand loop's model and optimizer (so that where the weights
 /// and the optimizer's moments lie in memory is the same for both); prints the fit line and
 /// the median ratio.
-fn fit_vs_hand<M, S>(cfg: &Cfg, name: &str, sample: &[usize], k: usize, mut h: Hand<M, S, (usize, Const<10>)>)
+fn fit_vs_hand<M, S>(cfg: &Cfg, name: &str, sample: &[usize], k: usize, h: Hand<M, S, (usize, Const<10>)>)
 where
     S: Shape,
     M: Network + Clone + TensorCollection<f32, Dev>,
@@ -451,34 +471,24 @@ where
     let xs: Vec<f32> = dev.sample_normal_like(&(n * numel,)).as_vec();
     let ds = Dataset::new(xs, sample).unwrap().with_labels(labels(n, k)).unwrap();
     let fcfg = FitConfig::default().epochs(1).batch_size(b).verbose(false);
-    let time_fit = |h: &mut Hand<M, S, (usize, Const<10>)>| {
+    let h = std::cell::RefCell::new(h);
+    let time_fit = || {
+        let h = &mut *h.borrow_mut();
         let t0 = Instant::now();
         fit(&mut h.model, &mut h.opt, &ds, None, &fcfg).unwrap();
         t0.elapsed().as_secs_f64() * 1e3 / cfg.fit_batches as f64
     };
-    let time_hand = |h: &mut Hand<M, S, (usize, Const<10>)>| {
+    let time_hand = || {
         let t0 = Instant::now();
         for _ in 0..cfg.fit_batches {
-            std::hint::black_box(h.step());
+            std::hint::black_box(h.borrow_mut().step());
         }
         t0.elapsed().as_secs_f64() * 1e3 / cfg.fit_batches as f64
     };
     // Warm-up: one epoch, and as many hand steps.
-    time_fit(&mut h);
-    time_hand(&mut h);
-    let (mut tf, mut th, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..cfg.fit_rounds {
-        let (f, t) = if round % 2 == 0 {
-            let f = time_fit(&mut h);
-            (f, time_hand(&mut h))
-        } else {
-            let t = time_hand(&mut h);
-            (time_fit(&mut h), t)
-        };
-        tf.push(f);
-        th.push(t);
-        ratios.push(f / t);
-    }
+    time_fit();
+    time_hand();
+    let (tf, th, ratios) = alternate(cfg.fit_rounds, time_fit, time_hand);
     let extra = format!("\"batches_per_epoch\": {}, \"rounds\": {}", cfg.fit_batches, cfg.fit_rounds);
     line(name, "fit", tf.clone(), &extra);
     println!(
@@ -521,7 +531,6 @@ fn interleave(rounds: usize, steps: usize, mut a: impl FnMut(), mut b: impl FnMu
         a();
         b();
     }
-    let (mut ta, mut tb, mut r) = (Vec::new(), Vec::new(), Vec::new());
     let time = |f: &mut dyn FnMut()| {
         let t = Instant::now();
         for _ in 0..steps {
@@ -529,19 +538,7 @@ fn interleave(rounds: usize, steps: usize, mut a: impl FnMut(), mut b: impl FnMu
         }
         t.elapsed().as_secs_f64() * 1e3 / steps as f64
     };
-    for round in 0..rounds {
-        // Which of the two goes first alternates, so that an order effect cancels.
-        let (x, y) = if round % 2 == 0 {
-            let x = time(&mut a);
-            (x, time(&mut b))
-        } else {
-            let y = time(&mut b);
-            (time(&mut a), y)
-        };
-        ta.push(x);
-        tb.push(y);
-        r.push(x / y);
-    }
+    let (ta, tb, r) = alternate(rounds, || time(&mut a), || time(&mut b));
     (median(&ta), median(&tb), median(&r))
 }
 

@@ -45,6 +45,9 @@
 //!   batch size's.
 //! - `align` (not in the default set): each workload's hand loop with the CPU kernels'
 //!   buffers on a cache line (as shipped) against without, interleaved rounds of one process.
+//! - `share` (not in the default set): the same with split GEMMs shared between the calling
+//!   thread and rayon's threads (as shipped) against handed to rayon's pool whole, the caller
+//!   asleep until it is done (as before session 12).
 //!
 //! Step counts: `SUITE_STEPS` (default 200), `SUITE_WARMUP` (20), `SUITE_RESNET_STEPS` (5;
 //! batch 256 takes a third of them, at least 2), `BENCH_QUICK=1` makes every count tiny.
@@ -622,26 +625,26 @@ fn fit_work_part(cfg: &Cfg) {
 }
 
 // ---------------------------------------------------------------------------------------
-// align
+// align, share
 
-/// The hand loop of each workload (`SUITE_MODELS` narrows them) with the CPU kernels' buffers
-/// on a cache line (as shipped) and without (`typenet::__private::set_cache_line_buffers`),
-/// interleaved rounds of one process on one model (`SUITE_MACRO_ROUNDS` × `SUITE_MACRO_STEPS`),
-/// median of the per-round ratios aligned / unaligned.
-fn align_part(cfg: &Cfg) {
+/// The hand loop of each workload (`SUITE_MODELS` narrows them) with a switch of typenet's
+/// kernels on (as shipped) and off, interleaved rounds of one process on one model
+/// (`SUITE_MACRO_ROUNDS` × `SUITE_MACRO_STEPS`), median of the per-round ratios on / off; one
+/// JSON line per workload, `variant` naming the switch and `on_key`, `off_key` the two times.
+fn switch_part(cfg: &Cfg, variant: &str, (on_key, off_key): (&str, &str), set: fn(bool)) {
     let dev = Cpu::default();
     macro_rules! run {
         ($name:expr, $hand:expr) => {
             if selected($name) {
                 let hand = std::cell::RefCell::new($hand);
-                let step = |aligned: bool| {
-                    typenet::__private::set_cache_line_buffers(aligned);
+                let step = |on: bool| {
+                    set(on);
                     hand.borrow_mut().step();
                 };
                 let (a, b, r) = interleave(cfg.macro_rounds, cfg.macro_steps, || step(true), || step(false));
-                typenet::__private::set_cache_line_buffers(true);
+                set(true);
                 println!(
-                    "{{\"framework\": \"typenet\", \"model\": \"{}\", \"variant\": \"cache_line_buffers\", \"threads\": {}, \"rounds\": {}, \"steps_per_round\": {}, \"aligned_ms\": {a:.4}, \"unaligned_ms\": {b:.4}, \"ratio\": {r:.4}}}",
+                    "{{\"framework\": \"typenet\", \"model\": \"{}\", \"variant\": \"{variant}\", \"threads\": {}, \"rounds\": {}, \"steps_per_round\": {}, \"{on_key}\": {a:.4}, \"{off_key}\": {b:.4}, \"ratio\": {r:.4}}}",
                     $name,
                     threads(),
                     cfg.macro_rounds,
@@ -768,12 +771,16 @@ fn main() {
             "fit" => fit_part(&cfg),
             "macro" => macro_part(&cfg),
             "peak" => peak_part(&cfg),
-            "align" => align_part(&cfg),
+            // The CPU kernels' buffers on a cache line (as shipped) and not.
+            "align" => switch_part(&cfg, "cache_line_buffers", ("aligned_ms", "unaligned_ms"), typenet::__private::set_cache_line_buffers),
+            // Split GEMMs shared by the caller and rayon's threads (as shipped) and handed to
+            // rayon's pool whole, the caller asleep.
+            "share" => switch_part(&cfg, "shared_tasks", ("shared_ms", "pool_ms"), typenet::__private::set_shared_tasks),
             "macro_work" => macro_work_part(&cfg),
             "fit_work" => fit_work_part(&cfg),
             "resnet" => resnet_part(),
             "" => {}
-            other => eprintln!("suite: unknown part `{other}` (peers, fit, macro, peak, resnet, align, macro_work, fit_work)"),
+            other => eprintln!("suite: unknown part `{other}` (peers, fit, macro, peak, resnet, align, share, macro_work, fit_work)"),
         }
         eprintln!("suite: part {p} took {:.1} s", t.elapsed().as_secs_f64());
     }

@@ -1,15 +1,15 @@
 //! The fused attention kernel on `Cpu` (see the parent module for the contract).
 
 use dfdx::prelude::*;
-use rayon::prelude::*;
 
 use super::AttentionSpec;
 use crate::ops::floor::buf::{give, take_dirty};
-use crate::ops::floor::cpu::{simd_dispatch, use_pool, Simd};
+use crate::ops::floor::cpu::{simd_dispatch, Simd};
+use crate::ops::floor::share;
 use crate::ops::floor::gemm::{gemm_with, GemmPath};
 use crate::ops::rnn::cpu::CpuFloat;
 
-/// A pointer shared by the rayon tasks of one call, each writing its own (batch, head) block.
+/// A pointer shared by the parallel tasks of one call, each writing its own (batch, head) block.
 #[derive(Clone, Copy)]
 struct SharedMut<E>(*mut E);
 // SAFETY: the tasks that receive a `SharedMut` write disjoint sets of elements (the columns
@@ -18,6 +18,18 @@ struct SharedMut<E>(*mut E);
 unsafe impl<E: Send> Send for SharedMut<E> {}
 // SAFETY: as for `Send`: concurrent users never touch the same element.
 unsafe impl<E: Send> Sync for SharedMut<E> {}
+
+impl<E> SharedMut<E> {
+    /// The element `i` past the start (a method, so that closures capture the `Sync` wrapper,
+    /// not its field).
+    ///
+    /// # Safety
+    /// `i` within the buffer.
+    unsafe fn at(&self, i: usize) -> *mut E {
+        // SAFETY: `i` within the buffer (contract).
+        unsafe { self.0.add(i) }
+    }
+}
 
 /// The sizes of one call.
 #[derive(Clone, Copy, Debug)]
@@ -326,12 +338,11 @@ where
         let task = |(s, pd): &mut (Vec<E>, Vec<E>), (bh, lse_row): (usize, &mut [E])| {
             forward_task(simd, spec, dm, xs, alpha, bh, s, pd, lse_row, yp)
         };
-        if use_pool() {
-            lse.par_chunks_mut(t).enumerate().for_each_init(scratch, task);
-        } else {
-            let mut sc = scratch();
-            lse.chunks_mut(t).enumerate().for_each(|item| task(&mut sc, item));
-        }
+        let lp = SharedMut(lse.as_mut_ptr());
+        share::for_each_init(b * h, rayon::current_num_threads(), scratch, |sc, bh| {
+            // SAFETY: row `bh` of `lse` (`b·h` rows of `t`), which only task `bh` writes.
+            task(sc, (bh, unsafe { std::slice::from_raw_parts_mut(lp.at(bh * t), t) }))
+        });
     }
     let out = crate::ops::floor::upload::from_slice(&dev, &y, (b, t, d))?;
     give(y);
@@ -356,12 +367,7 @@ where
             let simd = Simd::current();
             let scratch = || (vec![E::zero(); t * t], vec![E::zero(); t * t]);
             let task = |(s, pd): &mut (Vec<E>, Vec<E>), bh: usize| backward_task(simd, &spec, dm, xs, gys, lses, alpha, bh, s, pd, gxp);
-            if use_pool() {
-                (0..b * h).into_par_iter().for_each_init(scratch, task);
-            } else {
-                let mut sc = scratch();
-                (0..b * h).for_each(|bh| task(&mut sc, bh));
-            }
+            share::for_each_init(b * h, rayon::current_num_threads(), scratch, |sc, bh| task(sc, bh));
         }
         give(xv);
         give(lse);

@@ -4,6 +4,8 @@
 use std::cell::Cell;
 use std::sync::OnceLock;
 
+use super::share;
+
 /// The SIMD level a kernel may use, ordered from least to most capable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Simd {
@@ -94,36 +96,65 @@ pub(crate) fn use_pool() -> bool {
     rayon::current_num_threads() > 1
 }
 
-/// `f` on every `(index, chunk)` of `v` cut into chunks of `size`, on rayon's pool when
-/// [`use_pool`], else in order on the calling thread.
+/// A pointer that may cross to the threads of one [`share::run`].
+struct Ptr<T>(*mut T);
+impl<T> Clone for Ptr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Ptr<T> {}
+impl<T> Ptr<T> {
+    /// The pointer (a method, so that closures capture the `Send` wrapper, not the field).
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+// SAFETY: the chunk helpers below hand every task a chunk of its own (disjoint sub-slices of
+// one `&mut` slice, or a result slot of its own), alive until `share::run` returns.
+unsafe impl<T> Send for Ptr<T> {}
+// SAFETY: as for `Send`.
+unsafe impl<T> Sync for Ptr<T> {}
+
+/// Chunk `i` (of `size` elements; the last one shorter) of the `len` elements at `p`.
+///
+/// # Safety
+/// `p` points to `len` valid elements, `i·size < len`, and no other live reference covers
+/// the chunk.
+unsafe fn chunk<'a, T>(p: Ptr<T>, len: usize, size: usize, i: usize) -> &'a mut [T] {
+    let lo = i * size;
+    // SAFETY: `lo < len` and the chunk ends at `len` at most (contract).
+    unsafe { std::slice::from_raw_parts_mut(p.get().add(lo), size.min(len - lo)) }
+}
+
+/// `f` on every `(index, chunk)` of `v` cut into chunks of `size`, shared between the calling
+/// thread and rayon's threads ([`share::run`]; in order on the calling thread with one thread).
 pub(crate) fn for_each_chunk_mut<T: Send>(v: &mut [T], size: usize, f: impl Fn((usize, &mut [T])) + Sync + Send) {
-    use rayon::prelude::*;
-    if use_pool() {
-        v.par_chunks_mut(size).enumerate().for_each(f);
-    } else {
-        v.chunks_mut(size).enumerate().for_each(f);
-    }
+    let (len, size) = (v.len(), size.max(1));
+    let p = Ptr(v.as_mut_ptr());
+    // SAFETY: task `i < len.div_ceil(size)` gets chunk `i` of `v`, which `v`'s borrow keeps
+    // alive and no other task touches.
+    share::run(len.div_ceil(size), rayon::current_num_threads(), &|i| f((i, unsafe { chunk(p, len, size, i) })));
 }
 
-/// [`for_each_chunk_mut`] over two slices cut alike (chunk `i` of each).
+/// [`for_each_chunk_mut`] over two slices cut alike (chunk `i` of each; as many chunks as the
+/// shorter slice has).
 pub(crate) fn for_each_chunk_mut2<T: Send, U: Send>(v: &mut [T], w: &mut [U], size: usize, f: impl Fn((usize, (&mut [T], &mut [U]))) + Sync + Send) {
-    use rayon::prelude::*;
-    if use_pool() {
-        v.par_chunks_mut(size).zip(w.par_chunks_mut(size)).enumerate().for_each(f);
-    } else {
-        v.chunks_mut(size).zip(w.chunks_mut(size)).enumerate().for_each(f);
-    }
+    let (lv, lw, size) = (v.len(), w.len(), size.max(1));
+    let (pv, pw) = (Ptr(v.as_mut_ptr()), Ptr(w.as_mut_ptr()));
+    // SAFETY: as in `for_each_chunk_mut`, for each slice (`i` is below both chunk counts).
+    share::run(lv.div_ceil(size).min(lw.div_ceil(size)), rayon::current_num_threads(), &|i| {
+        f((i, unsafe { (chunk(pv, lv, size, i), chunk(pw, lw, size, i)) }))
+    });
 }
 
-/// `f` of every `(index, chunk)` of `v` cut into chunks of `size`, collected in order; on
-/// rayon's pool when [`use_pool`].
+/// `f` of every `(index, chunk)` of `v` cut into chunks of `size`, collected in order; shared
+/// as [`for_each_chunk_mut`].
 pub(crate) fn map_chunks_mut<T: Send, R: Send>(v: &mut [T], size: usize, f: impl Fn((usize, &mut [T])) -> R + Sync + Send) -> Vec<R> {
-    use rayon::prelude::*;
-    if use_pool() {
-        v.par_chunks_mut(size).enumerate().map(f).collect()
-    } else {
-        v.chunks_mut(size).enumerate().map(f).collect()
-    }
+    let (len, size) = (v.len(), size.max(1));
+    let p = Ptr(v.as_mut_ptr());
+    // SAFETY: as in `for_each_chunk_mut`.
+    share::map(len.div_ceil(size), rayon::current_num_threads(), |i| f((i, unsafe { chunk(p, len, size, i) })))
 }
 
 /// `simd_dispatch!(name, name_avx2, name_avx512, name_impl, Ret, (arg: Type, …))` defines

@@ -155,7 +155,7 @@ fn door<E: GemmFloat>(
         assert!(b.len() > (k - 1) * brs + (n - 1) * bcs, "matmul: b too short");
     }
     let work = m * n * k;
-    let outside_pool = rayon::current_thread_index().is_none();
+    let outside_pool = !super::share::in_task();
     let beta = if accumulate { E::one() } else { E::zero() };
     if work >= par_min() && outside_pool {
         // SAFETY: the asserts above bound the largest offset each view reaches (every index is
@@ -179,14 +179,19 @@ fn door<E: GemmFloat>(
 #[derive(Clone, Copy)]
 struct Ptr<E>(*mut E);
 // SAFETY: `split` gives each task a disjoint block of `C` to write and only reads `A` and `B`
-// (which outlive the join).
+// (which outlive the call: `share::run` returns once every block is done).
 unsafe impl<E> Send for Ptr<E> {}
 // SAFETY: as for `Send`.
 unsafe impl<E> Sync for Ptr<E> {}
 
-/// `C = A·B + β·C` on `threads` of rayon's threads: the longer of `C`'s two sides cut into
-/// one block per thread (row blocks in multiples of 6, the microkernels' row tile; column
-/// blocks in multiples of 16), each block multiplied by `path` on its own thread.
+/// Blocks per thread of a split product: the caller takes a second block while a pool thread
+/// that woke late is still on its first (`share::run`).
+const BLOCKS_PER_THREAD: usize = 2;
+
+/// `C = A·B + β·C` shared between the calling thread and `threads − 1` of rayon's threads
+/// (`share::run`): the longer of `C`'s two sides cut into [`BLOCKS_PER_THREAD`] blocks per
+/// thread (row blocks in multiples of 6, the microkernels' row tile; column blocks in
+/// multiples of 16), each multiplied by `path` on whichever thread claims it.
 ///
 /// # Safety
 /// As [`gemm_with_epi`].
@@ -204,14 +209,13 @@ unsafe fn split<E: GemmFloat>(
     (crs, ccs): (usize, usize),
     epi: Epi<E>,
 ) {
-    use rayon::prelude::*;
     let by_rows = m >= n;
     let (len, unit) = if by_rows { (m, 6) } else { (n, 16) };
-    let per = len.div_ceil(threads).div_ceil(unit) * unit;
+    let per = len.div_ceil(threads * BLOCKS_PER_THREAD).div_ceil(unit) * unit;
     let blocks = len.div_ceil(per);
     let (a, b, c) = (Ptr(a as *mut E), Ptr(b as *mut E), Ptr(c));
     let bias = Ptr(epi.bias as *mut E);
-    (0..blocks).into_par_iter().for_each(move |blk| {
+    super::share::run(blocks, threads, &move |blk| {
         let (a, b, c, bias) = (a, b, c, bias);
         let epi = Epi { bias: bias.0 as *const E, relu: epi.relu };
         let lo = blk * per;

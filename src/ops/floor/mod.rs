@@ -7,6 +7,8 @@
 //! - [`data`]: the training batch marked as data, so that ops skip the gradient nothing reads;
 //! - [`cpu`]: CPU-feature detection ([`cpu::Simd`]) and the per-thread override tests use to
 //!   force a lesser SIMD path;
+//! - [`share`]: one call's tasks shared between the calling thread and rayon's threads (the
+//!   split GEMM), the caller working instead of sleeping;
 //! - [`upload`]: host data into tensors whose buffers come from (and return to) dfdx's
 //!   allocation cache, so per-step uploads do not grow it;
 //! - [`window`]: sliding-window geometry ([`Window2D`], output sizes, [`window::valid_range`])
@@ -19,6 +21,7 @@ pub mod buf;
 pub mod cpu;
 pub mod data;
 pub(crate) mod gemm;
+pub(crate) mod share;
 pub mod upload;
 pub mod window;
 

@@ -6,9 +6,10 @@
 //! microkernels (module `simd`: one driver generic over the vector ISA, an AVX2 and an
 //! AVX-512F instance), and the `gemm` crate for everything else (f64, other CPUs, `C` neither
 //! row- nor column-major); products of at least [`PAR_MIN`] multiply-adds called from outside
-//! rayon's pool run on rayon's threads (through the `gemm` crate), smaller ones split over
-//! rayon's threads from [`SPLIT_MIN`] on, or on the calling thread (callers parallelise over
-//! the batch).
+//! rayon's pool run on rayon's threads (through the `gemm` crate), smaller ones from
+//! [`SPLIT_MIN`] on are split into blocks that the calling thread and rayon's threads share
+//! (`floor::share`), and the rest run on the calling thread (callers parallelise over the
+//! batch).
 //!
 //! The microkernels' driver, for any strides:
 //! - `C` row-major (column-major `C` solved as `Cᵀ = Bᵀ·Aᵀ`);
@@ -33,8 +34,9 @@ impl<E: 'static + Copy + Send + Sync + num_traits::Float> GemmFloat for E {}
 pub(crate) const PAR_MIN: usize = 1 << 27;
 
 /// Products of at least this many multiply-adds (and below [`PAR_MIN`]) called from outside
-/// rayon's pool are split into row (or column) blocks, one per rayon thread, each multiplied
-/// by the single-threaded kernel. 2²⁰ multiply-adds are ≈ 30 µs on one core, enough to pay
+/// rayon's pool are split into row (or column) blocks, [`BLOCKS_PER_THREAD`] per rayon
+/// thread, each multiplied by the single-threaded kernel on the calling thread or one of
+/// rayon's (`floor::share`). 2²⁰ multiply-adds are ≈ 30 µs on one core, enough to pay
 /// for waking rayon's threads; the transformer's and MLP's dense products (2²¹–2²⁴) split, the
 /// LSTM's per-step recurrence (2¹⁹, 50 calls a step) does not. The A/B runs behind it are in
 /// `docs/performance-history.md` (session 5); `TYPENET_GEMM_SPLIT_MIN` (read once) overrides it.
@@ -60,8 +62,9 @@ fn split_min() -> usize {
 /// `(row stride, column stride)` in elements. `accumulate` adds to `c` instead of overwriting it
 /// (without it `c` is not read, so it may hold anything, NaN included).
 ///
-/// Single-threaded below [`PAR_MIN`] multiply-adds or when called from a rayon worker;
-/// otherwise on rayon's threads.
+/// Single-threaded below [`SPLIT_MIN`] multiply-adds or when called from a rayon worker (or
+/// a task of `floor::share`); otherwise shared with rayon's threads (see [`SPLIT_MIN`],
+/// [`PAR_MIN`]).
 ///
 /// # Panics
 /// When a slice is too short for its sizes and strides (a bug in the calling kernel: public

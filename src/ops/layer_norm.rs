@@ -22,9 +22,9 @@
 //! `x`'s and `r`'s gradients in the same pass (dfdx's add would add it twice more).
 
 use dfdx::prelude::*;
-use rayon::prelude::*;
 
-use crate::ops::floor::cpu::{lane_sum, simd_dispatch, use_pool, Simd, LANES};
+use crate::ops::floor::cpu::{lane_sum, simd_dispatch, Simd, LANES};
+use crate::ops::floor::share::{self, Parts};
 use crate::ops::rnn::cpu::CpuFloat;
 use crate::ops::floor::buf::{to_tensor, Buf, Scratch};
 
@@ -125,6 +125,11 @@ pub fn add_layer_norm<E: Dtype, D: LayerNormKernel<E>, T: Tape<E, D> + Merge<R>,
 /// Rows per parallel task; below this many elements in all, one thread.
 const ROWS_PER_TASK: usize = 16;
 const PARALLEL_MIN: usize = 1 << 15;
+
+/// Threads for a pass over `n` elements: rayon's from [`PARALLEL_MIN`] elements on, else one.
+fn threads_for(n: usize) -> usize {
+    if n >= PARALLEL_MIN { rayon::current_num_threads() } else { 1 }
+}
 
 fn cpu_layer_norm<E, T: Tape<E, Cpu>>(
     x: Tensor<Dyn2, E, Cpu, T>,
@@ -341,14 +346,16 @@ where
         let mut yv = Buf::<E>::dirty(n);
         // The row loops compiled for the best vector ISA (chosen on the calling thread).
         let simd = Simd::current();
-        let forward = |(i, (xh, (y, r))): (usize, (&mut [E], (&mut [E], &mut E)))| {
-            *r = forward_row(simd, xh, residual.map(|res| &res[i * m..(i + 1) * m]), y, &w, &b, epsilon);
-        };
-        if n >= PARALLEL_MIN && use_pool() {
-            xhat.par_chunks_mut(m).zip(yv.par_chunks_mut(m).zip(rstd.par_iter_mut())).enumerate().with_min_len(ROWS_PER_TASK).for_each(forward);
-        } else {
-            xhat.chunks_mut(m).zip(yv.chunks_mut(m).zip(rstd.iter_mut())).enumerate().for_each(forward);
-        }
+        // Tasks of `ROWS_PER_TASK` rows, shared with rayon's threads (`floor::share`).
+        let (xp, yp, rp) = (Parts::new(&mut xhat[..]), Parts::new(&mut yv[..]), Parts::new(&mut rstd[..]));
+        share::run(rows.div_ceil(ROWS_PER_TASK), threads_for(n), &|t| {
+            // SAFETY: task `t` takes chunk `t` of each buffer alone.
+            let (xh, y, r) = unsafe { (xp.chunk(t, ROWS_PER_TASK * m), yp.chunk(t, ROWS_PER_TASK * m), rp.chunk(t, ROWS_PER_TASK)) };
+            for (j, ((xh, y), r)) in xh.chunks_mut(m).zip(y.chunks_mut(m)).zip(r).enumerate() {
+                let i = t * ROWS_PER_TASK + j;
+                *r = forward_row(simd, xh, residual.map(|res| &res[i * m..(i + 1) * m]), y, &w, &b, epsilon);
+            }
+        });
         let y = to_tensor(dev, &yv, (rows, m))?;
         Ok((y, Rows { m, xhat, rstd, w }))
     }
@@ -363,22 +370,19 @@ where
             gradient_row(simd, o1, o2, g, xh, w, s * k, inv_m);
         };
         let (xhat, rstd) = (&self.xhat[..], &self.rstd[..]);
-        if gy.len() >= PARALLEL_MIN && use_pool() {
-            let rows_in = gy.par_chunks(m).zip(xhat.par_chunks(m)).zip(rstd.par_iter());
-            match gr {
-                None => gx.par_chunks_mut(m).zip(rows_in).with_min_len(ROWS_PER_TASK)
-                    .for_each(|(o, ((g, xh), s))| row(o, None, g, xh, *s)),
-                Some(gr) => gx.par_chunks_mut(m).zip(gr.par_chunks_mut(m)).zip(rows_in).with_min_len(ROWS_PER_TASK)
-                    .for_each(|((o, p), ((g, xh), s))| row(o, Some(p), g, xh, *s)),
+        let rows = rstd.len();
+        let (gxp, grp) = (Parts::new(gx), gr.map(Parts::new));
+        let tm = ROWS_PER_TASK * m;
+        share::run(rows.div_ceil(ROWS_PER_TASK), threads_for(gy.len()), &|t| {
+            // SAFETY: task `t` takes chunk `t` of each output alone.
+            let (o, mut p) = unsafe { (gxp.chunk(t, tm), grp.as_ref().map(|g| g.chunk(t, tm))) };
+            let lo = (t * tm).min(gy.len());
+            let (g, xh) = (&gy[lo..(lo + tm).min(gy.len())], &xhat[lo..(lo + tm).min(xhat.len())]);
+            let s = &rstd[t * ROWS_PER_TASK..((t + 1) * ROWS_PER_TASK).min(rows)];
+            for (j, ((o, g), xh)) in o.chunks_mut(m).zip(g.chunks(m)).zip(xh.chunks(m)).enumerate() {
+                row(o, p.as_mut().map(|p| &mut p[j * m..(j + 1) * m]), g, xh, s[j]);
             }
-        } else {
-            let rows_in = gy.chunks(m).zip(xhat.chunks(m)).zip(rstd);
-            match gr {
-                None => gx.chunks_mut(m).zip(rows_in).for_each(|(o, ((g, xh), s))| row(o, None, g, xh, *s)),
-                Some(gr) => gx.chunks_mut(m).zip(gr.chunks_mut(m)).zip(rows_in)
-                    .for_each(|((o, p), ((g, xh), s))| row(o, Some(p), g, xh, *s)),
-            }
-        }
+        });
     }
 
     /// `[Σ_rows gy ⊙ x̂ (∂L/∂γ), Σ_rows gy (∂L/∂β)]`, `2m` entries (partial sums per task when
@@ -400,8 +404,14 @@ where
             a
         };
         let chunk = m * ROWS_PER_TASK * 4;
-        if gy.len() >= PARALLEL_MIN && use_pool() {
-            gy.par_chunks(chunk).zip(self.xhat.par_chunks(chunk)).map(column_sums).reduce(|| vec![E::zero(); 2 * m], add)
+        if threads_for(gy.len()) > 1 {
+            // Partial sums per task, added in task order (the same result on any thread).
+            let part = |t: usize| {
+                let lo = (t * chunk).min(gy.len());
+                let hi = (lo + chunk).min(gy.len());
+                column_sums((&gy[lo..hi], &self.xhat[lo..hi]))
+            };
+            share::map(gy.len().div_ceil(chunk), rayon::current_num_threads(), part).into_iter().fold(vec![E::zero(); 2 * m], add)
         } else {
             column_sums((gy, &self.xhat))
         }

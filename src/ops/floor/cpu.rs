@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::sync::OnceLock;
 
-use super::share;
+use super::share::{self, Parts};
 
 /// The SIMD level a kernel may use, ordered from least to most capable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -96,65 +96,32 @@ pub(crate) fn use_pool() -> bool {
     rayon::current_num_threads() > 1
 }
 
-/// A pointer that may cross to the threads of one [`share::run`].
-struct Ptr<T>(*mut T);
-impl<T> Clone for Ptr<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for Ptr<T> {}
-impl<T> Ptr<T> {
-    /// The pointer (a method, so that closures capture the `Send` wrapper, not the field).
-    fn get(self) -> *mut T {
-        self.0
-    }
-}
-// SAFETY: the chunk helpers below hand every task a chunk of its own (disjoint sub-slices of
-// one `&mut` slice, or a result slot of its own), alive until `share::run` returns.
-unsafe impl<T> Send for Ptr<T> {}
-// SAFETY: as for `Send`.
-unsafe impl<T> Sync for Ptr<T> {}
-
-/// Chunk `i` (of `size` elements; the last one shorter) of the `len` elements at `p`.
-///
-/// # Safety
-/// `p` points to `len` valid elements, `i·size < len`, and no other live reference covers
-/// the chunk.
-unsafe fn chunk<'a, T>(p: Ptr<T>, len: usize, size: usize, i: usize) -> &'a mut [T] {
-    let lo = i * size;
-    // SAFETY: `lo < len` and the chunk ends at `len` at most (contract).
-    unsafe { std::slice::from_raw_parts_mut(p.get().add(lo), size.min(len - lo)) }
-}
-
 /// `f` on every `(index, chunk)` of `v` cut into chunks of `size`, shared between the calling
 /// thread and rayon's threads ([`share::run`]; in order on the calling thread with one thread).
 pub(crate) fn for_each_chunk_mut<T: Send>(v: &mut [T], size: usize, f: impl Fn((usize, &mut [T])) + Sync + Send) {
-    let (len, size) = (v.len(), size.max(1));
-    let p = Ptr(v.as_mut_ptr());
-    // SAFETY: task `i < len.div_ceil(size)` gets chunk `i` of `v`, which `v`'s borrow keeps
-    // alive and no other task touches.
-    share::run(len.div_ceil(size), rayon::current_num_threads(), &|i| f((i, unsafe { chunk(p, len, size, i) })));
+    let (tasks, size) = (v.len().div_ceil(size.max(1)), size.max(1));
+    let p = Parts::new(v);
+    // SAFETY: task `i` takes chunk `i` alone.
+    share::run(tasks, rayon::current_num_threads(), &|i| f((i, unsafe { p.chunk(i, size) })));
 }
 
 /// [`for_each_chunk_mut`] over two slices cut alike (chunk `i` of each; as many chunks as the
 /// shorter slice has).
 pub(crate) fn for_each_chunk_mut2<T: Send, U: Send>(v: &mut [T], w: &mut [U], size: usize, f: impl Fn((usize, (&mut [T], &mut [U]))) + Sync + Send) {
-    let (lv, lw, size) = (v.len(), w.len(), size.max(1));
-    let (pv, pw) = (Ptr(v.as_mut_ptr()), Ptr(w.as_mut_ptr()));
-    // SAFETY: as in `for_each_chunk_mut`, for each slice (`i` is below both chunk counts).
-    share::run(lv.div_ceil(size).min(lw.div_ceil(size)), rayon::current_num_threads(), &|i| {
-        f((i, unsafe { (chunk(pv, lv, size, i), chunk(pw, lw, size, i)) }))
-    });
+    let size = size.max(1);
+    let tasks = v.len().div_ceil(size).min(w.len().div_ceil(size));
+    let (pv, pw) = (Parts::new(v), Parts::new(w));
+    // SAFETY: task `i` takes chunk `i` of each slice alone.
+    share::run(tasks, rayon::current_num_threads(), &|i| f((i, unsafe { (pv.chunk(i, size), pw.chunk(i, size)) })));
 }
 
 /// `f` of every `(index, chunk)` of `v` cut into chunks of `size`, collected in order; shared
 /// as [`for_each_chunk_mut`].
 pub(crate) fn map_chunks_mut<T: Send, R: Send>(v: &mut [T], size: usize, f: impl Fn((usize, &mut [T])) -> R + Sync + Send) -> Vec<R> {
-    let (len, size) = (v.len(), size.max(1));
-    let p = Ptr(v.as_mut_ptr());
-    // SAFETY: as in `for_each_chunk_mut`.
-    share::map(len.div_ceil(size), rayon::current_num_threads(), |i| f((i, unsafe { chunk(p, len, size, i) })))
+    let (tasks, size) = (v.len().div_ceil(size.max(1)), size.max(1));
+    let p = Parts::new(v);
+    // SAFETY: task `i` takes chunk `i` alone.
+    share::map(tasks, rayon::current_num_threads(), |i| f((i, unsafe { p.chunk(i, size) })))
 }
 
 /// `simd_dispatch!(name, name_avx2, name_avx512, name_impl, Ret, (arg: Type, …))` defines

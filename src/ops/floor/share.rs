@@ -130,25 +130,10 @@ pub(crate) fn run(tasks: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
 /// `f(i)` for every `i < tasks`, collected in order; run as [`run`] runs them.
 pub(crate) fn map<R: Send>(tasks: usize, threads: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
     let mut out: Vec<Option<R>> = (0..tasks).map(|_| None).collect();
-    let slots = Slots(out.as_mut_ptr());
-    run(tasks, threads, &|i| {
-        // SAFETY: `i < tasks`, the number of slots in `out`, which outlives `run`; every task
-        // index runs once, so slot `i` is written by this task alone.
-        unsafe { *slots.at(i) = Some(f(i)) };
-    });
+    let slots = Parts::new(&mut out);
+    // SAFETY: task `i` takes slot `i` alone.
+    run(tasks, threads, &|i| unsafe { slots.chunk(i, 1) }[0] = Some(f(i)));
     out.into_iter().map(|r| r.expect("share::run runs every task")).collect()
-}
-
-/// The result slots of one [`map`].
-struct Slots<R>(*mut Option<R>);
-// SAFETY: each task writes its own slot (`map`), and `R: Send` moves the result to the caller.
-unsafe impl<R: Send> Sync for Slots<R> {}
-impl<R> Slots<R> {
-    /// Slot `i` (a method, so that closures capture the `Sync` wrapper, not the field).
-    fn at(&self, i: usize) -> *mut Option<R> {
-        // SAFETY: callers pass `i` below the number of slots (`map`).
-        unsafe { self.0.add(i) }
-    }
 }
 
 /// `f(&mut state, i)` for every `i < tasks`, in groups of consecutive tasks (a few per
@@ -165,6 +150,41 @@ pub(crate) fn for_each_init<S>(tasks: usize, threads: usize, init: impl Fn() -> 
 /// Groups per thread of [`for_each_init`]: enough for the caller to take over the groups of a
 /// pool thread that wakes late.
 const GROUPS_PER_THREAD: usize = 4;
+
+/// A mutable slice handed out in chunks to the tasks of one [`run`], each task taking chunks
+/// no other task takes (what `par_chunks_mut` does for rayon).
+pub(crate) struct Parts<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    borrow: std::marker::PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: a `Parts` is a `&mut [T]` handed out in disjoint chunks ([`Parts::chunk`]'s
+// contract), which may move to other threads when `T: Send`, as `&mut [T]` may.
+unsafe impl<T: Send> Send for Parts<'_, T> {}
+// SAFETY: as for `Send`: threads sharing a `Parts` reach only disjoint chunks through it.
+unsafe impl<T: Send> Sync for Parts<'_, T> {}
+
+impl<'a, T> Parts<'a, T> {
+    pub(crate) fn new(v: &'a mut [T]) -> Self {
+        Parts { ptr: v.as_mut_ptr(), len: v.len(), borrow: std::marker::PhantomData }
+    }
+
+    /// Chunk `i` when the slice is cut into chunks of `size` elements (the last one shorter,
+    /// past the end empty).
+    ///
+    /// # Safety
+    /// While the returned slice lives, no other call returns an overlapping chunk (in a
+    /// [`run`]: each task asks only for chunks of its own task index, all of one `size`).
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn chunk(&self, i: usize, size: usize) -> &'a mut [T] {
+        let lo = i.saturating_mul(size).min(self.len);
+        let hi = lo.saturating_add(size).min(self.len);
+        // SAFETY: `lo ≤ hi ≤ len` elements of the borrowed slice, overlapping no other live
+        // chunk (contract).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(lo), hi - lo) }
+    }
+}
 
 /// Whether [`run`] shares tasks with the caller (on by default); off, a call hands them all to
 /// rayon's pool as a `par_iter` does. A measurement aid (`typenet::__private::set_shared_tasks`,

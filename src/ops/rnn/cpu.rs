@@ -479,7 +479,7 @@ fn plan(dm: Dims, dirs: usize) -> Vec<Task> {
 }
 
 /// `items.map(f)`, on rayon's pool when there is more than one item. (Not shared with the
-/// caller as the GEMM's blocks are, `floor::share`: the LSTM's two long tasks ran 1–5 %
+/// caller as the GEMM's blocks are, `floor::share`: the LSTM's two long tasks ran 1–7 %
 /// slower that way, `SUITE_PARTS=share`, session 12.)
 fn run_tasks<I: Sync, R: Send>(items: &[I], f: impl Fn(&I) -> R + Sync + Send) -> Vec<R> {
     use rayon::prelude::*;

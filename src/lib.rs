@@ -104,17 +104,18 @@ pub mod __private {
         let _ = dev.try_enable_cache();
     }
 
-    /// Whether the CPU kernels' scratch and packing buffers start on a cache line (on by
-    /// default): a measurement aid for `benches/suite.rs` (part `align`), which times the same
-    /// network with it on and off in interleaved rounds of one process. Not an API.
-    /// Whether a split GEMM shares its blocks between the calling thread and rayon's threads
-    /// (on by default) or hands them all to rayon's pool, the caller asleep: a measurement aid
+    /// Whether the CPU kernels' parallel loops (split GEMMs, convolution, pooling, attention,
+    /// layer norm) share their tasks between the calling thread and rayon's threads (on by
+    /// default) or hand them all to rayon's pool, the caller asleep: a measurement aid
     /// for `benches/suite.rs` (part `share`), which times the same network both ways in
     /// interleaved rounds of one process. Not an API.
     pub fn set_shared_tasks(on: bool) {
         crate::ops::floor::share::SHARE.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether the CPU kernels' scratch and packing buffers start on a cache line (on by
+    /// default): a measurement aid for `benches/suite.rs` (part `align`), which times the same
+    /// network with it on and off in interleaved rounds of one process. Not an API.
     pub fn set_cache_line_buffers(on: bool) {
         crate::ops::floor::buf::ALIGN.store(on, std::sync::atomic::Ordering::Relaxed);
     }

@@ -8,7 +8,7 @@
 //! - [`cpu`]: CPU-feature detection ([`cpu::Simd`]) and the per-thread override tests use to
 //!   force a lesser SIMD path;
 //! - [`share`]: one call's tasks shared between the calling thread and rayon's threads (the
-//!   split GEMM), the caller working instead of sleeping;
+//!   split GEMM, the kernels' parallel loops), the caller working instead of sleeping;
 //! - [`upload`]: host data into tensors whose buffers come from (and return to) dfdx's
 //!   allocation cache, so per-step uploads do not grow it;
 //! - [`window`]: sliding-window geometry ([`Window2D`], output sizes, [`window::valid_range`])

@@ -10,8 +10,9 @@
 //! task from a shared counter until none is left; the caller then waits, spinning, for the
 //! tasks still running elsewhere, and never sleeps. A pool thread that wakes late finds no
 //! task left and returns at once; one that never wakes (the pool busy with other work) leaves
-//! all tasks to the caller. Measured on the MLP of `bench_torch.py`, whose dense products are
-//! split this way (`ops::floor::gemm`): see the README's performance section (session 12).
+//! all tasks to the caller. Used by the split GEMM (`ops::floor::gemm`), the chunk helpers of
+//! `ops::floor::cpu` (convolution, pooling, radial basis, dropout), attention and layer norm;
+//! measured in the README's performance section (session 12).
 //!
 //! While the caller runs a task it counts as a worker ([`in_task`]): a kernel called from
 //! inside a task (a convolution's per-sample GEMM) runs on its thread, as it does on rayon's.
@@ -79,10 +80,10 @@ impl Shared {
 
 /// Runs `f(i)` for every `i < tasks`, each once, and returns when all are done: shared
 /// between the calling thread and `threads − 1` of rayon's threads when called from outside
-/// rayon's pool and outside a task; on one of
-/// rayon's threads, by rayon's work stealing; else (one thread, or the caller already inside a
-/// task) in order on the calling thread. A task that panics makes `run` panic after all tasks are done
-/// (no task is left running on borrowed data).
+/// rayon's pool and outside a task; on one of rayon's threads, by rayon's work stealing; else
+/// (one thread, or the caller already inside a task) in order on the calling thread. A task
+/// that panics makes `run` panic after all tasks are done (no task is left running on
+/// borrowed data).
 pub(crate) fn run(tasks: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
     if tasks == 0 {
         return;

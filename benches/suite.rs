@@ -45,9 +45,9 @@
 //!   batch size's.
 //! - `align` (not in the default set): each workload's hand loop with the CPU kernels'
 //!   buffers on a cache line (as shipped) against without, interleaved rounds of one process.
-//! - `share` (not in the default set): the same with split GEMMs shared between the calling
-//!   thread and rayon's threads (as shipped) against handed to rayon's pool whole, the caller
-//!   asleep until it is done (as before session 12).
+//! - `share` (not in the default set): the same with split GEMMs and the kernels' parallel
+//!   loops shared between the calling thread and rayon's threads (as shipped) against handed
+//!   to rayon's pool whole, the caller asleep until it is done (as before session 12).
 //!
 //! Step counts: `SUITE_STEPS` (default 200), `SUITE_WARMUP` (20), `SUITE_RESNET_STEPS` (5;
 //! batch 256 takes a third of them, at least 2), `BENCH_QUICK=1` makes every count tiny.
@@ -773,8 +773,8 @@ fn main() {
             "peak" => peak_part(&cfg),
             // The CPU kernels' buffers on a cache line (as shipped) and not.
             "align" => switch_part(&cfg, "cache_line_buffers", ("aligned_ms", "unaligned_ms"), typenet::__private::set_cache_line_buffers),
-            // Split GEMMs shared by the caller and rayon's threads (as shipped) and handed to
-            // rayon's pool whole, the caller asleep.
+            // Split GEMMs and the kernels' parallel loops shared by the caller and rayon's
+            // threads (as shipped) and handed to rayon's pool whole, the caller asleep.
             "share" => switch_part(&cfg, "shared_tasks", ("shared_ms", "pool_ms"), typenet::__private::set_shared_tasks),
             "macro_work" => macro_work_part(&cfg),
             "fit_work" => fit_work_part(&cfg),

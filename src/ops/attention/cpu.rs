@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use super::AttentionSpec;
 use crate::ops::floor::buf::{give, take_dirty};
 use crate::ops::floor::cpu::{simd_dispatch, Simd};
-use crate::ops::floor::share;
+use crate::ops::floor::share::{self, Parts};
 use crate::ops::floor::gemm::{gemm_with, GemmPath};
 use crate::ops::rnn::cpu::CpuFloat;
 
@@ -18,18 +18,6 @@ struct SharedMut<E>(*mut E);
 unsafe impl<E: Send> Send for SharedMut<E> {}
 // SAFETY: as for `Send`: concurrent users never touch the same element.
 unsafe impl<E: Send> Sync for SharedMut<E> {}
-
-impl<E> SharedMut<E> {
-    /// The element `i` past the start (a method, so that closures capture the `Sync` wrapper,
-    /// not its field).
-    ///
-    /// # Safety
-    /// `i` within the buffer.
-    unsafe fn at(&self, i: usize) -> *mut E {
-        // SAFETY: `i` within the buffer (contract).
-        unsafe { self.0.add(i) }
-    }
-}
 
 /// The sizes of one call.
 #[derive(Clone, Copy, Debug)]
@@ -338,10 +326,10 @@ where
         let task = |(s, pd): &mut (Vec<E>, Vec<E>), (bh, lse_row): (usize, &mut [E])| {
             forward_task(simd, spec, dm, xs, alpha, bh, s, pd, lse_row, yp)
         };
-        let lp = SharedMut(lse.as_mut_ptr());
+        let rows = Parts::new(&mut lse[..]);
         share::for_each_init(b * h, rayon::current_num_threads(), scratch, |sc, bh| {
-            // SAFETY: row `bh` of `lse` (`b·h` rows of `t`), which only task `bh` writes.
-            task(sc, (bh, unsafe { std::slice::from_raw_parts_mut(lp.at(bh * t), t) }))
+            // SAFETY: task `bh` alone takes row `bh` of `lse` (`b·h` rows of `t`).
+            task(sc, (bh, unsafe { rows.chunk(bh, t) }))
         });
     }
     let out = crate::ops::floor::upload::from_slice(&dev, &y, (b, t, d))?;

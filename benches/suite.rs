@@ -23,7 +23,9 @@
 //!   default), time per step = epoch time / batches — interleaved round by round
 //!   (`SUITE_FIT_ROUNDS`, default 20; which of the two goes first alternates) with as many
 //!   steps of the hand loop on the same model and optimizer (variant `fit`, and a
-//!   `fit_overhead` line with the median of the per-round ratios fit / hand loop). `fit` marks its batch as data (`typenet::train::DataInput`: the
+//!   `fit_overhead` line with the median of the per-round ratios fit / hand loop;
+//!   `SUITE_FIT_FLOOR=1` adds a `fit_floor` line, the hand loop against itself measured the
+//!   same way: the noise floor). `fit` marks its batch as data (`typenet::train::DataInput`: the
 //!   first layer skips the input gradient); so does this hand loop, so that the ratio is
 //!   `fit`'s own overhead.
 //! - `macro`: the MLP's `network!` against the identical hand-written tuple of typenet's layer
@@ -503,6 +505,17 @@ where
         median(&th),
         median(&ratios)
     );
+    if std::env::var("SUITE_FIT_FLOOR").is_ok_and(|v| v == "1") {
+        // The measurement's noise floor: the hand loop against itself, the same way.
+        let (_, _, floor) = alternate(cfg.fit_rounds, time_hand, time_hand);
+        println!(
+            "{{\"framework\": \"typenet\", \"model\": \"{name}\", \"variant\": \"fit_floor\", \"threads\": {}, \"rounds\": {}, \"batches_per_epoch\": {}, \"ratio\": {:.4}}}",
+            threads(),
+            cfg.fit_rounds,
+            cfg.fit_batches,
+            median(&floor)
+        );
+    }
 }
 
 fn fit_part(cfg: &Cfg) {

@@ -427,21 +427,59 @@ pub(super) fn tick(pb: &ProgressBar, mean_loss: f64) {
     }
 }
 
-/// The inputs of samples `idx` as one batch tensor. `host` is the caller's gathering buffer,
-/// kept between batches; the tensor's buffer comes from the device's allocation cache
-/// ([`crate::ops::floor::upload`]): a fresh `Vec` per step would join the cache when the
-/// tensor is dropped and grow it by one batch per step.
-fn upload_inputs<S: SampleShape, E: Float, D: Device<E>>(
-    dev: &D,
-    host: &mut Vec<E>,
-    ds: &Dataset<E>,
-    idx: &[usize],
-) -> Result<Tensor<S::WithBatch, E, D>, TrainError> {
-    host.clear();
-    for &i in idx {
-        host.extend_from_slice(ds.input(i));
+/// Uploads batches of a dataset's inputs, one after another. The samples are gathered into a
+/// host buffer kept between batches (in parallel on the CPU kernels' threads when the batch is
+/// large: the rows are scattered through the dataset, so the gather waits on memory) and copied
+/// into a batch tensor also kept between batches. The tensor handed out is a reference to
+/// that one; when the step that used it is over (its graph dropped), the next batch is copied
+/// into the same buffer, so an upload costs two passes over the batch and no allocation (a
+/// fresh tensor would cost a third, zeroing it). Should the caller still hold the previous
+/// batch, copy-on-write leaves it intact. A fresh `Vec` per step would instead join dfdx's
+/// allocation cache when the tensor is dropped and grow it by one batch per step
+/// ([`crate::ops::floor::upload`]).
+struct Uploader<S: SampleShape, E: Float, D: Device<E>> {
+    host: Vec<E>,
+    batch: Option<Tensor<S::WithBatch, E, D>>,
+}
+
+/// Gathered elements from which a batch's gather is shared between threads.
+const PARALLEL_GATHER: usize = 1 << 14;
+
+impl<S: SampleShape, E: Float, D: Device<E>> Uploader<S, E, D> {
+    fn new() -> Self {
+        Uploader { host: Vec::new(), batch: None }
     }
-    crate::ops::floor::upload::from_slice(dev, host, S::with_batch(idx.len())).map_err(dev_err)
+
+    /// The inputs of samples `idx` (each in range) as one batch tensor.
+    fn upload(&mut self, dev: &D, ds: &Dataset<E>, idx: &[usize]) -> Result<Tensor<S::WithBatch, E, D>, TrainError> {
+        let f = ds.feature_len();
+        let host = &mut self.host;
+        host.resize(idx.len() * f, E::zero());
+        let threads = rayon::current_num_threads();
+        if host.len() >= PARALLEL_GATHER && threads > 1 {
+            use crate::ops::floor::share;
+            // A few rows per task: enough tasks for either thread to take over the other's.
+            let rows = idx.len().div_ceil(4 * threads);
+            let parts = share::Parts::new(host);
+            share::run(idx.len().div_ceil(rows), threads, &|t| {
+                // SAFETY: task `t` alone takes chunk `t` (all chunks `rows * f` long).
+                let out = unsafe { parts.chunk(t, rows * f) };
+                for (o, &i) in out.chunks_exact_mut(f).zip(&idx[t * rows..]) {
+                    o.copy_from_slice(ds.input(i));
+                }
+            });
+        } else {
+            for (o, &i) in host.chunks_exact_mut(f).zip(idx) {
+                o.copy_from_slice(ds.input(i));
+            }
+        }
+        let shape = S::with_batch(idx.len());
+        match &mut self.batch {
+            Some(t) if *t.shape() == shape => t.copy_from(host),
+            slot => *slot = Some(crate::ops::floor::upload::from_slice(dev, host, shape).map_err(dev_err)?),
+        }
+        Ok(self.batch.as_ref().expect("set above").clone())
+    }
 }
 
 fn gather_targets<E: Float>(ds: &Dataset<E>, idx: &[usize], k: usize, loss: Loss) -> Result<Vec<E>, TrainError> {
@@ -602,7 +640,7 @@ impl<S: SampleShape> Trainer<S> {
         // dfdx's allocation cache reuses freed buffers between steps instead of returning them
         // to the system (whose fresh pages cost a page fault each): conv training steps are
         // ~2× faster with it, and memory stays flat as long as every upload draws from the cache
-        // (`upload_inputs`). It stays enabled on the device.
+        // ([`Uploader`]). It stays enabled on the device.
         dev.try_enable_cache().map_err(dev_err)?;
         if let Some(t) = non_finite_tensor(model)? {
             return Err(TrainError::Data(format!("the model's tensor `{t}` holds NaN or infinity before training")));
@@ -613,7 +651,7 @@ impl<S: SampleShape> Trainer<S> {
         let mut rng = StdRng::seed_from_u64(cfg.seed);
         let mut order: Vec<usize> = (0..n).collect();
         let mut grads = model.try_alloc_grads().map_err(dev_err)?;
-        let mut host = Vec::new();
+        let mut inputs = Uploader::<S, E, D>::new();
         let mut history = History::default();
         let mut best_loss = f64::INFINITY;
         let mut best_model: Option<M> = None;
@@ -646,7 +684,7 @@ impl<S: SampleShape> Trainer<S> {
                 }
                 let b = idx.len();
                 let frozen = super::step::snapshot_frozen(&*model, &cfg.frozen)?;
-                let x = upload_inputs::<S, E, D>(&dev, &mut host, train, idx)?;
+                let x = inputs.upload(&dev, train, idx)?;
                 let y = {
                     // The batch is data: the first layer skips the gradient nothing reads.
                     let _data = DataInput::mark(&x);
@@ -770,9 +808,9 @@ impl<S: SampleShape> Trainer<S> {
         let order: Vec<usize> = (0..ds.len()).collect();
         let mut values = Vec::new();
         let mut per_sample = 0;
-        let mut host = Vec::new();
+        let mut inputs = Uploader::<S, E, D>::new();
         for idx in order.chunks(bs) {
-            let x = upload_inputs::<S, E, D>(&dev, &mut host, ds, idx)?;
+            let x = inputs.upload(&dev, ds, idx)?;
             let y = model.try_forward(x).map_err(dev_err)?;
             per_sample = y.shape().num_elements() / idx.len();
             values.extend(y.as_vec());
@@ -796,10 +834,10 @@ impl<S: SampleShape> Trainer<S> {
         let mut loss_sum = 0f64;
         let mut acc = AccuracyTally::new();
         let mut predicted = Vec::with_capacity(ds.len());
-        let mut host = Vec::new();
+        let mut inputs = Uploader::<S, E, D>::new();
         for idx in order.chunks(bs) {
             let b = idx.len();
-            let x = upload_inputs::<S, E, D>(&dev, &mut host, ds, idx)?;
+            let x = inputs.upload(&dev, ds, idx)?;
             let y = model.try_forward(x).map_err(dev_err)?;
             let shape = *y.shape();
             let k = shape.num_elements() / b;
@@ -906,4 +944,57 @@ where
     M: TensorCollection<E, D> + Module<Tensor<<M::Input as SampleShape>::WithBatch, E, D>, Output = Tensor<O, E, D>>,
 {
     Trainer::<M::Input>::new(FitConfig::default().batch_size(batch_size)).predict(model, ds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dfdx::prelude::*;
+
+    /// `n` samples of `f` features, sample `i` holding `i * 1000 + j`.
+    fn numbered(n: usize, f: usize) -> Dataset<f32> {
+        Dataset::new((0..n * f).map(|v| ((v / f) * 1000 + v % f) as f32).collect(), &[f]).unwrap()
+    }
+
+    fn expected(idx: &[usize], f: usize) -> Vec<f32> {
+        idx.iter().flat_map(|&i| (0..f).map(move |j| (i * 1000 + j) as f32)).collect()
+    }
+
+    /// The address of a `Cpu` tensor's buffer.
+    fn address<S: Shape>(t: &Tensor<S, f32, Cpu>) -> usize {
+        &t[S::Concrete::default()] as *const f32 as usize
+    }
+
+    #[test]
+    fn uploads_the_rows_asked_for_in_order() {
+        let dev = Cpu::default();
+        // 64 × 300 = 19 200 elements: the gather is shared between threads; 4 × 300 is not.
+        assert!(64 * 300 >= PARALLEL_GATHER && 4 * 300 < PARALLEL_GATHER);
+        let ds = numbered(100, 300);
+        let mut up = Uploader::<Rank1<300>, f32, Cpu>::new();
+        let big: Vec<usize> = (0..64).map(|i| (i * 37 + 5) % 100).collect();
+        let small = [99, 0, 42, 7];
+        for idx in [&big[..], &small[..], &big[..], &big[..3]] {
+            let x = up.upload(&dev, &ds, idx).unwrap();
+            assert_eq!(x.shape().concrete(), [idx.len(), 300]);
+            assert_eq!(x.as_vec(), expected(idx, 300));
+        }
+    }
+
+    #[test]
+    fn reuses_its_buffer_and_leaves_a_held_batch_intact() {
+        let dev = Cpu::default();
+        let ds = numbered(10, 5);
+        let mut up = Uploader::<Rank1<5>, f32, Cpu>::new();
+        let first = up.upload(&dev, &ds, &[1, 2]).unwrap();
+        let at = address(&first);
+        drop(first);
+        // The step is over: the next batch goes into the same buffer.
+        let second = up.upload(&dev, &ds, &[3, 4]).unwrap();
+        assert_eq!(address(&second), at);
+        // Still held: the next upload must not write into it.
+        let third = up.upload(&dev, &ds, &[5, 6]).unwrap();
+        assert_eq!(second.as_vec(), expected(&[3, 4], 5));
+        assert_eq!(third.as_vec(), expected(&[5, 6], 5));
+    }
 }

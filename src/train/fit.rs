@@ -949,7 +949,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dfdx::prelude::*;
 
     /// `n` samples of `f` features, sample `i` holding `i * 1000 + j`.
     fn numbered(n: usize, f: usize) -> Dataset<f32> {
@@ -969,7 +968,7 @@ mod tests {
     fn uploads_the_rows_asked_for_in_order() {
         let dev = Cpu::default();
         // 64 × 300 = 19 200 elements: the gather is shared between threads; 4 × 300 is not.
-        assert!(64 * 300 >= PARALLEL_GATHER && 4 * 300 < PARALLEL_GATHER);
+        const { assert!(64 * 300 >= PARALLEL_GATHER && 4 * 300 < PARALLEL_GATHER) };
         let ds = numbered(100, 300);
         let mut up = Uploader::<Rank1<300>, f32, Cpu>::new();
         let big: Vec<usize> = (0..64).map(|i| (i * 37 + 5) % 100).collect();

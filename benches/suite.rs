@@ -50,6 +50,8 @@
 //! - `share` (not in the default set): the same with split GEMMs and the kernels' parallel
 //!   loops shared between the calling thread and rayon's threads (as shipped) against handed
 //!   to rayon's pool whole, the caller asleep until it is done (as before session 12).
+//! - `relu` (not in the default set): the same with `relu`'s own backward pass on `Cpu` (as
+//!   shipped) against dfdx's `relu` whole (as before session 13).
 //!
 //! Step counts: `SUITE_STEPS` (default 200), `SUITE_WARMUP` (20), `SUITE_RESNET_STEPS` (5;
 //! batch 256 takes a third of them, at least 2), `BENCH_QUICK=1` makes every count tiny.
@@ -638,7 +640,7 @@ fn fit_work_part(cfg: &Cfg) {
 }
 
 // ---------------------------------------------------------------------------------------
-// align, share
+// align, share, relu
 
 /// The hand loop of each workload (`SUITE_MODELS` narrows them) with a switch of typenet's
 /// kernels on (as shipped) and off, interleaved rounds of one process on one model
@@ -786,6 +788,8 @@ fn main() {
             "peak" => peak_part(&cfg),
             // The CPU kernels' buffers on a cache line (as shipped) and not.
             "align" => switch_part(&cfg, "cache_line_buffers", ("aligned_ms", "unaligned_ms"), typenet::__private::set_cache_line_buffers),
+            // `relu`'s own backward pass on `Cpu` (as shipped) and dfdx's `relu` whole.
+            "relu" => switch_part(&cfg, "fast_relu", ("fast_ms", "dfdx_ms"), typenet::__private::set_fast_relu),
             // Split GEMMs and the kernels' parallel loops shared by the caller and rayon's
             // threads (as shipped) and handed to rayon's pool whole, the caller asleep.
             "share" => switch_part(&cfg, "shared_tasks", ("shared_ms", "pool_ms"), typenet::__private::set_shared_tasks),
@@ -793,7 +797,7 @@ fn main() {
             "fit_work" => fit_work_part(&cfg),
             "resnet" => resnet_part(),
             "" => {}
-            other => eprintln!("suite: unknown part `{other}` (peers, fit, macro, peak, resnet, align, share, macro_work, fit_work)"),
+            other => eprintln!("suite: unknown part `{other}` (peers, fit, macro, peak, resnet, align, share, relu, macro_work, fit_work)"),
         }
         eprintln!("suite: part {p} took {:.1} s", t.elapsed().as_secs_f64());
     }

@@ -61,12 +61,12 @@ impl<E> Float for E where
 /// blocks turn it into their children's error ([`layers::FromDeviceError`]), the device's own
 /// or a [`layers::NetworkError`] in networks with layers that check their input at run time.
 pub trait Backend<E: Dtype>:
-    Device<E> + ops::ConvKernel<E> + ops::DenseKernel<E> + ops::DropoutKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
+    Device<E> + ops::ConvKernel<E> + ops::DenseKernel<E> + ops::DropoutKernel<E> + ops::ReluKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
     + ops::AttentionKernel<E> + ops::GraphKernel<E> + ops::LayerNormKernel<E> + ops::floor::upload::IndexUpload + dfdx::tensor::Cache + dfdx::tensor::HasErr<Err: layers::DeviceError>
 {
 }
 impl<E: Dtype, D> Backend<E> for D where
-    D: Device<E> + ops::ConvKernel<E> + ops::DenseKernel<E> + ops::DropoutKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
+    D: Device<E> + ops::ConvKernel<E> + ops::DenseKernel<E> + ops::DropoutKernel<E> + ops::ReluKernel<E> + ops::PoolKernel<E> + ops::RadialBasisKernel<E> + ops::rnn::RecurrentKernel<E>
     + ops::AttentionKernel<E> + ops::GraphKernel<E> + ops::LayerNormKernel<E> + ops::floor::upload::IndexUpload + dfdx::tensor::Cache,
     D::Err: layers::DeviceError,
 {
@@ -111,6 +111,13 @@ pub mod __private {
     /// interleaved rounds of one process. Not an API.
     pub fn set_shared_tasks(on: bool) {
         crate::ops::floor::share::SHARE.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether `relu` on `Cpu` runs typenet's backward pass (on by default) or dfdx's `relu`
+    /// whole: a measurement aid for `benches/suite.rs` (part `relu`), which times the same
+    /// network both ways in interleaved rounds of one process. Not an API.
+    pub fn set_fast_relu(on: bool) {
+        crate::ops::relu::FAST.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether the CPU kernels' scratch and packing buffers start on a cache line (on by

@@ -87,9 +87,21 @@ macro_rules! activation {
     };
 }
 
-activation!(
-    /// `relu`: max(x, 0).
-    ReLU, |self, x: T| x.try_relu());
+/// `relu`: max(x, 0) (the device's [`ReluKernel`](crate::ops::ReluKernel): dfdx's `relu`,
+/// with a vectorized backward pass on `Cpu`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ReLU;
+impl dfdx::nn::ZeroSizedModule for ReLU {}
+impl dfdx::nn::NonMutableModule for ReLU {}
+
+impl<S: Shape, E: Float, D: crate::ops::ReluKernel<E>, T: Tape<E, D>> Module<Tensor<S, E, D, T>> for ReLU {
+    type Output = Tensor<S, E, D, T>;
+    type Error = D::Err;
+    fn try_forward(&self, x: Tensor<S, E, D, T>) -> Result<Self::Output, D::Err> {
+        crate::ops::relu(x)
+    }
+}
+
 activation!(
     /// `leaky_relu(a)`: x for x > 0, a·x otherwise (PyTorch's default a = 0.01); derivative
     /// a at 0.

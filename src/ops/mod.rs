@@ -13,6 +13,7 @@ pub mod floor;
 pub mod layer_norm;
 pub mod pool;
 pub mod radial_basis;
+pub mod relu;
 pub mod scatter;
 pub mod rnn;
 
@@ -25,5 +26,6 @@ pub use floor::buf::clear_scratch_buffers;
 pub use floor::Window2D;
 pub use layer_norm::{add_layer_norm, layer_norm, layer_norm_composed, LayerNormKernel};
 pub use pool::{global_pool, pool1d, pool2d, PoolKernel, PoolKind};
+pub use relu::{relu, ReluKernel};
 pub use radial_basis::{radial_basis_composed, radial_basis_species_composed, RadialBasisKernel, RadialBasisParams, Species};
 pub use scatter::{Aggr, GraphKernel};

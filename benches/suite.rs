@@ -407,6 +407,13 @@ fn peers(cfg: &Cfg) {
 /// The GCN step of `bench_torch.py`'s `Gcn`: random Cora-sized graph, sparse binary features,
 /// loss over the first 140 nodes.
 fn gcn(cfg: &Cfg, variant: &str, set: &dyn Fn(&Dev)) {
+    let mut step = gcn_step(set);
+    let ms = time_steps(cfg.steps, cfg.warmup, &mut step);
+    line(GCN, variant, ms, "");
+}
+
+/// One training step of the GCN workload per call (`set` applied to the device after `build`).
+fn gcn_step(set: &dyn Fn(&Dev)) -> impl FnMut() {
     let dev = &Cpu::default();
     use rand::{rngs::StdRng, Rng, SeedableRng};
     const N: usize = 2708;
@@ -420,7 +427,7 @@ fn gcn(cfg: &Cfg, variant: &str, set: &dyn Fn(&Dev)) {
     set(dev);
     let mut opt = Adam::new(&model, AdamConfig { lr: 1e-3, ..Default::default() });
     let mut grads = Some(model.alloc_grads());
-    let ms = time_steps(cfg.steps, cfg.warmup, || {
+    move || {
         let mut gr = grads.take().unwrap();
         model.zero_grads(&mut gr);
         let out = model.try_forward_mut((x.clone().traced(gr), &g)).unwrap();
@@ -429,8 +436,7 @@ fn gcn(cfg: &Cfg, variant: &str, set: &dyn Fn(&Dev)) {
         let gr = loss.backward();
         opt.update(&mut model, &gr).unwrap();
         grads = Some(gr);
-    });
-    line(GCN, variant, ms, "");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -648,23 +654,29 @@ fn fit_work_part(cfg: &Cfg) {
 /// JSON line per workload, `variant` naming the switch and `on_key`, `off_key` the two times.
 fn switch_part(cfg: &Cfg, variant: &str, (on_key, off_key): (&str, &str), set: fn(bool)) {
     let dev = Cpu::default();
+    // `step` alternating between the switch on and off; one JSON line.
+    let measure = |name: &str, mut step: Box<dyn FnMut() + '_>| {
+        let step = std::cell::RefCell::new(&mut step);
+        let arm = |on: bool| {
+            set(on);
+            (step.borrow_mut())();
+        };
+        let (a, b, r) = interleave(cfg.macro_rounds, cfg.macro_steps, || arm(true), || arm(false));
+        set(true);
+        println!(
+            "{{\"framework\": \"typenet\", \"model\": \"{name}\", \"variant\": \"{variant}\", \"threads\": {}, \"rounds\": {}, \"steps_per_round\": {}, \"{on_key}\": {a:.4}, \"{off_key}\": {b:.4}, \"ratio\": {r:.4}}}",
+            threads(),
+            cfg.macro_rounds,
+            cfg.macro_steps
+        );
+    };
     macro_rules! run {
         ($name:expr, $hand:expr) => {
             if selected($name) {
-                let hand = std::cell::RefCell::new($hand);
-                let step = |on: bool| {
-                    set(on);
-                    hand.borrow_mut().step();
-                };
-                let (a, b, r) = interleave(cfg.macro_rounds, cfg.macro_steps, || step(true), || step(false));
-                set(true);
-                println!(
-                    "{{\"framework\": \"typenet\", \"model\": \"{}\", \"variant\": \"{variant}\", \"threads\": {}, \"rounds\": {}, \"steps_per_round\": {}, \"{on_key}\": {a:.4}, \"{off_key}\": {b:.4}, \"ratio\": {r:.4}}}",
-                    $name,
-                    threads(),
-                    cfg.macro_rounds,
-                    cfg.macro_steps
-                );
+                let mut hand = $hand;
+                measure($name, Box::new(move || {
+                    hand.step();
+                }));
             }
         };
     }
@@ -672,6 +684,9 @@ fn switch_part(cfg: &Cfg, variant: &str, (on_key, off_key): (&str, &str), set: f
     run!(LENET, lenet_hand(&dev));
     run!(LSTM, lstm_hand(&dev));
     run!(TRANSFORMER, transformer_hand(&dev));
+    if selected(GCN) {
+        measure(GCN, Box::new(gcn_step(&|_| {})));
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@
 //! reproducible for a seeded device (`Cpu::seed_from_u64`).
 
 use dfdx::prelude::*;
-use rayon::prelude::*;
 
 use crate::ops::floor::buf::{to_tensor, Buf, Scratch};
 use crate::ops::floor::cpu::{for_each_chunk_mut, use_pool};
@@ -71,7 +70,7 @@ fn keep_bits(seed: u64, n: usize, threshold: u32) -> Vec<u64> {
         }
     };
     if n >= 1 << 16 && use_pool() {
-        bits.par_chunks_mut(CHUNK_WORDS).enumerate().for_each(fill);
+        for_each_chunk_mut(&mut bits, CHUNK_WORDS, fill);
     } else {
         bits.chunks_mut(CHUNK_WORDS).enumerate().for_each(fill);
     }
@@ -116,7 +115,7 @@ fn apply<E: Copy + Send + Sync + num_traits::Float + 'static>(out: &mut [E], a: 
 const BLOCK: usize = 64 * 256;
 
 /// `f(o, x, words)` on blocks of [`BLOCK`] elements of `o` and `x` (`words`: the block's own
-/// words of the mask), on rayon's pool for slices of 2¹⁶ elements and more.
+/// words of the mask), shared between threads for slices of 2¹⁶ elements and more.
 fn by_blocks<T: Send + Sync>(o: &mut [T], x: &[T], bits: &[u64], f: impl Fn(&mut [T], &[T], &[u64]) + Sync + Send) {
     if o.len() < 1 << 16 {
         return f(o, x, bits);

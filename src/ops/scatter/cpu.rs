@@ -1,9 +1,8 @@
-//! `Cpu` kernels of the graph ops: rayon over output rows (target nodes in the forward pass,
-//! source nodes or edges in the backward pass), so every thread writes its own rows and no
-//! atomics are needed.
+//! `Cpu` kernels of the graph ops: output rows (target nodes in the forward pass, source nodes
+//! or edges in the backward pass) shared between threads (`floor::share`), so every thread
+//! writes its own rows and no atomics are needed.
 
 use dfdx::prelude::*;
-use rayon::prelude::*;
 
 use super::{End, GraphKernel, Rows, Rows2};
 use crate::graph::{Graph, Propagation};
@@ -29,9 +28,17 @@ fn rows_mut<E: Send>(out: &mut [E], f: usize, work: usize, body: impl Fn(usize, 
     if work < PAR_MIN || !crate::ops::floor::cpu::use_pool() {
         out.chunks_mut(f).enumerate().for_each(|(i, o)| body(i, o));
     } else {
-        out.par_chunks_mut(f).enumerate().for_each(|(i, o)| body(i, o));
+        // Rows differ in degree: many tasks per thread, claimed as threads come free.
+        let rows = out.len() / f;
+        let per = rows.div_ceil(TASKS_PER_THREAD * rayon::current_num_threads()).max(1);
+        crate::ops::floor::cpu::for_each_chunk_mut(out, per * f, |(t, chunk)| {
+            chunk.chunks_mut(f).enumerate().for_each(|(i, o)| body(t * per + i, o));
+        });
     }
 }
+
+/// Tasks per thread of [`rows_mut`].
+const TASKS_PER_THREAD: usize = 16;
 
 /// `out[i] += s[i]·x[i] + Σ_{e ∈ ptr[i]..ptr[i+1]} w[edges[k]]·x[row(edges[k])]`.
 #[allow(clippy::too_many_arguments)]

@@ -318,6 +318,32 @@ mod tests {
         }
     }
 
+    /// The same on a graph large enough for the kernels' rows to be shared between threads
+    /// (past `cpu::PAR_MIN` elements of work), so that each task's rows are checked too.
+    #[test]
+    fn cpu_kernels_match_the_composed_paths_on_a_large_graph() {
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        let dev = Cpu::seed_from_u64(5);
+        let mut rng = StdRng::seed_from_u64(5);
+        let n = 3000;
+        let mut pairs: Vec<(usize, usize)> = (0..12_000).map(|_| (rng.gen_range(0..n), rng.gen_range(0..n))).collect();
+        // No repeated edges (tied maxima, see above).
+        pairs.sort_unstable();
+        pairs.dedup();
+        let g = Graph::new(n, &pairs).unwrap();
+        assert!(n * 8 >= 1 << 14);
+        for (op, rows) in ops() {
+            let x = input(&dev, &g, rows, 8);
+            let a = run(x.leaky_trace(), &g, op, rows, true);
+            let b = run(x.leaky_trace(), &g, op, rows, false);
+            assert_close(&a.as_vec(), &b.as_vec(), 1e-12);
+            let w: X = dev.sample_normal_like(a.shape());
+            let ga = (a * w.clone()).sum().backward();
+            let gb = (b * w).sum().backward();
+            assert_close(&ga.get(&x).as_vec(), &gb.get(&x).as_vec(), 1e-12);
+        }
+    }
+
     #[test]
     fn cpu_kernels_match_finite_differences() {
         let dev = Cpu::seed_from_u64(4);

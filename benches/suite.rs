@@ -21,7 +21,7 @@
 //!   `typenet::train::fit` — one epoch of `SUITE_FIT_BATCHES` minibatches per call (no
 //!   validation, no progress bar; shuffling and the per-epoch weight check on, as by
 //!   default), time per step = epoch time / batches — interleaved round by round
-//!   (`SUITE_FIT_ROUNDS`, default 20; which of the two goes first alternates) with as many
+//!   (`SUITE_FIT_ROUNDS`, default 40; which of the two goes first alternates) with as many
 //!   steps of the hand loop on the same model and optimizer (variant `fit`, and a
 //!   `fit_overhead` line with the median of the per-round ratios fit / hand loop;
 //!   `SUITE_FIT_FLOOR=1` adds a `fit_floor` line, the hand loop against itself measured the
@@ -154,7 +154,7 @@ impl Cfg {
             steps: env_usize("SUITE_STEPS", if q { 3 } else { 200 }).max(1),
             warmup: env_usize("SUITE_WARMUP", if q { 1 } else { 20 }),
             fit_batches: env_usize("SUITE_FIT_BATCHES", if q { 3 } else { 50 }).max(1),
-            fit_rounds: env_usize("SUITE_FIT_ROUNDS", if q { 1 } else { 20 }).max(1),
+            fit_rounds: env_usize("SUITE_FIT_ROUNDS", if q { 1 } else { 40 }).max(1),
             macro_rounds: env_usize("SUITE_MACRO_ROUNDS", if q { 3 } else { 1000 }).max(1),
             macro_steps: env_usize("SUITE_MACRO_STEPS", if q { 2 } else { 1 }).max(1),
             peak_reps: env_usize("SUITE_PEAK_REPS", if q { 1 } else { 7 }).max(1),

@@ -8,9 +8,10 @@
 //! (in place when the input's buffer is not shared); the output is kept for the backward
 //! pass instead of the input (its positive entries are the mask), as dfdx keeps the input.
 //!
-//! The derivative is PyTorch's: 1 where y > 0, else 0 (also at x = 0, and where x is NaN). An
-//! incoming gradient that is NaN where the mask is 0 gives 0, as PyTorch's `threshold_backward`
-//! (dfdx multiplies it by 0: NaN); so does the dense layer's fused ReLU.
+//! The derivative is 1 where y > 0, else 0 (at x = 0 too, PyTorch's value; a NaN input gives
+//! 0 and derivative 0, as dfdx's `relu`, whose forward pass this is). An incoming gradient
+//! that is NaN where the mask is 0 gives 0, as PyTorch's `threshold_backward` (dfdx multiplies
+//! it by 0: NaN); so does the dense layer's fused ReLU.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -104,8 +104,8 @@ pub mod __private {
         let _ = dev.try_enable_cache();
     }
 
-    /// Whether the CPU kernels' parallel loops (split GEMMs, convolution, pooling, attention,
-    /// layer norm) share their tasks between the calling thread and rayon's threads (on by
+    /// Whether the CPU kernels' parallel loops (`ops::floor::share`: split GEMMs, convolution,
+    /// pooling, attention, layer norm, the graph ops, dropout, `relu`) share their tasks between the calling thread and rayon's threads (on by
     /// default) or hand them all to rayon's pool, the caller asleep: a measurement aid
     /// for `benches/suite.rs` (part `share`), which times the same network both ways in
     /// interleaved rounds of one process. Not an API.

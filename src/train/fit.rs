@@ -455,15 +455,10 @@ impl<S: SampleShape, E: Float, D: Device<E>> Uploader<S, E, D> {
         let f = ds.feature_len();
         let host = &mut self.host;
         host.resize(idx.len() * f, E::zero());
-        let threads = rayon::current_num_threads();
-        if host.len() >= PARALLEL_GATHER && threads > 1 {
-            use crate::ops::floor::share;
+        if host.len() >= PARALLEL_GATHER {
             // A few rows per task: enough tasks for either thread to take over the other's.
-            let rows = idx.len().div_ceil(4 * threads);
-            let parts = share::Parts::new(host);
-            share::run(idx.len().div_ceil(rows), threads, &|t| {
-                // SAFETY: task `t` alone takes chunk `t` (all chunks `rows * f` long).
-                let out = unsafe { parts.chunk(t, rows * f) };
+            let rows = idx.len().div_ceil(4 * rayon::current_num_threads());
+            crate::ops::floor::cpu::for_each_chunk_mut(host, rows * f, |(t, out)| {
                 for (o, &i) in out.chunks_exact_mut(f).zip(&idx[t * rows..]) {
                     o.copy_from_slice(ds.input(i));
                 }

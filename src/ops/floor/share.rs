@@ -11,8 +11,9 @@
 //! tasks still running elsewhere, and never sleeps. A pool thread that wakes late finds no
 //! task left and returns at once; one that never wakes (the pool busy with other work) leaves
 //! all tasks to the caller. Used by the split GEMM (`ops::floor::gemm`), the chunk helpers of
-//! `ops::floor::cpu` (convolution, pooling, radial basis, dropout), attention and layer norm;
-//! measured in the README's performance section (session 12).
+//! `ops::floor::cpu` (convolution, pooling, radial basis, dropout, the graph ops' rows,
+//! `relu`'s backward, `fit`'s batch gather), attention and layer norm; measured in the
+//! README's performance section (sessions 12 and 13).
 //!
 //! While the caller runs a task it counts as a worker ([`in_task`]): a kernel called from
 //! inside a task (a convolution's per-sample GEMM) runs on its thread, as it does on rayon's.
